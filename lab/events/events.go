@@ -1,0 +1,166 @@
+// Package events is the typed event log every role of the lab writes and the
+// lab collects. A report is built from these events, never from parsing
+// free-form logs.
+//
+// Contract:
+//   - Every role keeps one Log and adds an Event for each thing the report
+//     counts or times (a query answered, a connection opened, a message
+//     queued or delivered). Time is the wall clock of the container; all
+//     containers share the host's kernel clock, so times compare across roles.
+//   - A role serves its log over HTTP (Handler): GET /events gives every event
+//     so far as JSON lines, GET /status the number of events of each kind.
+//   - Events are only appended; a reader may poll while the role runs.
+package events
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Kind names what happened.
+type Kind string
+
+// The kinds of event. The role that writes each is named in its comment.
+const (
+	// Queued: sender. A message entered the on-disk queue (Time is when
+	// sendmail committed it). QueueID, MessageID, From, Rcpts.
+	Queued Kind = "queued"
+	// ConnOpen: sender (dialled, greeting read) or receiver (accepted).
+	// Conn, Host (destination or client address).
+	ConnOpen Kind = "conn_open"
+	// ConnClose: sender or receiver. Conn, Reason; Count is the number of
+	// messages the connection carried.
+	ConnClose Kind = "conn_close"
+	// Attempt: sender. One try to hand a message to a host. QueueID, Conn,
+	// Host, Code, Result ("ok", "temporary", "permanent"), Error.
+	Attempt Kind = "attempt"
+	// Sent: sender. The receiver answered 2xx to the end of data; the
+	// message (for Rcpts) left the queue. QueueID, MessageID, Conn, Host.
+	Sent Kind = "sent"
+	// Failed: sender. A permanent failure; the message left the queue
+	// undelivered. QueueID, MessageID, Code, Error.
+	Failed Kind = "failed"
+	// Check: receiver. One pre-greeting check of a connection: Check is
+	// "reverse", "forward", "dnsbl" or "ident"; Name, QType, Result,
+	// Duration.
+	Check Kind = "check"
+	// Delivered: receiver. A message is in the Maildir (renamed into new/).
+	// MessageID, Rcpts, Path, Conn.
+	Delivered Kind = "delivered"
+	// Rejected: receiver. A command refused. Conn, Code, Error.
+	Rejected Kind = "rejected"
+	// Query: dns. One DNS query answered (or dropped). Name, QType, Result
+	// (the rcode, e.g. "NOERROR", "NXDOMAIN"), Duration (time held).
+	Query Kind = "dns_query"
+	// IdentQuery: identd. One RFC 1413 request answered. Name is the
+	// request line, Result the reply.
+	IdentQuery Kind = "ident_query"
+)
+
+// Event is one thing that happened in one role.
+type Event struct {
+	Time      time.Time     `json:"time"`
+	Role      string        `json:"role"`
+	Kind      Kind          `json:"kind"`
+	Conn      string        `json:"conn,omitempty"`
+	Host      string        `json:"host,omitempty"`
+	QueueID   string        `json:"queue_id,omitempty"`
+	MessageID string        `json:"message_id,omitempty"`
+	From      string        `json:"from,omitempty"`
+	Rcpts     []string      `json:"rcpts,omitempty"`
+	Check     string        `json:"check,omitempty"`
+	Name      string        `json:"name,omitempty"`
+	QType     string        `json:"qtype,omitempty"`
+	Result    string        `json:"result,omitempty"`
+	Code      int           `json:"code,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Path      string        `json:"path,omitempty"`
+	Count     int           `json:"count,omitempty"`
+	Duration  time.Duration `json:"duration_ns,omitempty"`
+}
+
+// Log is an append-only, concurrency-safe event log of one role.
+type Log struct {
+	role string
+	now  func() time.Time
+
+	mu     sync.Mutex
+	events []Event
+	counts map[Kind]int
+}
+
+// NewLog returns an empty log whose events carry role.
+func NewLog(role string) *Log {
+	return &Log{role: role, now: time.Now, counts: map[Kind]int{}}
+}
+
+// Add appends e, filling in Role and, when zero, Time.
+func (l *Log) Add(e Event) {
+	if l == nil {
+		return
+	}
+	e.Role = l.role
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.counts[e.Kind]++
+	l.mu.Unlock()
+}
+
+// Events returns a copy of every event so far, in the order added.
+func (l *Log) Events() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event(nil), l.events...)
+}
+
+// Counts returns how many events of each kind were added so far.
+func (l *Log) Counts() map[Kind]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := make(map[Kind]int, len(l.counts))
+	for k, v := range l.counts {
+		c[k] = v
+	}
+	return c
+}
+
+// WriteJSONL writes events as JSON lines.
+func WriteJSONL(w io.Writer, evs []Event) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for i := range evs {
+		if err := enc.Encode(&evs[i]); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadJSONL reads JSON lines written by WriteJSONL. A malformed line is an
+// error naming its line number.
+func ReadJSONL(r io.Reader) ([]Event, error) {
+	var out []Event
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return out, fmt.Errorf("events line %d: %w", line, err)
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
