@@ -1,0 +1,236 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Load reads a scenario file over the defaults and validates it.
+func Load(path string) (Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("scenario: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads scenario YAML (named file, for messages) over the defaults
+// and validates it. Every error names file:line.
+func Parse(file string, data []byte) (s Scenario, err error) {
+	s = Default()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return s, fmt.Errorf("%s:1: empty scenario file", file)
+	}
+	if err := decode(data, &s); err != nil {
+		return s, yamlError(file, err)
+	}
+	if probs := s.problems(); len(probs) > 0 {
+		f, _ := parser.ParseBytes(data, 0)
+		var lines []string
+		for _, p := range probs {
+			lines = append(lines, fmt.Sprintf("%s:%d: %s: %s", file, lineOf(f, p.path), p.path, p.msg))
+		}
+		return s, errors.New(strings.Join(lines, "\n"))
+	}
+	return s, nil
+}
+
+// Validate checks s without a file (for scenarios built in code).
+func (s Scenario) Validate() error {
+	var msgs []string
+	for _, p := range s.problems() {
+		msgs = append(msgs, p.path+": "+p.msg)
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	return nil
+}
+
+// decode unmarshals strictly. goccy/go-yaml v1.19.2 panics on some
+// malformed input (found by FuzzParse, corpus kept in testdata): a panic
+// becomes an error, never a crash of the lab.
+func decode(data []byte, s *Scenario) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML (the parser failed: %v)", r)
+		}
+	}()
+	return yaml.UnmarshalWithOptions(data, s, yaml.DisallowUnknownField(), yaml.Strict())
+}
+
+func yamlError(file string, err error) error {
+	var pe *positionError
+	if errors.As(err, &pe) && pe.line > 0 {
+		return fmt.Errorf("%s:%d:%d: %s", file, pe.line, pe.col, pe.msg)
+	}
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		pos := ye.GetToken().Position
+		return fmt.Errorf("%s:%d:%d: %s", file, pos.Line, pos.Column, ye.GetMessage())
+	}
+	return fmt.Errorf("%s:1: %v", file, err)
+}
+
+// lineOf finds the line of the value at path ("sender.max_per_host") in f,
+// falling back to its nearest parent that the file has, then line 1 (the
+// value came from the defaults).
+func lineOf(f *ast.File, path string) int {
+	if f == nil {
+		return 1
+	}
+	parts := strings.Split(path, ".")
+	for i := len(parts); i > 0; i-- {
+		p, err := yaml.PathString("$." + strings.Join(parts[:i], "."))
+		if err != nil {
+			continue
+		}
+		if n, err := p.FilterFile(f); err == nil && n != nil && n.GetToken() != nil {
+			return n.GetToken().Position.Line
+		}
+	}
+	return 1
+}
+
+type problem struct{ path, msg string }
+
+// problems lists every impossible value; paths are YAML key paths with
+// list indexes as [i].
+func (s Scenario) problems() []problem {
+	var ps []problem
+	add := func(path, format string, args ...any) { ps = append(ps, problem{path, fmt.Sprintf(format, args...)}) }
+	atLeast := func(path string, v, min int) {
+		if v < min {
+			add(path, "must be at least %d, got %d", min, v)
+		}
+	}
+	if s.Timeout <= 0 {
+		add("timeout", "must be positive, got %s", s.Timeout)
+	}
+	w := s.Workload
+	atLeast("workload.rounds", w.Rounds, 1)
+	atLeast("workload.recipients", w.Recipients, 1)
+	if !validAddress(w.From) {
+		add("workload.from", "%q is not a mail address (local@domain)", w.From)
+	}
+	if !validAddress(strings.ReplaceAll(w.To, "{n}", "1")) {
+		add("workload.to", "%q is not a mail address template (local@domain, {n} for the number)", w.To)
+	}
+	if s.DNS.QueryDelay < 0 {
+		add("dns.query_delay", "must not be negative, got %s", s.DNS.QueryDelay)
+	}
+	if !validDomain(s.DNS.LabDomain) {
+		add("dns.lab_domain", "%q is not a domain name", s.DNS.LabDomain)
+	}
+	for i, bl := range s.DNS.Blacklists {
+		if !validDomain(bl.Zone) {
+			add(fmt.Sprintf("dns.blacklists[%d].zone", i), "%q is not a domain name", bl.Zone)
+		}
+		for j, ip := range bl.Listed {
+			if v4 := net.ParseIP(ip).To4(); v4 == nil {
+				add(fmt.Sprintf("dns.blacklists[%d].listed[%d]", i, j), "%q is not an IPv4 address", ip)
+			}
+		}
+	}
+	if s.Identd.User == "" || strings.ContainsAny(s.Identd.User, ":\r\n") {
+		add("identd.user", "must be a non-empty user name without ':' or line breaks, got %q", s.Identd.User)
+	}
+	r := s.Receiver
+	atLeast("receiver.max_sessions", r.MaxSessions, 1)
+	if !validDomain(r.Hostname) {
+		add("receiver.hostname", "%q is not a host name", r.Hostname)
+	}
+	if len(r.LocalDomains) == 0 {
+		add("receiver.local_domains", "must list at least one domain")
+	}
+	for i, d := range r.LocalDomains {
+		if !validDomain(strings.TrimPrefix(d, ".")) {
+			add(fmt.Sprintf("receiver.local_domains[%d]", i), "%q is not a domain or .domain", d)
+		}
+	}
+	if r.Account == "" || strings.ContainsAny(r.Account, "@/ -") {
+		add("receiver.account", "must be a plain account name, got %q", r.Account)
+	}
+	if !strings.HasPrefix(r.Maildir, "/") {
+		add("receiver.maildir", "must be an absolute path, got %q", r.Maildir)
+	}
+	if r.DNSTimeout <= 0 {
+		add("receiver.dns_timeout", "must be positive, got %s", r.DNSTimeout)
+	}
+	if r.IdentTimeout <= 0 {
+		add("receiver.ident_timeout", "must be positive, got %s", r.IdentTimeout)
+	}
+	sd := s.Sender
+	if !validDomain(sd.Hostname) {
+		add("sender.hostname", "%q is not a host name", sd.Hostname)
+	}
+	atLeast("sender.max_connections", sd.MaxConnections, 1)
+	atLeast("sender.max_per_host", sd.MaxPerHost, 1)
+	atLeast("sender.max_attempts", sd.MaxAttempts, 1)
+	if sd.IdleClose < 0 {
+		add("sender.idle_close", "must not be negative, got %s", sd.IdleClose)
+	}
+	if len(sd.Retry) == 0 {
+		add("sender.retry", "must list at least one wait between attempts")
+	}
+	for i, d := range sd.Retry {
+		if d <= 0 {
+			add(fmt.Sprintf("sender.retry[%d]", i), "must be positive, got %s", d)
+		}
+	}
+	for i, rt := range sd.Routes {
+		if !validDomain(strings.TrimPrefix(rt.Domain, ".")) {
+			add(fmt.Sprintf("sender.routes[%d].domain", i), "%q is not a domain or .domain", rt.Domain)
+		}
+		if rt.To != "receiver" {
+			add(fmt.Sprintf("sender.routes[%d].to", i), "unknown route target %q (the lab has: receiver)", rt.To)
+		}
+	}
+	for _, h := range w.Hosts() {
+		if !s.Sender.routed(h) {
+			add("workload.to", "recipient host %s has no route in sender.routes", h)
+			break
+		}
+	}
+	return ps
+}
+
+func (sd Sender) routed(host string) bool {
+	for _, rt := range sd.Routes {
+		if DomainMatches(rt.Domain, host) {
+			return true
+		}
+	}
+	return false
+}
+
+func validAddress(a string) bool {
+	i := strings.LastIndexByte(a, '@')
+	return i > 0 && !strings.ContainsAny(a, " <>\r\n\t") && validDomain(a[i+1:])
+}
+
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

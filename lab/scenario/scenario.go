@@ -1,0 +1,183 @@
+// Package scenario describes one run of the lab: the workload, each role's
+// settings and the run's limits. A scenario is built in three layers:
+// defaults (Default), then a YAML file (Load), then command-line overrides;
+// Validate runs last, so nothing starts from an impossible description.
+//
+// Errors from a file always name file:line, whether the YAML is malformed,
+// names an unknown key, has a wrong type, or gives an impossible value.
+package scenario
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Scenario is one run of the lab.
+type Scenario struct {
+	Name        string   `yaml:"name" json:"name"`
+	Description string   `yaml:"description" json:"description,omitempty"`
+	Timeout     Duration `yaml:"timeout" json:"timeout"` // the whole run, injection to last delivery
+	Workload    Workload `yaml:"workload" json:"workload"`
+	DNS         DNS      `yaml:"dns" json:"dns"`
+	Identd      Identd   `yaml:"identd" json:"identd"`
+	Receiver    Receiver `yaml:"receiver" json:"receiver"`
+	Sender      Sender   `yaml:"sender" json:"sender"`
+}
+
+// Workload is the seed's injection loop: for round in 1..Rounds, for n in
+// 1..Recipients, one sendmail call with one recipient. In To, Subject and
+// Body, {n} stands for the recipient number, as $f did in the seed's loop.
+type Workload struct {
+	Rounds     int    `yaml:"rounds" json:"rounds"`
+	Recipients int    `yaml:"recipients" json:"recipients"`
+	From       string `yaml:"from" json:"from"`
+	To         string `yaml:"to" json:"to"`
+	Subject    string `yaml:"subject" json:"subject"`
+	Body       string `yaml:"body" json:"body"`
+}
+
+// DNS configures the stub DNS/DNSBL server.
+type DNS struct {
+	// QueryDelay holds every answer this long: a fixed stand-in for the
+	// 1999 dial-up line until the line model exists.
+	QueryDelay Duration `yaml:"query_delay" json:"query_delay"`
+	// LabDomain names the lab's own hosts: sender.<LabDomain> and so on.
+	LabDomain  string      `yaml:"lab_domain" json:"lab_domain"`
+	Blacklists []Blacklist `yaml:"blacklists" json:"blacklists"`
+}
+
+// Blacklist is one DNSBL zone and what it lists.
+type Blacklist struct {
+	Zone   string   `yaml:"zone" json:"zone"`
+	Listed []string `yaml:"listed" json:"listed,omitempty"`
+}
+
+// Identd configures the identd on the sending host.
+type Identd struct {
+	User string `yaml:"user" json:"user"`
+}
+
+// Receiver configures the model of Courier R.
+type Receiver struct {
+	Hostname     string   `yaml:"hostname" json:"hostname"`
+	MaxSessions  int      `yaml:"max_sessions" json:"max_sessions"`
+	LocalDomains []string `yaml:"local_domains" json:"local_domains"` // "example.com" exact, ".example.com" any subdomain
+	Account      string   `yaml:"account" json:"account"`             // the one local account; address extensions (account-ext) land in its Maildir
+	Maildir      string   `yaml:"maildir" json:"maildir"`
+	ReverseDNS   bool     `yaml:"reverse_dns" json:"reverse_dns"` // PTR of the client, then A of that name
+	DNSBL        bool     `yaml:"dnsbl" json:"dnsbl"`             // one lookup per blacklist zone
+	Ident        bool     `yaml:"ident" json:"ident"`             // RFC 1413 query back to the client
+	DNSTimeout   Duration `yaml:"dns_timeout" json:"dns_timeout"` // first round; Courier multiplies by 5 for 3 rounds
+	IdentTimeout Duration `yaml:"ident_timeout" json:"ident_timeout"`
+}
+
+// Sender configures the model of Courier S.
+type Sender struct {
+	Hostname       string     `yaml:"hostname" json:"hostname"`
+	MaxConnections int        `yaml:"max_connections" json:"max_connections"` // in all (Courier's MAXDELS)
+	MaxPerHost     int        `yaml:"max_per_host" json:"max_per_host"`       // per recipient host (Courier's MAXHOST)
+	IdleClose      Duration   `yaml:"idle_close" json:"idle_close"`           // close a connection idle this long
+	Retry          []Duration `yaml:"retry" json:"retry"`                     // waits between attempts; the last repeats
+	MaxAttempts    int        `yaml:"max_attempts" json:"max_attempts"`
+	Routes         []Route    `yaml:"routes" json:"routes"`
+}
+
+// Route sends mail for Domain ("example.com" exact, ".example.com" any
+// subdomain) to the role named in To, like Courier's esmtproutes.
+type Route struct {
+	Domain string `yaml:"domain" json:"domain"`
+	To     string `yaml:"to" json:"to"` // "receiver": the only route target the skeleton knows
+}
+
+// Default returns the 1999 seed's settings; a file overrides them.
+func Default() Scenario {
+	return Scenario{
+		Name:    "unnamed",
+		Timeout: Duration(5 * time.Minute),
+		Workload: Workload{
+			Rounds: 10, Recipients: 20,
+			From:    "sender@example.com",
+			To:      "recipient-foo-{n}@{n}.foo.example.com",
+			Subject: "test {n}",
+			Body:    "test {n}",
+		},
+		DNS: DNS{
+			LabDomain: "lab.example.net",
+			Blacklists: []Blacklist{
+				{Zone: "bl1.example.net"}, {Zone: "bl2.example.net"},
+			},
+		},
+		Identd: Identd{User: "courier"},
+		Receiver: Receiver{
+			Hostname:     "receiver.lab.example.net",
+			MaxSessions:  40,
+			LocalDomains: []string{"example.com", ".example.com"},
+			Account:      "recipient",
+			Maildir:      "/var/mail/recipient/Maildir",
+			ReverseDNS:   true, DNSBL: true, Ident: true,
+			DNSTimeout:   Duration(5 * time.Second),
+			IdentTimeout: Duration(30 * time.Second),
+		},
+		Sender: Sender{
+			Hostname:       "sender.lab.example.net",
+			MaxConnections: 40,
+			MaxPerHost:     4,
+			IdleClose:      Duration(2 * time.Second),
+			Retry:          []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second)},
+			MaxAttempts:    10,
+			Routes:         []Route{{Domain: "example.com", To: "receiver"}, {Domain: ".example.com", To: "receiver"}},
+		},
+	}
+}
+
+// Message is one injected message of the workload.
+type Message struct {
+	Round, N int
+	From     string
+	To       string
+	// Data is the message as the seed's loop piped it to sendmail.
+	Data string
+}
+
+// Messages expands the workload in injection order.
+func (w Workload) Messages() []Message {
+	out := make([]Message, 0, w.Rounds*w.Recipients)
+	for r := 1; r <= w.Rounds; r++ {
+		for n := 1; n <= w.Recipients; n++ {
+			sub := func(s string) string { return strings.ReplaceAll(s, "{n}", fmt.Sprint(n)) }
+			to := sub(w.To)
+			data := fmt.Sprintf("From: %s\nTo: %s\nSubject: %s\n\n%s\n", w.From, to, sub(w.Subject), sub(w.Body))
+			out = append(out, Message{Round: r, N: n, From: w.From, To: to, Data: data})
+		}
+	}
+	return out
+}
+
+// Hosts returns the distinct recipient host names of the workload, in order.
+func (w Workload) Hosts() []string {
+	seen := map[string]bool{}
+	var out []string
+	for n := 1; n <= w.Recipients; n++ {
+		to := strings.ReplaceAll(w.To, "{n}", fmt.Sprint(n))
+		if i := strings.LastIndexByte(to, '@'); i >= 0 {
+			h := strings.ToLower(to[i+1:])
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// DomainMatches reports whether host is covered by pattern: "example.com"
+// matches itself only, ".example.com" any name below it (as Courier's
+// locals and esmtproutes read them).
+func DomainMatches(pattern, host string) bool {
+	pattern, host = strings.ToLower(pattern), strings.ToLower(strings.TrimSuffix(host, "."))
+	if strings.HasPrefix(pattern, ".") {
+		return strings.HasSuffix(host, pattern) && len(host) > len(pattern)
+	}
+	return host == pattern
+}

@@ -1,0 +1,121 @@
+package scenario
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every shipped scenario loads and validates.
+func TestShippedScenariosLoad(t *testing.T) {
+	files, err := filepath.Glob("../../scenarios/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios found: %v", err)
+	}
+	for _, f := range files {
+		s, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if got := len(s.Workload.Messages()); got != s.Workload.Rounds*s.Workload.Recipients {
+			t.Errorf("%s: %d messages", f, got)
+		}
+	}
+}
+
+func TestSeedWorkload(t *testing.T) {
+	s, err := Load("../../scenarios/courier-1999.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := s.Workload.Messages()
+	if len(msgs) != 200 {
+		t.Fatalf("got %d messages, want 200", len(msgs))
+	}
+	m := msgs[26] // round 2, recipient 7
+	if m.To != "recipient-foo-7@7.foo.example.com" || m.From != "sender@example.com" {
+		t.Errorf("message 27: %+v", m)
+	}
+	want := "From: sender@example.com\nTo: recipient-foo-7@7.foo.example.com\nSubject: test 7\n\ntest 7\n"
+	if m.Data != want {
+		t.Errorf("data %q, want %q", m.Data, want)
+	}
+	if h := s.Workload.Hosts(); len(h) != 20 || h[19] != "20.foo.example.com" {
+		t.Errorf("hosts %v", h)
+	}
+}
+
+func TestBadScenarios(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "name: x\nsender:\n  max_conns: 3\n", "x.yaml:3:"},
+		{"wrong type", "name: x\nreceiver:\n  max_sessions: many\n", "x.yaml:3:"},
+		{"zero connections", "name: x\nsender:\n  max_connections: 0\n", "x.yaml:3: sender.max_connections: must be at least 1"},
+		{"negative delay", "name: x\ndns:\n  query_delay: -5ms\n", "x.yaml:3: dns.query_delay: must not be negative"},
+		{"bare number duration", "name: x\ntimeout: 30\n", "x.yaml:2:"},
+		{"bad listed ip", "dns:\n  blacklists:\n    - zone: bl.example\n    - zone: bl2.example\n      listed: [1.2.3]\n", "x.yaml:5: dns.blacklists[1].listed[0]"},
+		{"no route", "sender:\n  routes:\n    - {domain: example.org, to: receiver}\n", "workload.to: recipient host 1.foo.example.com has no route"},
+		{"bad route target", "sender:\n  routes:\n    - {domain: .example.com, to: mars}\n", "x.yaml:3: sender.routes[0].to"},
+		{"syntax", "name: [x\n", "x.yaml:"},
+		{"empty", "", "x.yaml:1: empty"},
+		{"default invalid only by file", "receiver:\n  maildir: relative/path\n", "x.yaml:2: receiver.maildir"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(c.yaml))
+			if err == nil {
+				t.Fatalf("no error for %q", c.yaml)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestFileOverridesDefaults(t *testing.T) {
+	s, err := Parse("x.yaml", []byte("name: small\nworkload:\n  rounds: 2\nsender:\n  retry: [10ms]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Workload.Rounds != 2 || s.Workload.Recipients != 20 || len(s.Sender.Retry) != 1 || s.Sender.MaxPerHost != 4 {
+		t.Errorf("layers not applied: %+v", s)
+	}
+}
+
+func TestDomainMatches(t *testing.T) {
+	for _, c := range []struct {
+		pat, host string
+		want      bool
+	}{
+		{"example.com", "example.com", true},
+		{"example.com", "a.example.com", false},
+		{".example.com", "a.example.com", true},
+		{".example.com", "example.com", false},
+		{".example.com", "A.Foo.Example.COM.", true},
+		{".example.com", "badexample.com", false},
+	} {
+		if got := DomainMatches(c.pat, c.host); got != c.want {
+			t.Errorf("DomainMatches(%q, %q) = %v", c.pat, c.host, got)
+		}
+	}
+}
+
+// FuzzParse: no input makes Parse panic, and every error names the file.
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"../../scenarios/courier-1999.yaml", "../../scenarios/fast.yaml"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("sender: {max_connections: -1}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := Parse("f.yaml", b)
+		if err != nil && !strings.HasPrefix(err.Error(), "f.yaml:") {
+			t.Errorf("error without file:line: %v", err)
+		}
+	})
+}
