@@ -1,0 +1,184 @@
+// Package cli is the lab's command line (cobra): run, clean, and the
+// in-container entry points of the Go roles (role, sendmail, inject). It
+// parses flags and calls the library; cmd/lab only executes it and exits.
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
+)
+
+// DefaultScenario is what `lab` with no arguments runs.
+const DefaultScenario = "scenarios/courier-1999.yaml"
+
+// ExitError asks main to exit with Code after printing Msg.
+type ExitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+// Root returns the lab command.
+func Root() *cobra.Command {
+	var results string
+	root := &cobra.Command{
+		Use:   "lab",
+		Short: "smtplab: a reproducible test lab for mail servers",
+		Long: "smtplab re-runs Courier's 1999 ESMTP benchmark in containers and lets you run your own.\n" +
+			"With no command it runs " + DefaultScenario + ".",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runScenario(cmd, DefaultScenario, results)
+		},
+	}
+	root.PersistentFlags().StringVar(&results, "results", "results", "folder for the runs' results")
+	run := &cobra.Command{
+		Use:   "run [scenario.yaml]",
+		Short: "run a scenario (default " + DefaultScenario + ")",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := DefaultScenario
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return runScenario(cmd, path, results)
+		},
+	}
+	root.AddCommand(run, cleanCmd(), roleCmd(), sendmailCmd(), injectCmd())
+	return root
+}
+
+func runScenario(cmd *cobra.Command, path, results string) error {
+	sc, err := scenario.Load(path)
+	if err != nil {
+		return &ExitError{Code: 2, Msg: err.Error()}
+	}
+	stderr := cmd.ErrOrStderr()
+	isTerm := false
+	if f, ok := stderr.(*os.File); ok {
+		isTerm = term.IsTerminal(int(f.Fd()))
+	}
+	res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerm})
+	if res != nil && res.Dir != "" {
+		out := cmd.OutOrStdout()
+		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
+		report.WriteText(out, title, res.Summary, res.Outcome)
+		fmt.Fprintf(out, "\nresult: %s/result.json, events: %s/events.jsonl, Maildir: %s/maildir\n", res.Dir, res.Dir, res.Dir)
+	}
+	if err != nil {
+		if errors.Is(err, lab.ErrNotDelivered) {
+			return &ExitError{Code: 1, Msg: "lab: " + err.Error()}
+		}
+		return err
+	}
+	return nil
+}
+
+func cleanCmd() *cobra.Command {
+	var runID string
+	c := &cobra.Command{
+		Use:   "clean",
+		Short: "remove every container and network the lab left (found by its label)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := stack.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			n, err := stack.Clean(cmd.Context(), eng, runID)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", n.Containers, n.Networks)
+			return err
+		},
+	}
+	c.Flags().StringVar(&runID, "run", "", "only this run's")
+	return c
+}
+
+func roleCmd() *cobra.Command {
+	var spec string
+	c := &cobra.Command{
+		Use:    "role --spec FILE",
+		Short:  "serve one Go role (inside its container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := role.ReadSpec(spec)
+			if err != nil {
+				return err
+			}
+			return role.Run(cmd.Context(), s, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&spec, "spec", stack.SpecPath, "role spec (JSON)")
+	return c
+}
+
+// sendmailCmd is sendmail's command line: -f FROM RCPT... < message. It
+// reads the sender's spec (when present) for the queue folder and host name.
+func sendmailCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "sendmail [-f from] [-F name] [-i] [-t] rcpt...",
+		Short:              "queue a message for the sender, as sendmail does",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, host := "/var/spool/smtplab", "localhost"
+			if s, err := role.ReadSpec(stack.SpecPath); err == nil && s.Sender != nil {
+				dir, host = s.Sender.QueueDir, s.Sender.Hostname
+			}
+			if d := os.Getenv("SMTPLAB_QUEUE"); d != "" {
+				dir = d
+			}
+			err := sender.Sendmail(args, cmd.InOrStdin(), dir, host)
+			var ue *sender.UsageError
+			if errors.As(err, &ue) {
+				return &ExitError{Code: ue.Code, Msg: ue.Msg}
+			}
+			return err
+		},
+	}
+}
+
+func injectCmd() *cobra.Command {
+	var workload string
+	c := &cobra.Command{
+		Use:    "inject --workload FILE",
+		Short:  "run the workload's sendmail loop (inside the sender container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := os.ReadFile(workload)
+			if err != nil {
+				return err
+			}
+			var msgs []scenario.Message
+			if err := json.Unmarshal(b, &msgs); err != nil {
+				return fmt.Errorf("workload %s: %w", workload, err)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			res := sender.Inject(cmd.Context(), msgs, []string{self, "sendmail"})
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "messages to inject (JSON)")
+	return c
+}

@@ -1,0 +1,154 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
+)
+
+// inject runs the seed's loop inside the sender container (one sendmail
+// process per message, as the shell loop did) and returns what it did.
+func inject(ctx context.Context, c *stack.Container) sender.InjectResult {
+	code, out, err := c.Exec(ctx, "/lab", "inject", "--workload", workloadPath)
+	var res sender.InjectResult
+	if err == nil {
+		err = json.Unmarshal(bytes.TrimSpace(out), &res)
+	}
+	if err != nil || code != 0 {
+		res.Errors = append(res.Errors, fmt.Sprintf("injection loop failed (exit %d): %v: %s", code, err, bytes.TrimSpace(out)))
+	}
+	return res
+}
+
+// status is a role's event counts.
+func status(ctx context.Context, c *stack.Container) (map[events.Kind]int, error) {
+	b, err := c.Get(ctx, "/status")
+	if err != nil {
+		return nil, err
+	}
+	var m map[events.Kind]int
+	return m, json.Unmarshal(b, &m)
+}
+
+// waitForDelivery shows progress until every injected message is
+// delivered or failed, or ctx ends (the scenario's timeout, or Ctrl-C).
+func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
+	start := time.Now()
+	var inj sender.InjectResult
+	done := false
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastPrint := time.Time{}
+	for {
+		select {
+		case inj = <-injected:
+			done = true
+			injected = nil
+		case <-tick.C:
+		case <-ctx.Done():
+			progress(opt, total, -1, time.Since(start), true)
+			return inj, fmt.Errorf("waiting for delivery: %w", ctx.Err())
+		}
+		rs, err := status(ctx, r.receiver)
+		if err != nil {
+			continue
+		}
+		ss, err := status(ctx, r.sender)
+		if err != nil {
+			continue
+		}
+		delivered := rs[events.Delivered]
+		if opt.Terminal || time.Since(lastPrint) >= 5*time.Second {
+			progress(opt, total, delivered, time.Since(start), false)
+			lastPrint = time.Now()
+		}
+		if done && delivered+ss[events.Failed] >= inj.Injected {
+			progress(opt, total, delivered, time.Since(start), true)
+			return inj, nil
+		}
+	}
+}
+
+func progress(opt Options, total, delivered int, elapsed time.Duration, final bool) {
+	if opt.Progress == nil {
+		return
+	}
+	line := fmt.Sprintf("delivered %d/%d  elapsed %.1f s", delivered, total, elapsed.Seconds())
+	if delivered < 0 {
+		line = fmt.Sprintf("stopped after %.1f s", elapsed.Seconds())
+	}
+	switch {
+	case opt.Terminal && final:
+		fmt.Fprintf(opt.Progress, "\r%-60s\n", line)
+	case opt.Terminal:
+		fmt.Fprintf(opt.Progress, "\r%-60s", line)
+	default:
+		fmt.Fprintln(opt.Progress, line)
+	}
+}
+
+// collectEvents reads every role's event log and merges them in time order.
+func collectEvents(ctx context.Context, r running) ([]events.Event, error) {
+	var all []events.Event
+	for _, c := range r.all() {
+		b, err := c.Get(ctx, "/events")
+		if err != nil {
+			return nil, fmt.Errorf("collect events: %w", err)
+		}
+		evs, err := events.ReadJSONL(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("collect events from %s: %w", c.Role, err)
+		}
+		all = append(all, evs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	return all, nil
+}
+
+func firstQueued(evs []events.Event) time.Time {
+	for _, e := range evs {
+		if e.Kind == events.Queued {
+			return e.Time
+		}
+	}
+	return time.Time{}
+}
+
+// write puts result.json and events.jsonl in the run's folder.
+func (r *Result) write() error {
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	f, err := os.Create(filepath.Join(r.Dir, "events.jsonl"))
+	if err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	defer f.Close()
+	if err := events.WriteJSONL(f, r.Events); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	return f.Close()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,487 @@
+package dnsstub
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+func testConfig() Config {
+	return Config{
+		Blacklists: []Blacklist{
+			{Zone: "bl1.example.net", Listed: []string{"10.0.0.66"}},
+			{Zone: "BL2.example.net.", Listed: []string{"10.0.0.66", "10.0.0.67"}, Code: "127.0.0.4", Reason: "spam source"},
+		},
+		Zone: Zone{
+			A: map[string][]string{
+				"Sender.Lab.":     {"10.0.0.2"},
+				"receiver.lab":    {"10.0.0.3", "10.0.0.4"},
+				"noaddr.lab":      {},
+				"big.lab":         bigList(60),
+				"spammer.lab":     {"10.0.0.66"},
+				"in.bl1.lab.test": {"10.9.9.9"},
+			},
+			PTR: map[string]string{"10.0.0.2": "sender.lab", "10.0.0.66": "Spammer.Lab."},
+		},
+	}
+}
+
+func bigList(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("10.1.%d.%d", i/250, i%250+1))
+	}
+	return out
+}
+
+// startServer runs a server for cfg on 127.0.0.1:0 and returns it with its address.
+func startServer(t testing.TB, cfg Config) (*Server, *events.Log, string) {
+	t.Helper()
+	log := events.NewLog("dns")
+	s, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, log, addr.String()
+}
+
+func query(t *testing.T, network, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: network, Timeout: 10 * time.Second}
+	m, _, err := c.Exchange(new(dns.Msg).SetQuestion(name, qtype), addr)
+	if err != nil {
+		t.Fatalf("%s %s %s: %v", network, name, dns.Type(qtype), err)
+	}
+	return m
+}
+
+func rrStrings(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		h := rr.Header()
+		out = append(out, strings.TrimPrefix(rr.String(), h.String()))
+	}
+	return out
+}
+
+func TestAnswers(t *testing.T) {
+	_, log, addr := startServer(t, testConfig())
+	tests := []struct {
+		name   string
+		qtype  uint16
+		rcode  int
+		answer []string
+	}{
+		{"sender.lab.", dns.TypeA, dns.RcodeSuccess, []string{"10.0.0.2"}},
+		{"SENDER.lab.", dns.TypeA, dns.RcodeSuccess, []string{"10.0.0.2"}},
+		{"receiver.LAB.", dns.TypeA, dns.RcodeSuccess, []string{"10.0.0.3", "10.0.0.4"}},
+		{"receiver.lab.", dns.TypeAAAA, dns.RcodeSuccess, nil},
+		{"receiver.lab.", dns.TypeMX, dns.RcodeSuccess, nil},
+		{"noaddr.lab.", dns.TypeA, dns.RcodeSuccess, nil},
+		{"nowhere.lab.", dns.TypeA, dns.RcodeNameError, nil},
+		{"lab.", dns.TypeA, dns.RcodeNameError, nil},
+		{"2.0.0.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"sender.lab."}},
+		{"66.0.0.10.IN-ADDR.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"Spammer.Lab."}},
+		{"66.0.0.10.in-addr.arpa.", dns.TypeA, dns.RcodeSuccess, nil},
+		{"3.0.0.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, nil},
+		{"66.0.0.10.bl1.example.net.", dns.TypeA, dns.RcodeSuccess, []string{"127.0.0.2"}},
+		{"66.0.0.10.BL1.example.net.", dns.TypeTXT, dns.RcodeSuccess, []string{`"listed in bl1.example.net"`}},
+		{"66.0.0.10.bl1.example.net.", dns.TypeAAAA, dns.RcodeSuccess, nil},
+		{"67.0.0.10.bl1.example.net.", dns.TypeA, dns.RcodeNameError, nil},
+		{"67.0.0.10.bl2.example.net.", dns.TypeA, dns.RcodeSuccess, []string{"127.0.0.4"}},
+		{"67.0.0.10.bl2.example.net.", dns.TypeTXT, dns.RcodeSuccess, []string{`"spam source"`}},
+		{"bl1.example.net.", dns.TypeA, dns.RcodeNameError, nil},
+		{"0.0.10.bl1.example.net.", dns.TypeA, dns.RcodeNameError, nil},
+		{"1.66.0.0.10.bl1.example.net.", dns.TypeA, dns.RcodeNameError, nil},
+		{"066.0.0.10.bl1.example.net.", dns.TypeA, dns.RcodeNameError, nil},
+		{"in.bl1.lab.test.", dns.TypeA, dns.RcodeSuccess, []string{"10.9.9.9"}},
+	}
+	for i, tt := range tests {
+		network := []string{"udp", "tcp"}[i%2]
+		m := query(t, network, addr, tt.name, tt.qtype)
+		got := rrStrings(m)
+		if m.Rcode != tt.rcode || !m.Authoritative || fmt.Sprint(got) != fmt.Sprint(tt.answer) {
+			t.Errorf("%s %s %s: rcode %s aa %v answer %q; want %s aa true %q", network, tt.name, dns.Type(tt.qtype),
+				dns.RcodeToString[m.Rcode], m.Authoritative, got, dns.RcodeToString[tt.rcode], tt.answer)
+		}
+		for _, rr := range m.Answer {
+			if rr.Header().Name != tt.name {
+				t.Errorf("%s: owner %q, want the question's spelling", tt.name, rr.Header().Name)
+			}
+		}
+	}
+	evs := log.Events()
+	if len(evs) != len(tests) {
+		t.Fatalf("%d events, want %d", len(evs), len(tests))
+	}
+	byName := map[string]events.Event{}
+	for _, e := range evs {
+		if e.Kind != events.Query || e.Host == "" || !strings.HasPrefix(e.Host, "127.0.0.1:") {
+			t.Errorf("event %+v", e)
+		}
+		byName[e.Name+" "+e.QType] = e
+	}
+	for _, tt := range tests {
+		key := strings.ToLower(strings.TrimSuffix(tt.name, ".")) + " " + dns.Type(tt.qtype).String()
+		if e, ok := byName[key]; !ok || e.Result != dns.RcodeToString[tt.rcode] {
+			t.Errorf("event for %q: %+v (found %v)", key, e, ok)
+		}
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	_, log, addr := startServer(t, testConfig())
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	two := new(dns.Msg).SetQuestion("sender.lab.", dns.TypeA)
+	two.Question = append(two.Question, dns.Question{Name: "receiver.lab.", Qtype: dns.TypeA, Qclass: dns.ClassINET})
+	none := new(dns.Msg).SetQuestion("sender.lab.", dns.TypeA)
+	none.Question = nil
+	chaos := new(dns.Msg).SetQuestion("version.bind.", dns.TypeTXT)
+	chaos.Question[0].Qclass = dns.ClassCHAOS
+	update := new(dns.Msg).SetQuestion("lab.", dns.TypeSOA)
+	update.Opcode = dns.OpcodeUpdate
+	for _, tt := range []struct {
+		q     *dns.Msg
+		rcode int
+	}{{two, dns.RcodeFormatError}, {none, dns.RcodeFormatError}, {chaos, dns.RcodeRefused}, {update, dns.RcodeNotImplemented}} {
+		co := &dns.Conn{Conn: c}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := co.WriteMsg(tt.q); err != nil {
+			t.Fatal(err)
+		}
+		m, err := co.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Rcode != tt.rcode || m.Id != tt.q.Id {
+			t.Errorf("rcode %s id %d, want %s id %d", dns.RcodeToString[m.Rcode], m.Id, dns.RcodeToString[tt.rcode], tt.q.Id)
+		}
+	}
+	// A header claiming a question that is not there: miekg/dns answers
+	// FORMERR itself and the server logs it.
+	bad := []byte{0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a'}
+	if _, err := c.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	m, err := (&dns.Conn{Conn: c}).ReadMsg()
+	if err != nil || m.Rcode != dns.RcodeFormatError {
+		t.Errorf("truncated packet: %v %v", m, err)
+	}
+	var results []string
+	for _, e := range log.Events() {
+		results = append(results, e.Result)
+	}
+	if got, want := strings.Join(results, " "), "FORMERR FORMERR REFUSED NOTIMP FORMERR"; got != want {
+		t.Errorf("results %q, want %q", got, want)
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	_, _, addr := startServer(t, testConfig())
+	udp := query(t, "udp", addr, "big.lab.", dns.TypeA)
+	if !udp.Truncated || len(udp.Answer) >= 60 {
+		t.Errorf("udp: TC %v with %d answers, want TC and fewer than 60", udp.Truncated, len(udp.Answer))
+	}
+	if tcp := query(t, "tcp", addr, "big.lab.", dns.TypeA); tcp.Truncated || len(tcp.Answer) != 60 {
+		t.Errorf("tcp: TC %v with %d answers, want 60", tcp.Truncated, len(tcp.Answer))
+	}
+}
+
+// TestDelayConcurrent holds queries for an hour: they can only all be
+// waiting at once if each UDP packet and each TCP connection has its own
+// goroutine. Close must then end every wait.
+func TestDelayConcurrent(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueryDelay = time.Hour
+	s, log, addr := startServer(t, cfg)
+	const n = 4
+	for i := range 2 * n {
+		network := []string{"udp", "tcp"}[i%2]
+		c, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := (&dns.Conn{Conn: c}).WriteMsg(new(dns.Msg).SetQuestion("sender.lab.", dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second) // a failure bound, not a measurement
+	for s.waiting.Load() != 2*n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := s.waiting.Load(); got != 2*n {
+		t.Fatalf("%d queries waiting at once, want %d", got, 2*n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.waiting.Load(); got != 0 {
+		t.Errorf("%d queries still waiting after Close", got)
+	}
+	evs := log.Events()
+	if len(evs) != 2*n {
+		t.Fatalf("%d events, want %d", len(evs), 2*n)
+	}
+	for _, e := range evs {
+		if e.Result != "DROPPED" || e.Name != "sender.lab" || e.QType != "A" {
+			t.Errorf("event %+v", e)
+		}
+	}
+}
+
+func TestSetZoneConcurrent(t *testing.T) {
+	s, _, addr := startServer(t, testConfig())
+	zones := []Zone{
+		{A: map[string][]string{"flip.lab": {"10.0.1.1"}}},
+		{A: map[string][]string{"FLIP.lab.": {"10.0.2.2"}}},
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.SetZone(zones[i%2]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		m := query(t, "udp", addr, "flip.lab.", dns.TypeA)
+		if got := fmt.Sprint(rrStrings(m)); m.Rcode == dns.RcodeSuccess && got != "[10.0.1.1]" && got != "[10.0.2.2]" {
+			t.Errorf("answer %s", got)
+		}
+		// Before the first SetZone lands the name is unknown.
+		if m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
+			t.Errorf("rcode %s", dns.RcodeToString[m.Rcode])
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestValidate(t *testing.T) {
+	good := testConfig()
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.QueryDelay = -time.Second }, "-1s"},
+		{func(c *Config) { c.Zone.A = map[string][]string{"a..b": {"10.0.0.1"}} }, `"a..b"`},
+		{func(c *Config) { c.Zone.A = map[string][]string{".": {"10.0.0.1"}} }, `"."`},
+		{func(c *Config) { c.Zone.A = map[string][]string{"ok.lab": {"10.0.0.256"}} }, `"10.0.0.256"`},
+		{func(c *Config) { c.Zone.A = map[string][]string{"ok.lab": {"::1"}} }, `"::1"`},
+		{func(c *Config) { c.Zone.A = map[string][]string{"ok.lab": nil, "OK.lab.": nil} }, "twice"},
+		{func(c *Config) { c.Zone.PTR = map[string]string{"10.0.0.x": "ok.lab"} }, `"10.0.0.x"`},
+		{func(c *Config) { c.Zone.PTR = map[string]string{"10.0.0.1": ""} }, `""`},
+		{func(c *Config) { c.Blacklists[0].Zone = "bad zone..x" }, `"bad zone..x"`},
+		{func(c *Config) { c.Blacklists[0].Listed = []string{"10.0.0"} }, `"10.0.0"`},
+		{func(c *Config) { c.Blacklists[0].Code = "spam" }, `"spam"`},
+		{func(c *Config) { c.Blacklists[0].Reason = strings.Repeat("x", 256) }, "255"},
+		{func(c *Config) { c.Zone.PTR = map[string]string{"::ffff:10.0.0.1": "ok.lab"} }, `"::ffff:10.0.0.1"`},
+	}
+	for _, tt := range tests {
+		cfg := testConfig()
+		tt.mod(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %v, want one naming %s", err, tt.want)
+		}
+		if _, err := New(cfg, nil); err == nil {
+			t.Errorf("New accepted the config with %s", tt.want)
+		}
+	}
+}
+
+func TestListenClose(t *testing.T) {
+	s, _, addr := startServer(t, testConfig())
+	if _, err := s.Listen("127.0.0.1:0"); err == nil {
+		t.Error("second Listen succeeded")
+	}
+	// TCP is on the UDP port.
+	if m := query(t, "tcp", addr, "sender.lab.", dns.TypeA); len(m.Answer) != 1 {
+		t.Errorf("tcp answer %v", m.Answer)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := s.Listen("127.0.0.1:0"); err == nil {
+		t.Error("Listen after Close succeeded")
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("TCP still accepting after Close")
+	}
+	unstarted, _ := New(Config{}, nil)
+	if err := unstarted.Close(); err != nil {
+		t.Errorf("Close without Listen: %v", err)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	s, log, addr := startServer(t, testConfig())
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	post := func(body string) (int, string) {
+		resp, err := http.Post(hs.URL+"/zone", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tt := range []struct{ body, want string }{
+		{`{"a":{"x.lab":["10.0.0.300"]}}`, "10.0.0.300"},
+		{`{"a":`, "JSON"},
+		{`{"hosts":{}}`, "hosts"},
+		{`{"a":{}} {}`, "after"},
+	} {
+		if code, body := post(tt.body); code != http.StatusBadRequest || !strings.Contains(body, tt.want) {
+			t.Errorf("POST %s: %d %q, want 400 naming %s", tt.body, code, body, tt.want)
+		}
+	}
+	// The old zone survives bad posts.
+	if m := query(t, "udp", addr, "sender.lab.", dns.TypeA); m.Rcode != dns.RcodeSuccess {
+		t.Errorf("sender.lab after bad posts: %s", dns.RcodeToString[m.Rcode])
+	}
+	if code, body := post(`{"a":{"new.lab":["10.0.5.5"]},"ptr":{"10.0.5.5":"new.lab"}}`); code != http.StatusNoContent {
+		t.Fatalf("good POST: %d %q", code, body)
+	}
+	if m := query(t, "udp", addr, "5.5.0.10.in-addr.arpa.", dns.TypePTR); fmt.Sprint(rrStrings(m)) != "[new.lab.]" {
+		t.Errorf("PTR after POST: %v", m.Answer)
+	}
+	if m := query(t, "udp", addr, "sender.lab.", dns.TypeA); m.Rcode != dns.RcodeNameError {
+		t.Errorf("sender.lab after POST: %s, want NXDOMAIN (zone replaced)", dns.RcodeToString[m.Rcode])
+	}
+	resp, err := http.Get(hs.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts map[events.Kind]int
+	err = json.NewDecoder(resp.Body).Decode(&counts)
+	resp.Body.Close()
+	if err != nil || counts[events.Query] != 3 {
+		t.Errorf("status %v %v, want 3 queries", counts, err)
+	}
+	resp, err = http.Get(hs.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := events.ReadJSONL(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(evs) != len(log.Events()) {
+		t.Errorf("events %d %v", len(evs), err)
+	}
+}
+
+// FuzzReply feeds raw packets to the answer logic: it must not panic, must
+// answer with one of the rcodes it knows, and the answer must pack.
+func FuzzReply(f *testing.F) {
+	for _, q := range []*dns.Msg{
+		new(dns.Msg).SetQuestion("66.0.0.10.bl1.example.net.", dns.TypeA),
+		new(dns.Msg).SetQuestion("2.0.0.10.in-addr.arpa.", dns.TypePTR),
+		new(dns.Msg).SetQuestion("Receiver.Lab.", dns.TypeTXT),
+	} {
+		b, _ := q.Pack()
+		f.Add(b)
+	}
+	s, err := New(testConfig(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req := new(dns.Msg)
+		if req.Unpack(b) != nil {
+			return
+		}
+		m := s.reply(req)
+		switch m.Rcode {
+		case dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeFormatError, dns.RcodeRefused, dns.RcodeNotImplemented:
+		default:
+			t.Fatalf("rcode %d", m.Rcode)
+		}
+		if m.Id != req.Id || !m.Response {
+			t.Fatalf("reply header %v", m.MsgHdr)
+		}
+		m.Truncate(dns.MinMsgSize)
+		if _, err := m.Pack(); err != nil {
+			t.Fatalf("pack: %v", err)
+		}
+	})
+}
+
+// FuzzZoneJSON posts arbitrary bodies: a body that decodes and validates
+// must then answer A for every host it names.
+func FuzzZoneJSON(f *testing.F) {
+	f.Add([]byte(`{"a":{"Host.Lab.":["10.0.0.1","10.0.0.2"]},"ptr":{"10.0.0.1":"host.lab"}}`))
+	f.Add([]byte(`{"a":{"x":[]},"ptr":{}}`))
+	f.Add([]byte(`{"a":{"a\\.":["1.2.3.4"]}}`))
+	s, err := New(Config{}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		z, err := decodeZone(bytes.NewReader(b))
+		if err != nil || s.SetZone(z) != nil {
+			return
+		}
+		for name, ips := range z.A {
+			m := s.reply(new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeA))
+			if m.Rcode != dns.RcodeSuccess || len(m.Answer) != len(ips) {
+				t.Fatalf("%q: rcode %d, %d answers, want %d", name, m.Rcode, len(m.Answer), len(ips))
+			}
+		}
+	})
+}
+
+// FuzzReversedIPv4 checks the DNSBL octet parser: whatever it accepts must
+// be exactly the reversed dotted quad of the address it returns.
+func FuzzReversedIPv4(f *testing.F) {
+	f.Add("4.3.2.1")
+	f.Add("04.3.2.1")
+	f.Add("1.2.3")
+	f.Fuzz(func(t *testing.T, s string) {
+		ip, ok := reversedIPv4(s)
+		if !ok {
+			return
+		}
+		rev, _ := dns.ReverseAddr(ip.String())
+		if rev != s+".in-addr.arpa." {
+			t.Fatalf("%q parsed as %v", s, ip)
+		}
+	})
+}

@@ -1,0 +1,109 @@
+// Package maildir delivers to and reads a Maildir, to the letter of the
+// format (https://cr.yp.to/proto/maildir.html): a unique name, the file
+// written and fsynced in tmp/, then renamed into new/, so a reader never
+// sees a partial message in new/.
+package maildir
+
+import (
+	"bufio"
+	"fmt"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Dir is a Maildir on disk.
+type Dir string
+
+// Create makes the Maildir's tmp, new and cur folders.
+func (d Dir) Create() error {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(string(d), sub), 0o700); err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+	}
+	return nil
+}
+
+var seq atomic.Uint64
+
+// Deliver writes data as one new message and returns its path in new/.
+// The message is durable when Deliver returns nil: file and folder are
+// both fsynced.
+func (d Dir) Deliver(data []byte, host string) (string, error) {
+	now := time.Now()
+	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), seq.Add(1), strings.ReplaceAll(host, "/", "_"))
+	tmp := filepath.Join(string(d), "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("maildir: write %s: %w", tmp, err)
+	}
+	dst := filepath.Join(string(d), "new", name)
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if err := syncDir(filepath.Join(string(d), "new")); err != nil {
+		return dst, err
+	}
+	return dst, nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("maildir: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Message is one message found in a Maildir.
+type Message struct {
+	Path      string
+	MessageID string
+	ModTime   time.Time
+}
+
+// List reads every message in new/ and cur/ and returns its Message-ID.
+func (d Dir) List() ([]Message, error) {
+	var out []Message
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(string(d), sub))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+		for _, e := range entries {
+			p := filepath.Join(string(d), sub, e.Name())
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, fmt.Errorf("maildir: %w", err)
+			}
+			h, _ := textproto.NewReader(bufio.NewReader(f)).ReadMIMEHeader()
+			fi, _ := f.Stat()
+			f.Close()
+			m := Message{Path: p, MessageID: strings.TrimSpace(h.Get("Message-Id"))}
+			if fi != nil {
+				m.ModTime = fi.ModTime()
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,194 @@
+// Package report turns one run's events and Maildir into the figures the
+// lab prints beside 1999's, and writes them as text and JSON.
+//
+// Every figure comes from evidence: deliveries from the Maildir on disk
+// (matched to injections by Message-ID), connections from the receiver's
+// events, lookups from the DNS stub's, IDENT queries from the identd's.
+package report
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
+)
+
+// Seed1999 is what the 1999 run reported (../shared/seed, FACTS.md).
+var Seed1999 = Summary{
+	Injected: 200, Delivered: 196,
+	TotalTime:             65 * time.Second,
+	Connections:           57,
+	LookupsPerConnection:  4,
+	MessagesPerSecond:     196.0 / 65,
+	DeliveredLateMessages: 4,
+}
+
+// Summary is one run's headline figures.
+type Summary struct {
+	Injected  int `json:"injected"`
+	Delivered int `json:"delivered"` // distinct injected messages found in the Maildir
+	// TotalTime runs from the first injection to the last delivery.
+	TotalTime            time.Duration  `json:"total_time_ns"`
+	Connections          int            `json:"connections"` // ESMTP connections the receiver accepted
+	SenderConnections    int            `json:"sender_connections"`
+	MessagesPerConn      float64        `json:"messages_per_connection"`
+	DNSQueries           int            `json:"dns_queries"`
+	DNSQueriesByType     map[string]int `json:"dns_queries_by_type"` // PTR, A, DNSBL, other
+	LookupsPerConnection float64        `json:"lookups_per_connection"`
+	IdentQueries         int            `json:"ident_queries"`
+	MessagesPerSecond    float64        `json:"messages_per_second"`
+	Latency              Latency        `json:"latency"` // injection to Maildir, per message
+	// DeliveredLateMessages counts messages that took more than 10 s
+	// (1999: the four held by one stalled DNS query).
+	DeliveredLateMessages int `json:"delivered_late_messages"`
+	Retries               int `json:"retries"`
+}
+
+// Latency is delivery latency percentiles, from an HDR histogram.
+type Latency struct {
+	P50 time.Duration `json:"p50_ns"`
+	P90 time.Duration `json:"p90_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+// Outcome says, per injected message, whether it arrived exactly once.
+type Outcome struct {
+	Lost       []string `json:"lost,omitempty"`       // injected, never in the Maildir
+	Duplicated []string `json:"duplicated,omitempty"` // in the Maildir more than once
+	Unexpected []string `json:"unexpected,omitempty"` // in the Maildir, never injected
+	Failed     []string `json:"failed,omitempty"`     // the sender gave up (with its reason)
+	NotQueued  []string `json:"not_queued,omitempty"` // sendmail refused them
+}
+
+// OK reports whether every injected message was delivered exactly once.
+func (o Outcome) OK() bool {
+	return len(o.Lost)+len(o.Duplicated)+len(o.Unexpected)+len(o.Failed)+len(o.NotQueued) == 0
+}
+
+// Inputs is what a report is built from.
+type Inputs struct {
+	Events     []events.Event    // all roles, any order
+	Maildir    []maildir.Message // what is on disk in the receiver's Maildir
+	NotQueued  []string          // injection errors
+	Blacklists []string          // DNSBL zones, to tell their queries apart
+}
+
+// Build computes the summary and the outcome.
+func Build(in Inputs) (Summary, Outcome) {
+	var s Summary
+	var o Outcome
+	queued := map[string]time.Time{} // Message-ID -> injection time
+	var first time.Time
+	delivered := map[string]time.Time{} // Message-ID -> first Maildir time
+	counts := map[string]int{}
+	s.DNSQueriesByType = map[string]int{}
+	for _, e := range in.Events {
+		switch {
+		case e.Role == "sender" && e.Kind == events.Queued:
+			queued[e.MessageID] = e.Time
+			if first.IsZero() || e.Time.Before(first) {
+				first = e.Time
+			}
+		case e.Role == "sender" && e.Kind == events.ConnOpen:
+			s.SenderConnections++
+		case e.Role == "sender" && e.Kind == events.Attempt && e.Result == "temporary":
+			s.Retries++
+		case e.Role == "sender" && e.Kind == events.Failed:
+			o.Failed = append(o.Failed, fmt.Sprintf("%s %v: %s", e.MessageID, e.Rcpts, e.Error))
+		case e.Role == "receiver" && e.Kind == events.ConnOpen:
+			s.Connections++
+		case e.Role == "receiver" && e.Kind == events.Delivered:
+			if t, ok := delivered[e.MessageID]; !ok || e.Time.Before(t) {
+				delivered[e.MessageID] = e.Time
+			}
+		case e.Role == "dns" && e.Kind == events.Query:
+			s.DNSQueries++
+			s.DNSQueriesByType[queryClass(e, in.Blacklists)]++
+		case e.Role == "identd" && e.Kind == events.IdentQuery:
+			s.IdentQueries++
+		}
+	}
+	for _, m := range in.Maildir {
+		counts[m.MessageID]++
+	}
+	s.Injected = len(queued) + len(in.NotQueued)
+	o.NotQueued = in.NotQueued
+
+	hist := hdrhistogram.New(1, int64(24*time.Hour/time.Microsecond), 3)
+	var last time.Time
+	for id, qt := range queued {
+		switch n := counts[id]; {
+		case n == 0:
+			o.Lost = append(o.Lost, id)
+			continue
+		case n > 1:
+			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)", id, n))
+		}
+		s.Delivered++
+		dt, ok := delivered[id]
+		if !ok { // on disk but no event: fall back to the file's time
+			dt = maildirTime(in.Maildir, id)
+		}
+		if dt.After(last) {
+			last = dt
+		}
+		lat := dt.Sub(qt)
+		hist.RecordValue(max(int64(lat/time.Microsecond), 1))
+		if lat > 10*time.Second {
+			s.DeliveredLateMessages++
+		}
+	}
+	for id := range counts {
+		if _, ok := queued[id]; !ok {
+			o.Unexpected = append(o.Unexpected, id)
+		}
+	}
+	sort.Strings(o.Lost)
+	sort.Strings(o.Duplicated)
+	sort.Strings(o.Unexpected)
+	if s.Delivered > 0 {
+		s.TotalTime = last.Sub(first)
+		s.Latency = Latency{
+			P50: us(hist.ValueAtQuantile(50)), P90: us(hist.ValueAtQuantile(90)),
+			P99: us(hist.ValueAtQuantile(99)), Max: us(hist.Max()),
+		}
+		if s.TotalTime > 0 {
+			s.MessagesPerSecond = float64(s.Delivered) / s.TotalTime.Seconds()
+		}
+	}
+	if s.Connections > 0 {
+		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
+	}
+	if s.SenderConnections > 0 {
+		s.MessagesPerConn = float64(s.Delivered) / float64(s.SenderConnections)
+	}
+	return s, o
+}
+
+func us(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+
+func maildirTime(ms []maildir.Message, id string) time.Time {
+	for _, m := range ms {
+		if m.MessageID == id {
+			return m.ModTime
+		}
+	}
+	return time.Time{}
+}
+
+// queryClass sorts a DNS query: DNSBL when under a blacklist zone, else its
+// type.
+func queryClass(e events.Event, blacklists []string) string {
+	for _, z := range blacklists {
+		if strings.HasSuffix(e.Name, "."+strings.ToLower(z)) {
+			return "DNSBL"
+		}
+	}
+	return e.QType
+}

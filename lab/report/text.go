@@ -1,0 +1,71 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText prints the summary beside 1999's figures, then anything lost.
+func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\n\n", title)
+	fmt.Fprintf(tw, "\tthis run\t1999\n")
+	row := func(name, now, then string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, now, then) }
+	s99 := Seed1999
+	row("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
+	row("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
+	row("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
+	row("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
+	row("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
+	row("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
+	row("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
+	row("IDENT lookups", fmt.Sprint(s.IdentQueries), "one per connection")
+	row("delivery latency p50 / p90 / p99", fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99)), "not reported")
+	row("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
+	row("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
+	row("sender retries", fmt.Sprint(s.Retries), "not reported")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if o.OK() {
+		_, err := fmt.Fprintf(w, "\nevery injected message was delivered exactly once\n")
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, l := range []struct {
+		name string
+		ids  []string
+	}{{"lost", o.Lost}, {"duplicated", o.Duplicated}, {"unexpected", o.Unexpected}, {"failed", o.Failed}, {"not queued", o.NotQueued}} {
+		for _, id := range l.ids {
+			fmt.Fprintf(w, "%s: %s\n", l.name, id)
+		}
+	}
+	return nil
+}
+
+func secs(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0 s"
+	case d < time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func byType(m map[string]int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

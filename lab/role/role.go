@@ -1,0 +1,127 @@
+// Package role runs one of the lab's Go roles (dns, identd, receiver,
+// sender) inside its container: it reads the role's Spec, starts the role's
+// server and its HTTP control port, prints a ready line the lab waits for,
+// and serves until its context ends.
+//
+// Control port contract (every role): GET /events (JSON lines), GET
+// /status (event counts by kind); the dns role also takes POST /zone.
+package role
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/identd"
+	"github.com/smtplab/smtplab/lab/receiver"
+	"github.com/smtplab/smtplab/lab/sender"
+)
+
+// Names of the roles, also their network aliases.
+const (
+	DNS      = "dns"
+	Identd   = "identd"
+	Receiver = "receiver"
+	Sender   = "sender"
+)
+
+// Spec is what one role's container is told: which role, where to listen,
+// and that role's configuration (exactly one of the pointers is set).
+type Spec struct {
+	Role     string           `json:"role"`
+	Listen   string           `json:"listen"`  // the service: ":53", ":113", ":25"; unused by sender
+	Control  string           `json:"control"` // HTTP control address, ":8080"
+	DNS      *dnsstub.Config  `json:"dns,omitempty"`
+	Identd   *identd.Config   `json:"identd,omitempty"`
+	Receiver *receiver.Config `json:"receiver,omitempty"`
+	Sender   *sender.Config   `json:"sender,omitempty"`
+}
+
+// ReadSpec reads a Spec from a JSON file.
+func ReadSpec(path string) (Spec, error) {
+	var s Spec
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("role spec: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("role spec %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ReadyLine is printed once the role listens; the lab waits for it.
+func ReadyLine(role string) string { return "smtplab " + role + " ready" }
+
+// Run starts the role in spec and serves until ctx ends.
+func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
+	log := events.NewLog(spec.Role)
+	var (
+		handler http.Handler = log.Handler()
+		closer  io.Closer
+	)
+	switch {
+	case spec.Role == DNS && spec.DNS != nil:
+		srv, err := dnsstub.New(*spec.DNS, log)
+		if err != nil {
+			return err
+		}
+		if _, err := srv.Listen(spec.Listen); err != nil {
+			return err
+		}
+		handler, closer = srv.Handler(), srv
+	case spec.Role == Identd && spec.Identd != nil:
+		srv := identd.New(*spec.Identd, log)
+		if _, err := srv.Listen(spec.Listen); err != nil {
+			return err
+		}
+		closer = srv
+	case spec.Role == Receiver && spec.Receiver != nil:
+		srv, err := receiver.New(*spec.Receiver, log)
+		if err != nil {
+			return err
+		}
+		if _, err := srv.Listen(spec.Listen); err != nil {
+			return err
+		}
+		closer = srv
+	case spec.Role == Sender && spec.Sender != nil:
+		srv, err := sender.New(*spec.Sender, log)
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		closer = srv
+	default:
+		return fmt.Errorf("role spec: role %q without its configuration", spec.Role)
+	}
+	defer closer.Close()
+
+	ln, err := net.Listen("tcp", spec.Control)
+	if err != nil {
+		return fmt.Errorf("%s control port: %w", spec.Role, err)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	fmt.Fprintln(stdout, ReadyLine(spec.Role))
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,266 @@
+// Package lab runs one scenario end to end: it builds the lab's image,
+// starts dns, receiver, sender and identd on a fresh bridge network,
+// injects the workload, waits for delivery, collects every role's events
+// and the receiver's Maildir, and returns the result. Run removes all it
+// made, also on error and cancellation.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/identd"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/receiver"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
+)
+
+// Options are a run's settings that are not part of the scenario.
+type Options struct {
+	ResultsDir string    // where the run's folder is made; "results" when empty
+	Progress   io.Writer // progress and status lines; nil for none
+	Terminal   bool      // Progress is a terminal: redraw one line
+}
+
+// Result is everything a run produced; it is written as result.json.
+type Result struct {
+	RunID       string            `json:"run_id"`
+	Scenario    scenario.Scenario `json:"scenario"` // as run, defaults filled in
+	Environment Environment       `json:"environment"`
+	Started     time.Time         `json:"started"`
+	Summary     report.Summary    `json:"summary"`
+	Outcome     report.Outcome    `json:"outcome"`
+	Seed1999    report.Summary    `json:"seed_1999"`
+	Overhead    Overhead          `json:"overhead"`
+	Dir         string            `json:"-"`
+	Events      []events.Event    `json:"-"` // written beside as events.jsonl
+}
+
+// Environment is where the run ran.
+type Environment struct {
+	LabVersion    string `json:"lab_version"`
+	GoVersion     string `json:"go_version"`
+	EngineVersion string `json:"engine_version"`
+	Image         string `json:"image"`
+	ImageID       string `json:"image_id"`
+	ImageBuilt    bool   `json:"image_built"`
+	CPUs          int    `json:"cpus"`
+	OS            string `json:"os"`
+	Network       string `json:"network"`
+}
+
+// Overhead is the lab's own cost around the measured part.
+type Overhead struct {
+	StartToInjection time.Duration `json:"start_to_injection_ns"` // Run called to first injection
+	DeliveryToExit   time.Duration `json:"delivery_to_exit_ns"`   // last delivery to Run returning
+	ImageBuild       time.Duration `json:"image_build_ns"`
+}
+
+// ErrNotDelivered is returned (wrapped) when some message was not
+// delivered exactly once; the Result says which.
+var ErrNotDelivered = errors.New("not every message was delivered exactly once")
+
+const (
+	queueDir     = "/var/spool/smtplab"
+	workloadPath = "/etc/smtplab/workload.json"
+	identdPort   = "8113"
+)
+
+// Run runs sc. The Result is returned whenever the run got as far as
+// injecting, also with an error.
+func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
+	start := time.Now()
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	say := func(format string, args ...any) {
+		if opt.Progress != nil {
+			fmt.Fprintf(opt.Progress, format+"\n", args...)
+		}
+	}
+	eng, err := stack.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	img, err := stack.BuildLabImage(ctx, eng, say)
+	if err != nil {
+		return nil, err
+	}
+	built := time.Since(start)
+	runID := fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000"))
+	runID = strings.ReplaceAll(runID, ".", "")
+	res = &Result{
+		RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
+		Environment: Environment{
+			LabVersion: img.Version, GoVersion: runtime.Version(), EngineVersion: eng.Version,
+			Image: img.Ref, ImageID: img.ID, ImageBuilt: img.Built,
+			CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		},
+	}
+	res.Overhead.ImageBuild = built
+
+	st, err := stack.New(ctx, eng, img, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up run %s (try: go run ./cmd/lab clean): %w", runID, cerr))
+		}
+	}()
+	res.Environment.Network = st.Network()
+	say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
+	msgs := sc.Workload.Messages()
+	roles, err := startRoles(ctx, st, sc, msgs)
+	if err != nil {
+		return nil, err
+	}
+	injStart := time.Now()
+	res.Overhead.StartToInjection = injStart.Sub(start)
+	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
+	defer cancel()
+	injected := make(chan sender.InjectResult, 1)
+	go func() {
+		injected <- inject(runCtx, roles.sender)
+	}()
+	inj, waitErr := waitForDelivery(runCtx, roles, len(msgs), injected, opt)
+	lastDelivery := time.Now()
+
+	// Collect whatever happened, also after a timeout or Ctrl-C.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	defer ccancel()
+	evs, cerr := collectEvents(cctx, roles)
+	if cerr != nil {
+		return res, errors.Join(waitErr, cerr)
+	}
+	res.Events = evs
+	dir := filepath.Join(orDefault(opt.ResultsDir, "results"), runID)
+	res.Dir = dir
+	mdir := filepath.Join(dir, "maildir")
+	if err := roles.receiver.CopyDir(cctx, eng, sc.Receiver.Maildir, mdir); err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	onDisk, err := maildir.Dir(mdir).List()
+	if err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	zones := make([]string, len(sc.DNS.Blacklists))
+	for i, b := range sc.DNS.Blacklists {
+		zones[i] = b.Zone
+	}
+	res.Summary, res.Outcome = report.Build(report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones})
+	if d := res.Summary.TotalTime; d > 0 {
+		lastDelivery = firstQueued(evs).Add(d)
+	}
+	res.Overhead.DeliveryToExit = time.Since(lastDelivery)
+	if err := res.write(); err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	if waitErr != nil {
+		return res, waitErr
+	}
+	if !res.Outcome.OK() {
+		return res, fmt.Errorf("run %s: %w", runID, ErrNotDelivered)
+	}
+	return res, nil
+}
+
+type running struct {
+	dns, receiver, sender, identd *stack.Container
+}
+
+func (r running) all() []*stack.Container {
+	return []*stack.Container{r.dns, r.receiver, r.sender, r.identd}
+}
+
+// startRoles starts the four roles in dependency order and gives the DNS
+// stub the live topology.
+func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs []scenario.Message) (running, error) {
+	var r running
+	var err error
+	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
+	zones := make([]string, len(sc.DNS.Blacklists))
+	for i, b := range sc.DNS.Blacklists {
+		bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed}
+		zones[i] = b.Zone
+	}
+	r.dns, err = st.Start(ctx, role.Spec{Role: role.DNS, Listen: ":53", Control: ":" + stack.ControlPort,
+		DNS: &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls}})
+	if err != nil {
+		return r, err
+	}
+	rc := sc.Receiver
+	if !rc.DNSBL {
+		zones = nil
+	}
+	r.receiver, err = st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
+		Receiver: &receiver.Config{
+			Hostname: rc.Hostname, MaxSessions: rc.MaxSessions, LocalDomains: rc.LocalDomains,
+			Account: rc.Account, Maildir: rc.Maildir,
+			DNSServers: []string{r.dns.IP + ":53"}, DNSTimeout: rc.DNSTimeout.D(),
+			ReverseDNS: rc.ReverseDNS, Blacklists: zones,
+			Ident: rc.Ident, IdentPort: 113, IdentTimeout: rc.IdentTimeout.D(),
+		}})
+	if err != nil {
+		return r, err
+	}
+	wl, err := json.Marshal(msgs)
+	if err != nil {
+		return r, err
+	}
+	sd := sc.Sender
+	routes := make([]sender.Route, len(sd.Routes))
+	for i, rt := range sd.Routes {
+		routes[i] = sender.Route{Domain: rt.Domain, Relay: r.receiver.IP + ":25"}
+	}
+	retry := make([]time.Duration, len(sd.Retry))
+	for i, d := range sd.Retry {
+		retry[i] = d.D()
+	}
+	r.sender, err = st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
+		Sender: &sender.Config{
+			Hostname: sd.Hostname, QueueDir: queueDir,
+			MaxConnections: sd.MaxConnections, MaxPerHost: sd.MaxPerHost,
+			IdleClose: sd.IdleClose.D(), Retry: retry, MaxAttempts: sd.MaxAttempts, Routes: routes,
+		}}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort))
+	if err != nil {
+		return r, err
+	}
+	r.identd, err = st.Start(ctx, role.Spec{Role: role.Identd, Listen: ":113", Control: ":" + identdPort,
+		Identd: &identd.Config{User: sc.Identd.User}}, stack.InNetNS(r.sender, identdPort))
+	if err != nil {
+		return r, err
+	}
+	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}}
+	for _, c := range []*stack.Container{r.dns, r.receiver, r.sender} {
+		name := c.Role + "." + sc.DNS.LabDomain
+		zone.A[name] = []string{c.IP}
+		zone.PTR[c.IP] = name
+	}
+	zone.A[sc.Receiver.Hostname] = []string{r.receiver.IP}
+	zone.A[sc.Sender.Hostname] = []string{r.sender.IP}
+	zone.PTR[r.receiver.IP] = sc.Receiver.Hostname
+	zone.PTR[r.sender.IP] = sc.Sender.Hostname
+	for _, h := range sc.Workload.Hosts() {
+		zone.A[h] = []string{r.receiver.IP}
+	}
+	body, _ := json.Marshal(zone)
+	if err := r.dns.Post(ctx, "/zone", body); err != nil {
+		return r, fmt.Errorf("give dns the topology: %w", err)
+	}
+	return r, nil
+}

@@ -1,0 +1,232 @@
+package sender
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Envelope is what the queue knows of a message besides its text.
+type Envelope struct {
+	ID        string    `json:"id"`
+	From      string    `json:"from"`
+	Rcpts     []string  `json:"rcpts"`
+	MessageID string    `json:"message_id"`
+	QueuedAt  time.Time `json:"queued_at"`
+}
+
+// Queue is the on-disk mail queue. Its rules:
+//   - A message is in the queue once Put has returned: its file (envelope
+//     line, then the text) was written and fsynced in tmp/ and renamed into
+//     msg/, and msg/ was fsynced. A crash before that leaves at most a file
+//     in tmp/, which Open removes: nothing half-queued is ever sent.
+//   - Recipients are marked done (an fsynced line each in done/ID) only after
+//     the receiver answered 2xx to the end of data; a message leaves the
+//     queue when all its recipients are done. After a kill -9 the sender
+//     resumes every message with the recipients not yet done, so a message
+//     is never sent twice once it was accepted.
+type Queue struct {
+	dir string
+}
+
+// OpenQueue opens (creating) the queue in dir.
+func OpenQueue(dir string) (*Queue, error) {
+	for _, sub := range []string{"tmp", "msg", "done"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+	}
+	return &Queue{dir: dir}, nil
+}
+
+// clearTmp removes what interrupted injections left in tmp/. Only the
+// sender calls it, at start, before any sendmail of its own can run.
+func (q *Queue) clearTmp() {
+	tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp"))
+	for _, e := range tmp {
+		os.Remove(filepath.Join(q.dir, "tmp", e.Name()))
+	}
+}
+
+var idSeq atomic.Uint64
+
+// newID names a queue file: sortable by time of injection, unique across
+// the separate sendmail processes that write the queue.
+func newID(now time.Time) string {
+	return fmt.Sprintf("%019d.%d.%d", now.UnixNano(), os.Getpid(), idSeq.Add(1))
+}
+
+// Put commits a message durably and returns its envelope with ID and
+// QueuedAt set.
+func (q *Queue) Put(env Envelope, text []byte) (Envelope, error) {
+	env.QueuedAt = time.Now()
+	env.ID = newID(env.QueuedAt)
+	head, err := json.Marshal(env)
+	if err != nil {
+		return env, fmt.Errorf("queue: %w", err)
+	}
+	tmp := filepath.Join(q.dir, "tmp", env.ID)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return env, fmt.Errorf("queue: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	w.Write(head)
+	w.WriteByte('\n')
+	w.Write(text)
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(q.dir, "msg", env.ID))
+	}
+	if err == nil {
+		err = syncDir(filepath.Join(q.dir, "msg"))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return env, fmt.Errorf("queue: commit %s: %w", env.ID, err)
+	}
+	return env, nil
+}
+
+// IDs lists the queued messages in injection order.
+func (q *Queue) IDs() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(q.dir, "msg"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, e.Name())
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Envelope reads a queued message's envelope, with recipients already
+// done removed from Rcpts.
+func (q *Queue) Envelope(id string) (Envelope, error) {
+	f, err := os.Open(filepath.Join(q.dir, "msg", id))
+	if err != nil {
+		return Envelope{}, fmt.Errorf("queue: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadBytes('\n')
+	if err != nil {
+		return Envelope{}, fmt.Errorf("queue: %s: no envelope line: %w", id, err)
+	}
+	var env Envelope
+	if err := json.Unmarshal(line, &env); err != nil {
+		return Envelope{}, fmt.Errorf("queue: %s: bad envelope: %w", id, err)
+	}
+	done, err := q.done(id)
+	if err != nil {
+		return Envelope{}, err
+	}
+	left := env.Rcpts[:0:0]
+	for _, r := range env.Rcpts {
+		if !done[r] {
+			left = append(left, r)
+		}
+	}
+	env.Rcpts = left
+	return env, nil
+}
+
+// Text returns the message text of a queued message.
+func (q *Queue) Text(id string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(q.dir, "msg", id))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, fmt.Errorf("queue: %s: no envelope line", id)
+	}
+	return b[i+1:], nil
+}
+
+func (q *Queue) done(id string) (map[string]bool, error) {
+	b, err := os.ReadFile(filepath.Join(q.dir, "done", id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	done := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			done[l] = true
+		}
+	}
+	return done, nil
+}
+
+// Done records rcpts of message id as delivered (durably) and removes the
+// message when no recipient is left. It reports whether the message left
+// the queue.
+func (q *Queue) Done(id string, rcpts []string) (bool, error) {
+	env, err := q.Envelope(id)
+	if err != nil {
+		return false, err
+	}
+	finished := map[string]bool{}
+	for _, r := range rcpts {
+		finished[r] = true
+	}
+	remaining := 0
+	for _, r := range env.Rcpts {
+		if !finished[r] {
+			remaining++
+		}
+	}
+	if remaining == 0 {
+		if err := os.Remove(filepath.Join(q.dir, "msg", id)); err != nil {
+			return false, fmt.Errorf("queue: %w", err)
+		}
+		os.Remove(filepath.Join(q.dir, "done", id))
+		return true, syncDir(filepath.Join(q.dir, "msg"))
+	}
+	f, err := os.OpenFile(filepath.Join(q.dir, "done", id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("queue: %w", err)
+	}
+	_, err = io.WriteString(f, strings.Join(rcpts, "\n")+"\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue: mark %s done: %w", id, err)
+	}
+	return false, nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("queue: sync %s: %w", dir, err)
+	}
+	return nil
+}

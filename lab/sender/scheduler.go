@@ -1,0 +1,227 @@
+package sender
+
+import (
+	"sync"
+	"time"
+)
+
+// job is the recipients of one message at one host: one transaction.
+type job struct {
+	env     Envelope
+	host    string
+	relay   string
+	rcpts   []string
+	attempt int
+}
+
+// worker is one connection's claim on the scheduler: a slot for its host.
+type worker struct {
+	host string
+	jobs chan *job // buffered 1: a job (or nil: close) handed while idle
+}
+
+type hostState struct {
+	pending []*job
+	conns   int
+	idle    []*worker
+}
+
+// scheduler shares connections among recipient hosts, as Courier's
+// courierd does:
+//   - at most maxPerHost connections to one host and maxTotal in all, at
+//     every moment (a slot is taken before dialling and given back after
+//     the connection is closed);
+//   - a job goes to an idle connection to its host first (session reuse),
+//     else to a new connection if both limits allow, else it waits;
+//   - hosts waiting for a slot are served round-robin;
+//   - a connection with nothing left for its host closes at once when
+//     another host is waiting for a slot, else idles up to idleClose for
+//     more work (and is closed early if another host needs its slot).
+type scheduler struct {
+	maxTotal, maxPerHost int
+	idleClose            time.Duration
+	run                  func(w *worker, first *job)
+
+	mu       sync.Mutex
+	hosts    map[string]*hostState
+	order    []string // hosts by first appearance, for round-robin
+	next0    int      // where the next round-robin pass starts
+	total    int
+	evicting int // idle connections told to close, not yet released
+	closed   bool
+}
+
+func newScheduler(maxTotal, maxPerHost int, idleClose time.Duration, run func(*worker, *job)) *scheduler {
+	return &scheduler{maxTotal: maxTotal, maxPerHost: maxPerHost, idleClose: idleClose, run: run, hosts: map[string]*hostState{}}
+}
+
+func (s *scheduler) state(host string) *hostState {
+	h := s.hosts[host]
+	if h == nil {
+		h = &hostState{}
+		s.hosts[host] = h
+		s.order = append(s.order, host)
+	}
+	return h
+}
+
+// enqueue hands j to an idle connection to its host, or queues it.
+func (s *scheduler) enqueue(j *job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	h := s.state(j.host)
+	if n := len(h.idle); n > 0 {
+		w := h.idle[n-1]
+		h.idle = h.idle[:n-1]
+		w.jobs <- j
+		return
+	}
+	h.pending = append(h.pending, j)
+	s.fill()
+}
+
+// fill starts connections for waiting hosts while the limits allow, and
+// asks an idle connection to close when a waiting host has no slot.
+// Called with mu held.
+func (s *scheduler) fill() {
+	for s.total < s.maxTotal {
+		started := false
+		n := len(s.order)
+		for i := 0; i < n && s.total < s.maxTotal; i++ {
+			name := s.order[(s.next0+i)%n]
+			h := s.hosts[name]
+			if len(h.pending) == 0 || h.conns >= s.maxPerHost {
+				continue
+			}
+			j := h.pending[0]
+			h.pending = h.pending[1:]
+			h.conns++
+			s.total++
+			w := &worker{host: name, jobs: make(chan *job, 1)}
+			go s.run(w, j)
+			started = true
+			s.next0 = (s.next0 + i + 1) % n
+			break
+		}
+		if !started {
+			break
+		}
+	}
+	if s.total >= s.maxTotal && s.starving() > s.evicting {
+		for _, name := range s.order {
+			h := s.hosts[name]
+			if len(h.idle) > 0 {
+				w := h.idle[0]
+				h.idle = h.idle[1:]
+				s.evicting++
+				w.jobs <- nil
+				return
+			}
+		}
+	}
+}
+
+// starving counts hosts with pending jobs that could start a connection
+// if a global slot were free. Called with mu held.
+func (s *scheduler) starving() int {
+	n := 0
+	for _, h := range s.hosts {
+		if len(h.pending) > 0 && h.conns < s.maxPerHost {
+			n++
+		}
+	}
+	return n
+}
+
+// next gives connection w its next job, waiting up to idleClose. nil means
+// close the connection; its slot is already given back, and why says why.
+func (s *scheduler) next(w *worker) (j *job, why string) {
+	s.mu.Lock()
+	h := s.hosts[w.host]
+	if s.closed {
+		s.releaseLocked(w, false)
+		s.mu.Unlock()
+		return nil, "shutdown"
+	}
+	if len(h.pending) > 0 {
+		j = h.pending[0]
+		h.pending = h.pending[1:]
+		s.mu.Unlock()
+		return j, ""
+	}
+	if s.total >= s.maxTotal && s.starving() > 0 {
+		s.releaseLocked(w, false)
+		s.mu.Unlock()
+		return nil, "yield"
+	}
+	h.idle = append(h.idle, w)
+	s.mu.Unlock()
+
+	t := time.NewTimer(s.idleClose)
+	defer t.Stop()
+	select {
+	case j = <-w.jobs:
+	case <-t.C:
+		s.mu.Lock()
+		if removeWorker(h, w) {
+			s.releaseLocked(w, false)
+			s.mu.Unlock()
+			return nil, "idle"
+		}
+		s.mu.Unlock()
+		j = <-w.jobs // handed a job (or told to close) just as the timer fired
+	}
+	if j == nil {
+		s.mu.Lock()
+		s.releaseLocked(w, true)
+		s.mu.Unlock()
+		return nil, "yield"
+	}
+	return j, ""
+}
+
+func removeWorker(h *hostState, w *worker) bool {
+	for i, x := range h.idle {
+		if x == w {
+			h.idle = append(h.idle[:i], h.idle[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// release gives w's slot back after its connection failed.
+func (s *scheduler) release(w *worker) {
+	s.mu.Lock()
+	s.releaseLocked(w, false)
+	s.mu.Unlock()
+}
+
+func (s *scheduler) releaseLocked(w *worker, evicted bool) {
+	h := s.hosts[w.host]
+	h.conns--
+	s.total--
+	if evicted {
+		s.evicting--
+	}
+	if !s.closed {
+		s.fill()
+	}
+}
+
+// shutdown closes idle connections and starts no more.
+func (s *scheduler) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, h := range s.hosts {
+		for _, w := range h.idle {
+			w.jobs <- nil
+			s.evicting++
+		}
+		h.idle = nil
+	}
+}

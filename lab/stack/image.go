@@ -1,0 +1,144 @@
+package stack
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/moby/client"
+	labimage "github.com/smtplab/smtplab/images/lab"
+)
+
+// Image is a built image.
+type Image struct {
+	Ref     string `json:"ref"` // smtplab/lab:<content hash>
+	ID      string `json:"id"`
+	Built   bool   `json:"built"`   // false when an image with the same content was reused
+	Version string `json:"version"` // git describe of the source; not in the binary, so a new commit with the same code reuses the image
+}
+
+// BuildLabImage compiles the lab statically for the engine's platform and
+// builds the FROM-scratch image holding it, tagged by a hash of its
+// content: an unchanged build is reused, a changed one rebuilt. It must
+// run inside the smtplab source tree (it builds ./cmd/lab there).
+func BuildLabImage(ctx context.Context, eng *Engine, logf func(string, ...any)) (Image, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	tmp, err := os.MkdirTemp("", "smtplab-build-")
+	if err != nil {
+		return Image{}, fmt.Errorf("build image: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	version := sourceVersion(ctx, root)
+	bin := filepath.Join(tmp, "lab")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Image{}, fmt.Errorf("build image: go build ./cmd/lab for linux/%s: %w\n%s", eng.Arch, err, out)
+	}
+	binary, err := os.ReadFile(bin)
+	if err != nil {
+		return Image{}, fmt.Errorf("build image: %w", err)
+	}
+	h := sha256.New()
+	h.Write(labimage.Dockerfile)
+	h.Write(binary)
+	img := Image{Ref: "smtplab/lab:" + hex.EncodeToString(h.Sum(nil))[:16], Version: version}
+
+	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
+		img.ID = got.ID
+		return img, nil
+	}
+	logf("building image %s", img.Ref)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode int64
+	}{{"Dockerfile", labimage.Dockerfile, 0o644}, {"lab", binary, 0o755}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return img, fmt.Errorf("build image: %w", err)
+		}
+		tw.Write(f.data)
+	}
+	if err := tw.Close(); err != nil {
+		return img, fmt.Errorf("build image: %w", err)
+	}
+	res, err := eng.ImageBuild(ctx, &buf, client.ImageBuildOptions{
+		Tags: []string{img.Ref}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{LabelLab: "1"},
+	})
+	if err != nil {
+		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+	}
+	defer res.Body.Close()
+	if err := readBuildStream(res.Body); err != nil {
+		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+	}
+	got, err := eng.ImageInspect(ctx, img.Ref)
+	if err != nil {
+		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+	}
+	img.ID, img.Built = got.ID, true
+	return img, nil
+}
+
+// readBuildStream drains the engine's JSON build progress and returns the
+// build's error, if any.
+func readBuildStream(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	for {
+		var msg struct {
+			Stream string `json:"stream"`
+			Error  string `json:"error"`
+		}
+		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if msg.Error != "" {
+			return errors.New(msg.Error)
+		}
+	}
+}
+
+// moduleRoot finds the smtplab source tree from the working directory.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("build image: run the lab from the smtplab source tree (it compiles ./cmd/lab into the image); no go.mod found from here")
+	}
+	data, err := os.ReadFile(gomod)
+	if err != nil || !bytes.Contains(data, []byte("module github.com/smtplab/smtplab")) {
+		return "", fmt.Errorf("build image: %s is not smtplab's go.mod; run the lab from the smtplab source tree", gomod)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// sourceVersion names the source: git describe, with -dirty for local
+// changes; "devel" outside git.
+func sourceVersion(ctx context.Context, root string) string {
+	cmd := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "devel"
+	}
+	return strings.TrimSpace(string(out))
+}
