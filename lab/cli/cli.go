@@ -102,7 +102,7 @@ func cleanCmd() *cobra.Command {
 			}
 			defer eng.Close()
 			n, err := stack.Clean(cmd.Context(), eng, runID)
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", n.Containers, n.Networks)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", len(n.Containers), len(n.Networks))
 			return err
 		},
 	}

@@ -4,51 +4,71 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moby/moby/client"
 )
 
-// Cleaned counts what Clean removed.
-type Cleaned struct{ Containers, Networks int }
+// Leftovers are the lab's containers and networks found on the engine.
+type Leftovers struct {
+	Containers []string // IDs; those in another's network namespace first
+	Networks   []string // IDs
+}
 
-// Clean removes every container and network carrying the lab's label,
-// whatever run made it: what a killed run left behind. With runID set it
-// removes only that run's.
-func Clean(ctx context.Context, eng *Engine, runID string) (Cleaned, error) {
-	var n Cleaned
+// Find lists every container and network carrying the lab's label; with
+// runID set, only that run's.
+func Find(ctx context.Context, eng *Engine, runID string) (Leftovers, error) {
+	var l Leftovers
 	f := make(client.Filters).Add("label", LabelLab+"=1")
 	if runID != "" {
 		f.Add("label", LabelRun+"="+runID)
 	}
 	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return n, fmt.Errorf("clean: %w", err)
+		return l, fmt.Errorf("list containers: %w", err)
 	}
-	var errs []error
-	// Containers sharing another's network namespace go first.
-	for pass := 0; pass < 2; pass++ {
-		for _, c := range list.Items {
-			joined := len(c.HostConfig.NetworkMode) > 10 && c.HostConfig.NetworkMode[:10] == "container:"
-			if joined != (pass == 0) {
-				continue
-			}
-			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			n.Containers++
+	var rest []string
+	for _, c := range list.Items {
+		if strings.HasPrefix(c.HostConfig.NetworkMode, "container:") {
+			l.Containers = append(l.Containers, c.ID)
+		} else {
+			rest = append(rest, c.ID)
 		}
 	}
+	l.Containers = append(l.Containers, rest...)
 	nets, err := eng.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
-		return n, errors.Join(append(errs, fmt.Errorf("clean: %w", err))...)
+		return l, fmt.Errorf("list networks: %w", err)
 	}
-	for _, nw := range nets.Items {
-		if _, err := eng.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil {
-			errs = append(errs, err)
+	for _, n := range nets.Items {
+		l.Networks = append(l.Networks, n.ID)
+	}
+	return l, nil
+}
+
+// Clean removes every container and network carrying the lab's label
+// (with runID set, only that run's): what a killed run left behind. It
+// returns what it removed.
+func Clean(ctx context.Context, eng *Engine, runID string) (Leftovers, error) {
+	found, err := Find(ctx, eng, runID)
+	if err != nil {
+		return Leftovers{}, fmt.Errorf("clean: %w", err)
+	}
+	var done Leftovers
+	var errs []error
+	for _, id := range found.Containers {
+		if _, err := eng.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			errs = append(errs, fmt.Errorf("clean: %w", err))
 			continue
 		}
-		n.Networks++
+		done.Containers = append(done.Containers, id)
 	}
-	return n, errors.Join(errs...)
+	for _, id := range found.Networks {
+		if _, err := eng.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("clean: %w", err))
+			continue
+		}
+		done.Networks = append(done.Networks, id)
+	}
+	return done, errors.Join(errs...)
 }

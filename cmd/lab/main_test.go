@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// buildLab compiles this command, as `go run ./cmd/lab` would.
+func buildLab(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lab")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// A bad scenario is refused with file:line before anything starts.
+func TestBadScenarioRefused(t *testing.T) {
+	bin := buildLab(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("name: bad\nsender:\n  max_connections: 0\n"), 0o644)
+	cmd := exec.Command(bin, "run", bad)
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2; stderr:\n%s", err, stderr.String())
+	}
+	if want := bad + ":3: sender.max_connections: must be at least 1"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+	if strings.Contains(stderr.String(), "starting") {
+		t.Errorf("containers were started for a bad scenario:\n%s", stderr.String())
+	}
+}
+
+// Ctrl-C in the middle of a run stops it and removes every container and
+// network of the run.
+func TestInterruptCleansUp(t *testing.T) {
+	eng := stacktest.Engine(t)
+	bin := buildLab(t)
+	dir := t.TempDir()
+	slow := filepath.Join(dir, "slow.yaml")
+	os.WriteFile(slow, []byte("name: interrupted\ntimeout: 5m\ndns:\n  query_delay: 1h\n"), 0o644)
+	cmd := exec.Command(bin, "run", slow, "--results", filepath.Join(dir, "results"))
+	cmd.Dir = "../.."
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runID := ""
+	sc := bufio.NewScanner(stderr)
+	started := regexp.MustCompile(`^run (\S+): starting`)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if m := started.FindStringSubmatch(sc.Text()); m != nil {
+			runID = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "delivered ") {
+			cmd.Process.Signal(syscall.SIGINT)
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("lab did not stop after SIGINT; output:\n%s", strings.Join(lines, "\n"))
+	}
+	if runID == "" {
+		t.Fatalf("no run started; output:\n%s", strings.Join(lines, "\n"))
+	}
+	if err == nil {
+		t.Errorf("an interrupted run exited 0")
+	}
+	stacktest.NoLeftovers(t, eng, runID)
+}

@@ -1,0 +1,193 @@
+package lab_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/scenario"
+)
+
+// TestFastScenario runs scenarios/fast.yaml through real containers and
+// checks the result against the evidence: the Maildir copied out of the
+// receiver, and every role's events.
+func TestFastScenario(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Load("../scenarios/fast.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if res != nil {
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	// Every injected message is in the Maildir exactly once.
+	onDisk, err := maildir.Dir(filepath.Join(res.Dir, "maildir")).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := map[string]bool{}
+	for _, e := range res.Events {
+		if e.Role == "sender" && e.Kind == events.Queued {
+			queued[e.MessageID] = true
+		}
+	}
+	if len(queued) != 200 {
+		t.Errorf("%d messages queued, want 200", len(queued))
+	}
+	seen := map[string]int{}
+	for _, m := range onDisk {
+		seen[m.MessageID]++
+		if !queued[m.MessageID] {
+			t.Errorf("%s in the Maildir was never injected", m.MessageID)
+		}
+	}
+	if len(onDisk) != 200 || len(seen) != 200 {
+		t.Errorf("Maildir has %d files with %d distinct Message-IDs, want 200 and 200", len(onDisk), len(seen))
+	}
+	s := res.Summary
+	if s.Delivered != 200 || s.Injected != 200 || !res.Outcome.OK() {
+		t.Errorf("summary delivered %d of %d, outcome %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+
+	// Connections and lookups: the 1999 profile makes PTR, A and one query
+	// per DNSBL for every connection, and one IDENT query.
+	conns := 0
+	for _, e := range res.Events {
+		if e.Role == "receiver" && e.Kind == events.ConnOpen {
+			conns++
+		}
+	}
+	if conns == 0 || s.Connections != conns {
+		t.Fatalf("summary says %d connections, receiver events %d", s.Connections, conns)
+	}
+	want := map[string]int{"PTR": conns, "A": conns, "DNSBL": 2 * conns}
+	for typ, n := range want {
+		if s.DNSQueriesByType[typ] != n {
+			t.Errorf("%s queries: %d, want %d (%d connections)", typ, s.DNSQueriesByType[typ], n, conns)
+		}
+	}
+	if s.DNSQueries != 4*conns || s.IdentQueries != conns {
+		t.Errorf("dns %d, ident %d for %d connections", s.DNSQueries, s.IdentQueries, conns)
+	}
+
+	// The sender never exceeded its limits, and the receiver its sessions.
+	perHost, total := peaks(res.Events, "sender")
+	for h, p := range perHost {
+		if p > sc.Sender.MaxPerHost {
+			t.Errorf("host %s had %d connections at once, limit %d", h, p, sc.Sender.MaxPerHost)
+		}
+	}
+	if total > sc.Sender.MaxConnections {
+		t.Errorf("sender had %d connections at once, limit %d", total, sc.Sender.MaxConnections)
+	}
+	if _, rt := peaks(res.Events, "receiver"); rt > sc.Receiver.MaxSessions {
+		t.Errorf("receiver had %d sessions at once, limit %d", rt, sc.Receiver.MaxSessions)
+	}
+	if s.SenderConnections >= 200 {
+		t.Errorf("%d sender connections for 200 messages: no session was reused", s.SenderConnections)
+	}
+}
+
+// peaks replays role's ConnOpen/ConnClose events: the most connections open
+// at once per host and in all.
+func peaks(evs []events.Event, role string) (map[string]int, int) {
+	open := map[string]int{}
+	hostOf := map[string]string{}
+	perHost := map[string]int{}
+	cur, peak := 0, 0
+	for _, e := range evs {
+		if e.Role != role {
+			continue
+		}
+		switch e.Kind {
+		case events.ConnOpen:
+			h := e.Host
+			if role == "receiver" {
+				h = "all"
+			}
+			hostOf[e.Conn] = h
+			open[h]++
+			cur++
+			perHost[h] = max(perHost[h], open[h])
+			peak = max(peak, cur)
+		case events.ConnClose:
+			if h, ok := hostOf[e.Conn]; ok {
+				open[h]--
+				cur--
+			}
+		}
+	}
+	return perHost, peak
+}
+
+// TestUndeliverableIsReported: mail the receiver refuses (an unknown
+// account) is reported per message and fails the run.
+func TestUndeliverableIsReported(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Parse("nobody.yaml", []byte(`
+name: nobody
+timeout: 1m
+workload:
+  rounds: 1
+  recipients: 3
+  to: nobody-{n}@{n}.foo.example.com
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if res != nil {
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+	if !errors.Is(err, lab.ErrNotDelivered) {
+		t.Fatalf("run returned %v, want ErrNotDelivered", err)
+	}
+	if len(res.Outcome.Failed) != 3 || res.Summary.Delivered != 0 {
+		t.Errorf("outcome %+v, summary delivered %d", res.Outcome, res.Summary.Delivered)
+	}
+	for _, f := range res.Outcome.Failed {
+		if !strings.Contains(f, "550") && !strings.Contains(f, "User unknown") {
+			t.Errorf("failure does not say why: %s", f)
+		}
+	}
+}
+
+// TestTimeoutCleansUp: a run that cannot finish in its timeout stops,
+// reports what was not delivered, and leaves no container or network.
+func TestTimeoutCleansUp(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Parse("slow.yaml", []byte(`
+name: slow
+timeout: 3s
+workload: {rounds: 1, recipients: 2}
+dns:
+  query_delay: 1h
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	stacktest.NoLeftovers(t, eng, res.RunID)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("run returned %v after %s, want the scenario's deadline", err, time.Since(start))
+	}
+	if len(res.Outcome.Lost) != 2 {
+		t.Errorf("lost %v, want the 2 injected messages", res.Outcome.Lost)
+	}
+}

@@ -1,0 +1,88 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
+)
+
+var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func ev(role string, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
+	e := events.Event{Role: role, Kind: kind, Time: t0.Add(at)}
+	if f != nil {
+		f(&e)
+	}
+	return e
+}
+
+func TestBuild(t *testing.T) {
+	id := func(s string) func(*events.Event) { return func(e *events.Event) { e.MessageID = s } }
+	evs := []events.Event{
+		ev("sender", events.Queued, 0, id("<a>")),
+		ev("sender", events.Queued, time.Second, id("<b>")),
+		ev("sender", events.Queued, 2*time.Second, id("<c>")),
+		ev("sender", events.ConnOpen, time.Second, nil),
+		ev("receiver", events.ConnOpen, time.Second, nil),
+		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "4.0.18.172.in-addr.arpa", "PTR" }),
+		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "sender.lab", "A" }),
+		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "4.0.18.172.bl1.example.net", "A" }),
+		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "4.0.18.172.bl2.example.net", "A" }),
+		ev("identd", events.IdentQuery, time.Second, nil),
+		ev("receiver", events.Delivered, 3*time.Second, id("<a>")),
+		ev("receiver", events.Delivered, 15*time.Second, id("<b>")),
+	}
+	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<b>"}, {MessageID: "<x>"}}
+	s, o := Build(Inputs{Events: evs, Maildir: disk, NotQueued: []string{"message 4: refused"}, Blacklists: []string{"bl1.example.net", "bl2.example.net"}})
+
+	if s.Injected != 4 || s.Delivered != 2 {
+		t.Errorf("injected %d delivered %d, want 4 and 2", s.Injected, s.Delivered)
+	}
+	if s.TotalTime != 15*time.Second {
+		t.Errorf("total time %s, want 15s (first injection to last delivery)", s.TotalTime)
+	}
+	if s.DNSQueries != 4 || s.DNSQueriesByType["DNSBL"] != 2 || s.DNSQueriesByType["PTR"] != 1 || s.DNSQueriesByType["A"] != 1 {
+		t.Errorf("dns %d by type %v", s.DNSQueries, s.DNSQueriesByType)
+	}
+	if s.LookupsPerConnection != 4 || s.IdentQueries != 1 || s.Connections != 1 {
+		t.Errorf("per connection %.1f, ident %d, conns %d", s.LookupsPerConnection, s.IdentQueries, s.Connections)
+	}
+	if s.DeliveredLateMessages != 1 {
+		t.Errorf("late %d, want 1 (<b> took 14 s)", s.DeliveredLateMessages)
+	}
+	// HDR histogram values are exact to 3 significant digits.
+	if d := s.Latency.Max - 14*time.Second; d < -20*time.Millisecond || d > 20*time.Millisecond {
+		t.Errorf("max latency %s, want about 14s", s.Latency.Max)
+	}
+	if o.OK() || len(o.Lost) != 1 || o.Lost[0] != "<c>" || len(o.Duplicated) != 1 || len(o.Unexpected) != 1 || len(o.NotQueued) != 1 {
+		t.Errorf("outcome %+v", o)
+	}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, "t", s, o); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"lost: <c>", "duplicated: <b> (2 copies)", "unexpected: <x>", "not queued: message 4", "196 / 200", "65.00 s"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestAllDeliveredIsOK(t *testing.T) {
+	evs := []events.Event{
+		ev("sender", events.Queued, 0, func(e *events.Event) { e.MessageID = "<a>" }),
+		ev("receiver", events.Delivered, time.Second, func(e *events.Event) { e.MessageID = "<a>" }),
+	}
+	_, o := Build(Inputs{Events: evs, Maildir: []maildir.Message{{MessageID: "<a>"}}})
+	if !o.OK() {
+		t.Errorf("outcome %+v", o)
+	}
+	_, o = Build(Inputs{Events: evs}) // the event alone is no delivery: the Maildir is the evidence
+	if o.OK() || len(o.Lost) != 1 {
+		t.Errorf("delivered without a file: %+v", o)
+	}
+}

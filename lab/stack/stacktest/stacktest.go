@@ -1,0 +1,46 @@
+// Package stacktest gives tests a Docker engine, or skips them when none is
+// reachable, unless the environment demands one: with SMTPLAB_REQUIRE_DOCKER
+// set (CI sets it), a missing engine fails the test instead.
+package stacktest
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/stack"
+)
+
+// RequireEnv is the variable that turns "no Docker, skipping" into a failure.
+const RequireEnv = "SMTPLAB_REQUIRE_DOCKER"
+
+// Engine connects to the engine or skips (fails, under RequireEnv) the test.
+func Engine(t testing.TB) *stack.Engine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	eng, err := stack.Connect(ctx)
+	if err != nil {
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("%s is set and no Docker engine answers: %v", RequireEnv, err)
+		}
+		t.Skipf("no Docker engine reachable, skipping (set %s=1 to make this a failure): %v", RequireEnv, err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
+}
+
+// NoLeftovers fails t when the engine still has containers or networks of
+// the run (all of the lab's when runID is "").
+func NoLeftovers(t testing.TB, eng *stack.Engine, runID string) {
+	t.Helper()
+	l, err := stack.Find(context.Background(), eng, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Containers)+len(l.Networks) > 0 {
+		t.Errorf("run %q left %d containers and %d networks behind", runID, len(l.Containers), len(l.Networks))
+		stack.Clean(context.Background(), eng, runID)
+	}
+}
