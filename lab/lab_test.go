@@ -10,9 +10,9 @@ import (
 
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/events"
-	"github.com/smtplab/smtplab/lab/stack/stacktest"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
 )
 
 // TestFastScenario runs scenarios/fast.yaml through real containers and
