@@ -117,9 +117,18 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err != nil {
 		return nil, err
 	}
+	var lastDelivery time.Time
 	defer func() {
 		if cerr := st.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up run %s (try: go run ./cmd/lab clean): %w", runID, cerr))
+		}
+		// The result is written last, once the containers are gone, so the
+		// lab's overhead after the last delivery is measured whole.
+		if res != nil && res.Dir != "" {
+			res.Overhead.DeliveryToExit = time.Since(lastDelivery)
+			if werr := res.write(); werr != nil {
+				err = errors.Join(err, werr)
+			}
 		}
 	}()
 	res.Environment.Network = st.Network()
@@ -129,6 +138,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err != nil {
 		return nil, err
 	}
+	res.Dir = filepath.Join(orDefault(opt.ResultsDir, "results"), runID)
 	injStart := time.Now()
 	res.Overhead.StartToInjection = injStart.Sub(start)
 	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
@@ -138,7 +148,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		injected <- inject(runCtx, roles.sender)
 	}()
 	inj, waitErr := waitForDelivery(runCtx, roles, len(msgs), injected, opt)
-	lastDelivery := time.Now()
+	lastDelivery = time.Now()
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
@@ -148,9 +158,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		return res, errors.Join(waitErr, cerr)
 	}
 	res.Events = evs
-	dir := filepath.Join(orDefault(opt.ResultsDir, "results"), runID)
-	res.Dir = dir
-	mdir := filepath.Join(dir, "maildir")
+	mdir := filepath.Join(res.Dir, "maildir")
 	if err := roles.receiver.CopyDir(cctx, eng, sc.Receiver.Maildir, mdir); err != nil {
 		return res, errors.Join(waitErr, err)
 	}
@@ -165,10 +173,6 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	res.Summary, res.Outcome = report.Build(report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones})
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = firstQueued(evs).Add(d)
-	}
-	res.Overhead.DeliveryToExit = time.Since(lastDelivery)
-	if err := res.write(); err != nil {
-		return res, errors.Join(waitErr, err)
 	}
 	if waitErr != nil {
 		return res, waitErr
