@@ -343,8 +343,9 @@ func (s *Server) invalid(m []byte, err error) {
 }
 
 // Listen starts serving UDP and TCP on the same port. With port 0 the
-// kernel picks the UDP port and TCP takes the same one, retrying a few
-// times in the rare case that port is taken for TCP.
+// kernel picks the UDP port and TCP takes the same one, retrying up to 100
+// times: on a busy host (thousands of sockets in TIME-WAIT) the port the
+// kernel picked for UDP is often refused for TCP.
 func (s *Server) Listen(addr string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -359,7 +360,7 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 	var pc net.PacketConn
 	var ln net.Listener
 	var err error
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 100; try++ {
 		if pc, err = net.ListenPacket("udp", addr); err != nil {
 			return nil, err
 		}

@@ -30,12 +30,18 @@ func (d Dir) Create() error {
 
 var seq atomic.Uint64
 
+// nameHost writes host as the last part of a unique name: '/' would make
+// a path and ':' starts the info part in cur/, so the spec has them
+// written as \057 and \072.
+var nameHost = strings.NewReplacer("/", `\057`, ":", `\072`)
+
 // Deliver writes data as one new message and returns its path in new/.
 // The message is durable when Deliver returns nil: file and folder are
-// both fsynced.
+// both fsynced. On error nothing is left in tmp/ or new/, so the caller
+// can have the message sent again without duplicating it.
 func (d Dir) Deliver(data []byte, host string) (string, error) {
 	now := time.Now()
-	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), seq.Add(1), strings.ReplaceAll(host, "/", "_"))
+	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), seq.Add(1), nameHost.Replace(host))
 	tmp := filepath.Join(string(d), "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -57,7 +63,10 @@ func (d Dir) Deliver(data []byte, host string) (string, error) {
 		return "", fmt.Errorf("maildir: %w", err)
 	}
 	if err := syncDir(filepath.Join(string(d), "new")); err != nil {
-		return dst, err
+		// Not known to be durable: take it back rather than report a
+		// failure for a message that stays in new/.
+		os.Remove(dst)
+		return "", err
 	}
 	return dst, nil
 }

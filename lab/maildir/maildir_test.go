@@ -3,6 +3,7 @@ package maildir
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,24 @@ func TestDeliverAndList(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(string(d), "tmp")); len(tmp) != 0 {
 		t.Errorf("%d files left in tmp/", len(tmp))
+	}
+}
+
+// A host with '/' or ':' would make a path or an info part of the unique
+// name; the spec has them written \057 and \072.
+func TestDeliverHostInName(t *testing.T) {
+	d := Dir(t.TempDir())
+	if err := d.Create(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Deliver([]byte("Message-ID: <h@x>\r\n\r\n"), "a/b:c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(p) != filepath.Join(string(d), "new") {
+		t.Errorf("delivered to %s, not in new/", p)
+	}
+	if name := filepath.Base(p); !strings.HasSuffix(name, `.a\057b\072c`) {
+		t.Errorf("unique name %q", name)
 	}
 }

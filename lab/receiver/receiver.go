@@ -28,6 +28,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,8 +72,16 @@ type Server struct {
 	conns chan net.Conn
 	ln    net.Listener
 	ids   atomic.Int64
-	done  chan struct{}
-	once  sync.Once
+
+	ctx    context.Context // ends on Close, aborting the checks in flight
+	cancel context.CancelFunc
+	done   chan struct{}
+	served chan struct{} // closed when go-smtp's Serve has returned
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu   sync.Mutex
+	live map[*sessionConn]struct{} // accepted and not yet closed
 }
 
 // New checks cfg and prepares the Maildir.
@@ -86,17 +95,25 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = 10 << 20
 	}
+	if cfg.IdentTimeout <= 0 {
+		// identd.Query takes 0 as "no timeout": a client host that drops
+		// port 113 would hold the slot for the kernel's connect timeout.
+		cfg.IdentTimeout = 30 * time.Second
+	}
 	dir := maildir.Dir(cfg.Maildir)
 	if err := dir.Create(); err != nil {
 		return nil, fmt.Errorf("receiver: %w", err)
 	}
 	s := &Server{
 		cfg: cfg, log: log, dir: dir,
-		res:   &resolver.Resolver{Servers: cfg.DNSServers, FirstTimeout: cfg.DNSTimeout},
-		slots: make(chan struct{}, cfg.MaxSessions),
-		conns: make(chan net.Conn),
-		done:  make(chan struct{}),
+		res:    &resolver.Resolver{Servers: cfg.DNSServers, FirstTimeout: cfg.DNSTimeout},
+		slots:  make(chan struct{}, cfg.MaxSessions),
+		conns:  make(chan net.Conn),
+		done:   make(chan struct{}),
+		served: make(chan struct{}),
+		live:   map[*sessionConn]struct{}{},
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.smtp = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.smtp.Domain = cfg.Hostname
 	s.smtp.ReadTimeout = 5 * time.Minute
@@ -115,22 +132,47 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 		return nil, fmt.Errorf("receiver: %w", err)
 	}
 	s.ln = ln
+	s.wg.Add(1)
 	go s.admit()
-	go s.smtp.Serve(chanListener{s})
+	go func() {
+		defer close(s.served)
+		s.smtp.Serve(chanListener{s})
+	}()
 	return ln.Addr(), nil
 }
 
-// Close stops accepting and ends every session.
+// Close stops accepting, ends every session (checks in flight included)
+// and waits until no session can write to the Maildir or the log any more.
 func (s *Server) Close() error {
-	s.once.Do(func() { close(s.done) })
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	return s.smtp.Close()
+	var err error
+	s.once.Do(func() {
+		close(s.done)
+		s.cancel()
+		if s.ln == nil {
+			err = s.smtp.Close()
+			return
+		}
+		err = s.ln.Close()
+		// admit and the checks end (the context aborts lookups): no more
+		// hand-overs, and connections not handed over are closed.
+		s.wg.Wait()
+		// go-smtp's Serve has returned: it starts no more handlers.
+		<-s.served
+		// Unblock every handler; each then closes its sessionConn, which
+		// logs ConnClose. Shutdown waits for the handlers to return.
+		s.mu.Lock()
+		for c := range s.live {
+			c.Conn.Close()
+		}
+		s.mu.Unlock()
+		s.smtp.Shutdown(context.Background())
+	})
+	return err
 }
 
 // admit is couriertcpd: take a slot, accept, check, hand to SMTP.
 func (s *Server) admit() {
+	defer s.wg.Done()
 	for {
 		select {
 		case s.slots <- struct{}{}:
@@ -145,15 +187,26 @@ func (s *Server) admit() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of descriptors and the like: back off and go on
+			// accepting rather than leave the port dead.
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-s.done:
+				return
+			}
+			continue
 		}
-		sc := &sessionConn{Conn: c, id: "r" + strconv.FormatInt(s.ids.Add(1), 10), release: func() { <-s.slots }}
+		sc := &sessionConn{Conn: c, id: "r" + strconv.FormatInt(s.ids.Add(1), 10), s: s}
+		s.mu.Lock()
+		s.live[sc] = struct{}{}
+		s.mu.Unlock()
+		s.log.Add(events.Event{Kind: events.ConnOpen, Conn: sc.id, Host: c.RemoteAddr().String()})
+		s.wg.Add(1)
 		go func() {
-			s.log.Add(events.Event{Kind: events.ConnOpen, Conn: sc.id, Host: c.RemoteAddr().String()})
+			defer s.wg.Done()
 			s.check(sc)
 			select {
 			case s.conns <- sc:
@@ -164,13 +217,15 @@ func (s *Server) admit() {
 	}
 }
 
-// sessionConn is an accepted connection with what the checks found. It
-// gives its admission slot back when closed.
+// sessionConn is an accepted connection with what the checks found. When
+// closed it logs ConnClose and then gives its admission slot back, so the
+// log never shows more than MaxSessions connections open at once.
 type sessionConn struct {
 	net.Conn
-	id      string
-	release func()
-	once    sync.Once
+	id    string
+	s     *Server
+	once  sync.Once
+	count atomic.Int64 // messages accepted on this connection
 
 	ptrName   string // "" when reverse DNS found nothing
 	confirmed bool   // the PTR name's A records contain the client
@@ -178,23 +233,38 @@ type sessionConn struct {
 	listedIn  string // the first DNSBL zone that lists the client
 }
 
+// Close may be called more than once and from several goroutines (go-smtp
+// closes on QUIT, on server Close and when its handler ends); the first
+// call logs and releases.
 func (c *sessionConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.s.log.Add(events.Event{Kind: events.ConnClose, Conn: c.id, Count: int(c.count.Load()), Reason: "closed"})
+		c.s.mu.Lock()
+		delete(c.s.live, c)
+		c.s.mu.Unlock()
+		<-c.s.slots
+	})
 	return err
 }
 
 // check runs the pre-greeting checks in couriertcpd's order.
 func (s *Server) check(c *sessionConn) {
-	ctx := context.Background()
+	ctx := s.ctx
 	raddr, _ := c.RemoteAddr().(*net.TCPAddr)
 	if raddr == nil {
 		return
 	}
 	ip := raddr.IP
 	timed := func(check, name, qtype string, f func() (string, error)) {
+		if ctx.Err() != nil {
+			return // closing: the connection is dropped anyway
+		}
 		start := time.Now()
 		result, err := f()
+		if err != nil && result == "" {
+			result = failure(err)
+		}
 		e := events.Event{Time: start, Kind: events.Check, Conn: c.id, Host: ip.String(), Check: check, Name: name, QType: qtype, Result: result, Duration: time.Since(start)}
 		if err != nil {
 			e.Error = err.Error()
@@ -226,13 +296,16 @@ func (s *Server) check(c *sessionConn) {
 	for _, zone := range s.cfg.Blacklists {
 		timed("dnsbl", zone, "A", func() (string, error) {
 			listed, code, err := s.res.DNSBL(ctx, ip, zone)
+			if err != nil {
+				return "", err // a failed lookup is not "not listed"
+			}
 			if listed && c.listedIn == "" {
 				c.listedIn = zone
 			}
 			if !listed {
-				return "not listed", err
+				return "not listed", nil
 			}
-			return "listed " + code, err
+			return "listed " + code, nil
 		})
 	}
 	if s.cfg.Ident {
@@ -247,6 +320,23 @@ func (s *Server) check(c *sessionConn) {
 			return rep.UserID, nil
 		})
 	}
+}
+
+// failure names a failed check for the log: the resolver's result
+// ("NXDOMAIN", "TIMEOUT", ...) or, for ident, "TIMEOUT" or "ERROR".
+func failure(err error) string {
+	var le *resolver.LookupError
+	if errors.As(err, &le) {
+		return le.Result()
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "CANCELED"
+	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
+		return "TIMEOUT"
+	}
+	return "ERROR"
 }
 
 // chanListener hands checked connections to go-smtp's Serve.
@@ -275,14 +365,17 @@ type session struct {
 	s     *Server
 	conn  *sessionConn
 	helo  func() string
+	inTx  bool // MAIL accepted, transaction not yet ended
 	from  string
 	rcpts []string
-	count int
 }
 
 var (
-	errRelay = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied."}
-	errUser  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown."}
+	errRelay  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied."}
+	errUser   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown."}
+	errSyntax = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax."}
+	errNested = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command."}
+	errNoRcpt = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients."}
 )
 
 func (ss *session) reject(err *smtp.SMTPError) error {
@@ -290,8 +383,15 @@ func (ss *session) reject(err *smtp.SMTPError) error {
 	return err
 }
 
+// Mail starts a transaction. go-smtp lets a second MAIL through without
+// RSET while keeping its own recipient list, so resetting ours here would
+// make the next DATA answer 250 and deliver nothing: refuse it instead, as
+// RFC 5321 (3.3) allows.
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from, ss.rcpts = from, nil
+	if ss.inTx {
+		return ss.reject(errNested)
+	}
+	ss.inTx, ss.from, ss.rcpts = true, from, nil
 	return nil
 }
 
@@ -299,11 +399,11 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.conn.listedIn != "" {
 		return ss.reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Blocked by " + ss.conn.listedIn + "."})
 	}
-	at := strings.LastIndexByte(to, '@')
-	if at < 0 {
-		return ss.reject(errUser)
+	local, domain, ok := splitAddress(to)
+	if !ok {
+		return ss.reject(errSyntax)
 	}
-	local, domain := strings.ToLower(to[:at]), to[at+1:]
+	local = strings.ToLower(local)
 	isLocal := false
 	for _, d := range ss.s.cfg.LocalDomains {
 		isLocal = isLocal || scenario.DomainMatches(d, domain)
@@ -315,16 +415,72 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if local != acct && !strings.HasPrefix(local, acct+"-") {
 		return ss.reject(errUser)
 	}
+	for _, r := range ss.rcpts {
+		if strings.EqualFold(r, to) {
+			return nil // one copy per mailbox, however often it is named
+		}
+	}
 	ss.rcpts = append(ss.rcpts, to)
 	return nil
 }
 
+// splitAddress splits a recipient as go-smtp passes it (a quoted local part
+// already unquoted) into local part and domain. It refuses what cannot be
+// read one way only or written into a header as is: no '@' or more than
+// one, control characters, spaces or non-ASCII (SMTPUTF8 is off), and a
+// domain that is not a host name or an address literal.
+func splitAddress(to string) (local, domain string, ok bool) {
+	at := strings.IndexByte(to, '@')
+	if at <= 0 || at != strings.LastIndexByte(to, '@') {
+		return "", "", false
+	}
+	for i := 0; i < len(to); i++ {
+		if to[i] <= ' ' || to[i] >= 0x7f {
+			return "", "", false
+		}
+	}
+	local, domain = to[:at], to[at+1:]
+	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
+		return local, domain, true // never local, but not a syntax error
+	}
+	return local, domain, hostName(domain)
+}
+
+// hostName reports whether d is an RFC 1123 host name (one trailing dot
+// allowed).
+func hostName(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Data writes the message once per recipient. It is all or nothing: if one
+// copy cannot be written the copies already in new/ are taken back and the
+// client told to try again, so a retry does not duplicate them; Delivered is
+// logged only once every copy is in new/.
 func (ss *session) Data(r io.Reader) error {
 	body, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
+	if len(ss.rcpts) == 0 {
+		return errNoRcpt
+	}
 	msgID := messageID(body)
+	paths := make([]string, 0, len(ss.rcpts))
 	for _, rcpt := range ss.rcpts {
 		var buf bytes.Buffer
 		fmt.Fprintf(&buf, "Delivered-To: %s\r\n", rcpt)
@@ -332,11 +488,17 @@ func (ss *session) Data(r io.Reader) error {
 		buf.Write(body)
 		path, err := ss.s.dir.Deliver(buf.Bytes(), ss.s.cfg.Hostname)
 		if err != nil {
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again later."}
+			for _, p := range paths {
+				os.Remove(p)
+			}
+			return ss.reject(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again later."})
 		}
-		ss.s.log.Add(events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{rcpt}, Path: path})
+		paths = append(paths, path)
 	}
-	ss.count++
+	for i, rcpt := range ss.rcpts {
+		ss.s.log.Add(events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{rcpt}, Path: paths[i]})
+	}
+	ss.conn.count.Add(1)
 	return nil
 }
 
@@ -349,19 +511,30 @@ func (ss *session) received(buf *bytes.Buffer) {
 		name = "unknown"
 	}
 	ip := c.RemoteAddr().(*net.TCPAddr).IP.String()
-	fmt.Fprintf(buf, "Received: from %s (%s [%s])\r\n", ss.helo(), name, ip)
+	fmt.Fprintf(buf, "Received: from %s (%s [%s])\r\n", headerSafe(ss.helo()), name, ip)
 	if c.identUser != "" {
 		fmt.Fprintf(buf, "  (ident=%s)\r\n", c.identUser)
 	}
 	fmt.Fprintf(buf, "  by %s with ESMTP; %s\r\n", ss.s.cfg.Hostname, time.Now().Format(time.RFC1123Z))
 }
 
-func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
-
-func (ss *session) Logout() error {
-	ss.s.log.Add(events.Event{Kind: events.ConnClose, Conn: ss.conn.id, Count: ss.count, Reason: "closed"})
-	return nil
+// headerSafe keeps a client-given word (the HELO name) from breaking the
+// header it is written into: anything but printable ASCII becomes '?'.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
+
+func (ss *session) Reset() { ss.inTx, ss.from, ss.rcpts = false, "", nil }
+
+// Logout logs nothing: go-smtp calls it only for sessions that got as far as
+// HELO, so ConnClose is logged by sessionConn.Close, which every connection
+// reaches.
+func (ss *session) Logout() error { return nil }
 
 // messageID returns the Message-ID header of a message ("" if none).
 func messageID(msg []byte) string {

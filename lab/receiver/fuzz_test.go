@@ -1,0 +1,207 @@
+package receiver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzMaxMessage bounds the receiver's messages and the BDAT chunks the
+// fuzzer sends.
+const fuzzMaxMessage = 64 << 10
+
+// FuzzSession plays whole SMTP sessions, one per input, over a real
+// connection to a running receiver (with its real DNS and IDENT checks), in
+// the spirit of chasquid's internal/smtpsrv fuzz test: each input line is
+// sent as a command and its reply read; after a 354 the following lines are
+// the message, up to a "." line. After each session:
+//   - go-smtp recovered no panic (a panic elsewhere kills the fuzzer);
+//   - every message in the Maildir is for a local recipient: its
+//     Delivered-To is one address whose domain is local and whose local
+//     part is the account or account-extension;
+//   - the Received: header carries no control character from the client;
+//   - every 250 to the end of a message left at least one file.
+func FuzzSession(f *testing.F) {
+	for _, s := range []string{
+		"EHLO x\nMAIL FROM:<a@b.org>\nRCPT TO:<recipient-foo-7@7.foo.example.com>\nDATA\nMessage-ID: <s1@fuzz>\nSubject: s\n\nbody\n.\nQUIT\n",
+		"HELO x\nMAIL FROM:<>\nRCPT TO:<someone@evil.org>\nRCPT TO:<recipient@evil.org>\nDATA\nx\n.\nQUIT",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient-x@evil.org@7.foo.example.com>\nRCPT TO:<\"recipient-a@evil.org\"@x.example.com>\nRCPT TO:<@relay.example.com:recipient@evil.org>\nDATA\nhi\n.\n",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nMAIL FROM:<c@d>\nDATA\nhi\n.\n",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nBDAT 10\nBDAT 20 LAST\nQUIT",
+		"EHLO x\nBDAT 70000\nNOOP",
+		"\x00\xff\n\n\nHELO\nEHLO \r\nRSET\nNOOP\nVRFY x\nAUTH PLAIN AAAA\nSTARTTLS\nHELP\n",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient-x%evil.org@7.foo.example.com>\nRCPT TO:<evil.org!recipient@x.example.com>\nDATA\nhi\n.\n",
+		"EHLO x\nMAIL FROM:<a@b> SIZE=10\nRCPT TO:<RECIPIENT@X.EXAMPLE.COM.>\nRCPT TO:<recipient@[127.0.0.1]>\nRCPT TO:<recipient@example.com>\nDATA\n.\n",
+		"EHLO a\rb\x01c\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\n..leading dot\n.\nEHLO again\nMAIL FROM:<a@b>\nRCPT TO:<recipient@y.example.com>\nRSET\nDATA\n",
+	} {
+		f.Add([]byte(s))
+	}
+	l := startLab(f, dnsConfig(clientZone(), twoZones), func(c *Config) { c.MaxMessage = fuzzMaxMessage })
+	f.Fuzz(func(t *testing.T, in []byte) {
+		accepted := fuzzSession(t, l.addr, in)
+		checkFuzzMaildir(t, l, accepted)
+		if p := l.errs.take(); len(p) > 0 {
+			t.Fatalf("the SMTP server panicked: %q", p)
+		}
+	})
+}
+
+// fuzzSession plays in and returns how many messages the receiver accepted
+// (250 to the end of DATA or to BDAT ... LAST).
+func fuzzSession(t *testing.T, addr string, in []byte) (accepted int) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := textproto.NewReader(bufio.NewReader(c))
+	// A receiver that neither answers nor closes is hung: a bug.
+	reply := func(after string) (int, bool) {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		code, _, err := r.ReadResponse(0)
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Fatalf("no reply after %q", after)
+		case err != nil:
+			return 0, false // closed by the server (too long line, too many errors)
+		}
+		return code, true
+	}
+	send := func(b []byte) bool {
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		_, err := c.Write(b)
+		return err == nil
+	}
+	if code, ok := reply("connect"); !ok || code != 220 {
+		t.Fatalf("greeting %d", code)
+	}
+	lines := bytes.Split(in, []byte("\n"))
+	if len(lines) > 64 {
+		lines = lines[:64]
+	}
+	for i := 0; i < len(lines); i++ {
+		line := bytes.TrimSuffix(lines[i], []byte("\r"))
+		if !send(append(line, '\r', '\n')) {
+			return accepted
+		}
+		size, last, isBDAT := bdat(string(line))
+		if isBDAT && size > fuzzMaxMessage {
+			// Refused with 552, then the server reads on for size bytes:
+			// nothing after this can be answered.
+			reply(string(line))
+			return accepted
+		}
+		if isBDAT && !send(chunk(size)) {
+			return accepted
+		}
+		code, ok := reply(string(line))
+		if !ok || code == 221 {
+			return accepted
+		}
+		if isBDAT && last && code == 250 {
+			accepted++
+		}
+		if code != 354 {
+			continue
+		}
+		// The message: the next lines, up to a "." line or the input's end.
+		var msg []byte
+		for i++; i < len(lines); i++ {
+			dl := bytes.TrimSuffix(lines[i], []byte("\r"))
+			if string(dl) == "." {
+				break
+			}
+			msg = append(append(msg, dl...), '\r', '\n')
+		}
+		if !send(append(msg, ".\r\n"...)) {
+			return accepted
+		}
+		code, ok = reply("end of data")
+		if !ok {
+			return accepted
+		}
+		if code == 250 {
+			accepted++
+		}
+	}
+	return accepted
+}
+
+// bdat reads line as go-smtp does: a BDAT command with a chunk size the
+// server will read after it.
+func bdat(line string) (size uint64, last, ok bool) {
+	if len(line) < 6 || !strings.EqualFold(line[:4], "BDAT") || line[4] != ' ' || strings.HasPrefix(strings.ToUpper(line), "STARTTLS") {
+		return 0, false, false
+	}
+	args := strings.Fields(strings.TrimSpace(line[5:]))
+	if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
+		return 0, false, false
+	}
+	size, err := strconv.ParseUint(args[0], 10, 32)
+	return size, len(args) == 2, err == nil
+}
+
+// chunk is size bytes of a plausible message.
+func chunk(size uint64) []byte {
+	tmpl := []byte(message("bdat@fuzz"))
+	out := make([]byte, 0, size)
+	for uint64(len(out)) < size {
+		out = append(out, tmpl[:min(uint64(len(tmpl)), size-uint64(len(out)))]...)
+	}
+	return out
+}
+
+// localRecipient is the test's own reading of the receiver's contract for
+// the lab config (LocalDomains [".example.com"], Account "recipient").
+func localRecipient(addr string) bool {
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok || strings.Contains(domain, "@") || strings.ContainsFunc(addr, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	local = strings.ToLower(local)
+	return strings.HasSuffix(d, ".example.com") && len(d) > len(".example.com") &&
+		(local == account || strings.HasPrefix(local, account+"-"))
+}
+
+// checkFuzzMaildir checks every message in new/ and removes it.
+func checkFuzzMaildir(t *testing.T, l *lab, accepted int) {
+	ents, err := os.ReadDir(filepath.Join(string(l.dir), "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) < accepted {
+		t.Errorf("%d messages accepted, %d files in new/", accepted, len(ents))
+	}
+	for _, e := range ents {
+		p := filepath.Join(string(l.dir), "new", e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		br := bufio.NewReader(bytes.NewReader(data))
+		first, _ := br.ReadString('\n')
+		rcpt, ok := strings.CutPrefix(first, "Delivered-To: ")
+		rcpt, ok2 := strings.CutSuffix(rcpt, "\r\n")
+		if !ok || !ok2 || !localRecipient(rcpt) {
+			t.Errorf("message for a non-local recipient: %q", first)
+		}
+		second, _ := br.ReadString('\n')
+		if !strings.HasPrefix(second, "Received: from ") || strings.ContainsFunc(strings.TrimSuffix(second, "\r\n"), func(r rune) bool { return r < ' ' || r >= 0x7f }) {
+			t.Errorf("Received: line %q", second)
+		}
+	}
+	if cur, _ := os.ReadDir(filepath.Join(string(l.dir), "cur")); len(cur) != 0 {
+		t.Errorf("%d files in cur/", len(cur))
+	}
+}
