@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -36,6 +37,9 @@ type Envelope struct {
 //     is never sent twice once it was accepted.
 type Queue struct {
 	dir string
+	// mu serialises Done: the hosts of one message finish on different
+	// connections, and each Done reads what is left before it writes.
+	mu sync.Mutex
 }
 
 // OpenQueue opens (creating) the queue in dir.
@@ -181,6 +185,8 @@ func (q *Queue) done(id string) (map[string]bool, error) {
 // message when no recipient is left. It reports whether the message left
 // the queue.
 func (q *Queue) Done(id string, rcpts []string) (bool, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	env, err := q.Envelope(id)
 	if err != nil {
 		return false, err

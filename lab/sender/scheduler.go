@@ -18,6 +18,9 @@ type job struct {
 type worker struct {
 	host string
 	jobs chan *job // buffered 1: a job (or nil: close) handed while idle
+	// making room: the connection closes so that a waiting host gets its
+	// slot, and counts in scheduler.evicting until released. Under mu.
+	makingRoom bool
 }
 
 type hostState struct {
@@ -29,8 +32,8 @@ type hostState struct {
 // scheduler shares connections among recipient hosts, as Courier's
 // courierd does:
 //   - at most maxPerHost connections to one host and maxTotal in all, at
-//     every moment (a slot is taken before dialling and given back after
-//     the connection is closed);
+//     every moment (a slot is taken before dialling and given back, by
+//     release, only after the connection is closed);
 //   - a job goes to an idle connection to its host first (session reuse),
 //     else to a new connection if both limits allow, else it waits;
 //   - hosts waiting for a slot are served round-robin;
@@ -40,14 +43,17 @@ type hostState struct {
 type scheduler struct {
 	maxTotal, maxPerHost int
 	idleClose            time.Duration
-	run                  func(w *worker, first *job)
+	// run starts a connection for w with its first job. It is called with
+	// mu held and must not block (it starts a goroutine); the connection
+	// calls release once it is closed.
+	run func(w *worker, first *job)
 
 	mu       sync.Mutex
 	hosts    map[string]*hostState
 	order    []string // hosts by first appearance, for round-robin
 	next0    int      // where the next round-robin pass starts
 	total    int
-	evicting int // idle connections told to close, not yet released
+	evicting int // connections closing to make room, not yet released
 	closed   bool
 }
 
@@ -101,7 +107,7 @@ func (s *scheduler) fill() {
 			h.conns++
 			s.total++
 			w := &worker{host: name, jobs: make(chan *job, 1)}
-			go s.run(w, j)
+			s.run(w, j)
 			started = true
 			s.next0 = (s.next0 + i + 1) % n
 			break
@@ -116,6 +122,7 @@ func (s *scheduler) fill() {
 			if len(h.idle) > 0 {
 				w := h.idle[0]
 				h.idle = h.idle[1:]
+				w.makingRoom = true
 				s.evicting++
 				w.jobs <- nil
 				return
@@ -137,12 +144,11 @@ func (s *scheduler) starving() int {
 }
 
 // next gives connection w its next job, waiting up to idleClose. nil means
-// close the connection; its slot is already given back, and why says why.
+// close the connection, then release its slot; why says why.
 func (s *scheduler) next(w *worker) (j *job, why string) {
 	s.mu.Lock()
 	h := s.hosts[w.host]
 	if s.closed {
-		s.releaseLocked(w, false)
 		s.mu.Unlock()
 		return nil, "shutdown"
 	}
@@ -152,8 +158,9 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 		s.mu.Unlock()
 		return j, ""
 	}
-	if s.total >= s.maxTotal && s.starving() > 0 {
-		s.releaseLocked(w, false)
+	if s.total >= s.maxTotal && s.starving() > s.evicting {
+		w.makingRoom = true
+		s.evicting++
 		s.mu.Unlock()
 		return nil, "yield"
 	}
@@ -167,7 +174,6 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 	case <-t.C:
 		s.mu.Lock()
 		if removeWorker(h, w) {
-			s.releaseLocked(w, false)
 			s.mu.Unlock()
 			return nil, "idle"
 		}
@@ -176,8 +182,10 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 	}
 	if j == nil {
 		s.mu.Lock()
-		s.releaseLocked(w, true)
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return nil, "shutdown"
+		}
 		return nil, "yield"
 	}
 	return j, ""
@@ -193,18 +201,16 @@ func removeWorker(h *hostState, w *worker) bool {
 	return false
 }
 
-// release gives w's slot back after its connection failed.
+// release gives w's slot back once its connection is closed (or failed
+// to open), and starts what waited for a slot.
 func (s *scheduler) release(w *worker) {
 	s.mu.Lock()
-	s.releaseLocked(w, false)
-	s.mu.Unlock()
-}
-
-func (s *scheduler) releaseLocked(w *worker, evicted bool) {
+	defer s.mu.Unlock()
 	h := s.hosts[w.host]
 	h.conns--
 	s.total--
-	if evicted {
+	if w.makingRoom {
+		w.makingRoom = false
 		s.evicting--
 	}
 	if !s.closed {
@@ -219,8 +225,9 @@ func (s *scheduler) shutdown() {
 	s.closed = true
 	for _, h := range s.hosts {
 		for _, w := range h.idle {
-			w.jobs <- nil
+			w.makingRoom = true
 			s.evicting++
+			w.jobs <- nil
 		}
 		h.idle = nil
 	}

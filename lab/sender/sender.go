@@ -102,8 +102,19 @@ func New(cfg Config, log *events.Log) (*Sender, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Sender{cfg: cfg, log: log, q: q, ctx: ctx, stop: stop, known: map[string]bool{}}
-	s.sched = newScheduler(cfg.MaxConnections, cfg.MaxPerHost, cfg.IdleClose, s.connection)
+	s.sched = newScheduler(cfg.MaxConnections, cfg.MaxPerHost, cfg.IdleClose, s.startConnection)
 	return s, nil
+}
+
+// startConnection is the scheduler's run: it counts the connection in wg
+// before its goroutine starts, so that Close waits for every connection
+// the scheduler started before it was shut down.
+func (s *Sender) startConnection(w *worker, first *job) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.connection(w, first)
+	}()
 }
 
 func wakeSocket(dir string) string { return filepath.Join(dir, ".wake") }
@@ -181,6 +192,12 @@ func (s *Sender) scan() {
 			s.log.Add(events.Event{Kind: events.Failed, QueueID: id, Error: err.Error()})
 			continue
 		}
+		if len(env.Rcpts) == 0 {
+			// Every recipient was done but the message was not removed
+			// (the sender stopped in between): finish the bookkeeping.
+			s.q.Done(id, nil)
+			continue
+		}
 		s.log.Add(events.Event{Time: env.QueuedAt, Kind: events.Queued, QueueID: id, MessageID: env.MessageID, From: env.From, Rcpts: env.Rcpts})
 		for host, rcpts := range groupByHost(env.Rcpts) {
 			relay, ok := s.route(host)
@@ -212,16 +229,16 @@ func (s *Sender) route(host string) (string, bool) {
 }
 
 // connection is one SMTP connection's life: dial, then deliver the first
-// job and every job the scheduler hands it, until it has none.
+// job and every job the scheduler hands it, until it has none. The slot is
+// given back only once the connection is closed and its ConnClose logged.
 func (s *Sender) connection(w *worker, first *job) {
-	s.wg.Add(1)
-	defer s.wg.Done()
+	defer s.sched.release(w)
 	id := "s" + strconv.FormatInt(s.conns.Add(1), 10)
 	c, err := s.dial(first.relay)
 	if err != nil {
+		first.attempt++ // a refused connection or greeting is a try too
 		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})
-		s.retry(first, id, 0, err)
-		s.sched.release(w)
+		s.retry(first, id, code(err), err)
 		return
 	}
 	s.log.Add(events.Event{Kind: events.ConnOpen, Conn: id, Host: first.host})
@@ -231,7 +248,6 @@ func (s *Sender) connection(w *worker, first *job) {
 		if !ok {
 			reason = "broken"
 			c.Close()
-			s.sched.release(w)
 			break
 		}
 		count++
@@ -263,7 +279,8 @@ func (s *Sender) dial(relay string) (*smtp.Client, error) {
 }
 
 // deliver sends one job in one transaction. It returns false when the
-// connection can no longer be used.
+// connection can no longer be used. Every recipient of j ends up done,
+// failed or handed to retry, whatever the receiver does.
 func (s *Sender) deliver(c *smtp.Client, conn string, j *job) bool {
 	j.attempt++
 	text, err := s.q.Text(j.env.ID)
@@ -271,50 +288,68 @@ func (s *Sender) deliver(c *smtp.Client, conn string, j *job) bool {
 		s.fail(j, 0, err.Error())
 		return true
 	}
-	var accepted, tempRcpts []string
-	var lastErr error
-	err = c.Mail(j.env.From, nil)
-	if err == nil {
-		for _, r := range j.rcpts {
-			if rerr := c.Rcpt(r, nil); rerr != nil {
-				if !isSMTP(rerr) {
-					err = rerr
-					break
-				}
-				lastErr = rerr
-				if code(rerr) >= 500 {
-					s.fail(&job{env: j.env, host: j.host, rcpts: []string{r}}, code(rerr), rerr.Error())
-				} else {
-					tempRcpts = append(tempRcpts, r)
-				}
-				continue
-			}
+	// later tries the recipients again; permanent fails them.
+	later := func(rcpts []string, err error) {
+		if len(rcpts) > 0 {
+			s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: rcpts, attempt: j.attempt}, conn, code(err), err)
+		}
+	}
+	permanent := func(rcpts []string, err error) {
+		s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code(err), Result: "permanent", Error: err.Error()})
+		s.fail(&job{env: j.env, host: j.host, rcpts: rcpts}, code(err), err.Error())
+	}
+
+	if err := c.Mail(j.env.From, nil); err != nil {
+		if !isSMTP(err) {
+			later(j.rcpts, err)
+			return false
+		}
+		if code(err) >= 500 {
+			permanent(j.rcpts, err)
+		} else {
+			later(j.rcpts, err)
+		}
+		return c.Reset() == nil
+	}
+
+	var accepted, deferred []string
+	var deferErr error
+	for i, r := range j.rcpts {
+		err := c.Rcpt(r, nil)
+		switch {
+		case err == nil:
 			accepted = append(accepted, r)
+		case !isSMTP(err):
+			// The connection is gone: every recipient not failed for good
+			// is tried again, those not yet asked for too.
+			later(append(append(accepted, deferred...), j.rcpts[i:]...), err)
+			return false
+		case code(err) >= 500:
+			permanent([]string{r}, err)
+		default:
+			deferred = append(deferred, r)
+			deferErr = err
 		}
 	}
-	if err == nil && len(accepted) == 0 {
-		err = c.Reset()
-		if err == nil && len(tempRcpts) > 0 {
-			s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: tempRcpts, attempt: j.attempt}, conn, code(lastErr), lastErr)
-		}
-		return err == nil
+	if len(accepted) == 0 {
+		later(deferred, deferErr)
+		return c.Reset() == nil
 	}
+
+	wc, err := c.Data()
 	if err == nil {
-		var wc *smtp.DataCommand
-		if wc, err = c.Data(); err == nil {
-			if _, err = wc.Write(text); err == nil {
-				err = wc.Close()
-			} else {
-				wc.Close()
-			}
+		if _, err = wc.Write(text); err == nil {
+			err = wc.Close()
+		} else {
+			wc.Close()
 		}
 	}
 	if err != nil {
 		if isSMTP(err) && code(err) >= 500 {
-			s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code(err), Result: "permanent", Error: err.Error()})
-			s.fail(&job{env: j.env, host: j.host, rcpts: accepted}, code(err), err.Error())
+			permanent(accepted, err)
+			later(deferred, deferErr)
 		} else {
-			s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: append(accepted, tempRcpts...), attempt: j.attempt}, conn, code(err), err)
+			later(append(accepted, deferred...), err)
 		}
 		if !isSMTP(err) {
 			return false
@@ -328,9 +363,7 @@ func (s *Sender) deliver(c *smtp.Client, conn string, j *job) bool {
 		s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Rcpts: accepted, Error: "delivered but not marked done: " + derr.Error()})
 	}
 	s.log.Add(events.Event{Kind: events.Sent, QueueID: j.env.ID, MessageID: j.env.MessageID, Conn: conn, Host: j.host, Rcpts: accepted})
-	if len(tempRcpts) > 0 {
-		s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: tempRcpts, attempt: j.attempt}, conn, code(lastErr), lastErr)
-	}
+	later(deferred, deferErr)
 	return true
 }
 
@@ -366,12 +399,13 @@ func (s *Sender) retry(j *job, conn string, code int, err error) {
 	if i >= len(s.cfg.Retry) {
 		i = len(s.cfg.Retry) - 1
 	}
-	t := time.AfterFunc(s.cfg.Retry[i], func() {
+	// After Close the job is dropped (the scheduler is shut down); the
+	// queue keeps the message.
+	time.AfterFunc(s.cfg.Retry[i], func() {
 		if s.ctx.Err() == nil {
 			s.sched.enqueue(j)
 		}
 	})
-	go func() { <-s.ctx.Done(); t.Stop() }()
 }
 
 // fail records a permanent failure and takes the recipients out of the

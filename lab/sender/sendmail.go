@@ -139,10 +139,10 @@ func BuildMessage(a SendmailArgs, r io.Reader, hostname string, now time.Time) (
 	if hdr.Get("Date") == "" {
 		fmt.Fprintf(&out, "Date: %s\n", now.Format(time.RFC1123Z))
 	}
-	if hdr.Get("From") == "" && a.From != "" {
-		from := a.From
+	if hdr.Get("From") == "" {
+		from := envelopeFrom(a, hostname)
 		if a.FullName != "" {
-			from = (&mail.Address{Name: a.FullName, Address: a.From}).String()
+			from = (&mail.Address{Name: a.FullName, Address: from}).String()
 		}
 		fmt.Fprintf(&out, "From: %s\n", from)
 	}
@@ -162,8 +162,10 @@ func BuildMessage(a SendmailArgs, r io.Reader, hostname string, now time.Time) (
 			return nil, "", nil, &UsageError{ExitUsage, "sendmail: -t and no recipients in To, Cc or Bcc"}
 		}
 	}
-	// The original header lines, in order, minus Bcc when -t.
+	// The original header lines, in order, minus Bcc (and the lines it is
+	// folded on) when -t.
 	orig := raw.Bytes()
+	inBcc := false
 	for len(orig) > 0 {
 		i := bytes.IndexByte(orig, '\n')
 		line := orig
@@ -175,7 +177,10 @@ func BuildMessage(a SendmailArgs, r io.Reader, hostname string, now time.Time) (
 			break
 		}
 		orig = orig[len(line):]
-		if a.FromHeader && bytes.HasPrefix(bytes.ToLower(trimmed), []byte("bcc:")) {
+		if trimmed[0] != ' ' && trimmed[0] != '\t' {
+			inBcc = a.FromHeader && bytes.HasPrefix(bytes.ToLower(trimmed), []byte("bcc:"))
+		}
+		if inBcc {
 			continue
 		}
 		out.Write(line)
@@ -206,10 +211,7 @@ func Sendmail(args []string, stdin io.Reader, dir, hostname string) error {
 			return err
 		}
 	}
-	from := a.From
-	if from == "" {
-		from = "root@" + hostname
-	}
+	from := envelopeFrom(a, hostname)
 	q, err := OpenQueue(dir)
 	if err != nil {
 		return &UsageError{ExitTempFail, "sendmail: " + err.Error()}
@@ -219,6 +221,14 @@ func Sendmail(args []string, stdin io.Reader, dir, hostname string) error {
 	}
 	wake(dir)
 	return nil
+}
+
+// envelopeFrom is the sender of the message: -f, else root@hostname.
+func envelopeFrom(a SendmailArgs, hostname string) string {
+	if a.From != "" {
+		return a.From
+	}
+	return "root@" + hostname
 }
 
 // wake tells a running sender that the queue has a new message. It is a

@@ -1,0 +1,106 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/scenario"
+)
+
+// asSendmail is the first argument that makes the test binary act as
+// sendmail: "TESTBIN asSendmail QUEUEDIR sendmail-args...". Inject runs
+// sendmail with an empty environment, so the switch is an argument, not
+// an environment variable.
+const asSendmail = "smtplab-test-as-sendmail"
+
+func TestMain(m *testing.M) {
+	if len(os.Args) >= 3 && os.Args[1] == asSendmail {
+		err := Sendmail(os.Args[3:], os.Stdin, os.Args[2], "inject.test")
+		var ue *UsageError
+		switch {
+		case errors.As(err, &ue):
+			fmt.Fprintln(os.Stderr, ue.Msg)
+			os.Exit(ue.Code)
+		case err != nil:
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestInject(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var msgs []scenario.Message
+	for i := 1; i <= 6; i++ {
+		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
+		if i == 4 {
+			to = "not-an-address"
+		}
+		msgs = append(msgs, scenario.Message{
+			Round: 1, N: i, From: "loop@src.test", To: to,
+			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i),
+		})
+	}
+	res := Inject(context.Background(), msgs, []string{self, asSendmail, dir})
+	if res.Injected != 5 {
+		t.Errorf("Injected %d, want 5 (errors: %q)", res.Injected, res.Errors)
+	}
+	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0], "message 4 to not-an-address: exit status 65") {
+		t.Errorf("Errors %q, want one for message 4 with exit status 65", res.Errors)
+	}
+
+	q := openQueue(t, dir)
+	ids := queueIDs(t, q)
+	var got []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		env, err := q.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := q.Text(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[env.MessageID] || !strings.Contains(string(text), "Message-ID: "+env.MessageID+"\n") {
+			t.Errorf("message %s: Message-ID %q repeated or not in the text", id, env.MessageID)
+		}
+		seen[env.MessageID] = true
+		if env.From != "loop@src.test" {
+			t.Errorf("message %s from %s", id, env.From)
+		}
+		subject := text[strings.Index(string(text), "Subject: "):]
+		got = append(got, strings.Join(env.Rcpts, ",")+" "+strings.SplitN(string(subject), "\n", 2)[0])
+	}
+	var want []string
+	for _, m := range msgs {
+		if m.N != 4 {
+			want = append(want, fmt.Sprintf("%s Subject: message %d", m.To, m.N))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("queued, in order:\n%q\nwant\n%q", got, want)
+	}
+
+	// A cancelled injection runs nothing and says so for every message.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res = Inject(ctx, msgs[:2], []string{self, asSendmail, dir})
+	if res.Injected != 0 || len(res.Errors) != 2 {
+		t.Errorf("cancelled Inject: %+v", res)
+	}
+	if n := len(queueIDs(t, q)); n != len(want) {
+		t.Errorf("cancelled Inject queued: %d messages, want %d", n, len(want))
+	}
+}

@@ -1,0 +1,211 @@
+package sender
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+func TestQueuePutReadsBack(t *testing.T) {
+	q := openQueue(t, t.TempDir())
+	text := []byte("Subject: x\n\nline one\nline two\n")
+	var ids []string
+	for i := 0; i < 5; i++ {
+		env, err := q.Put(Envelope{From: "f@src.test", Rcpts: []string{"a@h.test", "b@h.test"}, MessageID: fmt.Sprintf("<%d@q>", i)}, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.ID == "" || env.QueuedAt.IsZero() {
+			t.Fatalf("Put returned %+v, want ID and QueuedAt set", env)
+		}
+		ids = append(ids, env.ID)
+	}
+	if got := queueIDs(t, q); !slices.Equal(got, ids) {
+		t.Errorf("IDs %v, want injection order %v", got, ids)
+	}
+	env, err := q.Envelope(ids[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ID != ids[2] || env.From != "f@src.test" || env.MessageID != "<2@q>" || !slices.Equal(env.Rcpts, []string{"a@h.test", "b@h.test"}) {
+		t.Errorf("Envelope %+v", env)
+	}
+	got, err := q.Text(ids[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(text) {
+		t.Errorf("Text %q, want %q", got, text)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d files after Put", len(tmp))
+	}
+}
+
+// TestQueueDonePartial: a message to two hosts, done for one, keeps the
+// other recipient across a reopen and leaves when both are done.
+func TestQueueDonePartial(t *testing.T) {
+	dir := t.TempDir()
+	q := openQueue(t, dir)
+	env := put(t, q, "<partial@q>", "f@src.test", "a@one.test", "b@two.test", "c@one.test")
+	left, err := q.Done(env.ID, []string{"a@one.test", "c@one.test"})
+	if err != nil || left {
+		t.Fatalf("Done(one.test) = %v, %v; want false, nil", left, err)
+	}
+
+	q = openQueue(t, dir) // as after a restart
+	got, err := q.Envelope(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Rcpts, []string{"b@two.test"}) {
+		t.Errorf("after reopen, recipients left %v, want [b@two.test]", got.Rcpts)
+	}
+	if ids := queueIDs(t, q); !slices.Equal(ids, []string{env.ID}) {
+		t.Errorf("queue %v, want [%s]", ids, env.ID)
+	}
+	left, err = q.Done(env.ID, []string{"b@two.test"})
+	if err != nil || !left {
+		t.Fatalf("Done(two.test) = %v, %v; want true, nil", left, err)
+	}
+	if ids := queueIDs(t, q); len(ids) != 0 {
+		t.Errorf("queue %v after every recipient is done", ids)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "done", env.ID)); !os.IsNotExist(err) {
+		t.Errorf("done/%s left behind: %v", env.ID, err)
+	}
+}
+
+// TestQueueDoneConcurrent: the two hosts of a message finish at the same
+// moment on two connections; the message must still leave the queue.
+func TestQueueDoneConcurrent(t *testing.T) {
+	q := openQueue(t, t.TempDir())
+	const n = 100
+	var envs []Envelope
+	for i := 0; i < n; i++ {
+		envs = append(envs, put(t, q, fmt.Sprintf("<c%d@q>", i), "f@src.test", "a@one.test", "b@two.test"))
+	}
+	var wg sync.WaitGroup
+	for _, env := range envs {
+		for _, r := range env.Rcpts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := q.Done(env.ID, []string{r}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if ids := queueIDs(t, q); len(ids) != 0 {
+		t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
+	}
+}
+
+// TestResumeQueued: messages queued while no sender runs are all sent
+// once one starts; what an interrupted injection left in tmp/ is not.
+func TestResumeQueued(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	q := openQueue(t, cfg.QueueDir)
+	var want []string
+	for i := 0; i < 10; i++ {
+		id := fmt.Sprintf("<r%d@resume.test>", i)
+		put(t, q, id, "from@src.test", fmt.Sprintf("u%d@h.test", i))
+		want = append(want, fmt.Sprintf("%s u%d@h.test", id, i))
+	}
+	half := filepath.Join(cfg.QueueDir, "tmp", "0000000000000000001.1.1")
+	if err := os.WriteFile(half, []byte(`{"id":"x","from":"f@src.test","rcpts":["half@h.test"]}`+"\nhalf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, log := startSender(t, cfg)
+	waitFor(t, "queue empty", queueEmpty(t, q))
+	checkOnce(t, f, want)
+	if _, err := os.Stat(half); !os.IsNotExist(err) {
+		t.Errorf("tmp/ file not removed at start: %v", err)
+	}
+	if n := countEvents(log, events.Queued, ""); n != len(want) {
+		t.Errorf("%d Queued events, want %d", n, len(want))
+	}
+}
+
+// TestRestart: a sender closed while its receiver refuses one host leaves
+// those messages queued, and the other host's delivered ones not; a new
+// sender on the same queue delivers each remaining one exactly once, and
+// a message to both hosts only to the host not yet done.
+func TestRestart(t *testing.T) {
+	f := newFake(t)
+	f.set(func(f *fake) { f.rcptErr = refuseHost("down.test", 421) })
+	cfg := testConfig(t, f.addr)
+	q := openQueue(t, cfg.QueueDir)
+	var want, up, down []string
+	for i := 0; i < 6; i++ {
+		host := []string{"up.test", "down.test"}[i%2]
+		id := fmt.Sprintf("<x%d@restart.test>", i)
+		env := put(t, q, id, "from@src.test", fmt.Sprintf("u%d@%s", i, host))
+		want = append(want, fmt.Sprintf("%s u%d@%s", id, i, host))
+		if host == "up.test" {
+			up = append(up, env.ID)
+		} else {
+			down = append(down, env.ID)
+		}
+	}
+	both := put(t, q, "<both@restart.test>", "from@src.test", "a@up.test", "b@down.test")
+	down = append(down, both.ID)
+	want = append(want, "<both@restart.test> a@up.test", "<both@restart.test> b@down.test")
+
+	s1, log1 := startSender(t, cfg)
+	waitFor(t, "up.test delivered and down.test refused", func() bool {
+		return countEvents(log1, events.Sent, "") == len(up)+1 && countEvents(log1, events.Attempt, "temporary") >= 2*len(down)
+	})
+	s1.Close()
+	if ids := queueIDs(t, q); !slices.Equal(ids, down) {
+		t.Fatalf("after close, queue holds %v, want the down.test messages %v", ids, down)
+	}
+	if env, err := q.Envelope(both.ID); err != nil || !slices.Equal(env.Rcpts, []string{"b@down.test"}) {
+		t.Errorf("message to both hosts has recipients %v left (%v), want [b@down.test]", env.Rcpts, err)
+	}
+	if n := countEvents(log1, events.Failed, ""); n != 0 {
+		t.Errorf("Failed events: %v", eventsOf(log1, events.Failed))
+	}
+
+	f.set(func(f *fake) { f.rcptErr = nil })
+	_, log2 := startSender(t, cfg)
+	waitFor(t, "queue empty", queueEmpty(t, q))
+	checkOnce(t, f, want)
+	if n := countEvents(log2, events.Queued, ""); n != len(down) {
+		t.Errorf("second sender queued %d messages, want %d", n, len(down))
+	}
+}
+
+func refuseHost(host string, code int) func(int, string) error {
+	return func(_ int, to string) error {
+		if len(to) > len(host) && to[len(to)-len(host)-1:] == "@"+host {
+			return smtpErr(code)
+		}
+		return nil
+	}
+}
+
+// TestAllDoneOnDisk: a message whose recipients are all marked done but
+// whose file was not removed (interrupted bookkeeping) is cleaned up at
+// start and not sent again.
+func TestAllDoneOnDisk(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	q := openQueue(t, cfg.QueueDir)
+	env := put(t, q, "<done@q>", "f@src.test", "a@h.test")
+	if err := os.WriteFile(filepath.Join(cfg.QueueDir, "done", env.ID), []byte("a@h.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put(t, q, "<next@q>", "f@src.test", "b@h.test")
+	_, _ = startSender(t, cfg)
+	waitFor(t, "queue empty", queueEmpty(t, q))
+	checkOnce(t, f, []string{"<next@q> b@h.test"})
+}

@@ -1,0 +1,217 @@
+package sender
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+// TestSchedulerLimits sends 60 messages to 6 hosts through one receiver
+// whose DATA takes a moment, so connections overlap, and whose answer to
+// QUIT is slow, so a connection whose slot is given back before it is
+// closed overlaps the next one. Neither the receiver nor the sender's own
+// events may ever see more than MaxPerHost connections to a host or
+// MaxConnections in all.
+func TestSchedulerLimits(t *testing.T) {
+	const (
+		hosts      = 6
+		perHost    = 10
+		maxPerHost = 2
+		maxTotal   = 3
+	)
+	f := newFake(t)
+	f.set(func(f *fake) {
+		f.hold = 2 * time.Millisecond
+		f.quitDelay = 15 * time.Millisecond
+	})
+	cfg := testConfig(t, f.addr)
+	cfg.MaxPerHost, cfg.MaxConnections = maxPerHost, maxTotal
+	q := openQueue(t, cfg.QueueDir)
+	var want []string
+	for i := 0; i < hosts*perHost; i++ {
+		id := fmt.Sprintf("<m%d@limits.test>", i)
+		rcpt := fmt.Sprintf("u%d@h%d.test", i, i%hosts)
+		put(t, q, id, "from@src.test", rcpt)
+		want = append(want, id+" "+rcpt)
+	}
+	_, log := startSender(t, cfg)
+	waitFor(t, "every message sent", func() bool {
+		return countEvents(log, events.Sent, "") == len(want) && len(queueIDs(t, q)) == 0
+	})
+	// Let the idle connections close, so every ConnClose is in.
+	waitFor(t, "every connection closed", func() bool {
+		return get(f, func(f *fake) int { return f.open }) == 0 &&
+			countEvents(log, events.ConnClose, "") == countEvents(log, events.ConnOpen, "")
+	})
+
+	checkOnce(t, f, want)
+	if n := countEvents(log, events.Sent, ""); n != len(want) {
+		t.Errorf("%d Sent events, want %d", n, len(want))
+	}
+
+	// The receiver's view.
+	f.mu.Lock()
+	if f.peak > maxTotal {
+		t.Errorf("receiver saw %d connections at once, limit %d", f.peak, maxTotal)
+	}
+	if f.peak < 2 {
+		t.Errorf("receiver never saw two connections at once (peak %d): the test did not exercise the limits", f.peak)
+	}
+	for h, p := range f.hostPeak {
+		if p > maxPerHost {
+			t.Errorf("receiver saw %d connections at once for %s, limit %d", p, h, maxPerHost)
+		}
+	}
+	if len(f.hostPeak) != hosts {
+		t.Errorf("receiver saw %d hosts, want %d", len(f.hostPeak), hosts)
+	}
+	for _, v := range f.violations {
+		t.Error(v)
+	}
+	if f.accepted >= len(want) {
+		t.Errorf("%d connections for %d messages: sessions were not reused", f.accepted, len(want))
+	}
+	accepted := f.accepted
+	f.mu.Unlock()
+
+	// The sender's view: replay its connection events.
+	open := map[string]string{} // conn -> host
+	perHostOpen := map[string]int{}
+	peak, opens, carried := 0, 0, 0
+	for _, e := range log.Events() {
+		switch e.Kind {
+		case events.ConnOpen:
+			opens++
+			open[e.Conn] = e.Host
+			perHostOpen[e.Host]++
+			if perHostOpen[e.Host] > maxPerHost {
+				t.Errorf("events: %d connections open to %s at once (at %s), limit %d", perHostOpen[e.Host], e.Host, e.Conn, maxPerHost)
+			}
+			peak = max(peak, len(open))
+		case events.ConnClose:
+			carried += e.Count
+			if h, ok := open[e.Conn]; ok {
+				perHostOpen[h]--
+				delete(open, e.Conn)
+			}
+		}
+	}
+	if peak > maxTotal {
+		t.Errorf("events: %d connections open at once, limit %d", peak, maxTotal)
+	}
+	if len(open) != 0 {
+		t.Errorf("events: connections never closed: %v", open)
+	}
+	if opens != accepted {
+		t.Errorf("events: %d ConnOpen, receiver accepted %d", opens, accepted)
+	}
+	if carried != len(want) {
+		t.Errorf("events: connections carried %d messages in all, want %d", carried, len(want))
+	}
+}
+
+// TestSchedulerYieldsToWaitingHost: with one slot in all, a connection
+// idling on a host with nothing to send must give the slot up for a host
+// that is waiting, long before its idle time is over.
+func TestSchedulerYieldsToWaitingHost(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	cfg.MaxConnections, cfg.MaxPerHost = 1, 1
+	cfg.IdleClose = time.Hour // the test would hang if the slot were not given up
+	q := openQueue(t, cfg.QueueDir)
+	_, log := startSender(t, cfg)
+	put(t, q, "<a@yield.test>", "from@src.test", "u@a.test")
+	wake(cfg.QueueDir)
+	waitFor(t, "first message sent", func() bool { return countEvents(log, events.Sent, "") == 1 })
+	put(t, q, "<b@yield.test>", "from@src.test", "u@b.test")
+	wake(cfg.QueueDir)
+	waitFor(t, "second message sent", func() bool { return countEvents(log, events.Sent, "") == 2 })
+	checkOnce(t, f, []string{"<a@yield.test> u@a.test", "<b@yield.test> u@b.test"})
+	var reasons []string
+	for _, e := range eventsOf(log, events.ConnClose) {
+		reasons = append(reasons, e.Host+":"+e.Reason)
+	}
+	if len(reasons) != 1 || reasons[0] != "a.test:yield" {
+		t.Errorf("connection closes %v, want [a.test:yield]", reasons)
+	}
+	if p := get(f, func(f *fake) int { return f.peak }); p != 1 {
+		t.Errorf("receiver saw %d connections at once, limit 1", p)
+	}
+}
+
+// TestCloseWaitsForConnections: Close returns only once every connection
+// has ended, so that afterwards each message is either delivered and out
+// of the queue or undelivered and in it, and the log balances.
+func TestCloseWaitsForConnections(t *testing.T) {
+	f := newFake(t)
+	f.set(func(f *fake) { f.hold = 5 * time.Millisecond })
+	cfg := testConfig(t, f.addr)
+	cfg.MaxConnections, cfg.MaxPerHost = 4, 2
+	q := openQueue(t, cfg.QueueDir)
+	const n = 40
+	for i := 0; i < n; i++ {
+		put(t, q, fmt.Sprintf("<c%d@close.test>", i), "from@src.test", fmt.Sprintf("u%d@h%d.test", i, i%4))
+	}
+	s, log := startSender(t, cfg)
+	waitFor(t, "some deliveries", func() bool { return len(f.delivered()) >= 4 })
+	s.Close()
+
+	if o, c := countEvents(log, events.ConnOpen, ""), countEvents(log, events.ConnClose, ""); o != c {
+		t.Errorf("after Close: %d ConnOpen, %d ConnClose", o, c)
+	}
+	if open := get(f, func(f *fake) int { return f.open }); open != 0 {
+		t.Errorf("after Close: receiver has %d connections open", open)
+	}
+	queued := map[string]bool{}
+	for _, id := range queueIDs(t, q) {
+		env, err := q.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued[env.MessageID] = true
+	}
+	delivered := map[string]bool{}
+	for _, d := range get(f, func(f *fake) []delivery { return f.deliveries }) {
+		if delivered[d.MessageID] {
+			t.Errorf("%s delivered twice", d.MessageID)
+		}
+		delivered[d.MessageID] = true
+		if queued[d.MessageID] {
+			t.Errorf("%s delivered but still queued after Close", d.MessageID)
+		}
+	}
+	if len(queued)+len(delivered) != n {
+		t.Errorf("%d queued + %d delivered, want %d", len(queued), len(delivered), n)
+	}
+	if sent := countEvents(log, events.Sent, ""); sent != len(delivered) {
+		t.Errorf("%d Sent events, %d deliveries", sent, len(delivered))
+	}
+}
+
+// TestNothingAfterClose: Close racing with the start of many connections.
+// Once Close has returned, the sender does nothing more: no event is
+// logged, no connection is made.
+func TestNothingAfterClose(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	const n = 100
+	cfg.MaxConnections, cfg.MaxPerHost = n, 1
+	q := openQueue(t, cfg.QueueDir)
+	for i := 0; i < n; i++ {
+		put(t, q, fmt.Sprintf("<n%d@after.test>", i), "from@src.test", fmt.Sprintf("u@h%d.test", i))
+	}
+	s, log := startSender(t, cfg)
+	waitFor(t, "the first connection", func() bool { return get(f, func(f *fake) int { return f.accepted }) > 0 })
+	s.Close()
+	before := len(log.Events())
+	mails := get(f, func(f *fake) int { return f.mails })
+	time.Sleep(100 * time.Millisecond) // room for stragglers to show
+	if after := len(log.Events()); after != before {
+		t.Errorf("%d events logged after Close returned: %v", after-before, log.Events()[before:])
+	}
+	if m := get(f, func(f *fake) int { return f.mails }); m != mails {
+		t.Errorf("%d transactions started after Close returned", m-mails)
+	}
+}
