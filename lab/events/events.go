@@ -53,9 +53,16 @@ const (
 	Delivered Kind = "delivered"
 	// Rejected: receiver. A command refused. Conn, Code, Error.
 	Rejected Kind = "rejected"
-	// Query: dns. One DNS query answered (or dropped). Name, QType, Result
-	// (the rcode, e.g. "NOERROR", "NXDOMAIN"), Duration (time held).
+	// Query: dns. One DNS query answered (or dropped). Time is its arrival;
+	// Name, QType, Result (the rcode, e.g. "NOERROR", "NXDOMAIN", or
+	// "DROPPED"), Duration (arrival to answer sent), SizeIn/SizeOut (wire
+	// bytes), QueueWait and OnLine (time waiting for and crossing the
+	// simulated line, both directions summed), Upstream (far-side cost),
+	// Fault (the fault that hit it, if any), Seq (1-based arrival order).
 	Query Kind = "dns_query"
+	// Fault: dns or identd. A fault was applied: Reason names the fault,
+	// Name the query it hit, Seq the query's number, Duration the hold.
+	Fault Kind = "fault"
 	// IdentQuery: identd. One RFC 1413 request answered. Name is the
 	// request line, Result the reply.
 	IdentQuery Kind = "ident_query"
@@ -82,6 +89,13 @@ type Event struct {
 	Path      string        `json:"path,omitempty"`
 	Count     int           `json:"count,omitempty"`
 	Duration  time.Duration `json:"duration_ns,omitempty"`
+	Seq       int           `json:"seq,omitempty"`
+	SizeIn    int           `json:"size_in,omitempty"`
+	SizeOut   int           `json:"size_out,omitempty"`
+	QueueWait time.Duration `json:"queue_wait_ns,omitempty"`
+	OnLine    time.Duration `json:"on_line_ns,omitempty"`
+	Upstream  time.Duration `json:"upstream_ns,omitempty"`
+	FaultName string        `json:"fault,omitempty"`
 }
 
 // Log is an append-only, concurrency-safe event log of one role.
