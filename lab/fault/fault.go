@@ -154,16 +154,7 @@ type Set struct {
 func New(specs []Spec, seed uint64) (*Set, error) {
 	s := &Set{seed: seed}
 	for i, sp := range specs {
-		if err := check(sp); err != nil {
-			return nil, fmt.Errorf("faults[%d]: %w", i, err)
-		}
-		regMu.Lock()
-		build, ok := registry[sp.Type]
-		regMu.Unlock()
-		if !ok {
-			return nil, fmt.Errorf("faults[%d]: unknown fault type %q (known: %s)", i, sp.Type, strings.Join(Types(), ", "))
-		}
-		f, err := build(sp)
+		f, err := Build(sp)
 		if err != nil {
 			return nil, fmt.Errorf("faults[%d]: %w", i, err)
 		}
@@ -176,6 +167,20 @@ func New(specs []Spec, seed uint64) (*Set, error) {
 		s.rules = append(s.rules, r)
 	}
 	return s, nil
+}
+
+// Build checks one rule and returns its fault.
+func Build(sp Spec) (Fault, error) {
+	if err := check(sp); err != nil {
+		return nil, err
+	}
+	regMu.Lock()
+	build, ok := registry[sp.Type]
+	regMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown fault type %q (known: %s)", sp.Type, strings.Join(Types(), ", "))
+	}
+	return build(sp)
 }
 
 func check(sp Spec) error {

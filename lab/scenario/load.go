@@ -11,6 +11,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/smtplab/smtplab/lab/fault"
 )
 
 // Load reads a scenario file over the defaults and validates it.
@@ -134,10 +136,21 @@ func (s Scenario) problems() []problem {
 		if !validDomain(bl.Zone) {
 			add(fmt.Sprintf("dns.blacklists[%d].zone", i), "%q is not a domain name", bl.Zone)
 		}
+		if bl.Code != "" && net.ParseIP(bl.Code).To4() == nil {
+			add(fmt.Sprintf("dns.blacklists[%d].code", i), "%q is not an IPv4 address", bl.Code)
+		}
 		for j, ip := range bl.Listed {
 			if v4 := net.ParseIP(ip).To4(); v4 == nil {
 				add(fmt.Sprintf("dns.blacklists[%d].listed[%d]", i, j), "%q is not an IPv4 address", ip)
 			}
+		}
+	}
+	if err := s.LineConfig().Validate(); err != nil {
+		add("dns.line", "%v", strings.TrimPrefix(err.Error(), "line: "))
+	}
+	for i, sp := range s.FaultSpecs() {
+		if _, err := fault.Build(sp); err != nil {
+			add(fmt.Sprintf("dns.faults[%d]", i), "%v", err)
 		}
 	}
 	if s.Identd.User == "" || strings.ContainsAny(s.Identd.User, ":\r\n") {

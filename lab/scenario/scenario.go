@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/line"
 )
 
 // Scenario is one run of the lab.
@@ -18,6 +21,9 @@ type Scenario struct {
 	Name        string   `yaml:"name" json:"name"`
 	Description string   `yaml:"description" json:"description,omitempty"`
 	Timeout     Duration `yaml:"timeout" json:"timeout"` // the whole run, injection to last delivery
+	// Seed feeds every random choice of the run (line jitter, faults at
+	// random): the same seed makes the same decisions.
+	Seed uint64 `yaml:"seed" json:"seed"`
 	Workload    Workload `yaml:"workload" json:"workload"`
 	DNS         DNS      `yaml:"dns" json:"dns"`
 	Identd      Identd   `yaml:"identd" json:"identd"`
@@ -45,12 +51,44 @@ type DNS struct {
 	// LabDomain names the lab's own hosts: sender.<LabDomain> and so on.
 	LabDomain  string      `yaml:"lab_domain" json:"lab_domain"`
 	Blacklists []Blacklist `yaml:"blacklists" json:"blacklists"`
+	// Line is the dial-up line every query and answer crosses.
+	Line Line `yaml:"line" json:"line"`
+	// Faults hit chosen queries (lab/fault).
+	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
 }
 
 // Blacklist is one DNSBL zone and what it lists.
 type Blacklist struct {
 	Zone   string   `yaml:"zone" json:"zone"`
 	Listed []string `yaml:"listed" json:"listed,omitempty"`
+	Code   string   `yaml:"code" json:"code,omitempty"`     // A answer for a listed address; 127.0.0.2 when empty
+	Reason string   `yaml:"reason" json:"reason,omitempty"` // TXT answer for a listed address
+}
+
+// Line is the simulated serial line between the receiver's resolver and
+// the DNS server (lab/line). Off unless enabled; the defaults are a 28.8k
+// modem.
+type Line struct {
+	Enabled       bool     `yaml:"enabled" json:"enabled"`
+	BitsPerSecond int      `yaml:"bits_per_second" json:"bits_per_second"` // per direction
+	FramingBytes  int      `yaml:"framing_bytes" json:"framing_bytes"`     // per packet: PPP + IP + UDP
+	Latency       Duration `yaml:"latency" json:"latency"`                 // one way
+	Jitter        Duration `yaml:"jitter" json:"jitter"`                   // up to this much more per packet, seeded
+	Upstream      Duration `yaml:"upstream" json:"upstream"`               // far-side cost of a name not in cache
+	CacheTTL      Duration `yaml:"cache_ttl" json:"cache_ttl"`             // far-side cache; 0s: none (the seed's case)
+}
+
+// Fault is one fault rule (lab/fault): its type, which queries it hits
+// (every selector set must hold) and its parameters.
+type Fault struct {
+	Type        string   `yaml:"type" json:"type"` // drop, stall, servfail, slow_upstream
+	Name        string   `yaml:"name" json:"name,omitempty"`
+	QType       string   `yaml:"qtype" json:"qtype,omitempty"`
+	Nth         []int    `yaml:"nth" json:"nth,omitempty"`
+	Probability float64  `yaml:"probability" json:"probability,omitempty"`
+	Count       int      `yaml:"count" json:"count,omitempty"`
+	Duration    Duration `yaml:"duration" json:"duration,omitempty"`
+	Forever     bool     `yaml:"forever" json:"forever,omitempty"`
 }
 
 // Identd configures the identd on the sending host.
@@ -102,8 +140,14 @@ func Default() Scenario {
 			Subject: "test {n}",
 			Body:    "test {n}",
 		},
+		Seed: 1999,
 		DNS: DNS{
 			LabDomain: "lab.example.net",
+			Line: Line{
+				BitsPerSecond: line.DefaultBitsPerSecond,
+				FramingBytes:  line.DefaultFramingBytes,
+				Latency:       Duration(line.DefaultLatency),
+			},
 			Blacklists: []Blacklist{
 				{Zone: "bl1.example.net"}, {Zone: "bl2.example.net"},
 			},
@@ -180,4 +224,24 @@ func DomainMatches(pattern, host string) bool {
 		return strings.HasSuffix(host, pattern) && len(host) > len(pattern)
 	}
 	return host == pattern
+}
+
+// LineConfig is the line as lab/line takes it.
+func (s Scenario) LineConfig() line.Config {
+	l := s.DNS.Line
+	return line.Config{
+		BitsPerSecond: l.BitsPerSecond, FramingBytes: l.FramingBytes,
+		Latency: l.Latency.D(), Jitter: l.Jitter.D(), Upstream: l.Upstream.D(), CacheTTL: l.CacheTTL.D(),
+		Seed: s.Seed,
+	}
+}
+
+// FaultSpecs are the fault rules as lab/fault takes them.
+func (s Scenario) FaultSpecs() []fault.Spec {
+	out := make([]fault.Spec, len(s.DNS.Faults))
+	for i, f := range s.DNS.Faults {
+		out[i] = fault.Spec{Type: f.Type, Name: f.Name, QType: f.QType, Nth: f.Nth, Probability: f.Probability,
+			Count: f.Count, Duration: f.Duration.D(), Forever: f.Forever}
+	}
+	return out
 }

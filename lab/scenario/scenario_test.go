@@ -62,6 +62,11 @@ func TestBadScenarios(t *testing.T) {
 		{"syntax", "name: [x\n", "x.yaml:"},
 		{"empty", "", "x.yaml:1: empty"},
 		{"default invalid only by file", "receiver:\n  maildir: relative/path\n", "x.yaml:2: receiver.maildir"},
+		{"unknown fault", "dns:\n  faults:\n    - type: drop\n    - type: explode\n", `x.yaml:4: dns.faults[1]: unknown fault type "explode"`},
+		{"stall without duration", "dns:\n  faults:\n    - {type: stall, nth: [3]}\n", "x.yaml:3: dns.faults[0]: stall needs a positive duration"},
+		{"probability", "dns:\n  faults:\n    - {type: drop, probability: 2}\n", "dns.faults[0]: probability must be in [0, 1]"},
+		{"zero bandwidth", "dns:\n  line:\n    enabled: true\n    bits_per_second: 0\n", "x.yaml:3: dns.line: bits per second must be positive"},
+		{"bad code", "dns:\n  blacklists:\n    - {zone: bl.example, code: nine}\n", "x.yaml:3: dns.blacklists[0].code"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
