@@ -23,12 +23,12 @@ type Scenario struct {
 	Timeout     Duration `yaml:"timeout" json:"timeout"` // the whole run, injection to last delivery
 	// Seed feeds every random choice of the run (line jitter, faults at
 	// random): the same seed makes the same decisions.
-	Seed uint64 `yaml:"seed" json:"seed"`
-	Workload    Workload `yaml:"workload" json:"workload"`
-	DNS         DNS      `yaml:"dns" json:"dns"`
-	Identd      Identd   `yaml:"identd" json:"identd"`
-	Receiver    Receiver `yaml:"receiver" json:"receiver"`
-	Sender      Sender   `yaml:"sender" json:"sender"`
+	Seed     uint64   `yaml:"seed" json:"seed"`
+	Workload Workload `yaml:"workload" json:"workload"`
+	DNS      DNS      `yaml:"dns" json:"dns"`
+	Identd   Identd   `yaml:"identd" json:"identd"`
+	Receiver Receiver `yaml:"receiver" json:"receiver"`
+	Sender   Sender   `yaml:"sender" json:"sender"`
 }
 
 // Workload is the seed's injection loop: for round in 1..Rounds, for n in
