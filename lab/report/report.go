@@ -15,12 +15,13 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/maildir"
 )
 
 // Seed1999 is what the 1999 run reported (../shared/seed, FACTS.md).
 var Seed1999 = Summary{
-	Injected: 200, Delivered: 196,
+	Injected: 200, Delivered: 196, HeldByFaults: 4,
 	TotalTime:             65 * time.Second,
 	Connections:           57,
 	LookupsPerConnection:  4,
@@ -47,6 +48,16 @@ type Summary struct {
 	// (1999: the four held by one stalled DNS query).
 	DeliveredLateMessages int `json:"delivered_late_messages"`
 	Retries               int `json:"retries"`
+	// LineFloor is the least time the DNS line allows for the lookups this
+	// run made (lab/line Config.Floor); 0 without a line.
+	LineFloor time.Duration `json:"line_floor_ns"`
+	// Faults counts the faults applied, by type, from the DNS server's
+	// fault events.
+	Faults map[string]int `json:"faults,omitempty"`
+	// HeldByFaults counts delivered messages that came over a connection
+	// one of whose checks waited on a faulted query (1999: 4, held by one
+	// stalled DNS query).
+	HeldByFaults int `json:"held_by_faults"`
 }
 
 // Latency is delivery latency percentiles, from an HDR histogram.
@@ -77,6 +88,7 @@ type Inputs struct {
 	Maildir    []maildir.Message // what is on disk in the receiver's Maildir
 	NotQueued  []string          // injection errors
 	Blacklists []string          // DNSBL zones, to tell their queries apart
+	Line       *line.Config      // the DNS line, nil when there was none
 }
 
 // Build computes the summary and the outcome.
@@ -88,6 +100,9 @@ func Build(in Inputs) (Summary, Outcome) {
 	delivered := map[string]time.Time{} // Message-ID -> first Maildir time
 	counts := map[string]int{}
 	s.DNSQueriesByType = map[string]int{}
+	var qsizes, asizes []int
+	var faults, checks []events.Event
+	connOf := map[string]string{} // Message-ID -> receiver connection
 	for _, e := range in.Events {
 		switch {
 		case e.Role == "sender" && e.Kind == events.Queued:
@@ -106,10 +121,23 @@ func Build(in Inputs) (Summary, Outcome) {
 		case e.Role == "receiver" && e.Kind == events.Delivered:
 			if t, ok := delivered[e.MessageID]; !ok || e.Time.Before(t) {
 				delivered[e.MessageID] = e.Time
+				connOf[e.MessageID] = e.Conn
 			}
 		case e.Role == "dns" && e.Kind == events.Query:
 			s.DNSQueries++
 			s.DNSQueriesByType[queryClass(e, in.Blacklists)]++
+			if e.SizeOut > 0 {
+				qsizes, asizes = append(qsizes, e.SizeIn), append(asizes, e.SizeOut)
+			}
+		case e.Role == "dns" && e.Kind == events.Fault:
+			if s.Faults == nil {
+				s.Faults = map[string]int{}
+			}
+			s.Faults[e.FaultName]++
+			faults = append(faults, e)
+		case e.Role == "receiver" && e.Kind == events.Check:
+			checks = append(checks, e)
+
 		case e.Role == "identd" && e.Kind == events.IdentQuery:
 			s.IdentQueries++
 		}
@@ -162,6 +190,15 @@ func Build(in Inputs) (Summary, Outcome) {
 			s.MessagesPerSecond = float64(s.Delivered) / s.TotalTime.Seconds()
 		}
 	}
+	if in.Line != nil {
+		s.LineFloor = in.Line.Floor(qsizes, asizes)
+	}
+	held := heldConnections(faults, checks)
+	for id := range queued {
+		if counts[id] > 0 && held[connOf[id]] {
+			s.HeldByFaults++
+		}
+	}
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
 	}
@@ -191,4 +228,19 @@ func queryClass(e events.Event, blacklists []string) string {
 		}
 	}
 	return e.QType
+}
+
+// heldConnections finds the receiver connections that waited on a faulted
+// query: a check of the same query name that was under way when the
+// faulted query arrived at the DNS server.
+func heldConnections(faults, checks []events.Event) map[string]bool {
+	held := map[string]bool{}
+	for _, f := range faults {
+		for _, c := range checks {
+			if c.Name == f.Name && !f.Time.Before(c.Time) && !f.Time.After(c.Time.Add(c.Duration)) {
+				held[c.Conn] = true
+			}
+		}
+	}
+	return held
 }

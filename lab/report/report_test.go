@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/maildir"
 )
 
@@ -84,5 +85,44 @@ func TestAllDeliveredIsOK(t *testing.T) {
 	_, o = Build(Inputs{Events: evs}) // the event alone is no delivery: the Maildir is the evidence
 	if o.OK() || len(o.Lost) != 1 {
 		t.Errorf("delivered without a file: %+v", o)
+	}
+}
+
+// A message is held by a fault when the connection that carried it had a
+// check under way for the very query the fault hit.
+func TestHeldByFaultsAndFloor(t *testing.T) {
+	id := func(s, conn string) func(*events.Event) {
+		return func(e *events.Event) { e.MessageID, e.Conn = s, conn }
+	}
+	bl := "4.0.18.172.bl1.example.net"
+	evs := []events.Event{
+		ev("sender", events.Queued, 0, id("<a>", "")),
+		ev("sender", events.Queued, 0, id("<b>", "")),
+		ev("sender", events.Queued, 0, id("<c>", "")),
+		// r1's DNSBL check ran from 1 s for 6 s; r2's for the same name ran
+		// earlier and was done before the faulted query arrived.
+		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r1", bl, 6 * time.Second }),
+		ev("receiver", events.Check, 0, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r2", bl, 500 * time.Millisecond }),
+		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName = bl, "stall" }),
+		ev("dns", events.Query, 2*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
+		ev("dns", events.Query, 3*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
+		ev("receiver", events.Delivered, 8*time.Second, id("<a>", "r1")),
+		ev("receiver", events.Delivered, 9*time.Second, id("<b>", "r1")),
+		ev("receiver", events.Delivered, time.Second, id("<c>", "r2")),
+	}
+	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<c>"}}
+	cfg := line.Config{BitsPerSecond: 28800, FramingBytes: 36, Latency: 50 * time.Millisecond}
+	s, _ := Build(Inputs{Events: evs, Maildir: disk, Line: &cfg})
+	if s.HeldByFaults != 2 {
+		t.Errorf("held %d, want 2 (<a> and <b> over r1)", s.HeldByFaults)
+	}
+	if s.Faults["stall"] != 1 {
+		t.Errorf("faults %v", s.Faults)
+	}
+	if want := cfg.Floor([]int{100, 100}, []int{100, 100}); s.LineFloor != want || want == 0 {
+		t.Errorf("floor %s, want %s", s.LineFloor, want)
+	}
+	if s2, _ := Build(Inputs{Events: evs, Maildir: disk}); s2.LineFloor != 0 {
+		t.Errorf("floor without a line: %s", s2.LineFloor)
 	}
 }

@@ -28,6 +28,11 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	row("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
 	row("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
 	row("sender retries", fmt.Sprint(s.Retries), "not reported")
+	if s.LineFloor > 0 {
+		row("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
+	}
+	row("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
+	row("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -68,4 +73,11 @@ func byType(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
