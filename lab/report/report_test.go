@@ -101,8 +101,8 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		ev("sender", events.Queued, 0, id("<c>", "")),
 		// r1's DNSBL check ran from 1 s for 6 s; r2's for the same name ran
 		// earlier and was done before the faulted query arrived.
-		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r1", bl, 6 * time.Second }),
-		ev("receiver", events.Check, 0, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r2", bl, 500 * time.Millisecond }),
+		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r1", bl, 6*time.Second }),
+		ev("receiver", events.Check, 0, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r2", bl, 500*time.Millisecond }),
 		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName = bl, "stall" }),
 		ev("dns", events.Query, 2*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
 		ev("dns", events.Query, 3*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
