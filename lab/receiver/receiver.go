@@ -272,7 +272,7 @@ func (s *Server) check(c *sessionConn) {
 		s.log.Add(e)
 	}
 	if s.cfg.ReverseDNS {
-		timed("reverse", ip.String(), "PTR", func() (string, error) {
+		timed("reverse", reverseName(ip, "in-addr.arpa"), "PTR", func() (string, error) {
 			names, err := s.res.PTR(ctx, ip)
 			if len(names) > 0 {
 				c.ptrName = names[0]
@@ -294,7 +294,7 @@ func (s *Server) check(c *sessionConn) {
 		}
 	}
 	for _, zone := range s.cfg.Blacklists {
-		timed("dnsbl", zone, "A", func() (string, error) {
+		timed("dnsbl", reverseName(ip, zone), "A", func() (string, error) {
 			listed, code, err := s.res.DNSBL(ctx, ip, zone)
 			if err != nil {
 				return "", err // a failed lookup is not "not listed"
@@ -540,4 +540,15 @@ func (ss *session) Logout() error { return nil }
 func messageID(msg []byte) string {
 	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
 	return strings.TrimSpace(h.Get("Message-Id"))
+}
+
+// reverseName is the name a reverse or DNSBL lookup of ip asks for under
+// zone ("4.0.18.172.bl1.example.net"): the check events name the query as
+// the DNS server logs it, so the two can be matched.
+func reverseName(ip net.IP, zone string) string {
+	v4 := ip.To4()
+	if v4 == nil {
+		return ip.String() + "." + zone
+	}
+	return fmt.Sprintf("%d.%d.%d.%d.%s", v4[3], v4[2], v4[1], v4[0], strings.TrimSuffix(zone, "."))
 }
