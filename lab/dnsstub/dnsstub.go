@@ -1,13 +1,19 @@
 // Package dnsstub is the lab's stub DNS and DNSBL server. In the lab it is
 // the whole internet's DNS: it answers authoritatively for the hosts of the
-// topology (A and PTR) and for the configured blacklist zones, and NXDOMAIN
-// for everything else, so the receiver's pre-greeting checks (PTR of the
-// client, A of that name, DNSBL lookups) cost exactly what the lab says they
-// cost: QueryDelay per query, held concurrently for every query.
+// topology (A, AAAA, PTR, MX and any extra records the scenario lists) and
+// for the configured blacklist zones, and NXDOMAIN for every name that does
+// not exist, so the receiver's pre-greeting checks (PTR of the client, A of
+// that name, DNSBL lookups) cost exactly what the lab says they cost:
+// QueryDelay per query, held concurrently for every query.
 //
-// There is no EDNS: like the DNS of 1999 every UDP answer is limited to 512
-// bytes and truncated (TC) beyond that, so large answers make the client
-// retry over TCP as Courier's resolver did.
+// Negative answers (NXDOMAIN, and NOERROR without data for names that exist
+// with other types or as empty non-terminals) carry the SOA of the closest
+// enclosing origin or blacklist zone, else the root's. Every TTL, and the
+// SOA minimum, is 0.
+//
+// UDP answers are limited to 512 bytes, or with EDNS0 to the client's
+// payload size up to 1232, and truncated (TC) beyond that, so large answers
+// make the client retry over TCP.
 package dnsstub
 
 import (
@@ -17,78 +23,32 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtplab/smtplab/lab/events"
 )
 
-// Blacklist is one DNSBL zone and the IPv4 addresses listed in it.
-type Blacklist struct {
-	Zone   string   `json:"zone"`   // e.g. "bl1.example.net"
-	Listed []string `json:"listed"` // IPv4 addresses listed in it
-	Code   string   `json:"code"`   // A answer for listed addresses, default "127.0.0.2"
-	Reason string   `json:"reason"` // TXT answer for listed addresses, default "listed in <zone>"
-}
-
-// Zone is the host part of the lab's DNS.
-type Zone struct {
-	A   map[string][]string `json:"a"`   // host name (any case, with or without trailing dot) -> IPv4 addresses
-	PTR map[string]string   `json:"ptr"` // IPv4 address -> host name
-}
-
-// Config is the whole configuration of a Server.
-type Config struct {
-	QueryDelay time.Duration `json:"query_delay_ns"` // fixed delay before every answer (a placeholder for the dial-up line model)
-	Blacklists []Blacklist   `json:"blacklists"`
-	Zone       Zone          `json:"zone"`
-}
-
-// Validate reports the first bad value of c: a negative delay, a bad zone or
-// host name, an address that is not IPv4, a TXT reason too long for one
-// string, or two host names that are the same once case and the trailing
-// dot are ignored.
-func (c Config) Validate() error {
-	if c.QueryDelay < 0 {
-		return fmt.Errorf("dnsstub: negative query delay %v", c.QueryDelay)
-	}
-	if _, err := newBlacklists(c.Blacklists); err != nil {
-		return err
-	}
-	_, err := newTable(c.Zone)
-	return err
-}
-
 // Server answers DNS queries over UDP and TCP from its Config.
 type Server struct {
-	delay time.Duration
-	bls   []blacklist           // fixed after New; longest zone first
-	table atomic.Pointer[table] // swapped whole by SetZone, so queries never see half a zone
-	log   *events.Log
-	done  chan struct{} // closed by Close; aborts the delays
+	delay   time.Duration
+	bls     []blacklist           // fixed after New; longest zone first
+	apexes  []apex                // fixed after New; longest first, the root last
+	fixed   map[string]bool       // names that exist whatever the zone: apexes, listed DNSBL names, their ancestors
+	table   atomic.Pointer[table] // swapped whole by SetZone, so queries never see half a zone
+	log     *events.Log
+	metrics *Metrics
+	seq     atomic.Int64  // queries (and unparseable packets) so far
+	done    chan struct{} // closed by Close; aborts the delays
 
 	closeOnce sync.Once
 	mu        sync.Mutex
 	servers   []*dns.Server
 	waiting   atomic.Int64 // queries sleeping in the delay now; lets tests see concurrency without clocks
-}
-
-// table is a validated Zone with names lower-cased and without trailing dot.
-type table struct {
-	a   map[string][]net.IP
-	ptr map[string]string // "4.3.2.1.in-addr.arpa" -> fully qualified target
-}
-
-type blacklist struct {
-	zone   string
-	listed map[string]bool // by net.IP.String()
-	code   net.IP
-	reason string
 }
 
 // New returns a server for cfg that adds a Query event to log for every
@@ -101,11 +61,26 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 		log = events.NewLog("dns")
 	}
 	bls, _ := newBlacklists(cfg.Blacklists)
+	apexes, _ := newApexes(cfg.Origins, bls)
 	t, _ := newTable(cfg.Zone)
-	s := &Server{delay: cfg.QueryDelay, bls: bls, log: log, done: make(chan struct{})}
+	s := &Server{delay: cfg.QueryDelay, bls: bls, apexes: apexes, fixed: map[string]bool{},
+		log: log, metrics: newMetrics(), done: make(chan struct{})}
+	mark := func(n string) { s.fixed[n] = true }
+	for _, ap := range apexes {
+		ancestors(ap.name, mark)
+	}
+	for _, bl := range bls {
+		for a := range bl.listed {
+			rev, _ := dns.ReverseAddr(a)
+			ancestors(normName(rev[:len(rev)-len("in-addr.arpa.")]+bl.zone), mark)
+		}
+	}
 	s.table.Store(t)
 	return s, nil
 }
+
+// Metrics returns the server's metrics, for the line and fault code to add to.
+func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // SetZone validates z and replaces the host zone; queries already past
 // their delay answer from the old zone, later ones from z.
@@ -118,190 +93,172 @@ func (s *Server) SetZone(z Zone) error {
 	return nil
 }
 
-// normName is the form names are compared in: lower case, no trailing dot.
-// dns.CanonicalName first, so an escaped final dot ("a\\.") stays a label.
-func normName(name string) string {
-	return strings.TrimSuffix(dns.CanonicalName(name), ".")
-}
-
-func checkName(what, name string) error {
-	if _, ok := dns.IsDomainName(name); !ok || normName(name) == "" {
-		return fmt.Errorf("dnsstub: bad %s %q", what, name)
-	}
-	return nil
-}
-
-// parseIPv4 takes dotted quads only, so each address has one spelling and
-// two PTR keys cannot name the same address.
-func parseIPv4(what, s string) (net.IP, error) {
-	ip := net.ParseIP(s).To4()
-	if ip == nil || ip.String() != s {
-		return nil, fmt.Errorf("dnsstub: bad IPv4 address %q (%s)", s, what)
-	}
-	return ip, nil
-}
-
-func newTable(z Zone) (*table, error) {
-	t := &table{a: map[string][]net.IP{}, ptr: map[string]string{}}
-	for name, addrs := range z.A {
-		if err := checkName("host name", name); err != nil {
-			return nil, err
-		}
-		n := normName(name)
-		if _, dup := t.a[n]; dup {
-			return nil, fmt.Errorf("dnsstub: host name %q given twice", name)
-		}
-		ips := make([]net.IP, 0, len(addrs))
-		for _, a := range addrs {
-			ip, err := parseIPv4("A of "+name, a)
-			if err != nil {
-				return nil, err
-			}
-			ips = append(ips, ip)
-		}
-		t.a[n] = ips
-	}
-	for addr, name := range z.PTR {
-		ip, err := parseIPv4("PTR key", addr)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkName("PTR target", name); err != nil {
-			return nil, err
-		}
-		rev, _ := dns.ReverseAddr(ip.String())
-		t.ptr[normName(rev)] = dns.Fqdn(name)
-	}
-	return t, nil
-}
-
-func newBlacklists(in []Blacklist) ([]blacklist, error) {
-	var out []blacklist
-	for _, b := range in {
-		if err := checkName("blacklist zone", b.Zone); err != nil {
-			return nil, err
-		}
-		bl := blacklist{zone: normName(b.Zone), listed: map[string]bool{}, reason: b.Reason}
-		code := b.Code
-		if code == "" {
-			code = "127.0.0.2"
-		}
-		var err error
-		if bl.code, err = parseIPv4("code of "+b.Zone, code); err != nil {
-			return nil, err
-		}
-		if bl.reason == "" {
-			bl.reason = "listed in " + bl.zone
-		}
-		if len(bl.reason) > 255 { // one TXT string; longer would need splitting
-			return nil, fmt.Errorf("dnsstub: reason of %q longer than 255 bytes", b.Zone)
-		}
-		for _, a := range b.Listed {
-			ip, err := parseIPv4("listed in "+b.Zone, a)
-			if err != nil {
-				return nil, err
-			}
-			bl.listed[ip.String()] = true
-		}
-		out = append(out, bl)
-	}
-	// Longest zone first, so a zone nested in another answers for its names.
-	sort.Slice(out, func(i, j int) bool { return len(out[i].zone) > len(out[j].zone) })
-	return out, nil
-}
-
-// reversedIPv4 turns "d.c.b.a" into a.b.c.d; anything else is not an address.
-func reversedIPv4(labels string) (net.IP, bool) {
-	l := strings.Split(labels, ".")
-	if len(l) != 4 {
-		return nil, false
-	}
-	ip := net.ParseIP(l[3] + "." + l[2] + "." + l[1] + "." + l[0]).To4()
-	return ip, ip != nil
-}
-
-// lookup returns the records of type qtype at name (normalized) and whether
-// the name exists at all; owner is the question's spelling of the name.
-func (s *Server) lookup(name, owner string, qtype uint16) ([]dns.RR, bool) {
-	hdr := func(t uint16) dns.RR_Header {
-		// TTL 0: every connection in the benchmark must cost its lookups.
-		return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET}
-	}
-	for _, bl := range s.bls {
-		if name != bl.zone && !strings.HasSuffix(name, "."+bl.zone) {
-			continue
-		}
-		ip, ok := reversedIPv4(strings.TrimSuffix(name, "."+bl.zone))
-		if !ok || !bl.listed[ip.String()] {
-			return nil, false
-		}
-		switch qtype {
-		case dns.TypeA:
-			return []dns.RR{&dns.A{Hdr: hdr(dns.TypeA), A: bl.code}}, true
-		case dns.TypeTXT:
-			return []dns.RR{&dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{bl.reason}}}, true
-		}
-		return nil, true
-	}
-	t := s.table.Load()
-	var rrs []dns.RR
-	ips, isHost := t.a[name]
-	if isHost && qtype == dns.TypeA {
-		for _, ip := range ips {
-			rrs = append(rrs, &dns.A{Hdr: hdr(dns.TypeA), A: ip})
-		}
-	}
-	target, isPTR := t.ptr[name]
-	if isPTR && qtype == dns.TypePTR {
-		rrs = append(rrs, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: target})
-	}
-	return rrs, isHost || isPTR
-}
+// EDNS0 limits.
+const (
+	maxUDPSize  = 1232 // the largest UDP answer, as DNS flag day 2020 advises
+	ednsVersion = 0
+)
 
 // reply computes the answer to req, before truncation.
 func (s *Server) reply(req *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
+	opt, optOK := requestOPT(req)
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
-		return m.SetRcode(req, dns.RcodeNotImplemented)
-	case len(req.Question) != 1:
-		return m.SetRcode(req, dns.RcodeFormatError)
+		m.SetRcode(req, dns.RcodeNotImplemented)
+	case !optOK || len(req.Question) != 1:
+		m.SetRcode(req, dns.RcodeFormatError)
+	case opt != nil && opt.Version() > ednsVersion:
+		m.SetRcode(req, dns.RcodeBadVers)
 	case req.Question[0].Qclass != dns.ClassINET:
-		return m.SetRcode(req, dns.RcodeRefused)
+		m.SetRcode(req, dns.RcodeRefused)
+	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR:
+		m.SetRcode(req, dns.RcodeNotImplemented)
+	default:
+		m.SetReply(req)
+		q := req.Question[0]
+		name := normName(q.Name)
+		if !s.lookup(m, name, q.Name, q.Qtype) {
+			m.Rcode = dns.RcodeNameError
+		}
+		m.Authoritative = true
+		// Negative (NXDOMAIN, or no data at the name or at the end of its
+		// CNAME chain): the SOA of the zone the last name is in.
+		last, negative := name, len(m.Answer) == 0
+		if n := len(m.Answer); n > 0 && q.Qtype != dns.TypeCNAME && q.Qtype != dns.TypeANY {
+			if c, ok := m.Answer[n-1].(*dns.CNAME); ok {
+				last, negative = normName(c.Target), true
+			}
+		}
+		if negative {
+			m.Ns = append(m.Ns, dns.Copy(s.soaFor(last)))
+		}
 	}
-	m.SetReply(req)
-	m.Authoritative = true
-	q := req.Question[0]
-	rrs, exists := s.lookup(normName(q.Name), q.Name, q.Qtype)
-	if !exists {
-		m.Rcode = dns.RcodeNameError
+	if opt != nil && optOK {
+		m.SetEdns0(udpSize(opt), opt.Do())
 	}
-	m.Answer = rrs
 	return m
 }
 
-// ServeDNS answers one query after the configured delay. The event is
-// logged before the answer is written, so whoever has the answer finds the
-// query in the log; a failed write (the client went away) is not logged.
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	start := time.Now()
-	ev := events.Event{Kind: events.Query, Host: w.RemoteAddr().String(), Result: "DROPPED"}
-	if len(r.Question) > 0 {
-		ev.Name = normName(r.Question[0].Name)
-		ev.QType = dns.Type(r.Question[0].Qtype).String()
-	}
-	var m *dns.Msg
-	if s.wait() {
-		m = s.reply(r)
-		if _, tcp := w.LocalAddr().(*net.TCPAddr); !tcp {
-			m.Truncate(dns.MinMsgSize)
+// requestOPT returns the query's OPT record; ok is false when the query has
+// more than one, or one outside the additional section (RFC 6891: FORMERR).
+func requestOPT(req *dns.Msg) (opt *dns.OPT, ok bool) {
+	for _, sec := range [][]dns.RR{req.Answer, req.Ns} {
+		for _, rr := range sec {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				return nil, false
+			}
 		}
-		ev.Result = dns.RcodeToString[m.Rcode]
 	}
-	ev.Duration = time.Since(start)
-	s.log.Add(ev)
-	if m != nil {
-		_ = w.WriteMsg(m)
+	for _, rr := range req.Extra {
+		if o, is := rr.(*dns.OPT); is {
+			if opt != nil {
+				return nil, false
+			}
+			opt = o
+		}
+	}
+	return opt, true
+}
+
+// udpSize is the payload size the answer advertises and the UDP answer is
+// limited to: the client's, at least 512 (RFC 6891 6.2.5) and at most 1232.
+func udpSize(opt *dns.OPT) uint16 {
+	return min(max(opt.UDPSize(), dns.MinMsgSize), maxUDPSize)
+}
+
+// exchange is one query's way through ServeDNS.
+type exchange struct {
+	req   *dns.Msg
+	tcp   bool
+	start time.Time
+	// ev is the query's event: ServeDNS fills Time, Host, Name, QType, Seq
+	// and SizeIn on arrival and Result, SizeOut and Duration at the end; the
+	// fields in between (QueueWait, OnLine, Upstream, FaultName) are for the
+	// line and fault code.
+	ev   events.Event
+	resp *dns.Msg // the answer, once built
+	wire []byte   // the packed answer; nil when the query is dropped
+}
+
+// ServeDNS answers one query after the configured delay, in three steps:
+// arrived (the query is numbered and sized), answer (the reply is built and
+// packed, so its size is known) and finish (the event is logged and the
+// answer written, or the query dropped). The event is logged before the
+// answer is written, so whoever has the answer finds the query in the log;
+// a failed write (the client went away) is not logged.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	_, tcp := w.LocalAddr().(*net.TCPAddr)
+	x := s.arrived(r, w.RemoteAddr(), tcp)
+	if s.wait() {
+		s.answer(x)
+	}
+	s.finish(w, x)
+}
+
+// arrived is where a query enters: it gets its sequence number and its
+// size on the wire. The size is the query repacked, which is its size
+// unless the client compressed names miekg/dns would not (a query has one
+// name; only odd queries with more records can differ).
+func (s *Server) arrived(r *dns.Msg, remote net.Addr, tcp bool) *exchange {
+	x := &exchange{req: r, tcp: tcp, start: time.Now()}
+	x.ev = events.Event{Kind: events.Query, Time: x.start, Host: remote.String(),
+		Seq: int(s.seq.Add(1)), Result: "DROPPED"}
+	if len(r.Question) > 0 {
+		x.ev.Name = normName(r.Question[0].Name)
+		x.ev.QType = dns.Type(r.Question[0].Qtype).String()
+	}
+	r.Compress = true
+	x.ev.SizeIn = r.Len()
+	return x
+}
+
+// answer builds the answer and packs it, truncated to what the transport
+// carries; x.wire is what will be written and len(x.wire) its size.
+func (s *Server) answer(x *exchange) {
+	m := s.reply(x.req)
+	limit := dns.MaxMsgSize
+	if !x.tcp {
+		limit = dns.MinMsgSize
+		if opt, ok := requestOPT(x.req); ok && opt != nil {
+			limit = int(udpSize(opt))
+		}
+	}
+	m.Truncate(limit)
+	m.Compress = true
+	wire, err := m.Pack()
+	if err != nil { // cannot happen for what reply builds; FuzzServe looks for it
+		m = new(dns.Msg).SetRcode(x.req, dns.RcodeServerFailure)
+		m.Question = nil // the question itself may be what does not pack
+		if wire, err = m.Pack(); err != nil {
+			return
+		}
+	}
+	x.resp, x.wire = m, wire
+}
+
+// finish is where a query leaves, answered (x.wire set) or dropped: its
+// event is logged and counted, then the answer written to w (nil writes
+// nothing: FuzzServe).
+func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
+	if x.resp != nil {
+		x.ev.Result = rcodeName(x.resp.Rcode)
+		x.ev.SizeOut = len(x.wire)
+		if x.resp.Rcode == dns.RcodeFormatError {
+			s.metrics.malformed.Inc()
+		}
+	}
+	x.ev.Duration = time.Since(x.start)
+	s.log.Add(x.ev)
+	s.metrics.query(x.req, x.ev.Result)
+	if x.ev.FaultName != "" {
+		s.metrics.AddFault(x.ev.FaultName)
+	}
+	if x.wire != nil {
+		s.metrics.answer.Observe(x.ev.Duration.Seconds())
+		if w != nil {
+			_, _ = w.Write(x.wire)
+		}
 	}
 }
 
@@ -332,14 +289,18 @@ func accept(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// invalid logs a packet that did not parse; miekg/dns answers FORMERR when
-// it got as far as the header, and drops it otherwise.
+// invalid logs and counts a packet that did not parse; miekg/dns answers
+// FORMERR when it got as far as the header, and drops it otherwise. It
+// does not tell us who sent it.
 func (s *Server) invalid(m []byte, err error) {
 	res := "FORMERR"
 	if len(m) < 12 {
 		res = "DROPPED"
 	}
-	s.log.Add(events.Event{Kind: events.Query, Result: res, Error: err.Error()})
+	s.log.Add(events.Event{Kind: events.Query, Result: res, Error: err.Error(),
+		Seq: int(s.seq.Add(1)), SizeIn: len(m)})
+	s.metrics.malformed.Inc()
+	s.metrics.query(nil, res)
 }
 
 // Listen starts serving UDP and TCP on the same port. With port 0 the
@@ -425,7 +386,8 @@ func (s *Server) Close() error {
 }
 
 // Handler serves POST /zone (a JSON Zone, replacing the host zone: 204, or
-// 400 with the reason) and the event log's GET /events and GET /status.
+// 400 with the reason), GET /metrics (Prometheus, the server's own
+// registry) and the event log's GET /events and GET /status.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /zone", func(w http.ResponseWriter, r *http.Request) {
@@ -439,6 +401,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", s.log.Handler())
 	return mux
 }

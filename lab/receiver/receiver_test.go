@@ -397,10 +397,10 @@ func TestOneMessage(t *testing.T) {
 	}
 	identName := net.JoinHostPort(clientIP, strconv.Itoa(l.identPort))
 	expectChecks(t, evs, []checkWant{
-		{"reverse", clientIP, "PTR", clientName},
+		{"reverse", "1.0.0.127.in-addr.arpa", "PTR", clientName},
 		{"forward", clientName, "A", clientIP},
-		{"dnsbl", "bl1.example.net", "A", "not listed"},
-		{"dnsbl", "bl2.example.net", "A", "not listed"},
+		{"dnsbl", "1.0.0.127.bl1.example.net", "A", "not listed"},
+		{"dnsbl", "1.0.0.127.bl2.example.net", "A", "not listed"},
 		{"ident", identName, "IDENT", identUser},
 	})
 	for _, e := range ofKind(evs, events.Check) {
@@ -514,10 +514,10 @@ func TestDNSBLListed(t *testing.T) {
 	l.close()
 	l.expectEmpty()
 	expectChecks(t, l.log.Events(), []checkWant{
-		{"reverse", clientIP, "PTR", clientName},
+		{"reverse", "1.0.0.127.in-addr.arpa", "PTR", clientName},
 		{"forward", clientName, "A", clientIP},
-		{"dnsbl", "bl1.example.net", "A", "not listed"},
-		{"dnsbl", "bl2.example.net", "A", "listed 127.0.0.2"},
+		{"dnsbl", "1.0.0.127.bl1.example.net", "A", "not listed"},
+		{"dnsbl", "1.0.0.127.bl2.example.net", "A", "listed 127.0.0.2"},
 		{"ident", net.JoinHostPort(clientIP, strconv.Itoa(l.identPort)), "IDENT", identUser},
 	})
 }
@@ -556,9 +556,9 @@ func TestChecksFail(t *testing.T) {
 		l.close()
 		evs := l.log.Events()
 		expectChecks(t, evs, []checkWant{
-			{"reverse", clientIP, "PTR", "NXDOMAIN"},
-			{"dnsbl", "bl1.example.net", "A", "not listed"},
-			{"dnsbl", "bl2.example.net", "A", "not listed"},
+			{"reverse", "1.0.0.127.in-addr.arpa", "PTR", "NXDOMAIN"},
+			{"dnsbl", "1.0.0.127.bl1.example.net", "A", "not listed"},
+			{"dnsbl", "1.0.0.127.bl2.example.net", "A", "not listed"},
 			{"ident", identName(l), "IDENT", identUser},
 		})
 		if e := ofKind(evs, events.Check)[0]; e.Error == "" {
@@ -582,7 +582,7 @@ func TestChecksFail(t *testing.T) {
 		l.send([]string{rcptFoo7}, message("unconfirmed@test"))
 		l.close()
 		expectChecks(t, l.log.Events(), []checkWant{
-			{"reverse", clientIP, "PTR", clientName},
+			{"reverse", "1.0.0.127.in-addr.arpa", "PTR", clientName},
 			{"forward", clientName, "A", "192.0.2.9"},
 			{"ident", identName(l), "IDENT", identUser},
 		})

@@ -1,0 +1,160 @@
+package dnsstub
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Direction is a direction of the simulated line: Up carries queries to
+// the stub, Down carries answers back.
+type Direction int
+
+// The two directions of the line.
+const (
+	Up Direction = iota
+	Down
+)
+
+func (d Direction) String() string {
+	switch d {
+	case Up:
+		return "up"
+	case Down:
+		return "down"
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Metrics are a Server's Prometheus metrics, in a registry of its own and
+// served at GET /metrics by Handler:
+//
+//	smtplab_dns_queries_total{qtype,rcode}  every Query event (rcode "DROPPED" when unanswered;
+//	                                        qtype "" without a question, "other" for unknown types)
+//	smtplab_dns_malformed_total             packets that did not parse or were answered FORMERR
+//	smtplab_dns_faults_total{fault}         faults applied (AddFault)
+//	smtplab_dns_line_bytes_total{direction} bytes put on the simulated line (AddLineBytes)
+//	smtplab_dns_line_queue_depth{direction} packets waiting for the line (SetLineQueueDepth)
+//	smtplab_dns_answer_seconds              arrival to answer written, for answered queries
+//
+// Its methods are safe for concurrent use.
+type Metrics struct {
+	reg       *prometheus.Registry
+	queries   *prometheus.CounterVec
+	malformed prometheus.Counter
+	faults    *prometheus.CounterVec
+	lineBytes [2]prometheus.Counter
+	lineQueue [2]prometheus.Gauge
+	answer    prometheus.Histogram
+
+	byKey sync.Map // queryKey -> prometheus.Counter, skipping the label hashing per query
+}
+
+type queryKey struct {
+	qtype uint16
+	known bool // qtype is meaningful (there was a question)
+	rcode string
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smtplab_dns_queries_total",
+			Help: "DNS queries by question type and answer rcode (DROPPED when not answered).",
+		}, []string{"qtype", "rcode"}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smtplab_dns_malformed_total",
+			Help: "DNS packets that did not parse or were answered FORMERR.",
+		}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smtplab_dns_faults_total",
+			Help: "Faults applied to DNS queries, by fault name.",
+		}, []string{"fault"}),
+		answer: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "smtplab_dns_answer_seconds",
+			Help: "Time from a query's arrival to its answer being written.",
+			// 100µs (no delay) to 26s (a long queue on a 28.8k line).
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+	}
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smtplab_dns_line_bytes_total",
+		Help: "Bytes carried by the simulated line, by direction.",
+	}, []string{"direction"})
+	queue := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "smtplab_dns_line_queue_depth",
+		Help: "Packets waiting for the simulated line, by direction.",
+	}, []string{"direction"})
+	for _, d := range []Direction{Up, Down} {
+		m.lineBytes[d] = bytes.WithLabelValues(d.String())
+		m.lineQueue[d] = queue.WithLabelValues(d.String())
+	}
+	m.reg.MustRegister(m.queries, m.malformed, m.faults, bytes, queue, m.answer)
+	return m
+}
+
+// Registry is the registry the metrics are in.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// AddLineBytes counts n bytes put on the line in direction d.
+func (m *Metrics) AddLineBytes(d Direction, n int) {
+	if d == Up || d == Down {
+		m.lineBytes[d].Add(float64(n))
+	}
+}
+
+// SetLineQueueDepth sets the number of packets waiting for the line in
+// direction d.
+func (m *Metrics) SetLineQueueDepth(d Direction, n int) {
+	if d == Up || d == Down {
+		m.lineQueue[d].Set(float64(n))
+	}
+}
+
+// AddFault counts one application of the named fault. ServeDNS calls it
+// for every logged query whose event names a fault (FaultName), so fault
+// code that sets that field must not call it as well.
+func (m *Metrics) AddFault(name string) {
+	m.faults.WithLabelValues(name).Inc()
+}
+
+// query counts one Query event.
+func (m *Metrics) query(q *dns.Msg, result string) {
+	k := queryKey{rcode: result}
+	if q != nil && len(q.Question) > 0 {
+		k.qtype, k.known = q.Question[0].Qtype, true
+	}
+	c, ok := m.byKey.Load(k)
+	if !ok {
+		qt := ""
+		if k.known {
+			qt = qtypeLabel(k.qtype)
+		}
+		c, _ = m.byKey.LoadOrStore(k, m.queries.WithLabelValues(qt, result))
+	}
+	c.(prometheus.Counter).Inc()
+}
+
+// qtypeLabel names known types and lumps the rest together, so hostile
+// queries cannot make thousands of series.
+func qtypeLabel(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return "other"
+}
+
+// rcodeName is the rcode's mnemonic; 16 is BADVERS for us (never BADSIG:
+// the stub does no TSIG).
+func rcodeName(rc int) string {
+	if rc == dns.RcodeBadVers {
+		return "BADVERS"
+	}
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return strconv.Itoa(rc)
+}
