@@ -17,18 +17,23 @@
 package dnsstub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/line"
 
 	"github.com/smtplab/smtplab/lab/events"
 )
@@ -44,6 +49,13 @@ type Server struct {
 	metrics *Metrics
 	seq     atomic.Int64  // queries (and unparseable packets) so far
 	done    chan struct{} // closed by Close; aborts the delays
+
+	// The dial-up line and the faults; nil when the scenario has none.
+	line   *line.Line
+	clock  line.Clock
+	faults *fault.Set
+	ctx    context.Context // ends on Close: aborts holds and trips on the line
+	cancel context.CancelFunc
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -62,7 +74,10 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 	}
 	bls, _ := newBlacklists(cfg.Blacklists)
 	apexes, _ := newApexes(cfg.Origins, bls)
-	t, _ := newTable(cfg.Zone)
+	t, err := newTable(cfg.Zone)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{delay: cfg.QueryDelay, bls: bls, apexes: apexes, fixed: map[string]bool{},
 		log: log, metrics: newMetrics(), done: make(chan struct{})}
 	mark := func(n string) { s.fixed[n] = true }
@@ -76,6 +91,16 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 		}
 	}
 	s.table.Store(t)
+	if cfg.Line != nil {
+		if s.line, err = line.New(*cfg.Line); err != nil {
+			return nil, fmt.Errorf("dnsstub: %w", err)
+		}
+		s.clock = line.RealClock{}
+	}
+	if s.faults, err = fault.New(cfg.Faults, cfg.Seed); err != nil {
+		return nil, fmt.Errorf("dnsstub: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -190,10 +215,64 @@ type exchange struct {
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	_, tcp := w.LocalAddr().(*net.TCPAddr)
 	x := s.arrived(r, w.RemoteAddr(), tcp)
-	if s.wait() {
-		s.answer(x)
+	eff := s.faults.Decide(fault.Query{Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType})
+	s.logFaults(x, eff)
+	switch {
+	case eff.Drop: // lost on the way: never reaches the far side
+	case eff.Forever: // held until the server stops
+		<-s.ctx.Done()
+	default:
+		s.carry(x, s.delay+eff.Hold+eff.Upstream, eff.Rcode)
 	}
 	s.finish(w, x)
+}
+
+// carry takes a query to the far side and its answer back: over the line
+// when there is one (queued, clocked out, delayed), else after hold alone.
+// hold is what the far side adds (the fixed delay, stalls, a slow
+// upstream); rcode, when not 0, replaces the answer's. A server that closes
+// meanwhile leaves x unanswered.
+func (s *Server) carry(x *exchange, hold time.Duration, rcode int) {
+	build := func() int {
+		s.answer(x)
+		if rcode != 0 && x.resp != nil {
+			s.replaceRcode(x, rcode)
+		}
+		return len(x.wire)
+	}
+	if s.line == nil {
+		if s.sleep(hold) {
+			build()
+		}
+		return
+	}
+	s.metrics.SetLineQueueDepth(Up, s.line.Depth(line.Up, x.start)+1)
+	trip, err := s.line.Carry(s.ctx, s.clock, x.start, x.ev.Name, x.ev.SizeIn, hold, build)
+	x.ev.QueueWait, x.ev.OnLine, x.ev.Upstream = trip.Wait(), trip.OnLine(), trip.Upstream
+	s.metrics.AddLineBytes(Up, trip.Up.Bytes)
+	s.metrics.AddLineBytes(Down, trip.Down.Bytes)
+	s.metrics.SetLineQueueDepth(Down, s.line.Depth(line.Down, trip.Down.Start))
+	if err != nil {
+		x.resp, x.wire = nil, nil
+	}
+}
+
+// replaceRcode turns x's answer into an empty one with rcode (a fault).
+func (s *Server) replaceRcode(x *exchange, rcode int) {
+	m := new(dns.Msg).SetRcode(x.req, rcode)
+	if wire, err := m.Pack(); err == nil {
+		x.resp, x.wire = m, wire
+	}
+}
+
+// logFaults records every fault that hit x, as an event of its own and on
+// the query's event.
+func (s *Server) logFaults(x *exchange, eff fault.Effect) {
+	for _, name := range eff.Applied {
+		s.log.Add(events.Event{Kind: events.Fault, Time: x.start, Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType,
+			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host})
+	}
+	x.ev.FaultName = strings.Join(eff.Applied, ",")
 }
 
 // arrived is where a query enters: it gets its sequence number and its
@@ -201,7 +280,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // unless the client compressed names miekg/dns would not (a query has one
 // name; only odd queries with more records can differ).
 func (s *Server) arrived(r *dns.Msg, remote net.Addr, tcp bool) *exchange {
-	x := &exchange{req: r, tcp: tcp, start: time.Now()}
+	x := &exchange{req: r, tcp: tcp, start: s.now()}
 	x.ev = events.Event{Kind: events.Query, Time: x.start, Host: remote.String(),
 		Seq: int(s.seq.Add(1)), Result: "DROPPED"}
 	if len(r.Question) > 0 {
@@ -248,7 +327,7 @@ func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
 			s.metrics.malformed.Inc()
 		}
 	}
-	x.ev.Duration = time.Since(x.start)
+	x.ev.Duration = s.now().Sub(x.start)
 	s.log.Add(x.ev)
 	s.metrics.query(x.req, x.ev.Result)
 	if x.ev.FaultName != "" {
@@ -262,14 +341,14 @@ func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
 	}
 }
 
-// wait holds a query for the delay; false when the server closed meanwhile.
-func (s *Server) wait() bool {
-	if s.delay <= 0 {
+// sleep holds a query for d; false when the server closed meanwhile.
+func (s *Server) sleep(d time.Duration) bool {
+	if d <= 0 {
 		return true
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
-	t := time.NewTimer(s.delay)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -379,7 +458,10 @@ func (s *Server) shutdown() error {
 // Close stops serving and aborts the queries still in their delay (they are
 // logged as DROPPED). It waits for the handlers to return.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { close(s.done) })
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.cancel()
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.shutdown()
@@ -419,4 +501,12 @@ func decodeZone(r io.Reader) (Zone, error) {
 		return Zone{}, errors.New("dnsstub: zone JSON: data after the zone")
 	}
 	return z, nil
+}
+
+// now is the time on the line's clock (the wall clock but in tests).
+func (s *Server) now() time.Time {
+	if s.clock != nil {
+		return s.clock.Now()
+	}
+	return time.Now()
 }

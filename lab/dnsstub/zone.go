@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/line"
 )
 
 // Blacklist is one DNSBL zone and the IPv4 addresses listed in it.
@@ -47,6 +50,12 @@ type Config struct {
 	// enclosing one wins, blacklist zones count as origins, and a name under
 	// none of them gets the root's SOA.
 	Origins []string `json:"origins"`
+	// Line is the simulated line every query and answer crosses (lab/line);
+	// nil: none, answers leave at once (after QueryDelay).
+	Line *line.Config `json:"line,omitempty"`
+	// Faults hit chosen queries (lab/fault), decided with Seed.
+	Faults []fault.Spec `json:"faults,omitempty"`
+	Seed   uint64       `json:"seed"`
 }
 
 // Validate reports the first bad value of c: a negative delay, a bad zone,
