@@ -18,7 +18,6 @@ import (
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/events"
-	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/receiver"
 	"github.com/smtplab/smtplab/lab/report"
@@ -170,7 +169,12 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	for i, b := range sc.DNS.Blacklists {
 		zones[i] = b.Zone
 	}
-	res.Summary, res.Outcome = report.Build(report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones})
+	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones}
+	if sc.DNS.Line.Enabled {
+		lc := sc.LineConfig()
+		in.Line = &lc
+	}
+	res.Summary, res.Outcome = report.Build(in)
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = firstQueued(evs).Add(d)
 	}
@@ -199,11 +203,16 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
 	zones := make([]string, len(sc.DNS.Blacklists))
 	for i, b := range sc.DNS.Blacklists {
-		bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed}
+		bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed, Code: b.Code, Reason: b.Reason}
 		zones[i] = b.Zone
 	}
-	r.dns, err = st.Start(ctx, role.Spec{Role: role.DNS, Listen: ":53", Control: ":" + stack.ControlPort,
-		DNS: &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls}})
+	dcfg := &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls, Faults: sc.FaultSpecs(), Seed: sc.Seed,
+		Origins: []string{sc.DNS.LabDomain, "example.com"}}
+	if sc.DNS.Line.Enabled {
+		lc := sc.LineConfig()
+		dcfg.Line = &lc
+	}
+	r.dns, err = st.Start(ctx, role.Spec{Role: role.DNS, Listen: ":53", Control: ":" + stack.ControlPort, DNS: dcfg})
 	if err != nil {
 		return r, err
 	}
@@ -245,7 +254,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 		return r, err
 	}
 	r.identd, err = st.Start(ctx, role.Spec{Role: role.Identd, Listen: ":113", Control: ":" + identdPort,
-		Identd: &identd.Config{User: sc.Identd.User}}, stack.InNetNS(r.sender, identdPort))
+		Identd: ptr(sc.IdentdConfig())}, stack.InNetNS(r.sender, identdPort))
 	if err != nil {
 		return r, err
 	}
@@ -268,3 +277,5 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	}
 	return r, nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -282,7 +282,7 @@ func (s *Server) logFaults(x *exchange, eff fault.Effect) {
 func (s *Server) arrived(r *dns.Msg, remote net.Addr, tcp bool) *exchange {
 	x := &exchange{req: r, tcp: tcp, start: s.now()}
 	x.ev = events.Event{Kind: events.Query, Time: x.start, Host: remote.String(),
-		Seq: int(s.seq.Add(1)), Result: "DROPPED"}
+		Seq: int(s.seq.Add(1)), Result: "DROPPED", Via: []string{events.QueryKey(remote.String(), r.Id)}}
 	if len(r.Question) > 0 {
 		x.ev.Name = normName(r.Question[0].Name)
 		x.ev.QType = dns.Type(r.Question[0].Qtype).String()

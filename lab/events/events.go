@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -96,6 +97,16 @@ type Event struct {
 	OnLine    time.Duration `json:"on_line_ns,omitempty"`
 	Upstream  time.Duration `json:"upstream_ns,omitempty"`
 	FaultName string        `json:"fault,omitempty"`
+	// Via ties a DNS lookup to the queries it cost: on a receiver Check,
+	// the QueryKey of every query the lookup sent; on a dns_query, the
+	// query's own key.
+	Via []string `json:"via,omitempty"`
+}
+
+// QueryKey names one DNS query as both ends see it: the client's address
+// and port, and the query's id.
+func QueryKey(client string, id uint16) string {
+	return client + "#" + strconv.Itoa(int(id))
 }
 
 // Log is an append-only, concurrency-safe event log of one role.

@@ -256,23 +256,24 @@ func (s *Server) check(c *sessionConn) {
 		return
 	}
 	ip := raddr.IP
-	timed := func(check, name, qtype string, f func() (string, error)) {
+	timed := func(check, name, qtype string, f func(ctx context.Context) (string, error)) {
 		if ctx.Err() != nil {
 			return // closing: the connection is dropped anyway
 		}
 		start := time.Now()
-		result, err := f()
+		tr := &resolver.Trace{}
+		result, err := f(resolver.WithTrace(ctx, tr))
 		if err != nil && result == "" {
 			result = failure(err)
 		}
-		e := events.Event{Time: start, Kind: events.Check, Conn: c.id, Host: ip.String(), Check: check, Name: name, QType: qtype, Result: result, Duration: time.Since(start)}
+		e := events.Event{Time: start, Kind: events.Check, Conn: c.id, Host: ip.String(), Check: check, Name: name, QType: qtype, Result: result, Duration: time.Since(start), Via: tr.Keys()}
 		if err != nil {
 			e.Error = err.Error()
 		}
 		s.log.Add(e)
 	}
 	if s.cfg.ReverseDNS {
-		timed("reverse", reverseName(ip, "in-addr.arpa"), "PTR", func() (string, error) {
+		timed("reverse", reverseName(ip, "in-addr.arpa"), "PTR", func(ctx context.Context) (string, error) {
 			names, err := s.res.PTR(ctx, ip)
 			if len(names) > 0 {
 				c.ptrName = names[0]
@@ -280,7 +281,7 @@ func (s *Server) check(c *sessionConn) {
 			return strings.Join(names, ","), err
 		})
 		if c.ptrName != "" {
-			timed("forward", c.ptrName, "A", func() (string, error) {
+			timed("forward", c.ptrName, "A", func(ctx context.Context) (string, error) {
 				ips, err := s.res.A(ctx, c.ptrName)
 				var got []string
 				for _, a := range ips {
@@ -294,7 +295,7 @@ func (s *Server) check(c *sessionConn) {
 		}
 	}
 	for _, zone := range s.cfg.Blacklists {
-		timed("dnsbl", reverseName(ip, zone), "A", func() (string, error) {
+		timed("dnsbl", reverseName(ip, zone), "A", func(ctx context.Context) (string, error) {
 			listed, code, err := s.res.DNSBL(ctx, ip, zone)
 			if err != nil {
 				return "", err // a failed lookup is not "not listed"
@@ -311,7 +312,7 @@ func (s *Server) check(c *sessionConn) {
 	if s.cfg.Ident {
 		laddr, _ := c.LocalAddr().(*net.TCPAddr)
 		addr := net.JoinHostPort(ip.String(), strconv.Itoa(s.cfg.IdentPort))
-		timed("ident", addr, "IDENT", func() (string, error) {
+		timed("ident", addr, "IDENT", func(ctx context.Context) (string, error) {
 			rep, err := identd.Query(ctx, addr, raddr.Port, laddr.Port, s.cfg.IdentTimeout)
 			if err != nil {
 				return rep.Error, err

@@ -932,3 +932,35 @@ func TestCloseDuringChecks(t *testing.T) {
 		t.Errorf("read %d bytes, %v after Close", n, err)
 	}
 }
+
+// Every DNS check names the queries it sent (Via) as the DNS server logged
+// them, so a fault on one query is traced to the connection that waited.
+func TestChecksNameTheirQueries(t *testing.T) {
+	l := startLab(t, dnsConfig(clientZone(), twoZones), nil)
+	l.send([]string{rcptFoo7}, message("via@test"))
+	l.close()
+	served := map[string]string{}
+	for _, e := range ofKind(l.dnsLog.Events(), events.Query) {
+		for _, k := range e.Via {
+			served[k] = e.Name
+		}
+	}
+	n := 0
+	for _, c := range ofKind(l.log.Events(), events.Check) {
+		if c.Check == "ident" {
+			continue
+		}
+		if len(c.Via) != 1 {
+			t.Errorf("%s check sent %d queries, want 1: %v", c.Check, len(c.Via), c.Via)
+		}
+		for _, k := range c.Via {
+			if served[k] != c.Name {
+				t.Errorf("%s check's query %s: the DNS server logged %q, the check %q", c.Check, k, served[k], c.Name)
+			}
+			n++
+		}
+	}
+	if n != 4 || len(served) != 4 {
+		t.Errorf("%d traced queries, %d served; want 4 and 4", n, len(served))
+	}
+}

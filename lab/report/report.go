@@ -101,7 +101,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	counts := map[string]int{}
 	s.DNSQueriesByType = map[string]int{}
 	var qsizes, asizes []int
-	var faults, checks []events.Event
+	var faulted, checks []events.Event
 	connOf := map[string]string{} // Message-ID -> receiver connection
 	for _, e := range in.Events {
 		switch {
@@ -125,6 +125,9 @@ func Build(in Inputs) (Summary, Outcome) {
 			}
 		case e.Role == "dns" && e.Kind == events.Query:
 			s.DNSQueries++
+			if e.FaultName != "" {
+				faulted = append(faulted, e)
+			}
 			s.DNSQueriesByType[queryClass(e, in.Blacklists)]++
 			if e.SizeOut > 0 {
 				qsizes, asizes = append(qsizes, e.SizeIn), append(asizes, e.SizeOut)
@@ -134,7 +137,6 @@ func Build(in Inputs) (Summary, Outcome) {
 				s.Faults = map[string]int{}
 			}
 			s.Faults[e.FaultName]++
-			faults = append(faults, e)
 		case e.Role == "receiver" && e.Kind == events.Check:
 			checks = append(checks, e)
 
@@ -193,7 +195,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	if in.Line != nil {
 		s.LineFloor = in.Line.Floor(qsizes, asizes)
 	}
-	held := heldConnections(faults, checks)
+	held := heldConnections(faulted, checks)
 	for id := range queued {
 		if counts[id] > 0 && held[connOf[id]] {
 			s.HeldByFaults++
@@ -231,14 +233,20 @@ func queryClass(e events.Event, blacklists []string) string {
 }
 
 // heldConnections finds the receiver connections that waited on a faulted
-// query: a check of the same query name that was under way when the
-// faulted query arrived at the DNS server.
-func heldConnections(faults, checks []events.Event) map[string]bool {
+// query: a check that sent the very query a fault hit (matched by
+// events.QueryKey: the resolver's address and port and the query's id).
+func heldConnections(faulted, checks []events.Event) map[string]bool {
+	connOf := map[string]string{}
+	for _, c := range checks {
+		for _, k := range c.Via {
+			connOf[k] = c.Conn
+		}
+	}
 	held := map[string]bool{}
-	for _, f := range faults {
-		for _, c := range checks {
-			if c.Name == f.Name && !f.Time.Before(c.Time) && !f.Time.After(c.Time.Add(c.Duration)) {
-				held[c.Conn] = true
+	for _, q := range faulted {
+		for _, k := range q.Via {
+			if conn, ok := connOf[k]; ok {
+				held[conn] = true
 			}
 		}
 	}

@@ -99,13 +99,17 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		ev("sender", events.Queued, 0, id("<a>", "")),
 		ev("sender", events.Queued, 0, id("<b>", "")),
 		ev("sender", events.Queued, 0, id("<c>", "")),
-		// r1's DNSBL check ran from 1 s for 6 s; r2's for the same name ran
-		// earlier and was done before the faulted query arrived.
-		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r1", bl, 6*time.Second }),
-		ev("receiver", events.Check, 0, func(e *events.Event) { e.Conn, e.Name, e.Duration = "r2", bl, 500*time.Millisecond }),
+		// r1's DNSBL check sent queries k1 and k2; r2's sent k3, for the
+		// same name at the same time. The fault hit k2.
+		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r1", bl, []string{"k1", "k2"} }),
+		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r2", bl, []string{"k3"} }),
 		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName = bl, "stall" }),
-		ev("dns", events.Query, 2*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
-		ev("dns", events.Query, 3*time.Second, func(e *events.Event) { e.Name, e.QType, e.SizeIn, e.SizeOut = bl, "A", 100, 100 }),
+		ev("dns", events.Query, 2*time.Second, func(e *events.Event) {
+			e.Name, e.QType, e.SizeIn, e.SizeOut, e.Via, e.FaultName = bl, "A", 100, 100, []string{"k2"}, "stall"
+		}),
+		ev("dns", events.Query, 3*time.Second, func(e *events.Event) {
+			e.Name, e.QType, e.SizeIn, e.SizeOut, e.Via = bl, "A", 100, 100, []string{"k3"}
+		}),
 		ev("receiver", events.Delivered, 8*time.Second, id("<a>", "r1")),
 		ev("receiver", events.Delivered, 9*time.Second, id("<b>", "r1")),
 		ev("receiver", events.Delivered, time.Second, id("<c>", "r2")),

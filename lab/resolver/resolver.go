@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -96,6 +97,28 @@ func Result(err error) string {
 
 type connKey struct{}
 
+type traceKey struct{}
+
+// Trace collects the queries lookups sent, as events.QueryKey keys (local
+// address and query id): the DNS server logs the same key for each query it
+// gets, so a check and the queries it cost can be matched.
+type Trace struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+// Keys returns the keys collected so far.
+func (t *Trace) Keys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.keys...)
+}
+
+// WithTrace returns a context whose lookups add their queries to t.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
 // WithConn returns a context whose lookups log Check events for connection
 // conn, so the report can tie a check to the SMTP connection that paid it.
 func WithConn(ctx context.Context, conn string) context.Context {
@@ -161,6 +184,11 @@ func exchange(ctx context.Context, network, srv string, q *dns.Msg, timeout time
 		return nil, err
 	}
 	defer co.Close()
+	if t, ok := ctx.Value(traceKey{}).(*Trace); ok {
+		t.mu.Lock()
+		t.keys = append(t.keys, events.QueryKey(co.LocalAddr().String(), q.Id))
+		t.mu.Unlock()
+	}
 	// miekg/dns obeys a context deadline but not a cancel; closing the
 	// socket ends the read whenever ctx ends.
 	stop := context.AfterFunc(ctx, func() { co.Close() })

@@ -155,6 +155,8 @@ func (s Scenario) problems() []problem {
 	}
 	if s.Identd.User == "" || strings.ContainsAny(s.Identd.User, ":\r\n") {
 		add("identd.user", "must be a non-empty user name without ':' or line breaks, got %q", s.Identd.User)
+	} else if err := s.IdentdConfig().Validate(); err != nil {
+		add("identd", "%v", strings.TrimPrefix(err.Error(), "identd config: "))
 	}
 	r := s.Receiver
 	atLeast("receiver.max_sessions", r.MaxSessions, 1)

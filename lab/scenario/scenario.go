@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/line"
 )
 
@@ -91,9 +92,14 @@ type Fault struct {
 	Forever     bool     `yaml:"forever" json:"forever,omitempty"`
 }
 
-// Identd configures the identd on the sending host.
+// Identd configures the identd on the sending host (lab/identd).
 type Identd struct {
-	User string `yaml:"user" json:"user"`
+	User    string   `yaml:"user" json:"user"`
+	OS      string   `yaml:"os" json:"os,omitempty"`           // UNIX when empty
+	Charset string   `yaml:"charset" json:"charset,omitempty"` // optional, after the OS
+	Mode    string   `yaml:"mode" json:"mode,omitempty"`       // userid (default), error, silent (never answers), closed (not listening)
+	Error   string   `yaml:"error" json:"error,omitempty"`     // mode error: NO-USER (default), HIDDEN-USER, INVALID-PORT, UNKNOWN-ERROR or an X-token
+	Delay   Duration `yaml:"delay" json:"delay,omitempty"`     // answer this late
 }
 
 // Receiver configures the model of Courier R.
@@ -244,4 +250,10 @@ func (s Scenario) FaultSpecs() []fault.Spec {
 			Count: f.Count, Duration: f.Duration.D(), Forever: f.Forever}
 	}
 	return out
+}
+
+// IdentdConfig is the identd as lab/identd takes it.
+func (s Scenario) IdentdConfig() identd.Config {
+	i := s.Identd
+	return identd.Config{User: i.User, OS: i.OS, Charset: i.Charset, Mode: i.Mode, Error: i.Error, Delay: i.Delay.D()}
 }

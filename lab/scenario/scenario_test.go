@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every shipped scenario loads and validates.
@@ -123,4 +124,17 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("error without file:line: %v", err)
 		}
 	})
+}
+
+func TestIdentdModes(t *testing.T) {
+	s, err := Parse("x.yaml", []byte("identd:\n  user: u\n  mode: error\n  error: HIDDEN-USER\n  delay: 2s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.IdentdConfig(); c.Mode != "error" || c.Error != "HIDDEN-USER" || c.Delay != 2*time.Second {
+		t.Errorf("identd config %+v", c)
+	}
+	if _, err := Parse("x.yaml", []byte("identd:\n  user: u\n  mode: shout\n")); err == nil || !strings.Contains(err.Error(), "x.yaml:2: identd: ") || !strings.Contains(err.Error(), "shout") {
+		t.Errorf("bad mode: %v", err)
+	}
 }
