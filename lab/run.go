@@ -258,7 +258,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	if err != nil {
 		return r, err
 	}
-	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}}
+	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}, Extra: sc.DNS.Records}
 	for _, c := range []*stack.Container{r.dns, r.receiver, r.sender} {
 		name := c.Role + "." + sc.DNS.LabDomain
 		zone.A[name] = []string{c.IP}

@@ -270,7 +270,7 @@ func (s *Server) replaceRcode(x *exchange, rcode int) {
 func (s *Server) logFaults(x *exchange, eff fault.Effect) {
 	for _, name := range eff.Applied {
 		s.log.Add(events.Event{Kind: events.Fault, Time: x.start, Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType,
-			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host})
+			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host, Via: x.ev.Via})
 	}
 	x.ev.FaultName = strings.Join(eff.Applied, ",")
 }

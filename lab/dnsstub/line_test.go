@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,6 +187,9 @@ func faultEvents(log *events.Log) []string {
 	for _, e := range log.Events() {
 		if e.Kind == events.Fault {
 			out = append(out, e.FaultName+" "+e.Name)
+			if len(e.Via) != 1 || !strings.Contains(e.Via[0], "#") {
+				out = append(out, "fault event without its query's key")
+			}
 		}
 	}
 	return out

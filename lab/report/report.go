@@ -58,6 +58,10 @@ type Summary struct {
 	// one of whose checks waited on a faulted query (1999: 4, held by one
 	// stalled DNS query).
 	HeldByFaults int `json:"held_by_faults"`
+	// DNSLineWait is the time answered queries waited in the line's queues
+	// (both directions), and DNSOnLine their time on the line itself.
+	DNSLineWait Latency `json:"dns_line_wait"`
+	DNSOnLine   Latency `json:"dns_on_line"`
 }
 
 // Latency is delivery latency percentiles, from an HDR histogram.
@@ -101,6 +105,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	counts := map[string]int{}
 	s.DNSQueriesByType = map[string]int{}
 	var qsizes, asizes []int
+	waitHist, lineHist := newHist(), newHist()
 	var faulted, checks []events.Event
 	connOf := map[string]string{} // Message-ID -> receiver connection
 	for _, e := range in.Events {
@@ -125,18 +130,20 @@ func Build(in Inputs) (Summary, Outcome) {
 			}
 		case e.Role == "dns" && e.Kind == events.Query:
 			s.DNSQueries++
-			if e.FaultName != "" {
-				faulted = append(faulted, e)
-			}
 			s.DNSQueriesByType[queryClass(e, in.Blacklists)]++
 			if e.SizeOut > 0 {
 				qsizes, asizes = append(qsizes, e.SizeIn), append(asizes, e.SizeOut)
+				if e.OnLine > 0 {
+					waitHist.RecordValue(max(int64(e.QueueWait/time.Microsecond), 1))
+					lineHist.RecordValue(max(int64(e.OnLine/time.Microsecond), 1))
+				}
 			}
 		case e.Role == "dns" && e.Kind == events.Fault:
 			if s.Faults == nil {
 				s.Faults = map[string]int{}
 			}
 			s.Faults[e.FaultName]++
+			faulted = append(faulted, e) // logged on arrival: a query still held has no Query event yet
 		case e.Role == "receiver" && e.Kind == events.Check:
 			checks = append(checks, e)
 
@@ -150,7 +157,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	s.Injected = len(queued) + len(in.NotQueued)
 	o.NotQueued = in.NotQueued
 
-	hist := hdrhistogram.New(1, int64(24*time.Hour/time.Microsecond), 3)
+	hist := newHist()
 	var last time.Time
 	for id, qt := range queued {
 		switch n := counts[id]; {
@@ -184,16 +191,16 @@ func Build(in Inputs) (Summary, Outcome) {
 	sort.Strings(o.Unexpected)
 	if s.Delivered > 0 {
 		s.TotalTime = last.Sub(first)
-		s.Latency = Latency{
-			P50: us(hist.ValueAtQuantile(50)), P90: us(hist.ValueAtQuantile(90)),
-			P99: us(hist.ValueAtQuantile(99)), Max: us(hist.Max()),
-		}
+		s.Latency = percentiles(hist)
 		if s.TotalTime > 0 {
 			s.MessagesPerSecond = float64(s.Delivered) / s.TotalTime.Seconds()
 		}
 	}
 	if in.Line != nil {
 		s.LineFloor = in.Line.Floor(qsizes, asizes)
+	}
+	if lineHist.TotalCount() > 0 {
+		s.DNSLineWait, s.DNSOnLine = percentiles(waitHist), percentiles(lineHist)
 	}
 	held := heldConnections(faulted, checks)
 	for id := range queued {
@@ -211,6 +218,18 @@ func Build(in Inputs) (Summary, Outcome) {
 }
 
 func us(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+
+// newHist holds durations in microseconds, up to a day, to 3 digits.
+func newHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(24*time.Hour/time.Microsecond), 3)
+}
+
+func percentiles(h *hdrhistogram.Histogram) Latency {
+	return Latency{
+		P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)),
+		P99: us(h.ValueAtQuantile(99)), Max: us(h.Max()),
+	}
+}
 
 func maildirTime(ms []maildir.Message, id string) time.Time {
 	for _, m := range ms {

@@ -103,12 +103,13 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		// same name at the same time. The fault hit k2.
 		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r1", bl, []string{"k1", "k2"} }),
 		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r2", bl, []string{"k3"} }),
-		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName = bl, "stall" }),
+		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName, e.Via = bl, "stall", []string{"k2"} }),
 		ev("dns", events.Query, 2*time.Second, func(e *events.Event) {
 			e.Name, e.QType, e.SizeIn, e.SizeOut, e.Via, e.FaultName = bl, "A", 100, 100, []string{"k2"}, "stall"
 		}),
 		ev("dns", events.Query, 3*time.Second, func(e *events.Event) {
 			e.Name, e.QType, e.SizeIn, e.SizeOut, e.Via = bl, "A", 100, 100, []string{"k3"}
+			e.QueueWait, e.OnLine = 2*time.Second, 180*time.Millisecond
 		}),
 		ev("receiver", events.Delivered, 8*time.Second, id("<a>", "r1")),
 		ev("receiver", events.Delivered, 9*time.Second, id("<b>", "r1")),
@@ -125,6 +126,10 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 	}
 	if want := cfg.Floor([]int{100, 100}, []int{100, 100}); s.LineFloor != want || want == 0 {
 		t.Errorf("floor %s, want %s", s.LineFloor, want)
+	}
+	near := func(got, want time.Duration) bool { return got > want-want/100 && got < want+want/100 }
+	if !near(s.DNSLineWait.P99, 2*time.Second) || !near(s.DNSOnLine.P50, 180*time.Millisecond) {
+		t.Errorf("line wait %+v, on line %+v", s.DNSLineWait, s.DNSOnLine)
 	}
 	if s2, _ := Build(Inputs{Events: evs, Maildir: disk}); s2.LineFloor != 0 {
 		t.Errorf("floor without a line: %s", s2.LineFloor)

@@ -11,6 +11,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/fault"
 )
@@ -147,6 +148,11 @@ func (s Scenario) problems() []problem {
 	}
 	if err := s.LineConfig().Validate(); err != nil {
 		add("dns.line", "%v", strings.TrimPrefix(err.Error(), "line: "))
+	}
+	for i, rec := range s.DNS.Records {
+		if _, err := dns.NewRR(rec); err != nil {
+			add(fmt.Sprintf("dns.records[%d]", i), "%v", err)
+		}
 	}
 	for i, sp := range s.FaultSpecs() {
 		if _, err := fault.Build(sp); err != nil {

@@ -56,6 +56,9 @@ type DNS struct {
 	Line Line `yaml:"line" json:"line"`
 	// Faults hit chosen queries (lab/fault).
 	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
+	// Records are extra records in zone-file form, any type miekg/dns
+	// parses: "example.com. MX 10 receiver.lab.example.net.".
+	Records []string `yaml:"records" json:"records,omitempty"`
 }
 
 // Blacklist is one DNSBL zone and what it lists.

@@ -67,6 +67,7 @@ func TestBadScenarios(t *testing.T) {
 		{"stall without duration", "dns:\n  faults:\n    - {type: stall, nth: [3]}\n", "x.yaml:3: dns.faults[0]: stall needs a positive duration"},
 		{"probability", "dns:\n  faults:\n    - {type: drop, probability: 2}\n", "dns.faults[0]: probability must be in [0, 1]"},
 		{"zero bandwidth", "dns:\n  line:\n    enabled: true\n    bits_per_second: 0\n", "x.yaml:3: dns.line: bits per second must be positive"},
+		{"bad record", "dns:\n  records:\n    - \"example.com. MX ten receiver.\"\n", "x.yaml:3: dns.records[0]"},
 		{"bad code", "dns:\n  blacklists:\n    - {zone: bl.example, code: nine}\n", "x.yaml:3: dns.blacklists[0].code"},
 	}
 	for _, c := range cases {
