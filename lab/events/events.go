@@ -61,11 +61,13 @@ const (
 	// simulated line, both directions summed), Upstream (far-side cost),
 	// Fault (the fault that hit it, if any), Seq (1-based arrival order).
 	Query Kind = "dns_query"
-	// Fault: dns or identd. A fault was applied: Reason names the fault,
-	// Name the query it hit, Seq the query's number, Duration the hold.
+	// Fault: dns or identd. A fault was applied: FaultName (and Reason)
+	// name it, Name the query it hit, Seq the query's number, Duration the
+	// hold, Via the DNS query's key.
 	Fault Kind = "fault"
-	// IdentQuery: identd. One RFC 1413 request answered. Name is the
-	// request line, Result the reply.
+	// IdentQuery: identd. One RFC 1413 request, answered or not. Name is
+	// the request line, Result the reply ("" when none was sent), Seq its
+	// number; Reason "malformed" for a request that did not parse.
 	IdentQuery Kind = "ident_query"
 )
 
