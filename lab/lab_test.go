@@ -191,3 +191,48 @@ dns:
 		t.Errorf("lost %v, want the 2 injected messages", res.Outcome.Lost)
 	}
 }
+
+// TestLineAndFaults: DNS over the line model with a fault, through real
+// containers: every query crossed the line, the fault is in the result,
+// traced to the connection that waited on it, and nothing is lost.
+func TestLineAndFaults(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Parse("line.yaml", []byte(`
+name: line
+timeout: 2m
+workload: {rounds: 2, recipients: 5}
+dns:
+  line: {enabled: true}
+  faults:
+    - {type: servfail, name: "*.bl2.example.net", nth: [1]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if res != nil {
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	s := res.Summary
+	if s.Delivered != 10 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of 10: %+v", s.Delivered, res.Outcome)
+	}
+	onLine := 0
+	for _, e := range res.Events {
+		if e.Role == "dns" && e.Kind == events.Query && e.OnLine > 0 && e.SizeIn > 0 && e.SizeOut > 0 {
+			onLine++
+		}
+	}
+	if onLine != s.DNSQueries || s.DNSQueries == 0 {
+		t.Errorf("%d of %d queries crossed the line", onLine, s.DNSQueries)
+	}
+	if s.LineFloor <= 0 || s.DNSOnLine.P50 <= 0 {
+		t.Errorf("line floor %s, time on line %+v", s.LineFloor, s.DNSOnLine)
+	}
+	if s.Faults["servfail"] != 1 || s.HeldByFaults < 1 {
+		t.Errorf("faults %v, held %d: the servfail was not traced to its connection", s.Faults, s.HeldByFaults)
+	}
+}
