@@ -222,11 +222,14 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	}
 	r.receiver, err = st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
 		Receiver: &receiver.Config{
-			Hostname: rc.Hostname, MaxSessions: rc.MaxSessions, LocalDomains: rc.LocalDomains,
-			Account: rc.Account, Maildir: rc.Maildir,
-			DNSServers: []string{r.dns.IP + ":53"}, DNSTimeout: rc.DNSTimeout.D(),
-			ReverseDNS: rc.ReverseDNS, Blacklists: zones,
-			Ident: rc.Ident, IdentPort: 113, IdentTimeout: rc.IdentTimeout.D(),
+			Hostname: rc.Hostname,
+			Admission: receiver.Admission{
+				MaxSessions: rc.MaxSessions,
+				DNSServers:  []string{r.dns.IP + ":53"}, DNSTimeout: rc.DNSTimeout.D(),
+				ReverseDNS: rc.ReverseDNS, Blacklists: zones,
+				Ident: rc.Ident, IdentPort: 113, IdentTimeout: rc.IdentTimeout.D(),
+			},
+			Delivery: receiver.Delivery{LocalDomains: rc.LocalDomains, Account: rc.Account, Maildir: rc.Maildir},
 		}})
 	if err != nil {
 		return r, err

@@ -131,18 +131,22 @@ func startLab(t testing.TB, dc dnsstub.Config, mod func(*Config)) *lab {
 		zones = append(zones, b.Zone)
 	}
 	cfg := Config{
-		Hostname:     hostname,
-		MaxSessions:  4,
-		LocalDomains: []string{".example.com"},
-		Account:      account,
-		Maildir:      filepath.Join(t.TempDir(), "Maildir"),
-		DNSServers:   []string{dnsAddr.String()},
-		DNSTimeout:   5 * time.Second,
-		ReverseDNS:   true,
-		Blacklists:   zones,
-		Ident:        true,
-		IdentPort:    l.identPort,
-		IdentTimeout: 10 * time.Second,
+		Hostname: hostname,
+		Admission: Admission{
+			MaxSessions:  4,
+			DNSServers:   []string{dnsAddr.String()},
+			DNSTimeout:   5 * time.Second,
+			ReverseDNS:   true,
+			Blacklists:   zones,
+			Ident:        true,
+			IdentPort:    l.identPort,
+			IdentTimeout: 10 * time.Second,
+		},
+		Delivery: Delivery{
+			LocalDomains: []string{".example.com"},
+			Account:      account,
+			Maildir:      filepath.Join(t.TempDir(), "Maildir"),
+		},
 	}
 	if mod != nil {
 		mod(&cfg)
