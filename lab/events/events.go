@@ -54,6 +54,19 @@ const (
 	Delivered Kind = "delivered"
 	// Rejected: receiver. A command refused. Conn, Code, Error.
 	Rejected Kind = "rejected"
+	// Refused: receiver. A connection turned away at admission (over a
+	// limit). Host, Reason ("max_sessions", "max_per_c", "max_per_ip").
+	Refused Kind = "refused"
+	// Greeting: receiver. The checks are done and the session starts: the
+	// 220 goes out. Conn.
+	Greeting Kind = "greeting"
+	// Command: receiver. One SMTP command answered. Conn, Name (the verb:
+	// "MAIL", "RCPT", "DATA", ...), Code (the reply), Duration (command
+	// received to reply, for DATA the whole message), Error.
+	Command Kind = "command"
+	// Received: receiver. A whole message came in (before delivery).
+	// Conn, MessageID, From, Rcpts, SizeIn.
+	Received Kind = "received"
 	// Query: dns. One DNS query answered (or dropped). Time is its arrival;
 	// Name, QType, Result (the rcode, e.g. "NOERROR", "NXDOMAIN", or
 	// "DROPPED"), Duration (arrival to answer sent), SizeIn/SizeOut (wire

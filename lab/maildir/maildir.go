@@ -36,10 +36,12 @@ var seq atomic.Uint64
 var nameHost = strings.NewReplacer("/", `\057`, ":", `\072`)
 
 // Deliver writes data as one new message and returns its path in new/.
-// The message is durable when Deliver returns nil: file and folder are
-// both fsynced. On error nothing is left in tmp/ or new/, so the caller
-// can have the message sent again without duplicating it.
-func (d Dir) Deliver(data []byte, host string) (string, error) {
+// With sync, the message is durable when Deliver returns nil: file and
+// folder are both fsynced (without, it is only as durable as the page
+// cache: for measuring what the fsyncs cost). On error nothing is left in
+// tmp/ or new/, so the caller can have the message sent again without
+// duplicating it.
+func (d Dir) Deliver(data []byte, host string, sync bool) (string, error) {
 	now := time.Now()
 	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), seq.Add(1), nameHost.Replace(host))
 	tmp := filepath.Join(string(d), "tmp", name)
@@ -47,7 +49,7 @@ func (d Dir) Deliver(data []byte, host string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("maildir: %w", err)
 	}
-	if _, err = f.Write(data); err == nil {
+	if _, err = f.Write(data); err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -61,6 +63,9 @@ func (d Dir) Deliver(data []byte, host string) (string, error) {
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if !sync {
+		return dst, nil
 	}
 	if err := syncDir(filepath.Join(string(d), "new")); err != nil {
 		// Not known to be durable: take it back rather than report a

@@ -13,7 +13,7 @@ func TestDeliverAndList(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"<a@x>", "<b@x>", "<a@x>"} {
-		if _, err := d.Deliver([]byte("Message-ID: "+id+"\r\nSubject: s\r\n\r\nbody\r\n"), "host"); err != nil {
+		if _, err := d.Deliver([]byte("Message-ID: "+id+"\r\nSubject: s\r\n\r\nbody\r\n"), "host", true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -40,7 +40,7 @@ func TestDeliverHostInName(t *testing.T) {
 	if err := d.Create(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := d.Deliver([]byte("Message-ID: <h@x>\r\n\r\n"), "a/b:c")
+	p, err := d.Deliver([]byte("Message-ID: <h@x>\r\n\r\n"), "a/b:c", true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,13 +96,7 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 		live:   map[*sessionConn]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.smtp = smtp.NewServer(smtp.BackendFunc(s.newSession))
-	s.smtp.Domain = cfg.Hostname
-	s.smtp.ReadTimeout = 5 * time.Minute
-	s.smtp.WriteTimeout = 5 * time.Minute
-	s.smtp.MaxMessageBytes = cfg.MaxMessage
-	s.smtp.MaxRecipients = 100
-	s.smtp.EnableSMTPUTF8 = false
+	s.smtp = s.newSMTPServer()
 	return s, nil
 }
 
