@@ -89,7 +89,9 @@ type sessionConn struct {
 	ptrName   string // "" when reverse DNS found nothing
 	confirmed bool   // the PTR name's A records contain the client
 	identUser string
-	listedIn  string // the first DNSBL zone that lists the client
+	// block, when not empty, is the text every RCPT is refused with (550),
+	// as couriertcpd -block does: set by the checks, read by the session.
+	block string
 }
 
 // Close may be called more than once and from several goroutines (go-smtp
@@ -159,8 +161,8 @@ func (s *Server) check(c *sessionConn) {
 			if err != nil {
 				return "", err // a failed lookup is not "not listed"
 			}
-			if listed && c.listedIn == "" {
-				c.listedIn = zone
+			if listed && c.block == "" {
+				c.block = "Blocked by " + zone + "."
 			}
 			if !listed {
 				return "not listed", nil

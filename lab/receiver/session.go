@@ -87,8 +87,8 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if ss.conn.listedIn != "" {
-		return ss.reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Blocked by " + ss.conn.listedIn + "."})
+	if ss.conn.block != "" {
+		return ss.reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ss.conn.block})
 	}
 	local, domain, ok := splitAddress(to)
 	if !ok {
