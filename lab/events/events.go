@@ -129,9 +129,18 @@ type Log struct {
 	role string
 	now  func() time.Time
 
-	mu     sync.Mutex
-	events []Event
-	counts map[Kind]int
+	mu        sync.Mutex
+	events    []Event
+	counts    map[Kind]int
+	observers []func(Event)
+}
+
+// Observe calls f with every event added from now on, in order, after it
+// is in the log (live metrics are built this way). f must be quick.
+func (l *Log) Observe(f func(Event)) {
+	l.mu.Lock()
+	l.observers = append(l.observers, f)
+	l.mu.Unlock()
 }
 
 // NewLog returns an empty log whose events carry role.
@@ -151,6 +160,10 @@ func (l *Log) Add(e Event) {
 	l.mu.Lock()
 	l.events = append(l.events, e)
 	l.counts[e.Kind]++
+	obs := l.observers
+	for _, f := range obs {
+		f(e)
+	}
 	l.mu.Unlock()
 }
 

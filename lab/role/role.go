@@ -4,7 +4,8 @@
 // and serves until its context ends.
 //
 // Control port contract (every role): GET /events (JSON lines), GET
-// /status (event counts by kind); the dns role also takes POST /zone.
+// /status (event counts by kind), GET /metrics (Prometheus); the dns role
+// also takes POST /zone.
 package role
 
 import (
@@ -110,6 +111,12 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 	}
 	defer closer.Close()
 
+	if spec.Role != DNS { // the DNS server serves its own /metrics
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", eventMetrics(spec.Role, log))
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	ln, err := net.Listen("tcp", spec.Control)
 	if err != nil {
 		return fmt.Errorf("%s control port: %w", spec.Role, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -80,6 +81,15 @@ func TestRunIdentdRole(t *testing.T) {
 	resp.Body.Close()
 	if counts["ident_query"] != 1 {
 		t.Errorf("status %v, want one ident_query", counts)
+	}
+	mresp, err := http.Get("http://" + ctl + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if want := `smtplab_events_total{kind="ident_query",role="identd"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %q:\n%s", want, metrics)
 	}
 	cancel()
 	if err := <-done; err != nil {
