@@ -62,6 +62,17 @@ type Summary struct {
 	// (both directions), and DNSOnLine their time on the line itself.
 	DNSLineWait Latency `json:"dns_line_wait"`
 	DNSOnLine   Latency `json:"dns_on_line"`
+	// Checks is where the receiver's time went before the greeting: per
+	// check (reverse, forward, dnsbl, ident), from its Check events.
+	Checks map[string]CheckTime `json:"checks,omitempty"`
+}
+
+// CheckTime is what one kind of check cost over the run.
+type CheckTime struct {
+	Count  int           `json:"count"`
+	Failed int           `json:"failed"`
+	Total  time.Duration `json:"total_ns"`
+	Latency
 }
 
 // Latency is delivery latency percentiles, from an HDR histogram.
@@ -106,6 +117,8 @@ func Build(in Inputs) (Summary, Outcome) {
 	s.DNSQueriesByType = map[string]int{}
 	var qsizes, asizes []int
 	waitHist, lineHist := newHist(), newHist()
+	checkHists := map[string]*hdrhistogram.Histogram{}
+	checkTimes := map[string]CheckTime{}
 	var faulted, checks []events.Event
 	connOf := map[string]string{} // Message-ID -> receiver connection
 	for _, e := range in.Events {
@@ -146,6 +159,19 @@ func Build(in Inputs) (Summary, Outcome) {
 			faulted = append(faulted, e) // logged on arrival: a query still held has no Query event yet
 		case e.Role == "receiver" && e.Kind == events.Check:
 			checks = append(checks, e)
+			h := checkHists[e.Check]
+			if h == nil {
+				h = newHist()
+				checkHists[e.Check] = h
+			}
+			h.RecordValue(max(int64(e.Duration/time.Microsecond), 1))
+			ct := checkTimes[e.Check]
+			ct.Count++
+			ct.Total += e.Duration
+			if e.Error != "" {
+				ct.Failed++
+			}
+			checkTimes[e.Check] = ct
 
 		case e.Role == "identd" && e.Kind == events.IdentQuery:
 			s.IdentQueries++
@@ -201,6 +227,13 @@ func Build(in Inputs) (Summary, Outcome) {
 	}
 	if lineHist.TotalCount() > 0 {
 		s.DNSLineWait, s.DNSOnLine = percentiles(waitHist), percentiles(lineHist)
+	}
+	for name, ct := range checkTimes {
+		ct.Latency = percentiles(checkHists[name])
+		if s.Checks == nil {
+			s.Checks = map[string]CheckTime{}
+		}
+		s.Checks[name] = ct
 	}
 	held := heldConnections(faulted, checks)
 	for id := range queued {

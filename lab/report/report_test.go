@@ -101,8 +101,12 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		ev("sender", events.Queued, 0, id("<c>", "")),
 		// r1's DNSBL check sent queries k1 and k2; r2's sent k3, for the
 		// same name at the same time. The fault hit k2.
-		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r1", bl, []string{"k1", "k2"} }),
-		ev("receiver", events.Check, time.Second, func(e *events.Event) { e.Conn, e.Name, e.Via = "r2", bl, []string{"k3"} }),
+		ev("receiver", events.Check, time.Second, func(e *events.Event) {
+			e.Conn, e.Name, e.Via, e.Check, e.Duration = "r1", bl, []string{"k1", "k2"}, "dnsbl", 6*time.Second
+		}),
+		ev("receiver", events.Check, time.Second, func(e *events.Event) {
+			e.Conn, e.Name, e.Via, e.Check, e.Duration, e.Error = "r2", bl, []string{"k3"}, "dnsbl", 500*time.Millisecond, "TIMEOUT"
+		}),
 		ev("dns", events.Fault, 2*time.Second, func(e *events.Event) { e.Name, e.FaultName, e.Via = bl, "stall", []string{"k2"} }),
 		ev("dns", events.Query, 2*time.Second, func(e *events.Event) {
 			e.Name, e.QType, e.SizeIn, e.SizeOut, e.Via, e.FaultName = bl, "A", 100, 100, []string{"k2"}, "stall"
@@ -118,8 +122,12 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<c>"}}
 	cfg := line.Config{BitsPerSecond: 28800, FramingBytes: 36, Latency: 50 * time.Millisecond}
 	s, _ := Build(Inputs{Events: evs, Maildir: disk, Line: &cfg})
+	near := func(got, want time.Duration) bool { return got > want-want/100 && got < want+want/100 }
 	if s.HeldByFaults != 2 {
 		t.Errorf("held %d, want 2 (<a> and <b> over r1)", s.HeldByFaults)
+	}
+	if ct := s.Checks["dnsbl"]; ct.Count != 2 || ct.Failed != 1 || ct.Total != 6500*time.Millisecond || !near(ct.Max, 6*time.Second) {
+		t.Errorf("check times %+v", s.Checks)
 	}
 	if s.Faults["stall"] != 1 {
 		t.Errorf("faults %v", s.Faults)
@@ -127,7 +135,6 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 	if want := cfg.Floor([]int{100, 100}, []int{100, 100}); s.LineFloor != want || want == 0 {
 		t.Errorf("floor %s, want %s", s.LineFloor, want)
 	}
-	near := func(got, want time.Duration) bool { return got > want-want/100 && got < want+want/100 }
 	if !near(s.DNSLineWait.P99, 2*time.Second) || !near(s.DNSOnLine.P50, 180*time.Millisecond) {
 		t.Errorf("line wait %+v, on line %+v", s.DNSLineWait, s.DNSOnLine)
 	}

@@ -37,6 +37,14 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	}
 	row("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
 	row("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
+	if len(s.Checks) > 0 {
+		fmt.Fprintf(tw, "\nwhere the receiver's time went before the greeting\tper connection p50 / p99\ttotal (count, failed)\n")
+		for _, name := range []string{"reverse", "forward", "dnsbl", "ident"} {
+			if ct, ok := s.Checks[name]; ok {
+				fmt.Fprintf(tw, "  %s\t%s / %s\t%s (%d, %d failed)\n", name, secs(ct.P50), secs(ct.P99), secs(ct.Total), ct.Count, ct.Failed)
+			}
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
