@@ -65,6 +65,12 @@ type Summary struct {
 	// Checks is where the receiver's time went before the greeting: per
 	// check (reverse, forward, dnsbl, ident), from its Check events.
 	Checks map[string]CheckTime `json:"checks,omitempty"`
+	// SenderReused counts messages the sender sent over a connection that
+	// had already carried one (session reuse); SenderCloses why its
+	// connections closed ("idle", "yield" to a waiting host, "broken",
+	// "connect: ...", "shutdown").
+	SenderReused int            `json:"sender_reused"`
+	SenderCloses map[string]int `json:"sender_closes,omitempty"`
 }
 
 // CheckTime is what one kind of check cost over the run.
@@ -130,6 +136,13 @@ func Build(in Inputs) (Summary, Outcome) {
 			}
 		case e.Role == "sender" && e.Kind == events.ConnOpen:
 			s.SenderConnections++
+		case e.Role == "sender" && e.Kind == events.ConnClose:
+			s.SenderReused += max(e.Count-1, 0)
+			if s.SenderCloses == nil {
+				s.SenderCloses = map[string]int{}
+			}
+			reason, _, _ := strings.Cut(e.Reason, ":") // "connect: dial tcp ...": the kind, not the text
+			s.SenderCloses[reason]++
 		case e.Role == "sender" && e.Kind == events.Attempt && e.Result == "temporary":
 			s.Retries++
 		case e.Role == "sender" && e.Kind == events.Failed:
