@@ -2,7 +2,9 @@ package lab_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 )
 
@@ -178,10 +182,39 @@ dns:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// While the run waits, the running sender lists its queue (lab queue).
+	var queued []sender.Envelope
+	runID := ""
+	progress := writerFunc(func(line string) {
+		if id, ok := strings.CutPrefix(line, "run "); ok {
+			runID, _, _ = strings.Cut(id, ":")
+		}
+		if queued != nil || !strings.HasPrefix(line, "delivered ") {
+			return
+		}
+		running, err := stack.FindRunning(context.Background(), eng, "sender", runID)
+		if err != nil || len(running) != 1 {
+			t.Errorf("running senders %v, %v", running, err)
+			queued = []sender.Envelope{}
+			return
+		}
+		resp, err := http.Get(running[0].Control + "/queue")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&queued); err != nil {
+			t.Error(err)
+		}
+	})
 	start := time.Now()
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
 	if res == nil {
 		t.Fatalf("no result: %v", err)
+	}
+	if len(queued) != 2 {
+		t.Errorf("the running sender listed %d queued messages, want the 2 waiting", len(queued))
 	}
 	stacktest.NoLeftovers(t, eng, res.RunID)
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -235,4 +268,14 @@ dns:
 	if s.Faults["servfail"] != 1 || s.HeldByFaults < 1 {
 		t.Errorf("faults %v, held %d: the servfail was not traced to its connection", s.Faults, s.HeldByFaults)
 	}
+}
+
+// writerFunc hands each line written to it to a function.
+type writerFunc func(line string)
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		f(strings.TrimSpace(l))
+	}
+	return len(p), nil
 }

@@ -4,10 +4,14 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -59,7 +63,7 @@ func Root() *cobra.Command {
 			return runScenario(cmd, path, results)
 		},
 	}
-	root.AddCommand(run, cleanCmd(), roleCmd(), sendmailCmd(), injectCmd())
+	root.AddCommand(run, cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd())
 	return root
 }
 
@@ -181,4 +185,63 @@ func injectCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "messages to inject (JSON)")
 	return c
+}
+
+// queueCmd lists the queue of every running sender (or one run's).
+func queueCmd() *cobra.Command {
+	var runID string
+	c := &cobra.Command{
+		Use:   "queue",
+		Short: "list the messages still queued in running senders",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := stack.Connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			senders, err := stack.FindRunning(cmd.Context(), eng, role.Sender, runID)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if len(senders) == 0 {
+				fmt.Fprintln(out, "no running sender")
+				return nil
+			}
+			for _, s := range senders {
+				envs, err := fetchQueue(cmd.Context(), s.Control+"/queue")
+				if err != nil {
+					return fmt.Errorf("run %s: %w", s.RunID, err)
+				}
+				fmt.Fprintf(out, "run %s: %d queued\n", s.RunID, len(envs))
+				for _, e := range envs {
+					fmt.Fprintf(out, "  %s  %s  %s -> %s\n", e.ID, e.QueuedAt.Format(time.RFC3339), e.From, strings.Join(e.Rcpts, ", "))
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&runID, "run", "", "only this run's sender")
+	return c
+}
+
+func fetchQueue(ctx context.Context, url string) ([]sender.Envelope, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sender control port: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("sender control port: %s", resp.Status)
+	}
+	var envs []sender.Envelope
+	if err := json.NewDecoder(resp.Body).Decode(&envs); err != nil {
+		return nil, fmt.Errorf("sender control port: %w", err)
+	}
+	return envs, nil
 }

@@ -106,6 +106,10 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 			return err
 		}
 		closer = srv
+		mux := http.NewServeMux()
+		mux.Handle("GET /queue", queueHandler(spec.Sender.QueueDir))
+		mux.Handle("/", handler)
+		handler = mux
 	default:
 		return fmt.Errorf("role spec: role %q without its configuration", spec.Role)
 	}
