@@ -39,8 +39,18 @@ func status(ctx context.Context, c *stack.Container) (map[events.Kind]int, error
 	return m, json.Unmarshal(b, &m)
 }
 
-// waitForDelivery shows progress until every injected message is
-// delivered or failed, or ctx ends (the scenario's timeout, or Ctrl-C).
+// queued is how many messages the sender's queue holds now.
+func queued(ctx context.Context, c *stack.Container) (int, error) {
+	b, err := c.Get(ctx, "/queue")
+	if err != nil {
+		return 0, err
+	}
+	var envs []json.RawMessage
+	return len(envs), json.Unmarshal(b, &envs)
+}
+
+// waitForDelivery shows progress until the sender's queue is empty after
+// injection, or ctx ends (the scenario's timeout, or Ctrl-C).
 func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
 	start := time.Now()
 	var inj sender.InjectResult
@@ -62,16 +72,22 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		if err != nil {
 			continue
 		}
-		ss, err := status(ctx, r.sender)
-		if err != nil {
-			continue
-		}
 		delivered := rs[events.Delivered]
 		if opt.Terminal || time.Since(lastPrint) >= 5*time.Second {
 			progress(opt, total, delivered, time.Since(start), false)
 			lastPrint = time.Now()
 		}
-		if done && delivered+ss[events.Failed] >= inj.Injected {
+		if !done {
+			continue
+		}
+		// The run is over when the sender has taken in every injected
+		// message and its queue is empty: each one left it delivered or
+		// failed for good (a message waiting for a retry is still in it).
+		ss, err := status(ctx, r.sender)
+		if err != nil || ss[events.Queued] < inj.Injected {
+			continue
+		}
+		if n, err := queued(ctx, r.sender); err == nil && n == 0 {
 			progress(opt, total, delivered, time.Since(start), true)
 			return inj, nil
 		}

@@ -43,6 +43,10 @@ type Result struct {
 	Summary     report.Summary    `json:"summary"`
 	Outcome     report.Outcome    `json:"outcome"`
 	Seed1999    report.Summary    `json:"seed_1999"`
+	// Complete is true when the summary and outcome were built from the
+	// run's evidence; false when the run failed before that (then they are
+	// empty and say nothing).
+	Complete bool `json:"complete"`
 	Overhead    Overhead          `json:"overhead"`
 	Dir         string            `json:"-"`
 	Events      []events.Event    `json:"-"` // written beside as events.jsonl
@@ -78,8 +82,8 @@ const (
 	identdPort   = "8113"
 )
 
-// Run runs sc. The Result is returned whenever the run got as far as
-// injecting, also with an error.
+// Run runs sc. A Result is returned as soon as the run has an id, also
+// with an error; its figures are meaningful only when Complete.
 func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
 	start := time.Now()
 	if err := sc.Validate(); err != nil {
@@ -111,10 +115,20 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		},
 	}
 	res.Overhead.ImageBuild = built
+	defer func() {
+		// Whatever happened, nothing of this run stays: what Close did not
+		// know of (a container or network whose creation an interrupt cut
+		// short) is found by the run's label.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, cerr := stack.Clean(cctx, eng, runID); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up run %s (try: go run ./cmd/lab clean): %w", runID, cerr))
+		}
+	}()
 
 	st, err := stack.New(ctx, eng, img, runID)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	var lastDelivery time.Time
 	defer func() {
@@ -135,7 +149,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	msgs := sc.Workload.Messages()
 	roles, err := startRoles(ctx, st, sc, msgs)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	res.Dir = filepath.Join(orDefault(opt.ResultsDir, "results"), runID)
 	injStart := time.Now()
@@ -169,12 +183,13 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	for i, b := range sc.DNS.Blacklists {
 		zones[i] = b.Zone
 	}
-	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones}
+	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones, Expected: len(msgs)}
 	if sc.DNS.Line.Enabled {
 		lc := sc.LineConfig()
 		in.Line = &lc
 	}
 	res.Summary, res.Outcome = report.Build(in)
+	res.Complete = true
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = firstQueued(evs).Add(d)
 	}

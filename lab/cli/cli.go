@@ -78,7 +78,7 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		isTerm = term.IsTerminal(int(f.Fd()))
 	}
 	res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerm})
-	if res != nil && res.Dir != "" {
+	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
 		report.WriteText(out, title, res.Summary, res.Outcome)

@@ -55,8 +55,9 @@ type Summary struct {
 	// fault events.
 	Faults map[string]int `json:"faults,omitempty"`
 	// HeldByFaults counts delivered messages that came over a connection
-	// one of whose checks waited on a faulted query (1999: 4, held by one
-	// stalled DNS query).
+	// one of whose checks waited on a delayed query (dropped, stalled, slow
+	// upstream), and were queued before that check ended (1999: 4, held by
+	// one stalled DNS query).
 	HeldByFaults int `json:"held_by_faults"`
 	// DNSLineWait is the time answered queries waited in the line's queues
 	// (both directions), and DNSOnLine their time on the line itself.
@@ -71,6 +72,10 @@ type Summary struct {
 	// "connect: ...", "shutdown").
 	SenderReused int            `json:"sender_reused"`
 	SenderCloses map[string]int `json:"sender_closes,omitempty"`
+	// DSNs counts the bounces the sender queued (null sender) and
+	// DSNsFailed those that could not be delivered either.
+	DSNs       int `json:"dsns"`
+	DSNsFailed int `json:"dsns_failed"`
 }
 
 // CheckTime is what one kind of check cost over the run.
@@ -110,6 +115,7 @@ type Inputs struct {
 	NotQueued  []string          // injection errors
 	Blacklists []string          // DNSBL zones, to tell their queries apart
 	Line       *line.Config      // the DNS line, nil when there was none
+	Expected   int               // messages the workload injects
 }
 
 // Build computes the summary and the outcome.
@@ -125,12 +131,17 @@ func Build(in Inputs) (Summary, Outcome) {
 	waitHist, lineHist := newHist(), newHist()
 	checkHists := map[string]*hdrhistogram.Histogram{}
 	checkTimes := map[string]CheckTime{}
-	var faulted, checks []events.Event
-	connOf := map[string]string{} // Message-ID -> receiver connection
+	var faulted, checks, failed []events.Event
+	connOf := map[string]string{}    // Message-ID -> receiver connection
+	rcptsOf := map[string][]string{} // Message-ID -> its recipients, to name it
+	answered := map[int]bool{}       // DNS queries with a Query event, by Seq
 	for _, e := range in.Events {
 		switch {
+		case e.Role == "sender" && e.Kind == events.Queued && e.From == "":
+			s.DSNs++ // a bounce the sender made (null sender), not the workload
 		case e.Role == "sender" && e.Kind == events.Queued:
 			queued[e.MessageID] = e.Time
+			rcptsOf[e.MessageID] = e.Rcpts
 			if first.IsZero() || e.Time.Before(first) {
 				first = e.Time
 			}
@@ -146,7 +157,7 @@ func Build(in Inputs) (Summary, Outcome) {
 		case e.Role == "sender" && e.Kind == events.Attempt && e.Result == "temporary":
 			s.Retries++
 		case e.Role == "sender" && e.Kind == events.Failed:
-			o.Failed = append(o.Failed, fmt.Sprintf("%s %v: %s", e.MessageID, e.Rcpts, e.Error))
+			failed = append(failed, e)
 		case e.Role == "receiver" && e.Kind == events.ConnOpen:
 			s.Connections++
 		case e.Role == "receiver" && e.Kind == events.Delivered:
@@ -157,6 +168,7 @@ func Build(in Inputs) (Summary, Outcome) {
 		case e.Role == "dns" && e.Kind == events.Query:
 			s.DNSQueries++
 			s.DNSQueriesByType[queryClass(e, in.Blacklists)]++
+			answered[e.Seq] = true
 			if e.SizeOut > 0 {
 				qsizes, asizes = append(qsizes, e.SizeIn), append(asizes, e.SizeOut)
 				if e.OnLine > 0 {
@@ -193,18 +205,44 @@ func Build(in Inputs) (Summary, Outcome) {
 	for _, m := range in.Maildir {
 		counts[m.MessageID]++
 	}
-	s.Injected = len(queued) + len(in.NotQueued)
+	// A query still held by a fault when the events were read has a Fault
+	// event but no Query event yet: it was made all the same.
+	inFlight := map[int]bool{}
+	for _, f := range faulted {
+		if !answered[f.Seq] && !inFlight[f.Seq] {
+			inFlight[f.Seq] = true
+			s.DNSQueries++
+			s.DNSQueriesByType[queryClass(f, in.Blacklists)]++
+		}
+	}
+	name := func(id string) string {
+		if r := rcptsOf[id]; len(r) > 0 {
+			return id + " to " + strings.Join(r, ", ")
+		}
+		return id
+	}
+	for _, e := range failed {
+		if _, ok := queued[e.MessageID]; ok {
+			o.Failed = append(o.Failed, fmt.Sprintf("%s: %s", name(e.MessageID), e.Error))
+		} else {
+			s.DSNsFailed++ // a bounce that could not be delivered either
+		}
+	}
+	s.Injected = len(queued)
 	o.NotQueued = in.NotQueued
+	if missing := in.Expected - len(queued); missing > 0 {
+		o.NotQueued = append(o.NotQueued, fmt.Sprintf("%d of the workload's %d messages never reached the queue", missing, in.Expected))
+	}
 
 	hist := newHist()
 	var last time.Time
 	for id, qt := range queued {
 		switch n := counts[id]; {
 		case n == 0:
-			o.Lost = append(o.Lost, id)
+			o.Lost = append(o.Lost, name(id))
 			continue
 		case n > 1:
-			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)", id, n))
+			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)", name(id), n))
 		}
 		s.Delivered++
 		dt, ok := delivered[id]
@@ -249,16 +287,16 @@ func Build(in Inputs) (Summary, Outcome) {
 		s.Checks[name] = ct
 	}
 	held := heldConnections(faulted, checks)
-	for id := range queued {
-		if counts[id] > 0 && held[connOf[id]] {
+	for id, qt := range queued {
+		if end, ok := held[connOf[id]]; ok && counts[id] > 0 && qt.Before(end) {
 			s.HeldByFaults++
 		}
 	}
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
 	}
-	if s.SenderConnections > 0 {
-		s.MessagesPerConn = float64(s.Delivered) / float64(s.SenderConnections)
+	if s.Connections > 0 {
+		s.MessagesPerConn = float64(s.Delivered) / float64(s.Connections) // as 1999's 196/57
 	}
 	return s, o
 }
@@ -289,6 +327,9 @@ func maildirTime(ms []maildir.Message, id string) time.Time {
 // queryClass sorts a DNS query: DNSBL when under a blacklist zone, else its
 // type.
 func queryClass(e events.Event, blacklists []string) string {
+	if e.Name == "" && e.QType == "" {
+		return "malformed"
+	}
 	for _, z := range blacklists {
 		if strings.HasSuffix(e.Name, "."+strings.ToLower(z)) {
 			return "DNSBL"
@@ -297,21 +338,29 @@ func queryClass(e events.Event, blacklists []string) string {
 	return e.QType
 }
 
+// delaying faults are those that make a lookup wait; servfail answers at
+// once.
+var delaying = map[string]bool{"drop": true, "stall": true, "slow_upstream": true}
+
 // heldConnections finds the receiver connections that waited on a faulted
-// query: a check that sent the very query a fault hit (matched by
-// events.QueryKey: the resolver's address and port and the query's id).
-func heldConnections(faulted, checks []events.Event) map[string]bool {
-	connOf := map[string]string{}
-	for _, c := range checks {
-		for _, k := range c.Via {
-			connOf[k] = c.Conn
+// query (a delaying fault on a query one of its checks sent, matched by
+// events.QueryKey: the resolver's address and port and the query's id),
+// with the time the last such check ended: messages queued before then
+// waited for it.
+func heldConnections(faulted, checks []events.Event) map[string]time.Time {
+	hit := map[string]bool{}
+	for _, q := range faulted {
+		if delaying[q.FaultName] {
+			for _, k := range q.Via {
+				hit[k] = true
+			}
 		}
 	}
-	held := map[string]bool{}
-	for _, q := range faulted {
-		for _, k := range q.Via {
-			if conn, ok := connOf[k]; ok {
-				held[conn] = true
+	held := map[string]time.Time{}
+	for _, c := range checks {
+		for _, k := range c.Via {
+			if end := c.Time.Add(c.Duration); hit[k] && end.After(held[c.Conn]) {
+				held[c.Conn] = end
 			}
 		}
 	}

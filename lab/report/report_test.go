@@ -15,6 +15,9 @@ var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 
 func ev(role string, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
 	e := events.Event{Role: role, Kind: kind, Time: t0.Add(at)}
+	if kind == events.Queued {
+		e.From = "sender@example.com" // the workload's; a DSN has none
+	}
 	if f != nil {
 		f(&e)
 	}
@@ -40,10 +43,14 @@ func TestBuild(t *testing.T) {
 		ev("receiver", events.Delivered, 15*time.Second, id("<b>")),
 	}
 	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<b>"}, {MessageID: "<x>"}}
-	s, o := Build(Inputs{Events: evs, Maildir: disk, NotQueued: []string{"message 4: refused"}, Blacklists: []string{"bl1.example.net", "bl2.example.net"}})
+	s, o := Build(Inputs{Events: evs, Maildir: disk, NotQueued: []string{"message 4: refused"},
+		Blacklists: []string{"bl1.example.net", "bl2.example.net"}, Expected: 5})
 
-	if s.Injected != 4 || s.Delivered != 2 {
-		t.Errorf("injected %d delivered %d, want 4 and 2", s.Injected, s.Delivered)
+	if s.Injected != 3 || s.Delivered != 2 {
+		t.Errorf("injected %d delivered %d, want 3 and 2", s.Injected, s.Delivered)
+	}
+	if len(o.NotQueued) != 2 || o.NotQueued[1] != "2 of the workload's 5 messages never reached the queue" {
+		t.Errorf("not queued %q", o.NotQueued)
 	}
 	if s.TotalTime != 15*time.Second {
 		t.Errorf("total time %s, want 15s (first injection to last delivery)", s.TotalTime)
@@ -64,7 +71,7 @@ func TestBuild(t *testing.T) {
 	if d := s.Latency.Max - 14*time.Second; d < -20*time.Millisecond || d > 20*time.Millisecond {
 		t.Errorf("max latency %s, want about 14s", s.Latency.Max)
 	}
-	if o.OK() || len(o.Lost) != 1 || o.Lost[0] != "<c>" || len(o.Duplicated) != 1 || len(o.Unexpected) != 1 || len(o.NotQueued) != 1 {
+	if o.OK() || len(o.Lost) != 1 || o.Lost[0] != "<c>" || len(o.Duplicated) != 1 || len(o.Unexpected) != 1 || len(o.NotQueued) != 2 {
 		t.Errorf("outcome %+v", o)
 	}
 	var buf bytes.Buffer
@@ -123,11 +130,20 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		ev("receiver", events.Delivered, 8*time.Second, id("<a>", "r1")),
 		ev("receiver", events.Delivered, 9*time.Second, id("<b>", "r1")),
 		ev("receiver", events.Delivered, time.Second, id("<c>", "r2")),
+		// <d> came later over the same session: it waited for nothing.
+		ev("sender", events.Queued, 8*time.Second, id("<d>", "")),
+		ev("receiver", events.Delivered, 9*time.Second, id("<d>", "r1")),
+		// A bounce (null sender) is not the workload's.
+		ev("sender", events.Queued, 9*time.Second, func(e *events.Event) { e.MessageID, e.From = "<dsn>", "" }),
+		ev("sender", events.Failed, 10*time.Second, func(e *events.Event) { e.MessageID, e.Error = "<dsn>", "550" }),
 	}
-	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<c>"}}
+	disk := []maildir.Message{{MessageID: "<a>"}, {MessageID: "<b>"}, {MessageID: "<c>"}, {MessageID: "<d>"}}
 	cfg := line.Config{BitsPerSecond: 28800, FramingBytes: 36, Latency: 50 * time.Millisecond}
 	s, _ := Build(Inputs{Events: evs, Maildir: disk, Line: &cfg})
 	near := func(got, want time.Duration) bool { return got > want-want/100 && got < want+want/100 }
+	if s.Injected != 4 || s.DSNs != 1 || s.DSNsFailed != 1 {
+		t.Errorf("injected %d, DSNs %d (failed %d); want 4, 1, 1", s.Injected, s.DSNs, s.DSNsFailed)
+	}
 	if s.HeldByFaults != 2 {
 		t.Errorf("held %d, want 2 (<a> and <b> over r1)", s.HeldByFaults)
 	}

@@ -30,6 +30,9 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	row("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
 	row("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
 	row("sender retries", fmt.Sprint(s.Retries), "not reported")
+	if s.DSNs > 0 {
+		row("bounces (DSNs) queued, of which undeliverable", fmt.Sprintf("%d, %d", s.DSNs, s.DSNsFailed), "not reported")
+	}
 	if s.DNSOnLine.Max > 0 {
 		row("DNS wait in the line's queues p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSLineWait.P50), secs(s.DNSLineWait.P99)), "not reported")
 		row("DNS time on the line p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSOnLine.P50), secs(s.DNSOnLine.P99)), "not reported")

@@ -24,7 +24,7 @@ type Image struct {
 	Ref     string `json:"ref"` // smtplab/lab:<content hash>
 	ID      string `json:"id"`
 	Built   bool   `json:"built"`   // false when an image with the same content was reused
-	Version string `json:"version"` // git describe of the source; not in the binary, so a new commit with the same code reuses the image
+	Version string `json:"version"` // git describe of the source; not in the binary (-buildvcs=false), so a new commit with the same code reuses the image
 }
 
 // BuildLabImage compiles the lab statically for the engine's platform and
@@ -43,7 +43,7 @@ func BuildLabImage(ctx context.Context, eng *Engine, logf func(string, ...any)) 
 	defer os.RemoveAll(tmp)
 	version := sourceVersion(ctx, root)
 	bin := filepath.Join(tmp, "lab")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch)
 	if out, err := cmd.CombinedOutput(); err != nil {
