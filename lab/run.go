@@ -46,10 +46,10 @@ type Result struct {
 	// Complete is true when the summary and outcome were built from the
 	// run's evidence; false when the run failed before that (then they are
 	// empty and say nothing).
-	Complete bool `json:"complete"`
-	Overhead    Overhead          `json:"overhead"`
-	Dir         string            `json:"-"`
-	Events      []events.Event    `json:"-"` // written beside as events.jsonl
+	Complete bool           `json:"complete"`
+	Overhead Overhead       `json:"overhead"`
+	Dir      string         `json:"-"`
+	Events   []events.Event `json:"-"` // written beside as events.jsonl
 }
 
 // Environment is where the run ran.
