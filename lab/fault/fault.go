@@ -81,11 +81,11 @@ func (s SlowUpstream) Apply(e *Effect) { e.Upstream += s.Extra }
 type Spec struct {
 	Type string `json:"type"` // a registered fault: drop, stall, servfail, slow_upstream
 	// Selectors.
-	Name        string  `json:"name,omitempty"`        // glob over the query name, e.g. "*.bl1.example.net"
-	QType       string  `json:"qtype,omitempty"`       // "A", "PTR", ...
-	Nth         []int   `json:"nth,omitempty"`         // the Nth queries matching Name and QType (1-based)
-	Probability float64 `json:"probability,omitempty"` // each matching query with this chance; 0: every one
-	Count       int     `json:"count,omitempty"`       // at most this many hits; 0: no limit
+	Name        string   `json:"name,omitempty"`        // glob over the query name, e.g. "*.bl1.example.net"
+	QType       string   `json:"qtype,omitempty"`       // "A", "PTR", ...
+	Nth         []int    `json:"nth,omitempty"`         // the Nth queries matching Name and QType (1-based)
+	Probability *float64 `json:"probability,omitempty"` // each matching query with this chance; nil: every one (0: none)
+	Count       int      `json:"count,omitempty"`       // at most this many hits; 0: no limit
 	// Parameters.
 	Duration time.Duration `json:"duration_ns,omitempty"` // stall: the hold; slow_upstream: the extra cost
 	Forever  bool          `json:"forever,omitempty"`     // stall: never answer
@@ -194,8 +194,8 @@ func check(sp Spec) error {
 			return fmt.Errorf("nth counts from 1, got %d", n)
 		}
 	}
-	if sp.Probability < 0 || sp.Probability > 1 {
-		return fmt.Errorf("probability must be in [0, 1], got %g", sp.Probability)
+	if p := sp.Probability; p != nil && (*p < 0 || *p > 1) {
+		return fmt.Errorf("probability must be in [0, 1], got %g", *p)
 	}
 	if sp.Count < 0 || sp.Duration < 0 {
 		return fmt.Errorf("count and duration must not be negative")
@@ -229,11 +229,11 @@ func (s *Set) Decide(q Query) Effect {
 		if r.spec.Count > 0 && r.hits >= r.spec.Count {
 			continue
 		}
-		if p := r.spec.Probability; p > 0 {
+		if p := r.spec.Probability; p != nil {
 			// One draw per (seed, query, rule): a decision does not depend
 			// on how many draws other queries or rules made.
 			rng := rand.New(rand.NewPCG(s.seed, uint64(q.Seq)<<16|uint64(r.index)))
-			if rng.Float64() >= p {
+			if rng.Float64() >= *p {
 				continue
 			}
 		}

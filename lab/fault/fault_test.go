@@ -56,7 +56,7 @@ func TestProbabilityIsSeeded(t *testing.T) {
 		names[i] = "q.example"
 	}
 	run := func(seed uint64) []bool {
-		s, _ := New([]Spec{{Type: "drop", Probability: 0.1}}, seed)
+		s, _ := New([]Spec{{Type: "drop", Probability: ptr(0.1)}}, seed)
 		var out []bool
 		for _, e := range decideAll(s, names) {
 			out = append(out, e.Drop)
@@ -104,13 +104,25 @@ func TestBadSpecs(t *testing.T) {
 		{Spec{Type: "explode"}, `faults[0]: unknown fault type "explode" (known: drop, servfail, slow_upstream, stall)`},
 		{Spec{Type: "stall"}, "faults[0]: stall needs a positive duration"},
 		{Spec{Type: "slow_upstream"}, "faults[0]: slow_upstream needs a positive duration"},
-		{Spec{Type: "drop", Probability: 1.5}, "probability must be in [0, 1]"},
+		{Spec{Type: "drop", Probability: ptr(1.5)}, "probability must be in [0, 1]"},
 		{Spec{Type: "drop", Nth: []int{0}}, "nth counts from 1"},
 		{Spec{Type: "drop", Name: "[a-"}, "bad name pattern"},
 	} {
 		_, err := New([]Spec{c.spec}, 1)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.spec, err, c.want)
+		}
+	}
+}
+
+func ptr(f float64) *float64 { return &f }
+
+// probability 0 switches a rule off; no probability hits every match.
+func TestProbabilityZeroIsOff(t *testing.T) {
+	s, _ := New([]Spec{{Type: "drop", Probability: ptr(0)}}, 1)
+	for i := 1; i <= 100; i++ {
+		if s.Decide(Query{Seq: i, Name: "a"}).Drop {
+			t.Fatalf("query %d dropped at probability 0", i)
 		}
 	}
 }

@@ -115,12 +115,23 @@ func (s Scenario) problems() []problem {
 			add(path, "must be at least %d, got %d", min, v)
 		}
 	}
+	if !validName(s.Name) {
+		add("name", "%q must be letters, digits, '.', '_' or '-' (it names the run's folder)", s.Name)
+	}
 	if s.Timeout <= 0 {
 		add("timeout", "must be positive, got %s", s.Timeout)
 	}
 	w := s.Workload
 	atLeast("workload.rounds", w.Rounds, 1)
 	atLeast("workload.recipients", w.Recipients, 1)
+	if n := w.Rounds * w.Recipients; w.Rounds > maxMessages || w.Recipients > maxMessages || n > maxMessages {
+		add("workload", "rounds x recipients must be at most %d messages, got %d x %d", maxMessages, w.Rounds, w.Recipients)
+	}
+	for _, f := range []struct{ path, v string }{{"workload.subject", w.Subject}, {"workload.from_header", w.FromHeader}, {"workload.to_header", w.ToHeader}} {
+		if strings.ContainsAny(f.v, "\r\n") {
+			add(f.path, "must be one line (a line break would start a header of its own)")
+		}
+	}
 	if !validAddress(w.From) {
 		add("workload.from", "%q is not a mail address (local@domain)", w.From)
 	}
@@ -177,6 +188,16 @@ func (s Scenario) problems() []problem {
 			add(fmt.Sprintf("receiver.local_domains[%d]", i), "%q is not a domain or .domain", d)
 		}
 	}
+	for _, h := range w.Hosts() {
+		local := false
+		for _, d := range r.LocalDomains {
+			local = local || DomainMatches(d, h)
+		}
+		if !local && len(r.LocalDomains) > 0 {
+			add("receiver.local_domains", "do not cover the workload's host %s: its mail would be refused as relaying", h)
+			break
+		}
+	}
 	if r.Account == "" || strings.ContainsAny(r.Account, "@/ -") {
 		add("receiver.account", "must be a plain account name, got %q", r.Account)
 	}
@@ -231,6 +252,21 @@ func (sd Sender) routed(host string) bool {
 		}
 	}
 	return false
+}
+
+// maxMessages bounds a workload: the lab keeps every message's events.
+const maxMessages = 1_000_000
+
+func validName(n string) bool {
+	if n == "" || n[0] == '.' || n[0] == '-' {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validAddress(a string) bool {

@@ -38,8 +38,12 @@ type Scenario struct {
 type Workload struct {
 	Rounds     int    `yaml:"rounds" json:"rounds"`
 	Recipients int    `yaml:"recipients" json:"recipients"`
-	From       string `yaml:"from" json:"from"`
-	To         string `yaml:"to" json:"to"`
+	From       string `yaml:"from" json:"from"` // envelope sender (sendmail -f)
+	To         string `yaml:"to" json:"to"`     // envelope recipient
+	// FromHeader and ToHeader are the From: and To: lines of the message
+	// itself; the seed's loop wrote "From: sender" and "To: recipient".
+	FromHeader string `yaml:"from_header" json:"from_header"`
+	ToHeader   string `yaml:"to_header" json:"to_header"`
 	Subject    string `yaml:"subject" json:"subject"`
 	Body       string `yaml:"body" json:"body"`
 }
@@ -89,7 +93,7 @@ type Fault struct {
 	Name        string   `yaml:"name" json:"name,omitempty"`
 	QType       string   `yaml:"qtype" json:"qtype,omitempty"`
 	Nth         []int    `yaml:"nth" json:"nth,omitempty"`
-	Probability float64  `yaml:"probability" json:"probability,omitempty"`
+	Probability *float64 `yaml:"probability" json:"probability,omitempty"` // absent: every matching query
 	Count       int      `yaml:"count" json:"count,omitempty"`
 	Duration    Duration `yaml:"duration" json:"duration,omitempty"`
 	Forever     bool     `yaml:"forever" json:"forever,omitempty"`
@@ -144,10 +148,12 @@ func Default() Scenario {
 		Timeout: Duration(5 * time.Minute),
 		Workload: Workload{
 			Rounds: 10, Recipients: 20,
-			From:    "sender@example.com",
-			To:      "recipient-foo-{n}@{n}.foo.example.com",
-			Subject: "test {n}",
-			Body:    "test {n}",
+			From:       "sender@example.com",
+			To:         "recipient-foo-{n}@{n}.foo.example.com",
+			FromHeader: "sender",
+			ToHeader:   "recipient",
+			Subject:    "test {n}",
+			Body:       "test {n}",
 		},
 		Seed: 1999,
 		DNS: DNS{
@@ -200,7 +206,7 @@ func (w Workload) Messages() []Message {
 		for n := 1; n <= w.Recipients; n++ {
 			sub := func(s string) string { return strings.ReplaceAll(s, "{n}", fmt.Sprint(n)) }
 			to := sub(w.To)
-			data := fmt.Sprintf("From: %s\nTo: %s\nSubject: %s\n\n%s\n", w.From, to, sub(w.Subject), sub(w.Body))
+			data := fmt.Sprintf("From: %s\nTo: %s\nSubject: %s\n\n%s\n", sub(w.FromHeader), sub(w.ToHeader), sub(w.Subject), sub(w.Body))
 			out = append(out, Message{Round: r, N: n, From: w.From, To: to, Data: data})
 		}
 	}
