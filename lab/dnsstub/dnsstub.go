@@ -96,6 +96,7 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 			return nil, fmt.Errorf("dnsstub: %w", err)
 		}
 		s.clock = line.RealClock{}
+		s.metrics.watchLine(s.line, s.now)
 	}
 	if s.faults, err = fault.New(cfg.Faults, cfg.Seed); err != nil {
 		return nil, fmt.Errorf("dnsstub: %w", err)
@@ -218,8 +219,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	eff := s.faults.Decide(fault.Query{Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType})
 	s.logFaults(x, eff)
 	switch {
-	case eff.Drop: // lost on the way: never reaches the far side
-	case eff.Forever: // held until the server stops
+	case eff.Drop: // lost on the way: it took the uplink, then vanished
+		s.sendUp(x)
+	case eff.Forever: // held at the far side until the server stops
+		s.sendUp(x)
 		<-s.ctx.Done()
 	default:
 		s.carry(x, s.delay+eff.Hold+eff.Upstream, eff.Rcode)
@@ -246,15 +249,24 @@ func (s *Server) carry(x *exchange, hold time.Duration, rcode int) {
 		}
 		return
 	}
-	s.metrics.SetLineQueueDepth(Up, s.line.Depth(line.Up, x.start)+1)
 	trip, err := s.line.Carry(s.ctx, s.clock, x.start, x.ev.Name, x.ev.SizeIn, hold, build)
 	x.ev.QueueWait, x.ev.OnLine, x.ev.Upstream = trip.Wait(), trip.OnLine(), trip.Upstream
-	s.metrics.AddLineBytes(Up, trip.Up.Bytes)
-	s.metrics.AddLineBytes(Down, trip.Down.Bytes)
-	s.metrics.SetLineQueueDepth(Down, s.line.Depth(line.Down, trip.Down.Start))
+	s.metrics.AddLineBytes(line.Up, trip.Up.Bytes)
+	s.metrics.AddLineBytes(line.Down, trip.Down.Bytes)
 	if err != nil {
 		x.resp, x.wire = nil, nil
 	}
+}
+
+// sendUp puts a query that will get no answer on the uplink all the same:
+// it took its place in the queue and its bytes on the line.
+func (s *Server) sendUp(x *exchange) {
+	if s.line == nil {
+		return
+	}
+	tr := s.line.Send(line.Up, x.start, x.ev.SizeIn)
+	x.ev.QueueWait, x.ev.OnLine = tr.Wait, tr.OnLine
+	s.metrics.AddLineBytes(line.Up, tr.Bytes)
 }
 
 // replaceRcode turns x's answer into an empty one with rcode (a fault).
@@ -269,6 +281,7 @@ func (s *Server) replaceRcode(x *exchange, rcode int) {
 // the query's event.
 func (s *Server) logFaults(x *exchange, eff fault.Effect) {
 	for _, name := range eff.Applied {
+		s.metrics.AddFault(name)
 		s.log.Add(events.Event{Kind: events.Fault, Time: x.start, Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType,
 			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host, Via: x.ev.Via})
 	}
@@ -330,9 +343,6 @@ func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
 	x.ev.Duration = s.now().Sub(x.start)
 	s.log.Add(x.ev)
 	s.metrics.query(x.req, x.ev.Result)
-	if x.ev.FaultName != "" {
-		s.metrics.AddFault(x.ev.FaultName)
-	}
 	if x.wire != nil {
 		s.metrics.answer.Observe(x.ev.Duration.Seconds())
 		if w != nil {

@@ -104,7 +104,7 @@ func TestLineSchedule(t *testing.T) {
 	cfg.Line = &modem
 	t0 := time.Date(1999, 6, 1, 12, 0, 0, 0, time.UTC)
 	clk := newManualClock(t0)
-	_, log, addr := lineServer(t, cfg, clk)
+	srv, log, addr := lineServer(t, cfg, clk)
 
 	const n = 5
 	var wg sync.WaitGroup
@@ -121,6 +121,11 @@ func TestLineSchedule(t *testing.T) {
 			}
 			answered <- m
 		}()
+	}
+	// All five are on the uplink at t0: the live gauge says so.
+	waitFor(t, func() bool { return clk.sleepers() == n })
+	if d := gauge(t, srv, "smtplab_dns_line_queue_depth", "up"); d != n {
+		t.Errorf("queue depth up %v, want %d", d, n)
 	}
 	// Drive the clock: once every query sleeps on the line (or is answered),
 	// move to the next wake-up.
@@ -146,8 +151,10 @@ func TestLineSchedule(t *testing.T) {
 	if len(evs) != n {
 		t.Fatalf("%d query events, want %d", len(evs), n)
 	}
-	l, _ := line.New(modem)
-	up, down := l.Serialization(evs[0].SizeIn), l.Serialization(evs[0].SizeOut)
+	// Serialization from first principles, not from the code under test:
+	// (size + 36 bytes of framing) * 8 bits at 28,800 bit/s.
+	ser := func(size int) time.Duration { return time.Duration((size + 36) * 8 * int(time.Second) / 28800) }
+	up, down := ser(evs[0].SizeIn), ser(evs[0].SizeOut)
 	if down < up {
 		t.Fatalf("test assumes answers longer than queries: %s < %s", down, up)
 	}
@@ -245,4 +252,27 @@ func TestFaults(t *testing.T) {
 			t.Errorf("%s: %q, want %q", name, results[name], want)
 		}
 	}
+}
+
+// gauge reads one series of srv's metrics registry.
+func gauge(t *testing.T, srv *Server, name, direction string) float64 {
+	t.Helper()
+	mfs, err := srv.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "direction" && l.GetValue() == direction {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{direction=%q}", name, direction)
+	return 0
 }

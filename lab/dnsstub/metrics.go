@@ -3,30 +3,13 @@ package dnsstub
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smtplab/smtplab/lab/line"
 )
-
-// Direction is a direction of the simulated line: Up carries queries to
-// the stub, Down carries answers back.
-type Direction int
-
-// The two directions of the line.
-const (
-	Up Direction = iota
-	Down
-)
-
-func (d Direction) String() string {
-	switch d {
-	case Up:
-		return "up"
-	case Down:
-		return "down"
-	}
-	return "Direction(" + strconv.Itoa(int(d)) + ")"
-}
 
 // Metrics are a Server's Prometheus metrics, in a registry of its own and
 // served at GET /metrics by Handler:
@@ -34,9 +17,10 @@ func (d Direction) String() string {
 //	smtplab_dns_queries_total{qtype,rcode}  every Query event (rcode "DROPPED" when unanswered;
 //	                                        qtype "" without a question, "other" for unknown types)
 //	smtplab_dns_malformed_total             packets that did not parse or were answered FORMERR
-//	smtplab_dns_faults_total{fault}         faults applied (AddFault)
+//	smtplab_dns_faults_total{fault}         faults applied, counted when applied (AddFault)
 //	smtplab_dns_line_bytes_total{direction} bytes put on the simulated line (AddLineBytes)
-//	smtplab_dns_line_queue_depth{direction} packets waiting for the line (SetLineQueueDepth)
+//	smtplab_dns_line_queue_depth{direction} packets queued or on the line now, read from
+//	                                        the line model at each scrape (only with a line)
 //	smtplab_dns_answer_seconds              arrival to answer written, for answered queries
 //
 // Its methods are safe for concurrent use.
@@ -46,7 +30,6 @@ type Metrics struct {
 	malformed prometheus.Counter
 	faults    *prometheus.CounterVec
 	lineBytes [2]prometheus.Counter
-	lineQueue [2]prometheus.Gauge
 	answer    prometheus.Histogram
 
 	byKey sync.Map // queryKey -> prometheus.Counter, skipping the label hashing per query
@@ -84,39 +67,37 @@ func newMetrics() *Metrics {
 		Name: "smtplab_dns_line_bytes_total",
 		Help: "Bytes carried by the simulated line, by direction.",
 	}, []string{"direction"})
-	queue := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "smtplab_dns_line_queue_depth",
-		Help: "Packets waiting for the simulated line, by direction.",
-	}, []string{"direction"})
-	for _, d := range []Direction{Up, Down} {
+	for _, d := range []line.Direction{line.Up, line.Down} {
 		m.lineBytes[d] = bytes.WithLabelValues(d.String())
-		m.lineQueue[d] = queue.WithLabelValues(d.String())
 	}
-	m.reg.MustRegister(m.queries, m.malformed, m.faults, bytes, queue, m.answer)
+	m.reg.MustRegister(m.queries, m.malformed, m.faults, bytes, m.answer)
 	return m
+}
+
+// watchLine adds the line's live queue depth, read from the model at each
+// scrape (now is the line's clock).
+func (m *Metrics) watchLine(l *line.Line, now func() time.Time) {
+	for _, d := range []line.Direction{line.Up, line.Down} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "smtplab_dns_line_queue_depth",
+			Help:        "Packets queued for or being clocked onto the simulated line, by direction.",
+			ConstLabels: prometheus.Labels{"direction": d.String()},
+		}, func() float64 { return float64(l.Depth(d, now())) }))
+	}
 }
 
 // Registry is the registry the metrics are in.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // AddLineBytes counts n bytes put on the line in direction d.
-func (m *Metrics) AddLineBytes(d Direction, n int) {
-	if d == Up || d == Down {
+func (m *Metrics) AddLineBytes(d line.Direction, n int) {
+	if d == line.Up || d == line.Down {
 		m.lineBytes[d].Add(float64(n))
 	}
 }
 
-// SetLineQueueDepth sets the number of packets waiting for the line in
-// direction d.
-func (m *Metrics) SetLineQueueDepth(d Direction, n int) {
-	if d == Up || d == Down {
-		m.lineQueue[d].Set(float64(n))
-	}
-}
-
-// AddFault counts one application of the named fault. ServeDNS calls it
-// for every logged query whose event names a fault (FaultName), so fault
-// code that sets that field must not call it as well.
+// AddFault counts one application of the named fault, when it is applied
+// (a query stalled for minutes is counted at once).
 func (m *Metrics) AddFault(name string) {
 	m.faults.WithLabelValues(name).Inc()
 }

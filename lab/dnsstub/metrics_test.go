@@ -12,6 +12,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/smtplab/smtplab/lab/line"
+
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -94,10 +96,9 @@ func TestMetrics(t *testing.T) {
 	}
 
 	m := s.Metrics()
-	m.AddLineBytes(Up, 100)
-	m.AddLineBytes(Down, 250)
-	m.AddLineBytes(Down, 1)
-	m.SetLineQueueDepth(Down, 3)
+	m.AddLineBytes(line.Up, 100)
+	m.AddLineBytes(line.Down, 250)
+	m.AddLineBytes(line.Down, 1)
 	m.AddFault("drop")
 	m.AddFault("drop")
 
@@ -113,8 +114,6 @@ func TestMetrics(t *testing.T) {
 		`smtplab_dns_faults_total{fault="drop"}`:                2,
 		`smtplab_dns_line_bytes_total{direction="up"}`:          100,
 		`smtplab_dns_line_bytes_total{direction="down"}`:        251,
-		`smtplab_dns_line_queue_depth{direction="up"}`:          0,
-		`smtplab_dns_line_queue_depth{direction="down"}`:        3,
 		// Answered through ServeDNS: not miekg's own FORMERR, not the drop.
 		`smtplab_dns_answer_seconds_count`: 7,
 	} {

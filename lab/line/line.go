@@ -13,7 +13,10 @@
 //     the real size;
 //   - then Latency (the modem's fixed overhead and the far path), plus an
 //     optional Jitter drawn from a generator seeded by (Seed, packet number),
-//     so the same run draws the same jitter.
+//     so the same packets draw the same jitter (packets are numbered in the
+//     order they reach the line: under concurrency that order, and so which
+//     packet draws which jitter, can differ between runs); jitter never
+//     reorders packets.
 //
 // Between the two directions the far side pays Upstream for a name it has
 // not cached (extra round trips to far servers); with CacheTTL > 0 it
@@ -100,6 +103,7 @@ type Line struct {
 
 	mu      sync.Mutex
 	free    [2]time.Time   // when each direction's line is next free
+	last    [2]time.Time   // the latest delivery booked on each direction
 	pending [2][]time.Time // start+serialization of packets not yet off the sending end
 	packets uint64
 	bytes   [2]int64
@@ -142,6 +146,12 @@ func (l *Line) Send(d Direction, at time.Time, size int) Transit {
 		jitter = time.Duration(r.Int64N(int64(l.cfg.Jitter)))
 	}
 	deliver := l.free[d].Add(l.cfg.Latency + jitter)
+	if deliver.Before(l.last[d]) {
+		// A serial line does not reorder: jitter delays a packet, never
+		// lets it overtake the one before.
+		deliver = l.last[d]
+	}
+	l.last[d] = deliver
 	l.pending[d] = append(prune(l.pending[d], at), l.free[d])
 	l.bytes[d] += int64(size + l.cfg.FramingBytes)
 	return Transit{Handed: at, Start: start, Deliver: deliver, Wait: start.Sub(at), OnLine: deliver.Sub(start), Bytes: size + l.cfg.FramingBytes}

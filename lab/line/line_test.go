@@ -223,3 +223,16 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// Jitter delays packets but never lets one overtake the one before it.
+func TestJitterKeepsOrder(t *testing.T) {
+	l, _ := New(Config{BitsPerSecond: 10_000_000, Latency: time.Millisecond, Jitter: 50 * time.Millisecond, Seed: 3})
+	var last time.Time
+	for i := 0; i < 200; i++ {
+		tr := l.Send(Down, t0, 40)
+		if tr.Deliver.Before(last) {
+			t.Fatalf("packet %d delivered at %s, before the one ahead of it (%s)", i, tr.Deliver.Sub(t0), last.Sub(t0))
+		}
+		last = tr.Deliver
+	}
+}
