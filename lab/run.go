@@ -289,6 +289,13 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	for _, h := range sc.Workload.Hosts() {
 		zone.A[h] = []string{r.receiver.IP}
 	}
+	// The envelope sender's domain resolves too (a receiver with
+	// BOFHCHECKDNS on asks): to the sending host.
+	if from := sc.Workload.From; strings.Contains(from, "@") {
+		if d := strings.ToLower(from[strings.LastIndexByte(from, '@')+1:]); zone.A[d] == nil {
+			zone.A[d] = []string{r.sender.IP}
+		}
+	}
 	body, _ := json.Marshal(zone)
 	if err := r.dns.Post(ctx, "/zone", body); err != nil {
 		return r, fmt.Errorf("give dns the topology: %w", err)
