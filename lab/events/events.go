@@ -129,11 +129,17 @@ type Log struct {
 	role string
 	now  func() time.Time
 
-	mu        sync.Mutex
-	events    []Event
+	mu sync.Mutex
+	// chunks hold the events in fixed-size blocks: appending never copies
+	// what is already logged (one growing slice did, and that copying was
+	// most of what logging cost the receiver per message).
+	chunks    [][]Event
+	n         int
 	counts    map[Kind]int
 	observers []func(Event)
 }
+
+const chunkSize = 4096
 
 // Observe calls f with every event added from now on, in order, after it
 // is in the log (live metrics are built this way). f must be quick.
@@ -158,7 +164,12 @@ func (l *Log) Add(e Event) {
 		e.Time = l.now()
 	}
 	l.mu.Lock()
-	l.events = append(l.events, e)
+	if len(l.chunks) == 0 || len(l.chunks[len(l.chunks)-1]) == chunkSize {
+		l.chunks = append(l.chunks, make([]Event, 0, chunkSize))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, e)
+	l.n++
 	l.counts[e.Kind]++
 	obs := l.observers
 	for _, f := range obs {
@@ -171,7 +182,11 @@ func (l *Log) Add(e Event) {
 func (l *Log) Events() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
+	out := make([]Event, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	return out
 }
 
 // Counts returns how many events of each kind were added so far.

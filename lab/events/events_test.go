@@ -70,3 +70,21 @@ func FuzzReadJSONL(f *testing.F) {
 		}
 	})
 }
+
+// Events come back in order across the log's internal blocks.
+func TestManyEventsInOrder(t *testing.T) {
+	l := NewLog("r")
+	const n = 3*chunkSize + 17
+	for i := 0; i < n; i++ {
+		l.Add(Event{Kind: Delivered, Seq: i})
+	}
+	evs := l.Events()
+	if len(evs) != n || l.Counts()[Delivered] != n {
+		t.Fatalf("%d events, count %d, want %d", len(evs), l.Counts()[Delivered], n)
+	}
+	for i, e := range evs {
+		if e.Seq != i {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+	}
+}
