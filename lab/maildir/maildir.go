@@ -1,17 +1,21 @@
 // Package maildir delivers to and reads a Maildir, to the letter of the
 // format (https://cr.yp.to/proto/maildir.html): a unique name, the file
-// written and fsynced in tmp/, then renamed into new/, so a reader never
-// sees a partial message in new/.
+// written and fsynced in tmp/, then linked into new/ (and unlinked from
+// tmp/), so a reader never sees a partial message in new/ and no message
+// ever replaces another.
 package maildir
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -60,7 +64,7 @@ func (d Dir) Deliver(data []byte, host string, sync bool) (string, error) {
 		return "", fmt.Errorf("maildir: write %s: %w", tmp, err)
 	}
 	dst := filepath.Join(string(d), "new", name)
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := moveNew(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("maildir: %w", err)
 	}
@@ -74,6 +78,25 @@ func (d Dir) Deliver(data []byte, host string, sync bool) (string, error) {
 		return "", err
 	}
 	return dst, nil
+}
+
+// moveNew moves a finished message from tmp/ into new/ as the spec and
+// Courier's maildir_movetmpnew (courier-libs maildir/maildircreate.c) do:
+// link(2), which never replaces a file already in new/, then unlink the
+// tmp/ name; rename(2) only where the file system has no hard links.
+func moveNew(tmp, dst string) error {
+	err := os.Link(tmp, dst)
+	if err == nil {
+		return os.Remove(tmp)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) && (errors.Is(le.Err, syscall.EPERM) || errors.Is(le.Err, syscall.EXDEV) || errors.Is(le.Err, syscall.ENOTSUP)) {
+		return os.Rename(tmp, dst)
+	}
+	return err
 }
 
 func syncDir(dir string) error {

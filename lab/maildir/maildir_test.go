@@ -51,3 +51,37 @@ func TestDeliverHostInName(t *testing.T) {
 		t.Errorf("unique name %q", name)
 	}
 }
+
+// A message never replaces one already in new/ under the same name: the
+// move is a link, which fails on an existing name, and the tmp/ file goes.
+func TestMoveNewNeverReplaces(t *testing.T) {
+	d := Dir(t.TempDir())
+	if err := d.Create(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(string(d), "tmp", "x")
+	dst := filepath.Join(string(d), "new", "x")
+	for _, f := range []struct{ path, data string }{{tmp, "second"}, {dst, "first"}} {
+		if err := os.WriteFile(f.path, []byte(f.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := moveNew(tmp, dst); err == nil {
+		t.Error("moveNew replaced a message in new/")
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "first" {
+		t.Errorf("new/x holds %q", got)
+	}
+	if err := os.Remove(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := moveNew(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("tmp/x left behind: %v", err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "second" {
+		t.Errorf("new/x holds %q", got)
+	}
+}

@@ -22,12 +22,15 @@ const fuzzMaxMessage = 64 << 10
 // connection to a running receiver (with its real DNS and IDENT checks), in
 // the spirit of chasquid's internal/smtpsrv fuzz test: each input line is
 // sent as a command and its reply read; after a 354 the following lines are
-// the message, up to a "." line. After each session:
+// the message, up to a "." line, or after a 354 and a "RAW" line the rest
+// of the input is sent as it is, bare LF, NUL and all, with the end of
+// data after it. After each session:
 //   - go-smtp recovered no panic (a panic elsewhere kills the fuzzer);
 //   - every message in the Maildir is for a local recipient: its
 //     Delivered-To is one address whose domain is local and whose local
-//     part is the account or account-extension;
-//   - the Received: header carries no control character from the client;
+//     part is the account or account-extension; Return-Path follows;
+//   - the Received: header (all its lines) carries no control character
+//     from the client;
 //   - every 250 to the end of a message left at least one file.
 func FuzzSession(f *testing.F) {
 	for _, s := range []string{
@@ -41,6 +44,12 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient-x%evil.org@7.foo.example.com>\nRCPT TO:<evil.org!recipient@x.example.com>\nDATA\nhi\n.\n",
 		"EHLO x\nMAIL FROM:<a@b> SIZE=10\nRCPT TO:<RECIPIENT@X.EXAMPLE.COM.>\nRCPT TO:<recipient@[127.0.0.1]>\nRCPT TO:<recipient@example.com>\nDATA\n.\n",
 		"EHLO a\rb\x01c\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\n..leading dot\n.\nEHLO again\nMAIL FROM:<a@b>\nRCPT TO:<recipient@y.example.com>\nRSET\nDATA\n",
+		// The DATA path: dot-stuffing, a final line without CRLF, bare LF
+		// and CR, NUL, an empty message, a long line.
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\n..\n...x\n. \nend.\n.\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\n.\nQUIT",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nRAW\nMessage-ID: <raw@fuzz>\n\nbare\n.\nlf\x00nul\r.\r\nend.",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nRAW\n.\r\nQUIT\r\nMAIL FROM:<smuggled@b>",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nSubject: \x00\r\x7f\n\n" + strings.Repeat("y", 1990) + "\n.\nNOOP",
 	} {
 		f.Add([]byte(s))
 	}
@@ -112,6 +121,18 @@ func fuzzSession(t *testing.T, addr string, in []byte) (accepted int) {
 		}
 		if code != 354 {
 			continue
+		}
+		// A "RAW" line: the rest of the input goes out as it is (bare LF,
+		// NUL, dots and all), then the end of data; the session ends there.
+		if i+1 < len(lines) && string(bytes.TrimSuffix(lines[i+1], []byte("\r"))) == "RAW" {
+			rest := bytes.Join(lines[i+2:], []byte("\n"))
+			if !send(append(rest, "\r\n.\r\n"...)) {
+				return accepted
+			}
+			if code, ok := reply("end of raw data"); ok && code == 250 {
+				accepted++
+			}
+			return accepted
 		}
 		// The message: the next lines, up to a "." line or the input's end.
 		var msg []byte
@@ -197,8 +218,22 @@ func checkFuzzMaildir(t *testing.T, l *lab, accepted int) {
 			t.Errorf("message for a non-local recipient: %q", first)
 		}
 		second, _ := br.ReadString('\n')
-		if !strings.HasPrefix(second, "Received: from ") || strings.ContainsFunc(strings.TrimSuffix(second, "\r\n"), func(r rune) bool { return r < ' ' || r >= 0x7f }) {
-			t.Errorf("Received: line %q", second)
+		if !strings.HasPrefix(second, "Return-Path: <") || !strings.HasSuffix(second, ">\r\n") {
+			t.Errorf("Return-Path: line %q", second)
+		}
+		// Received: and its continuation lines carry nothing from the
+		// client that could break the header.
+		for i := 0; ; i++ {
+			line, _ := br.ReadString('\n')
+			if i == 0 && !strings.HasPrefix(line, "Received: from ") || i > 0 && !strings.HasPrefix(line, "  ") {
+				if i < 3 {
+					t.Errorf("Received: header line %d: %q", i, line)
+				}
+				break
+			}
+			if strings.ContainsFunc(strings.TrimSuffix(line, "\r\n"), func(r rune) bool { return r < ' ' || r >= 0x7f }) {
+				t.Errorf("Received: line %q", line)
+			}
 		}
 	}
 	if cur, _ := os.ReadDir(filepath.Join(string(l.dir), "cur")); len(cur) != 0 {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -27,15 +28,20 @@ import (
 )
 
 // Resolver asks Servers with Courier's retry schedule. Zero or negative
-// FirstTimeout, Multiplier and Rounds take the defaults 5s, 5 and 3.
+// FirstTimeout, Multiplier and Rounds take the defaults 5s, 5 and 3
+// (RFC1035_DEFAULT_INITIAL_TIMEOUT and RFC1035_DEFAULT_MAXIMUM_BACKOFF in
+// courier-libs rfc1035). Courier has no separate multiplier: each round's
+// timeout is the last one times the initial timeout in seconds, so 5 s
+// gives x5; Multiplier keeps the two apart for what-if runs.
 type Resolver struct {
 	Servers      []string      // "ip:port"
 	FirstTimeout time.Duration // default 5s when zero
 	Multiplier   int           // default 5 when zero
 	Rounds       int           // default 3 when zero
 
-	// Log, when set, gets one events.Check per PTR, A and DNSBL call
-	// (Check "reverse", "forward", "dnsbl"), with Conn from WithConn.
+	// Log, when set, gets one events.Check per PTR, A, AAAA, DNSBL and
+	// Listed call (Check "reverse", "forward", "dnsbl"), with Conn from
+	// WithConn.
 	Log *events.Log
 }
 
@@ -139,27 +145,72 @@ func (r *Resolver) schedule() (first time.Duration, mult, rounds int) {
 	return first, mult, rounds
 }
 
-// Exchange does one lookup with the retry schedule. Any reply is the result,
-// whatever its rcode; only timeouts and network errors move on to the next
+// Exchange does one lookup with the retry schedule, as Courier's
+// rfc1035_resolve_multiple does it (courier-libs rfc1035/rfc1035resolve.c
+// and rfc1035udp.c, svarshavchik/courier-libs): the query is built once, so
+// every try carries the same id; each server gets one UDP socket for the
+// whole lookup, so an answer to an earlier try that arrives late (during a
+// later round's wait) is taken, as Courier takes it; a reply from another
+// address or with another id is ignored and the wait goes on; a port that
+// refuses (ICMP) is waited on like a silent one, since Courier's
+// unconnected socket never sees the error. Any reply is the result,
+// whatever its rcode; a truncated one is asked again over TCP, with the
+// round's timeout. Only timeouts and network errors move on to the next
 // server or round. When every try failed, or ctx ended, the error is a
 // *LookupError with Rcode -1 that wraps the last error (or ctx.Err()).
 func (r *Resolver) Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg).SetQuestion(dns.Fqdn(name), qtype)
+	q.Id = dns.Id()
 	fail := func(err error) error {
 		return &LookupError{Name: strings.TrimSuffix(name, "."), QType: qtype, Rcode: -1, Err: err}
 	}
 	if len(r.Servers) == 0 {
 		return nil, fail(errors.New("no nameservers"))
 	}
+	wire, err := q.Pack()
+	if err != nil {
+		return nil, fail(err)
+	}
+	socks := make([]*net.UDPConn, len(r.Servers))
+	defer func() {
+		for _, c := range socks {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	// A read does not watch ctx: closing the sockets ends it when ctx ends.
+	var mu sync.Mutex
+	closed := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = true
+		for _, c := range socks {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	defer stop()
 	timeout, mult, rounds := r.schedule()
 	var last error
 	for round := 0; round < rounds; round++ {
-		for _, srv := range r.Servers {
+		for i, srv := range r.Servers {
 			if err := ctx.Err(); err != nil {
 				return nil, fail(err)
 			}
-			q.Id = dns.Id() // a late answer to an earlier try is not taken for this one
-			m, err := exchange(ctx, "udp", srv, q, timeout)
+			mu.Lock()
+			if socks[i] == nil && !closed {
+				socks[i], last = dialUDP(srv)
+			}
+			c := socks[i]
+			mu.Unlock()
+			if c == nil {
+				continue
+			}
+			trace(ctx, c.LocalAddr().String(), q.Id)
+			m, err := tryUDP(c, wire, q.Id, timeout)
 			if err == nil && m.Truncated {
 				m, err = exchange(ctx, "tcp", srv, q, timeout)
 			}
@@ -176,7 +227,64 @@ func (r *Resolver) Exchange(ctx context.Context, name string, qtype uint16) (*dn
 	return nil, fail(last)
 }
 
-// exchange sends q to srv once and waits up to timeout for the reply.
+func dialUDP(srv string) (*net.UDPConn, error) {
+	ra, err := net.ResolveUDPAddr("udp", srv)
+	if err != nil {
+		return nil, err
+	}
+	return net.DialUDP("udp", nil, ra)
+}
+
+// tryUDP sends the query once on c and waits up to timeout for a reply with
+// its id. Other packets (a reply to another query, garbage) are skipped, as
+// rfc1035_recv_one_udp_response skips them; a reply with the id that does
+// not parse ends the try, as Courier then asks the next server.
+func tryUDP(c *net.UDPConn, wire []byte, id uint16, timeout time.Duration) (*dns.Msg, error) {
+	if _, err := c.Write(wire); err != nil {
+		return nil, err
+	}
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, dns.MaxMsgSize)
+	for {
+		n, err := c.Read(buf)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			continue // Courier's unconnected socket never hears of it: wait on
+		case err != nil:
+			return nil, err
+		case n < 3 || uint16(buf[0])<<8|uint16(buf[1]) != id || buf[2]&0x80 == 0:
+			continue
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(buf[:n]); err != nil {
+			return nil, fmt.Errorf("bad reply: %w", err)
+		}
+		return m, nil
+	}
+}
+
+// trace adds the key of a query sent from local to ctx's Trace, once: every
+// try of one lookup to one server has the same key.
+func trace(ctx context.Context, local string, id uint16) {
+	t, ok := ctx.Value(traceKey{}).(*Trace)
+	if !ok {
+		return
+	}
+	k := events.QueryKey(local, id)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, have := range t.keys {
+		if have == k {
+			return
+		}
+	}
+	t.keys = append(t.keys, k)
+}
+
+// exchange sends q to srv once over network and waits up to timeout for
+// the reply (the TCP retry of a truncated answer).
 func exchange(ctx context.Context, network, srv string, q *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
 	c := &dns.Client{Net: network, Timeout: timeout}
 	co, err := c.DialContext(ctx, srv)
@@ -184,11 +292,7 @@ func exchange(ctx context.Context, network, srv string, q *dns.Msg, timeout time
 		return nil, err
 	}
 	defer co.Close()
-	if t, ok := ctx.Value(traceKey{}).(*Trace); ok {
-		t.mu.Lock()
-		t.keys = append(t.keys, events.QueryKey(co.LocalAddr().String(), q.Id))
-		t.mu.Unlock()
-	}
+	trace(ctx, co.LocalAddr().String(), q.Id)
 	// miekg/dns obeys a context deadline but not a cancel; closing the
 	// socket ends the read whenever ctx ends.
 	stop := context.AfterFunc(ctx, func() { co.Close() })
@@ -255,25 +359,64 @@ func (r *Resolver) A(ctx context.Context, name string) (ips []net.IP, err error)
 	return ips, err
 }
 
+// AAAA returns the IPv6 addresses of name; not found is a *LookupError
+// with NotFound, as for A.
+func (r *Resolver) AAAA(ctx context.Context, name string) (ips []net.IP, err error) {
+	start := time.Now()
+	defer func() { r.check(ctx, "forward", name, dns.TypeAAAA, "", start, Result(err), "") }()
+	m, err := r.Exchange(ctx, name, dns.TypeAAAA)
+	if err != nil {
+		return nil, err
+	}
+	as, err := answers[*dns.AAAA](m, name, dns.TypeAAAA)
+	for _, a := range as {
+		ips = append(ips, a.AAAA)
+	}
+	return ips, err
+}
+
 // DNSBL asks zone about the IPv4 address ip (an A query of the reversed
 // octets under zone). Not listed (NXDOMAIN or NODATA) is (false, "", nil);
 // listed gives the first A answer as code; err is left for failures, which
 // are temporary, and for an ip that is not IPv4.
 func (r *Resolver) DNSBL(ctx context.Context, ip net.IP, zone string) (listed bool, code string, err error) {
-	start := time.Now()
 	v4 := ip.To4()
 	if v4 == nil {
 		return false, "", fmt.Errorf("dnsbl: %v is not an IPv4 address", ip)
 	}
 	name := fmt.Sprintf("%d.%d.%d.%d.%s", v4[3], v4[2], v4[1], v4[0], strings.TrimSuffix(zone, "."))
+	return r.Listed(ctx, name, dns.TypeA, v4.String())
+}
+
+// Listed asks a DNS list about name, already in its list form (reversed
+// octets or nibbles under the zone), with an A query, or a TXT query for
+// lists that answer TXT only. Not listed (NXDOMAIN or NODATA) is
+// (false, "", nil); listed gives the first answer: the A record's address,
+// or the TXT record's text (its strings joined). host is the address asked
+// about, for the Check event.
+func (r *Resolver) Listed(ctx context.Context, name string, qtype uint16, host string) (listed bool, answer string, err error) {
+	start := time.Now()
 	var res string // the lookup's result, since a not-found is no error here
-	defer func() { r.check(ctx, "dnsbl", name, dns.TypeA, v4.String(), start, res, code) }()
-	m, err := r.Exchange(ctx, name, dns.TypeA)
+	defer func() { r.check(ctx, "dnsbl", name, qtype, host, start, res, answer) }()
+	m, err := r.Exchange(ctx, name, qtype)
 	if err != nil {
 		res = Result(err)
 		return false, "", err
 	}
-	as, err := answers[*dns.A](m, name, dns.TypeA)
+	switch qtype {
+	case dns.TypeTXT:
+		var ts []*dns.TXT
+		ts, err = answers[*dns.TXT](m, name, qtype)
+		if len(ts) > 0 {
+			answer = strings.Join(ts[0].Txt, "")
+		}
+	default:
+		var as []*dns.A
+		as, err = answers[*dns.A](m, name, qtype)
+		if len(as) > 0 {
+			answer = as[0].A.String()
+		}
+	}
 	res = Result(err)
 	var le *LookupError
 	if errors.As(err, &le) && le.NotFound {
@@ -282,7 +425,7 @@ func (r *Resolver) DNSBL(ctx context.Context, ip net.IP, zone string) (listed bo
 	if err != nil {
 		return false, "", err
 	}
-	return true, as[0].A.String(), nil
+	return true, answer, nil
 }
 
 // check logs one events.Check: Result as from Result ("NOERROR",

@@ -323,3 +323,97 @@ func FuzzAnswers(f *testing.F) {
 		}
 	})
 }
+
+// TestLateAnswerTaken: a server that answers only after the retry. Courier
+// builds the query once and keeps its socket, so the retry has the same
+// source and id, and an answer to either try ends the lookup; a reply with
+// another id is skipped.
+func TestLateAnswerTaken(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	type pkt struct {
+		from string
+		id   uint16
+	}
+	got := make(chan []pkt, 1)
+	go func() {
+		var seen []pkt
+		var first *dns.Msg
+		var from net.Addr
+		buf := make([]byte, 512)
+		for len(seen) < 2 {
+			n, f, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m := new(dns.Msg)
+			if m.Unpack(buf[:n]) != nil {
+				continue
+			}
+			seen = append(seen, pkt{f.String(), m.Id})
+			if first == nil {
+				first, from = m, f
+			}
+		}
+		// After the retry: first a reply with a wrong id, then the answer
+		// to the first try.
+		wrong := new(dns.Msg).SetRcode(first, dns.RcodeNameError)
+		wrong.Id = first.Id + 1
+		b, _ := wrong.Pack()
+		pc.WriteTo(b, from)
+		ans := new(dns.Msg).SetReply(first)
+		ans.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: first.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(10, 0, 0, 2)}}
+		b, _ = ans.Pack()
+		pc.WriteTo(b, from)
+		got <- seen
+	}()
+	r := &Resolver{Servers: []string{pc.LocalAddr().String()}, FirstTimeout: 20 * time.Millisecond, Multiplier: 1000, Rounds: 3}
+	tr := &Trace{}
+	ips, err := r.A(WithTrace(context.Background(), tr), "sender.lab")
+	if err != nil || fmt.Sprint(ips) != "[10.0.0.2]" {
+		t.Fatalf("A: %v %v, want the late answer", ips, err)
+	}
+	seen := <-got
+	if seen[0] != seen[1] {
+		t.Errorf("tries %v and %v: want one source and one id", seen[0], seen[1])
+	}
+	if keys := tr.Keys(); len(keys) != 1 || keys[0] != events.QueryKey(seen[0].from, seen[0].id) {
+		t.Errorf("trace %v, want the one query key", keys)
+	}
+}
+
+// TestRefusedPortWaited: Courier's unconnected UDP socket never hears the
+// ICMP "port unreachable", so a closed port is a timeout, not an error.
+func TestRefusedPortWaited(t *testing.T) {
+	closed, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := closed.LocalAddr().String()
+	closed.Close()
+	r := &Resolver{Servers: []string{addr}, FirstTimeout: 20 * time.Millisecond, Rounds: 1}
+	_, err = r.A(context.Background(), "sender.lab")
+	if Result(err) != "TIMEOUT" {
+		t.Errorf("error %v (%s), want TIMEOUT", err, Result(err))
+	}
+}
+
+// TestAAAAAndListed: the lookups the 1.0.16 profile adds.
+func TestAAAAAndListed(t *testing.T) {
+	addr, _ := stub(t)
+	r := &Resolver{Servers: []string{addr}}
+	ctx := context.Background()
+	_, err := r.AAAA(ctx, "sender.lab")
+	notFound(t, err, "NODATA")
+	listed, txt, err := r.Listed(ctx, "66.0.0.10.bl.example.net", dns.TypeTXT, "10.0.0.66")
+	if !listed || txt != "spam source" || err != nil {
+		t.Errorf("TXT listing: %v %q %v", listed, txt, err)
+	}
+	listed, _, err = r.Listed(ctx, "6.6.0.0.0.0.a.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.bl.example.net", dns.TypeA, "10.0.0.66")
+	if listed || err != nil {
+		t.Errorf("nibble form: %v %v, want not listed", listed, err)
+	}
+}
