@@ -41,6 +41,14 @@ type fake struct {
 	// as open just before the answer leaves.
 	quitDelay time.Duration
 	mute      bool // accept connections but never greet
+	// noPipelining hides PIPELINING from the EHLO reply, as an RFC 1869
+	// server without RFC 2920 would answer.
+	noPipelining bool
+	// silence, when it returns true for a reply line about to go out on
+	// connection conn, makes that connection mute from then on: the reply
+	// and every later one are swallowed, so the sender waits in the phase
+	// that line answers.
+	silence func(conn int, line []byte) bool
 
 	// What happened.
 	accepted   int // connections greeted
@@ -54,6 +62,7 @@ type fake struct {
 	drops      int
 	deliveries []delivery
 	violations []string
+	reads      []string // every chunk the server read, in order, with its connection: "3 MAIL FROM:..."
 }
 
 type delivery struct {
@@ -61,11 +70,18 @@ type delivery struct {
 	From      string
 	Rcpts     []string
 	Conn      int
+	Body      []byte
 }
 
 func newFake(t *testing.T) *fake {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newFakeAt(t, "127.0.0.1:0")
+}
+
+// newFakeAt starts a fake listening on addr.
+func newFakeAt(t *testing.T, addr string) *fake {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +156,19 @@ type fakeConn struct {
 	id int
 
 	// under f.mu
-	host  string
-	ended bool
+	host   string
+	ended  bool
+	silent bool
+}
+
+func (c *fakeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.f.mu.Lock()
+		c.f.reads = append(c.f.reads, fmt.Sprintf("%d %s", c.id, b[:n]))
+		c.f.mu.Unlock()
+	}
+	return n, err
 }
 
 // end stops counting c as open. Called with f.mu held.
@@ -157,6 +184,15 @@ func (c *fakeConn) end() {
 }
 
 func (c *fakeConn) Write(b []byte) (int, error) {
+	c.f.mu.Lock()
+	if c.f.silence != nil && !c.silent && c.f.silence(c.id, b) {
+		c.silent = true
+	}
+	swallow := c.silent || c.f.noPipelining && string(b) == "250-PIPELINING\r\n"
+	c.f.mu.Unlock()
+	if swallow {
+		return len(b), nil
+	}
 	if bytes.HasPrefix(b, []byte("221 ")) {
 		c.f.mu.Lock()
 		d := c.f.quitDelay
@@ -267,6 +303,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 		From:      s.from,
 		Rcpts:     append([]string(nil), s.rcpts...),
 		Conn:      s.conn.id,
+		Body:      body,
 	})
 	f.mu.Unlock()
 	return nil

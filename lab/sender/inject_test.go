@@ -19,6 +19,9 @@ import (
 const asSendmail = "smtplab-test-as-sendmail"
 
 func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == asSender {
+		os.Exit(runAsSender(os.Args[2]))
+	}
 	if len(os.Args) >= 3 && os.Args[1] == asSendmail {
 		err := Sendmail(os.Args[3:], os.Stdin, os.Args[2], "inject.test")
 		var ue *UsageError

@@ -1,18 +1,26 @@
 // Package sender is the lab's model of Courier S: a queueing MTA with a
 // sendmail entry point, a durable on-disk queue (queue.go states its rules),
-// static routes and a scheduler (scheduler.go) that shares connections
-// among recipient hosts under a per-host and a total limit.
+// static routes and MX routing through the lab's DNS (route.go), a
+// scheduler (scheduler.go) that shares connections among recipient hosts
+// under a per-host and a total limit, and its own SMTP client
+// (smtpclient.go: PIPELINING, Courier's per-phase timeouts).
 //
 // Delivery rules:
 //   - Recipients of one message are grouped by host; each group is one job,
 //     sent in one transaction.
 //   - A 2xx answer to the end of data marks the group's recipients done in
 //     the queue; only then is the job finished.
-//   - A 4xx answer, a refused or dropped connection, a timeout or garbage is
-//     temporary: the job waits Retry[attempt-1] (the last wait repeats) and
-//     is tried again, up to MaxAttempts, then recorded as failed.
-//   - A 5xx answer is permanent: the recipients are recorded as failed and
-//     leave the queue (a DSN to the sender is later work).
+//   - A 4xx answer, a refused or dropped connection, a timeout, garbage or
+//     a DNS timeout/SERVFAIL is temporary: the job waits Retry[attempt-1]
+//     (the last wait repeats) and is tried again, up to MaxAttempts, then
+//     fails for good.
+//   - A 5xx answer (or NXDOMAIN, or no route) is permanent: the recipients
+//     leave the queue and, with Bounce "dsn" (Courier's way), a delivery
+//     status notification goes back to the envelope sender through the
+//     queue like any message; a message from the null sender <> never gets
+//     one, so bounces cannot loop.
+//   - At most MaxInMemory messages are held in memory; the rest wait on
+//     disk and are loaded, oldest first, as those in memory finish.
 package sender
 
 import (
@@ -22,14 +30,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/resolver"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -40,38 +49,99 @@ type Route struct {
 	Relay  string `json:"relay"`
 }
 
-// Config is everything the sender needs.
+// Bounce modes: what a permanent failure leaves behind.
+const (
+	BounceDSN    = "dsn"    // a DSN to the envelope sender, and the Failed event
+	BounceRecord = "record" // only the Failed event
+)
+
+// Config is everything the sender needs. Zero values take the defaults
+// named in each comment.
 type Config struct {
 	Hostname       string          `json:"hostname"`
 	QueueDir       string          `json:"queue_dir"`
 	MaxConnections int             `json:"max_connections"`
 	MaxPerHost     int             `json:"max_per_host"`
 	IdleClose      time.Duration   `json:"idle_close_ns"`
-	Retry          []time.Duration `json:"retry_ns"`
-	MaxAttempts    int             `json:"max_attempts"`
+	Retry          []time.Duration `json:"retry_ns"`     // default [1s]
+	MaxAttempts    int             `json:"max_attempts"` // default 10
 	Routes         []Route         `json:"routes"`
-	// Timeouts per phase; zero means Courier-like defaults.
-	ConnectTimeout time.Duration `json:"connect_timeout_ns"`
-	CommandTimeout time.Duration `json:"command_timeout_ns"`
-	DataTimeout    time.Duration `json:"data_timeout_ns"`
+
+	// DNSServers ("ip:port") resolve MX and A for hosts no route matches;
+	// none: such hosts fail ("no route"). The resolver keeps Courier's
+	// schedule (lab/resolver): DNSFirstTimeout (default 5s), times 5 each
+	// round, DNSRounds rounds (default 3).
+	DNSServers      []string      `json:"dns_servers,omitempty"`
+	DNSFirstTimeout time.Duration `json:"dns_first_timeout_ns,omitempty"`
+	DNSRounds       int           `json:"dns_rounds,omitempty"`
+	// SMTPPort is the port of servers found through MX/A; default 25.
+	SMTPPort int `json:"smtp_port,omitempty"`
+
+	// Bounce is "dsn" (default, Courier's behaviour) or "record".
+	Bounce string `json:"bounce,omitempty"`
+	// MaxInMemory caps the messages held in memory; default 10000.
+	MaxInMemory int `json:"max_in_memory,omitempty"`
+	// NoFsync turns the queue's fsyncs off: for measuring what they cost,
+	// never for a run whose durability matters.
+	NoFsync bool `json:"no_fsync,omitempty"`
+
+	// Timeouts per phase; zero takes CommandTimeout when that is set (a
+	// shorthand for tests), else Courier's default (smtpclient.go).
+	ConnectTimeout   time.Duration `json:"connect_timeout_ns"`
+	GreetingTimeout  time.Duration `json:"greeting_timeout_ns,omitempty"`
+	HeloTimeout      time.Duration `json:"helo_timeout_ns,omitempty"`
+	MailTimeout      time.Duration `json:"mail_timeout_ns,omitempty"`
+	RcptTimeout      time.Duration `json:"rcpt_timeout_ns,omitempty"`
+	DataTimeout      time.Duration `json:"data_timeout_ns"` // the reply to DATA
+	EndOfDataTimeout time.Duration `json:"end_of_data_timeout_ns,omitempty"`
+	QuitTimeout      time.Duration `json:"quit_timeout_ns,omitempty"`
+	CommandTimeout   time.Duration `json:"command_timeout_ns"`
 }
 
 func (c *Config) setDefaults() {
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = 60 * time.Second
-	}
-	if c.CommandTimeout == 0 {
-		c.CommandTimeout = 5 * time.Minute
-	}
-	if c.DataTimeout == 0 {
-		c.DataTimeout = 10 * time.Minute
-	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 10
 	}
 	if len(c.Retry) == 0 {
 		c.Retry = []time.Duration{time.Second}
 	}
+	if c.SMTPPort == 0 {
+		c.SMTPPort = 25
+	}
+	if c.Bounce == "" {
+		c.Bounce = BounceDSN
+	}
+	if c.MaxInMemory == 0 {
+		c.MaxInMemory = 10000
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = CourierTimeouts.Connect
+	}
+	for _, p := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.GreetingTimeout, CourierTimeouts.Greeting},
+		{&c.HeloTimeout, CourierTimeouts.Helo},
+		{&c.MailTimeout, CourierTimeouts.Mail},
+		{&c.RcptTimeout, CourierTimeouts.Rcpt},
+		{&c.DataTimeout, CourierTimeouts.Data},
+		{&c.EndOfDataTimeout, CourierTimeouts.EndOfData},
+		{&c.QuitTimeout, CourierTimeouts.Quit},
+	} {
+		switch {
+		case *p.v != 0:
+		case c.CommandTimeout != 0:
+			*p.v = c.CommandTimeout
+		default:
+			*p.v = p.def
+		}
+	}
+}
+
+func (c *Config) timeouts() Timeouts {
+	return Timeouts{Connect: c.ConnectTimeout, Greeting: c.GreetingTimeout, Helo: c.HeloTimeout,
+		Mail: c.MailTimeout, Rcpt: c.RcptTimeout, Data: c.DataTimeout, EndOfData: c.EndOfDataTimeout, Quit: c.QuitTimeout}
 }
 
 // Sender is a running sender.
@@ -79,15 +149,21 @@ type Sender struct {
 	cfg   Config
 	log   *events.Log
 	q     *Queue
+	res   *resolver.Resolver
 	sched *scheduler
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	wake  net.PacketConn
+	kick  chan struct{} // asks the loader for a scan; buffered 1, so kicks coalesce
 	conns atomic.Int64
 
-	mu    sync.Mutex
-	known map[string]bool // queue IDs already scheduled
+	mu sync.Mutex
+	// known holds the messages in memory: queue ID -> recipients not yet
+	// delivered or failed. An entry leaves when its count reaches zero,
+	// after the queue file is gone, so the map is bounded by MaxInMemory.
+	known map[string]int
+	bad   map[string]bool // unreadable queue files, reported once
 }
 
 // New opens the queue and checks cfg.
@@ -96,12 +172,21 @@ func New(cfg Config, log *events.Log) (*Sender, error) {
 	if cfg.MaxConnections < 1 || cfg.MaxPerHost < 1 {
 		return nil, fmt.Errorf("sender: connection limits must be at least 1 (total %d, per host %d)", cfg.MaxConnections, cfg.MaxPerHost)
 	}
+	if cfg.Bounce != BounceDSN && cfg.Bounce != BounceRecord {
+		return nil, fmt.Errorf("sender: bounce %q: want %q or %q", cfg.Bounce, BounceDSN, BounceRecord)
+	}
+	if cfg.MaxInMemory < 1 {
+		return nil, fmt.Errorf("sender: max_in_memory must be at least 1, got %d", cfg.MaxInMemory)
+	}
 	q, err := OpenQueue(cfg.QueueDir)
 	if err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
+	q.noFsync = cfg.NoFsync
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Sender{cfg: cfg, log: log, q: q, ctx: ctx, stop: stop, known: map[string]bool{}}
+	s := &Sender{cfg: cfg, log: log, q: q, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
+		known: map[string]int{}, bad: map[string]bool{},
+		res: &resolver.Resolver{Servers: cfg.DNSServers, FirstTimeout: cfg.DNSFirstTimeout, Rounds: cfg.DNSRounds}}
 	s.sched = newScheduler(cfg.MaxConnections, cfg.MaxPerHost, cfg.IdleClose, s.startConnection)
 	return s, nil
 }
@@ -119,8 +204,16 @@ func (s *Sender) startConnection(w *worker, first *job) {
 
 func wakeSocket(dir string) string { return filepath.Join(dir, ".wake") }
 
+// wakeScan asks the loader to look at the queue again.
+func (s *Sender) wakeScan() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Start resumes the queue and starts picking up new messages, woken by
-// sendmail and, as a fallback, every second.
+// sendmail, by room in the window and, as a fallback, every second.
 func (s *Sender) Start() error {
 	s.q.clearTmp()
 	os.Remove(wakeSocket(s.cfg.QueueDir))
@@ -129,17 +222,13 @@ func (s *Sender) Start() error {
 		return fmt.Errorf("sender: wake socket: %w", err)
 	}
 	s.wake = pc
-	kick := make(chan struct{}, 1)
 	go func() {
 		buf := make([]byte, 16)
 		for {
 			if _, _, err := pc.ReadFrom(buf); err != nil {
 				return
 			}
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
+			s.wakeScan()
 		}
 	}()
 	s.wg.Add(1)
@@ -152,7 +241,7 @@ func (s *Sender) Start() error {
 			select {
 			case <-s.ctx.Done():
 				return
-			case <-kick:
+			case <-s.kick:
 			case <-tick.C:
 			}
 		}
@@ -172,23 +261,41 @@ func (s *Sender) Close() error {
 	return nil
 }
 
-// scan schedules every queued message not seen before.
+// InMemory is the number of messages the sender holds in memory now.
+func (s *Sender) InMemory() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.known)
+}
+
+// scan fills the window: it loads the oldest queued messages not in
+// memory yet, up to MaxInMemory in all, and schedules them.
 func (s *Sender) scan() {
-	ids, err := s.q.IDs()
+	s.mu.Lock()
+	room := s.cfg.MaxInMemory - len(s.known)
+	s.mu.Unlock()
+	if room <= 0 {
+		return
+	}
+	ids, err := s.q.Oldest(room, func(id string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, in := s.known[id]
+		return in || s.bad[id]
+	})
 	if err != nil {
-		s.log.Add(events.Event{Kind: events.Attempt, Result: "temporary", Error: err.Error()})
+		s.log.Add(events.Event{Kind: events.Attempt, Result: "temporary", Error: "scan: " + err.Error()})
 		return
 	}
 	for _, id := range ids {
-		s.mu.Lock()
-		seen := s.known[id]
-		s.known[id] = true
-		s.mu.Unlock()
-		if seen {
-			continue
-		}
 		env, err := s.q.Envelope(id)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // delivered and removed since the listing
+		}
 		if err != nil {
+			s.mu.Lock()
+			s.bad[id] = true
+			s.mu.Unlock()
 			s.log.Add(events.Event{Kind: events.Failed, QueueID: id, Error: err.Error()})
 			continue
 		}
@@ -198,15 +305,47 @@ func (s *Sender) scan() {
 			s.q.Done(id, nil)
 			continue
 		}
+		s.mu.Lock()
+		s.known[id] = len(env.Rcpts)
+		s.mu.Unlock()
 		s.log.Add(events.Event{Time: env.QueuedAt, Kind: events.Queued, QueueID: id, MessageID: env.MessageID, From: env.From, Rcpts: env.Rcpts})
-		for host, rcpts := range groupByHost(env.Rcpts) {
+		groups := groupByHost(env.Rcpts)
+		hosts := make([]string, 0, len(groups))
+		for h := range groups {
+			hosts = append(hosts, h)
+		}
+		slices.Sort(hosts) // the same order on every run
+		for _, host := range hosts {
+			j := &job{env: env, host: host, rcpts: groups[host]}
 			relay, ok := s.route(host)
-			if !ok {
-				s.fail(&job{env: env, host: host, rcpts: rcpts}, 0, "no route to "+host)
+			if !ok && len(s.cfg.DNSServers) == 0 {
+				s.fail(j, failuresOf(j, 0, errors.New("no route to "+host)))
 				continue
 			}
-			s.sched.enqueue(&job{env: env, host: host, relay: relay, rcpts: rcpts})
+			j.relay = relay // "" for MX routing, done by the connection
+			s.sched.enqueue(j)
 		}
+	}
+}
+
+// finish counts n recipients of message id as done or failed for good,
+// and lets the message go from memory when none is left. Below half the
+// window the loader is woken: refilling in batches keeps the listing of
+// a long queue from running once per message.
+func (s *Sender) finish(id string, n int) {
+	s.mu.Lock()
+	left, in := s.known[id]
+	if in {
+		if left -= n; left <= 0 {
+			delete(s.known, id)
+		} else {
+			s.known[id] = left
+		}
+	}
+	low := len(s.known) <= s.cfg.MaxInMemory/2
+	s.mu.Unlock()
+	if low {
+		s.wakeScan()
 	}
 }
 
@@ -228,16 +367,49 @@ func (s *Sender) route(host string) (string, bool) {
 	return "", false
 }
 
-// connection is one SMTP connection's life: dial, then deliver the first
-// job and every job the scheduler hands it, until it has none. The slot is
-// given back only once the connection is closed and its ConnClose logged.
+// open finds the servers for j's host (its static route, else MX and A)
+// and opens a session with the first that greets. Like Courier, a 5xx
+// greeting or HELO ends the search (permanent); other failures move on to
+// the next server.
+func (s *Sender) open(j *job) (*smtpConn, error) {
+	addrs := []string{j.relay}
+	if j.relay == "" {
+		var err error
+		if addrs, err = s.resolveMX(s.ctx, j.host); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	for _, a := range addrs {
+		var c *smtpConn
+		c, err = dialSMTP(s.ctx, a, s.cfg.Hostname, s.cfg.timeouts())
+		if err == nil {
+			return c, nil
+		}
+		if permanent(err) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// connection is one SMTP connection's life: resolve and dial, then
+// deliver the first job and every job the scheduler hands it, until it
+// has none. The slot is held while the DNS is asked, as Courier's esmtp
+// child holds its delivery slot, and given back only once the connection
+// is closed and its ConnClose logged.
 func (s *Sender) connection(w *worker, first *job) {
 	defer s.sched.release(w)
 	id := "s" + strconv.FormatInt(s.conns.Add(1), 10)
-	c, err := s.dial(first.relay)
+	c, err := s.open(first)
 	if err != nil {
 		first.attempt++ // a refused connection or greeting is a try too
 		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})
+		if permanent(err) {
+			s.log.Add(events.Event{Kind: events.Attempt, QueueID: first.env.ID, Conn: id, Host: first.host, Code: code(err), Result: "permanent", Error: err.Error()})
+			s.fail(first, failuresOf(first, code(err), err))
+			return
+		}
 		s.retry(first, id, code(err), err)
 		return
 	}
@@ -247,149 +419,128 @@ func (s *Sender) connection(w *worker, first *job) {
 		ok := s.deliver(c, id, j)
 		if !ok {
 			reason = "broken"
-			c.Close()
+			c.close()
 			break
 		}
 		count++
 		var why string
 		if j, why = s.sched.next(w); j == nil {
 			reason = why
-			c.Quit()
-			c.Close()
+			c.quit()
 			break
 		}
 	}
 	s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Count: count, Reason: reason})
 }
 
-func (s *Sender) dial(relay string) (*smtp.Client, error) {
-	d := net.Dialer{Timeout: s.cfg.ConnectTimeout}
-	nc, err := d.DialContext(s.ctx, "tcp", relay)
-	if err != nil {
-		return nil, err
+// permanent reports a 5xx reply or a permanent routing failure.
+func permanent(err error) bool {
+	var r *Reply
+	var re *routeError
+	return errors.As(err, &r) && r.Permanent() || errors.As(err, &re) && re.permanent
+}
+
+func code(err error) int {
+	var r *Reply
+	if errors.As(err, &r) {
+		return r.Code
 	}
-	c := smtp.NewClient(nc)
-	c.CommandTimeout = s.cfg.CommandTimeout
-	c.SubmissionTimeout = s.cfg.DataTimeout
-	if err := c.Hello(s.cfg.Hostname); err != nil {
-		c.Close()
-		return nil, err
+	return 0
+}
+
+func failuresOf(j *job, code int, err error) []failure {
+	out := make([]failure, len(j.rcpts))
+	for i, r := range j.rcpts {
+		out[i] = failure{rcpt: r, host: j.host, code: code, err: err}
 	}
-	return c, nil
+	return out
 }
 
 // deliver sends one job in one transaction. It returns false when the
 // connection can no longer be used. Every recipient of j ends up done,
 // failed or handed to retry, whatever the receiver does.
-func (s *Sender) deliver(c *smtp.Client, conn string, j *job) bool {
+func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 	j.attempt++
 	text, err := s.q.Text(j.env.ID)
 	if err != nil {
-		s.fail(j, 0, err.Error())
+		s.fail(j, failuresOf(j, 0, err))
 		return true
 	}
-	// later tries the recipients again; permanent fails them.
-	later := func(rcpts []string, err error) {
-		if len(rcpts) > 0 {
-			s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: rcpts, attempt: j.attempt}, conn, code(err), err)
+	o := c.transaction(j.env.From, j.rcpts, text)
+
+	var perm []failure
+	var later []string
+	var laterErr error
+	// refused sorts recipients refused by err: 5xx fails them, else they
+	// are tried again.
+	refused := func(rcpts []string, err error) {
+		if len(rcpts) == 0 {
+			return
 		}
-	}
-	permanent := func(rcpts []string, err error) {
+		if !permanent(err) {
+			later, laterErr = append(later, rcpts...), err
+			return
+		}
 		s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code(err), Result: "permanent", Error: err.Error()})
-		s.fail(&job{env: j.env, host: j.host, rcpts: rcpts}, code(err), err.Error())
-	}
-
-	if err := c.Mail(j.env.From, nil); err != nil {
-		if !isSMTP(err) {
-			later(j.rcpts, err)
-			return false
+		for _, r := range rcpts {
+			perm = append(perm, failure{rcpt: r, host: j.host, mta: c.remoteHost(), code: code(err), err: err})
 		}
-		if code(err) >= 500 {
-			permanent(j.rcpts, err)
-		} else {
-			later(j.rcpts, err)
-		}
-		return c.Reset() == nil
 	}
-
-	var accepted, deferred []string
-	var deferErr error
-	for i, r := range j.rcpts {
-		err := c.Rcpt(r, nil)
+	if o.mail != nil {
+		refused(j.rcpts, o.mail)
+	} else {
+		var accepted []string
+		for i, r := range j.rcpts {
+			switch {
+			case i >= o.answered:
+				// The connection broke before this RCPT was answered.
+				later, laterErr = append(later, r), o.broken
+			case o.rcpt[i] != nil:
+				refused([]string{r}, o.rcpt[i])
+			default:
+				accepted = append(accepted, r)
+			}
+		}
 		switch {
-		case err == nil:
-			accepted = append(accepted, r)
-		case !isSMTP(err):
-			// The connection is gone: every recipient not failed for good
-			// is tried again, those not yet asked for too.
-			later(append(append(accepted, deferred...), j.rcpts[i:]...), err)
-			return false
-		case code(err) >= 500:
-			permanent([]string{r}, err)
+		case o.sent:
+			s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: 250, Result: "ok"})
+			if _, derr := s.q.Done(j.env.ID, accepted); derr != nil {
+				// The receiver has the message; failing to record it would
+				// send it twice. Say so loudly; the report counts it.
+				s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Rcpts: accepted, Error: "delivered but not marked done: " + derr.Error()})
+			}
+			s.log.Add(events.Event{Kind: events.Sent, QueueID: j.env.ID, MessageID: j.env.MessageID, Conn: conn, Host: j.host, Rcpts: accepted})
+			s.finish(j.env.ID, len(accepted))
+		case o.data != nil:
+			refused(accepted, o.data)
 		default:
-			deferred = append(deferred, r)
-			deferErr = err
+			later, laterErr = append(later, accepted...), o.broken
 		}
 	}
-	if len(accepted) == 0 {
-		later(deferred, deferErr)
-		return c.Reset() == nil
+	if len(perm) > 0 {
+		s.fail(j, perm)
 	}
-
-	wc, err := c.Data()
-	if err == nil {
-		if _, err = wc.Write(text); err == nil {
-			err = wc.Close()
-		} else {
-			wc.Close()
-		}
+	if len(later) > 0 {
+		s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: later, attempt: j.attempt}, conn, code(laterErr), laterErr)
 	}
-	if err != nil {
-		if isSMTP(err) && code(err) >= 500 {
-			permanent(accepted, err)
-			later(deferred, deferErr)
-		} else {
-			later(append(accepted, deferred...), err)
-		}
-		if !isSMTP(err) {
-			return false
-		}
-		return c.Reset() == nil
+	if o.broken != nil {
+		return false
 	}
-	s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: 250, Result: "ok"})
-	if _, derr := s.q.Done(j.env.ID, accepted); derr != nil {
-		// The receiver has the message; failing to record it would send it
-		// twice. Say so loudly; the report counts it.
-		s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Rcpts: accepted, Error: "delivered but not marked done: " + derr.Error()})
+	if !o.sent {
+		return c.reset() == nil
 	}
-	s.log.Add(events.Event{Kind: events.Sent, QueueID: j.env.ID, MessageID: j.env.MessageID, Conn: conn, Host: j.host, Rcpts: accepted})
-	later(deferred, deferErr)
 	return true
-}
-
-func isSMTP(err error) bool {
-	var se *smtp.SMTPError
-	return errors.As(err, &se)
-}
-
-func code(err error) int {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	return 0
 }
 
 // retry logs a temporary failure and re-queues the job after its wait, or
 // fails it when attempts are used up.
 func (s *Sender) retry(j *job, conn string, code int, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
+	if err == nil {
+		err = errors.New("temporary failure")
 	}
-	s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code, Result: "temporary", Error: msg})
+	s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code, Result: "temporary", Error: err.Error()})
 	if j.attempt >= s.cfg.MaxAttempts {
-		s.fail(j, code, fmt.Sprintf("gave up after %d attempts: %s", j.attempt, msg))
+		s.fail(j, failuresOf(j, code, fmt.Errorf("gave up after %d attempts: %w", j.attempt, err)))
 		return
 	}
 	i := j.attempt - 1
@@ -408,13 +559,59 @@ func (s *Sender) retry(j *job, conn string, code int, err error) {
 	})
 }
 
-// fail records a permanent failure and takes the recipients out of the
-// queue, so they are reported, not retried forever.
-func (s *Sender) fail(j *job, code int, msg string) {
-	if len(j.rcpts) > 0 {
-		if _, err := s.q.Done(j.env.ID, j.rcpts); err != nil {
-			msg += "; " + err.Error()
+// fail records permanent failures of message j.env: a DSN to its sender
+// (Bounce "dsn", sender not null), the recipients out of the queue, one
+// Failed event per distinct reason. The DSN is committed before the
+// recipients are marked done: a crash in between sends a second DSN on
+// restart rather than none.
+func (s *Sender) fail(j *job, fails []failure) {
+	note := ""
+	if s.cfg.Bounce == BounceDSN && j.env.From != "" {
+		if env, err := s.queueDSN(j.env, fails); err != nil {
+			note = "; dsn not queued: " + err.Error()
+		} else {
+			note = "; dsn queued " + env.ID + " " + env.MessageID
 		}
 	}
-	s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Host: j.host, Rcpts: j.rcpts, Code: code, Error: msg})
+	rcpts := make([]string, len(fails))
+	for i, f := range fails {
+		rcpts[i] = f.rcpt
+	}
+	if _, err := s.q.Done(j.env.ID, rcpts); err != nil {
+		note += "; " + err.Error()
+	}
+	var order []string
+	byErr := map[string][]failure{}
+	for _, f := range fails {
+		k := f.err.Error()
+		if _, seen := byErr[k]; !seen {
+			order = append(order, k)
+		}
+		byErr[k] = append(byErr[k], f)
+	}
+	for _, k := range order {
+		fs := byErr[k]
+		var rs []string
+		for _, f := range fs {
+			rs = append(rs, f.rcpt)
+		}
+		s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Host: fs[0].host, Rcpts: rs, Code: fs[0].code, Error: k + note})
+	}
+	s.finish(j.env.ID, len(rcpts))
+}
+
+// queueDSN commits the DSN for fails of env to the queue, from the null
+// sender to env's sender, and wakes the loader for it.
+func (s *Sender) queueDSN(env Envelope, fails []failure) (Envelope, error) {
+	orig, err := s.q.Text(env.ID)
+	if err != nil {
+		orig = nil // the DSN goes without the original's header
+	}
+	text, msgID := buildDSN(s.cfg.Hostname, env, orig, fails, time.Now())
+	dsn, err := s.q.Put(Envelope{From: "", Rcpts: []string{env.From}, MessageID: msgID}, text)
+	if err != nil {
+		return dsn, err
+	}
+	s.wakeScan()
+	return dsn, nil
 }

@@ -174,6 +174,7 @@ func TestPermanentFailures(t *testing.T) {
 				f.set(tc.script)
 			}
 			cfg := testConfig(t, f.addr)
+			cfg.Bounce = BounceRecord // TestDSN covers the DSNs
 			q := openQueue(t, cfg.QueueDir)
 			env := put(t, q, "<perm@perm.test>", tc.from, tc.rcpts...)
 			_, log := startSender(t, cfg)
@@ -278,6 +279,7 @@ func TestGiveUp(t *testing.T) {
 	cfg := testConfig(t, f.addr)
 	cfg.CommandTimeout = 20 * time.Millisecond
 	cfg.MaxAttempts = maxAttempts
+	cfg.Bounce = BounceRecord
 	q := openQueue(t, cfg.QueueDir)
 	put(t, q, "<giveup@giveup.test>", "from@src.test", "u@h.test")
 	_, log := startSender(t, cfg)
