@@ -46,7 +46,8 @@ func queued(ctx context.Context, c *stack.Container) (int, error) {
 		return 0, err
 	}
 	var envs []json.RawMessage
-	return len(envs), json.Unmarshal(b, &envs)
+	err = json.Unmarshal(b, &envs)
+	return len(envs), err
 }
 
 // waitForDelivery shows progress until the sender's queue is empty after

@@ -237,7 +237,7 @@ workload: {rounds: 2, recipients: 5}
 dns:
   line: {enabled: true}
   faults:
-    - {type: servfail, name: "*.bl2.example.net", nth: [1]}
+    - {type: stall, name: "*.bl2.example.net", nth: [1], duration: 300ms}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -265,8 +265,8 @@ dns:
 	if s.LineFloor <= 0 || s.DNSOnLine.P50 <= 0 {
 		t.Errorf("line floor %s, time on line %+v", s.LineFloor, s.DNSOnLine)
 	}
-	if s.Faults["servfail"] != 1 || s.HeldByFaults < 1 {
-		t.Errorf("faults %v, held %d: the servfail was not traced to its connection", s.Faults, s.HeldByFaults)
+	if s.Faults["stall"] != 1 || s.HeldByFaults < 1 {
+		t.Errorf("faults %v, held %d: the stall was not traced to its connection", s.Faults, s.HeldByFaults)
 	}
 }
 

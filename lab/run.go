@@ -19,7 +19,6 @@ import (
 	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
-	"github.com/smtplab/smtplab/lab/receiver"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
@@ -216,10 +215,8 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	var r running
 	var err error
 	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
-	zones := make([]string, len(sc.DNS.Blacklists))
 	for i, b := range sc.DNS.Blacklists {
 		bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed, Code: b.Code, Reason: b.Reason}
-		zones[i] = b.Zone
 	}
 	dcfg := &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls, Faults: sc.FaultSpecs(), Seed: sc.Seed,
 		Origins: []string{sc.DNS.LabDomain, "example.com"}}
@@ -231,21 +228,8 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	if err != nil {
 		return r, err
 	}
-	rc := sc.Receiver
-	if !rc.DNSBL {
-		zones = nil
-	}
 	r.receiver, err = st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
-		Receiver: &receiver.Config{
-			Hostname: rc.Hostname,
-			Admission: receiver.Admission{
-				MaxSessions: rc.MaxSessions,
-				DNSServers:  []string{r.dns.IP + ":53"}, DNSTimeout: rc.DNSTimeout.D(),
-				ReverseDNS: rc.ReverseDNS, Blacklists: zones,
-				Ident: rc.Ident, IdentPort: 113, IdentTimeout: rc.IdentTimeout.D(),
-			},
-			Delivery: receiver.Delivery{LocalDomains: rc.LocalDomains, Account: rc.Account, Maildir: rc.Maildir},
-		}})
+		Receiver: ptr(receiverConfig(sc, r.dns.IP))})
 	if err != nil {
 		return r, err
 	}
@@ -253,21 +237,8 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	if err != nil {
 		return r, err
 	}
-	sd := sc.Sender
-	routes := make([]sender.Route, len(sd.Routes))
-	for i, rt := range sd.Routes {
-		routes[i] = sender.Route{Domain: rt.Domain, Relay: r.receiver.IP + ":25"}
-	}
-	retry := make([]time.Duration, len(sd.Retry))
-	for i, d := range sd.Retry {
-		retry[i] = d.D()
-	}
 	r.sender, err = st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
-		Sender: &sender.Config{
-			Hostname: sd.Hostname, QueueDir: queueDir,
-			MaxConnections: sd.MaxConnections, MaxPerHost: sd.MaxPerHost,
-			IdleClose: sd.IdleClose.D(), Retry: retry, MaxAttempts: sd.MaxAttempts, Routes: routes,
-		}}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort))
+		Sender: ptr(senderConfig(sc, r.receiver.IP, r.dns.IP))}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort))
 	if err != nil {
 		return r, err
 	}

@@ -45,9 +45,10 @@ const (
 	// Failed: sender. A permanent failure; the message left the queue
 	// undelivered. QueueID, MessageID, Code, Error.
 	Failed Kind = "failed"
-	// Check: receiver. One pre-greeting check of a connection: Check is
-	// "reverse", "forward", "dnsbl" or "ident"; Name, QType, Result,
-	// Duration.
+	// Check: receiver. One lookup for a connection: Check is "ident",
+	// "reverse", "forward", "local_reverse", "local_forward" (its own
+	// names, courier-1.0.16 profile), "dnsbl", or "mailfrom" (BOFHCHECKDNS);
+	// Name (the query), QType, Result, Duration, Via.
 	Check Kind = "check"
 	// Delivered: receiver. A message is in the Maildir (renamed into new/).
 	// MessageID, Rcpts, Path, Conn.

@@ -445,6 +445,10 @@ type chanListener struct{ s *Server }
 func (l chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.s.conns:
+		// go-smtp writes the 220 as soon as it has the connection.
+		if sc, ok := c.(*sessionConn); ok {
+			l.s.log.Add(events.Event{Kind: events.Greeting, Conn: sc.id})
+		}
 		return c, nil
 	case <-l.s.done:
 		return nil, net.ErrClosed

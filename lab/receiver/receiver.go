@@ -2,21 +2,25 @@
 // and pre-greeting checks in front of an ESMTP server (emersion/go-smtp)
 // that delivers local mail into a Maildir.
 //
-// Contract, per accepted connection, in this order:
-//  1. Admission: at most MaxSessions connections at once. Like couriertcpd
-//     at its limit, the server stops accepting; connections wait in the
-//     kernel's backlog until a session ends.
-//  2. Before the greeting: reverse DNS (PTR of the client, then A of that
-//     name: forward confirmation), one lookup per DNSBL zone, and an IDENT
-//     query back to the client's port 113. Each is timed and logged as an
-//     events.Check. A failed lookup is logged and the session goes on; a
-//     DNSBL listing rejects every RCPT with 550, as couriertcpd -block does.
-//  3. The SMTP session: a recipient in a local domain whose local part is
-//     Account or Account-extension is accepted (the seed's
-//     .courier-foo-default); any other domain gets 550 (never an open
-//     relay). Each accepted message is written once per recipient into the
-//     Maildir with a Received: header naming the PTR name, IDENT user and
-//     address, and logged as events.Delivered once it is in new/.
+// Contract, per accepted connection, as couriertcpd and courieresmtpd do
+// it (admission.go and session.go cite the Courier sources):
+//  1. Admission: at most MaxSessions connections at once; at the limit the
+//     server stops accepting and connections wait in the kernel's backlog.
+//  2. Before the greeting, one after another: IDENT back to the client's
+//     port 113; the per-IP and per-/24 limits (over one, the connection is
+//     closed without a word, and logged as events.Refused); reverse DNS
+//     (PTR, then A of that name: forward confirmation); with the
+//     courier-1.0.16 profile also its own address's names; one lookup per
+//     DNSBL zone (reject: every RCPT refused with the zone's text; mark:
+//     recorded only). Each is timed and logged as an events.Check naming
+//     the query as the DNS server logs it; a failed lookup is logged and
+//     the session goes on.
+//  3. The SMTP session: a recipient in a local domain whose address
+//     extension matches a .courier-EXT rule is accepted; any other domain
+//     gets 550 (never an open relay). Each accepted message passes the
+//     filter hook and is written once per recipient into its Maildir with
+//     Courier's Received: header, and logged as events.Delivered once it
+//     is in new/.
 package receiver
 
 import (
@@ -68,8 +72,15 @@ type Server struct {
 
 // New checks cfg and prepares the Maildir.
 func New(cfg Config, log *events.Log) (*Server, error) {
-	if cfg.MaxSessions < 1 {
-		return nil, fmt.Errorf("receiver: max sessions must be at least 1, got %d", cfg.MaxSessions)
+	if err := cfg.Admission.Validate(); err != nil {
+		return nil, fmt.Errorf("receiver: %w", err)
+	}
+	if err := cfg.Filter.check(); err != nil {
+		return nil, err
+	}
+	loc, err := cfg.Delivery.prepare()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.IdentPort == 0 {
 		cfg.IdentPort = 113
@@ -88,7 +99,6 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: log, dir: dir,
-		res:    &resolver.Resolver{Servers: cfg.DNSServers, FirstTimeout: cfg.DNSTimeout},
 		slots:  make(chan struct{}, cfg.MaxSessions),
 		conns:  make(chan net.Conn),
 		done:   make(chan struct{}),
@@ -96,7 +106,8 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 		live:   map[*sessionConn]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.smtp = s.newSMTPServer()
+	s.res = s.resolver()
+	s.smtp = s.newSMTPServer(loc)
 	return s, nil
 }
 

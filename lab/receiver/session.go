@@ -28,6 +28,7 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -234,19 +235,11 @@ func (f Filter) check() error {
 	return nil
 }
 
-// newSMTPServer is courieresmtpd: go-smtp with the session's limits. A
-// configuration error (a Maildir of a rule that cannot be created, an
-// unknown filter mode) makes every HELO answer 451 with it.
-func (s *Server) newSMTPServer() *smtp.Server {
+// newSMTPServer is courieresmtpd: go-smtp with the session's limits,
+// delivering to loc (New checked the configuration first).
+func (s *Server) newSMTPServer(loc *local) *smtp.Server {
 	s.cfg.SMTP = s.cfg.SMTP.withDefaults()
-	loc, err := s.cfg.Delivery.prepare()
-	if err == nil {
-		err = s.cfg.Filter.check()
-	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		if err != nil {
-			return nil, err
-		}
 		return s.newSession(c, loc)
 	}))
 	srv.Domain = s.cfg.Hostname
@@ -439,7 +432,7 @@ func (ss *session) rcpt(to string) error {
 	if ss.conn.block != "" {
 		// submit's checkrcpt (courier/courier/submit.C) answers every
 		// recipient with the BLOCK text.
-		return ss.reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ss.conn.block})
+		return ss.reject(blockReply(ss.conn.block))
 	}
 	local, domain, ok := splitAddress(to)
 	if !ok {
@@ -771,4 +764,18 @@ func (ss *session) Logout() error { return nil }
 func messageID(msg []byte) string {
 	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
 	return strings.TrimSpace(h.Get("Message-Id"))
+}
+
+// blockReply is the answer to every RCPT of a blocked connection, as
+// Courier's submit (checkrcpt, comerrmsg) gives it: 511 and the block
+// text, with no enhanced code, unless the text starts with a code of its
+// own between 400 and 599.
+func blockReply(text string) *smtp.SMTPError {
+	code := 511
+	if len(text) > 4 && text[3] == ' ' {
+		if n, err := strconv.Atoi(text[:3]); err == nil && n >= 400 && n <= 599 {
+			code, text = n, text[4:]
+		}
+	}
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode, Message: text}
 }

@@ -35,7 +35,8 @@ type Summary struct {
 	Delivered int `json:"delivered"` // distinct injected messages found in the Maildir
 	// TotalTime runs from the first injection to the last delivery.
 	TotalTime            time.Duration  `json:"total_time_ns"`
-	Connections          int            `json:"connections"` // ESMTP connections the receiver accepted
+	Connections          int            `json:"connections"` // ESMTP sessions the receiver served
+	Refused              int            `json:"refused"`     // connections turned away over a limit
 	SenderConnections    int            `json:"sender_connections"`
 	MessagesPerConn      float64        `json:"messages_per_connection"`
 	DNSQueries           int            `json:"dns_queries"`
@@ -160,6 +161,9 @@ func Build(in Inputs) (Summary, Outcome) {
 			failed = append(failed, e)
 		case e.Role == "receiver" && e.Kind == events.ConnOpen:
 			s.Connections++
+		case e.Role == "receiver" && e.Kind == events.Refused:
+			s.Connections-- // accepted, then turned away before any greeting
+			s.Refused++
 		case e.Role == "receiver" && e.Kind == events.Delivered:
 			if t, ok := delivered[e.MessageID]; !ok || e.Time.Before(t) {
 				delivered[e.MessageID] = e.Time

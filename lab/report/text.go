@@ -20,6 +20,9 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	row("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
 	row("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
 	row("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
+	if s.Refused > 0 {
+		row("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
+	}
 	row("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
 	row("sender connections closed, by reason", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
 	row("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
@@ -44,7 +47,7 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	row("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
 	if len(s.Checks) > 0 {
 		fmt.Fprintf(tw, "\nwhere the receiver's time went before the greeting\tper connection p50 / p99\ttotal (count, failed)\n")
-		for _, name := range []string{"reverse", "forward", "dnsbl", "ident"} {
+		for _, name := range []string{"ident", "reverse", "forward", "local_reverse", "local_forward", "dnsbl", "mailfrom"} {
 			if ct, ok := s.Checks[name]; ok {
 				fmt.Fprintf(tw, "  %s\t%s / %s\t%s (%d, %d failed)\n", name, secs(ct.P50), secs(ct.P99), secs(ct.Total), ct.Count, ct.Failed)
 			}

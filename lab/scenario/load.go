@@ -148,6 +148,9 @@ func (s Scenario) problems() []problem {
 		if !validDomain(bl.Zone) {
 			add(fmt.Sprintf("dns.blacklists[%d].zone", i), "%q is not a domain name", bl.Zone)
 		}
+		if bl.Policy != "" && bl.Policy != "reject" && bl.Policy != "mark" {
+			add(fmt.Sprintf("dns.blacklists[%d].policy", i), "must be reject or mark, got %q", bl.Policy)
+		}
 		if bl.Code != "" && net.ParseIP(bl.Code).To4() == nil {
 			add(fmt.Sprintf("dns.blacklists[%d].code", i), "%q is not an IPv4 address", bl.Code)
 		}
@@ -177,6 +180,43 @@ func (s Scenario) problems() []problem {
 	}
 	r := s.Receiver
 	atLeast("receiver.max_sessions", r.MaxSessions, 1)
+	atLeast("receiver.max_per_c", r.MaxPerC, 0)
+	atLeast("receiver.max_per_ip", r.MaxPerIP, 0)
+	atLeast("receiver.dns_multiplier", r.DNSMultiplier, 1)
+	atLeast("receiver.dns_rounds", r.DNSRounds, 1)
+	if r.Profile != "1999" && r.Profile != "courier-1.0.16" {
+		add("receiver.profile", "must be 1999 or courier-1.0.16, got %q", r.Profile)
+	}
+	if r.MaxMessage < 1 {
+		add("receiver.max_message_bytes", "must be positive, got %d", r.MaxMessage)
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{{"receiver.command_timeout", r.CommandTimeout}, {"receiver.data_timeout", r.DataTimeout}} {
+		if d.v <= 0 {
+			add(d.path, "must be positive, got %s", d.v)
+		}
+	}
+	switch r.Filter.Mode {
+	case "", "delay":
+	case "command":
+		if len(r.Filter.Command) == 0 {
+			add("receiver.filter.command", "mode command needs a command")
+		}
+	default:
+		add("receiver.filter.mode", "must be empty (the hook alone), command or delay, got %q", r.Filter.Mode)
+	}
+	for i, rule := range r.Rules {
+		if rule.File != "" && !strings.HasPrefix(rule.File, "-") {
+			add(fmt.Sprintf("receiver.rules[%d].file", i), "must be empty or start with '-' (as .courier-EXT), got %q", rule.File)
+		}
+		for j, m := range rule.Maildirs {
+			if !strings.HasPrefix(m, "/") {
+				add(fmt.Sprintf("receiver.rules[%d].maildirs[%d]", i, j), "must be an absolute path, got %q", m)
+			}
+		}
+	}
 	if !validDomain(r.Hostname) {
 		add("receiver.hostname", "%q is not a host name", r.Hostname)
 	}
@@ -217,6 +257,20 @@ func (s Scenario) problems() []problem {
 	atLeast("sender.max_connections", sd.MaxConnections, 1)
 	atLeast("sender.max_per_host", sd.MaxPerHost, 1)
 	atLeast("sender.max_attempts", sd.MaxAttempts, 1)
+	atLeast("sender.max_in_memory", sd.MaxInMemory, 1)
+	if sd.Bounce != "dsn" && sd.Bounce != "record" {
+		add("sender.bounce", "must be dsn or record, got %q", sd.Bounce)
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{{"sender.connect_timeout", sd.ConnectTimeout}, {"sender.greeting_timeout", sd.GreetingTimeout}, {"sender.helo_timeout", sd.HeloTimeout},
+		{"sender.mail_timeout", sd.MailTimeout}, {"sender.rcpt_timeout", sd.RcptTimeout}, {"sender.data_timeout", sd.DataTimeout},
+		{"sender.end_of_data_timeout", sd.EndOfDataTimeout}, {"sender.quit_timeout", sd.QuitTimeout}} {
+		if d.v <= 0 {
+			add(d.path, "must be positive, got %s", d.v)
+		}
+	}
 	if sd.IdleClose < 0 {
 		add("sender.idle_close", "must not be negative, got %s", sd.IdleClose)
 	}

@@ -71,6 +71,14 @@ type Blacklist struct {
 	Listed []string `yaml:"listed" json:"listed,omitempty"`
 	Code   string   `yaml:"code" json:"code,omitempty"`     // A answer for a listed address; 127.0.0.2 when empty
 	Reason string   `yaml:"reason" json:"reason,omitempty"` // TXT answer for a listed address
+	// How the receiver uses the zone, as couriertcpd's -block options:
+	// Policy "reject" (every RCPT refused with the text; the default) or
+	// "mark" (recorded only); TXT asks for the TXT record (its text is the
+	// refusal) instead of A; Message replaces the text ('@' becomes the
+	// client's address).
+	Policy  string `yaml:"policy" json:"policy,omitempty"`
+	TXT     bool   `yaml:"txt" json:"txt,omitempty"`
+	Message string `yaml:"message" json:"message,omitempty"`
 }
 
 // Line is the simulated serial line between the receiver's resolver and
@@ -109,10 +117,28 @@ type Identd struct {
 	Delay   Duration `yaml:"delay" json:"delay,omitempty"`     // answer this late
 }
 
-// Receiver configures the model of Courier R.
+// Receiver configures the model of Courier R (lab/receiver).
 type Receiver struct {
-	Hostname     string   `yaml:"hostname" json:"hostname"`
-	MaxSessions  int      `yaml:"max_sessions" json:"max_sessions"`
+	Hostname    string `yaml:"hostname" json:"hostname"`
+	MaxSessions int    `yaml:"max_sessions" json:"max_sessions"` // MAXDAEMONS
+	MaxPerC     int    `yaml:"max_per_c" json:"max_per_c"`       // MAXPERC: per client /24; 0: no limit
+	MaxPerIP    int    `yaml:"max_per_ip" json:"max_per_ip"`     // MAXPERIP; 0: no limit
+	// Profile is which lookups a connection costs: "1999" (PTR, A, one per
+	// DNSBL) or "courier-1.0.16" (ten: both ends' PTR, A and AAAA, each
+	// DNSBL in IPv4 and IPv6-mapped form).
+	Profile       string `yaml:"profile" json:"profile"`
+	DNSMultiplier int    `yaml:"dns_multiplier" json:"dns_multiplier"` // each later round's timeout is this times the last
+	DNSRounds     int    `yaml:"dns_rounds" json:"dns_rounds"`
+	// BOFHCheckDNS: the MAIL FROM domain must resolve (off in the seed).
+	BOFHCheckDNS   bool     `yaml:"bofh_check_dns" json:"bofh_check_dns"`
+	MaxMessage     int64    `yaml:"max_message_bytes" json:"max_message_bytes"` // SIZE
+	CommandTimeout Duration `yaml:"command_timeout" json:"command_timeout"`     // esmtptimeout
+	DataTimeout    Duration `yaml:"data_timeout" json:"data_timeout"`           // esmtptimeoutdata, per read in DATA
+	Filter         Filter   `yaml:"filter" json:"filter"`
+	// Rules map address extensions to Maildirs, as .courier-EXT files
+	// do: "-foo-default" catches recipient-foo-*; none: everything to
+	// Maildir (the seed's one .courier-foo-default).
+	Rules        []Rule   `yaml:"rules" json:"rules,omitempty"`
 	LocalDomains []string `yaml:"local_domains" json:"local_domains"` // "example.com" exact, ".example.com" any subdomain
 	Account      string   `yaml:"account" json:"account"`             // the one local account; address extensions (account-ext) land in its Maildir
 	Maildir      string   `yaml:"maildir" json:"maildir"`
@@ -121,6 +147,22 @@ type Receiver struct {
 	Ident        bool     `yaml:"ident" json:"ident"`             // RFC 1413 query back to the client
 	DNSTimeout   Duration `yaml:"dns_timeout" json:"dns_timeout"` // first round; Courier multiplies by 5 for 3 rounds
 	IdentTimeout Duration `yaml:"ident_timeout" json:"ident_timeout"`
+}
+
+// Filter is the receiver's spam-filter hook: mode "" (enabled, no
+// filter: the seed's case), "command" (the message on the command's stdin;
+// exit 0 or 99 accepts) or "delay" (a fixed wait per message).
+type Filter struct {
+	Mode    string   `yaml:"mode" json:"mode,omitempty"`
+	Command []string `yaml:"command" json:"command,omitempty"`
+	Delay   Duration `yaml:"delay" json:"delay,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// Rule delivers the recipients an extension file matches to Maildirs.
+type Rule struct {
+	File     string   `yaml:"file" json:"file"` // "" (the bare account), "-foo-7", "-foo-default", "-default"
+	Maildirs []string `yaml:"maildirs" json:"maildirs,omitempty"`
 }
 
 // Sender configures the model of Courier S.
@@ -132,6 +174,20 @@ type Sender struct {
 	Retry          []Duration `yaml:"retry" json:"retry"`                     // waits between attempts; the last repeats
 	MaxAttempts    int        `yaml:"max_attempts" json:"max_attempts"`
 	Routes         []Route    `yaml:"routes" json:"routes"`
+	// Bounce: "dsn" (a delivery status notification to the envelope
+	// sender on a permanent failure, as Courier does) or "record" (the
+	// failure is only reported).
+	Bounce      string `yaml:"bounce" json:"bounce"`
+	MaxInMemory int    `yaml:"max_in_memory" json:"max_in_memory"` // queued messages held in memory at once
+	// Per-phase timeouts, Courier's esmtptimeout* settings.
+	ConnectTimeout   Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	GreetingTimeout  Duration `yaml:"greeting_timeout" json:"greeting_timeout"`
+	HeloTimeout      Duration `yaml:"helo_timeout" json:"helo_timeout"`
+	MailTimeout      Duration `yaml:"mail_timeout" json:"mail_timeout"`
+	RcptTimeout      Duration `yaml:"rcpt_timeout" json:"rcpt_timeout"`
+	DataTimeout      Duration `yaml:"data_timeout" json:"data_timeout"`
+	EndOfDataTimeout Duration `yaml:"end_of_data_timeout" json:"end_of_data_timeout"`
+	QuitTimeout      Duration `yaml:"quit_timeout" json:"quit_timeout"`
 }
 
 // Route sends mail for Domain ("example.com" exact, ".example.com" any
@@ -169,12 +225,20 @@ func Default() Scenario {
 		},
 		Identd: Identd{User: "courier"},
 		Receiver: Receiver{
-			Hostname:     "receiver.lab.example.net",
-			MaxSessions:  40,
-			LocalDomains: []string{"example.com", ".example.com"},
-			Account:      "recipient",
-			Maildir:      "/var/mail/recipient/Maildir",
-			ReverseDNS:   true, DNSBL: true, Ident: true,
+			Hostname:       "receiver.lab.example.net",
+			MaxSessions:    40,
+			MaxPerC:        40, // the seed's one change to Courier R's limits
+			MaxPerIP:       40, // S and R shared one address in 1999
+			Profile:        "1999",
+			DNSMultiplier:  5,
+			DNSRounds:      3,
+			MaxMessage:     10 << 20,
+			CommandTimeout: Duration(10 * time.Minute),
+			DataTimeout:    Duration(5 * time.Minute),
+			LocalDomains:   []string{"example.com", ".example.com"},
+			Account:        "recipient",
+			Maildir:        "/var/mail/recipient/Maildir",
+			ReverseDNS:     true, DNSBL: true, Ident: true,
 			DNSTimeout:   Duration(5 * time.Second),
 			IdentTimeout: Duration(30 * time.Second),
 		},
@@ -185,7 +249,18 @@ func Default() Scenario {
 			IdleClose:      Duration(2 * time.Second),
 			Retry:          []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second)},
 			MaxAttempts:    10,
-			Routes:         []Route{{Domain: "example.com", To: "receiver"}, {Domain: ".example.com", To: "receiver"}},
+			Bounce:         "dsn",
+			MaxInMemory:    10000,
+			// Courier's module.esmtp defaults (esmtpconfig.c).
+			ConnectTimeout:   Duration(time.Minute),
+			GreetingTimeout:  Duration(5 * time.Minute),
+			HeloTimeout:      Duration(5 * time.Minute),
+			MailTimeout:      Duration(10 * time.Minute),
+			RcptTimeout:      Duration(10 * time.Minute),
+			DataTimeout:      Duration(10 * time.Minute),
+			EndOfDataTimeout: Duration(5 * time.Minute),
+			QuitTimeout:      Duration(10 * time.Second),
+			Routes:           []Route{{Domain: "example.com", To: "receiver"}, {Domain: ".example.com", To: "receiver"}},
 		},
 	}
 }
