@@ -99,16 +99,11 @@ func cleanCmd() *cobra.Command {
 		Use:   "clean",
 		Short: "remove every container and network the lab left (found by its label)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := stack.Connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
+		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
 			n, err := stack.Clean(cmd.Context(), eng, runID)
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", len(n.Containers), len(n.Networks))
 			return err
-		},
+		}),
 	}
 	c.Flags().StringVar(&runID, "run", "", "only this run's")
 	return c
@@ -194,12 +189,7 @@ func queueCmd() *cobra.Command {
 		Use:   "queue",
 		Short: "list the messages still queued in running senders",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := stack.Connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
+		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
 			senders, err := stack.FindRunning(cmd.Context(), eng, role.Sender, runID)
 			if err != nil {
 				return err
@@ -220,7 +210,7 @@ func queueCmd() *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVar(&runID, "run", "", "only this run's sender")
 	return c
@@ -244,4 +234,16 @@ func fetchQueue(ctx context.Context, url string) ([]sender.Envelope, error) {
 		return nil, fmt.Errorf("sender control port: %w", err)
 	}
 	return envs, nil
+}
+
+// withEngine runs f with a connection to the Docker engine, closed after.
+func withEngine(f func(cmd *cobra.Command, eng *stack.Engine) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		eng, err := stack.Connect(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer eng.Close()
+		return f(cmd, eng)
+	}
 }
