@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/scenario"
@@ -23,6 +26,16 @@ func TestMain(m *testing.M) {
 		os.Exit(runAsSender(os.Args[2]))
 	}
 	if len(os.Args) >= 3 && os.Args[1] == asSendmail {
+		if limit := os.Getenv("SMTPLAB_TEST_FSIZE"); limit != "" {
+			// A disk that is full after this many bytes: writes past it
+			// fail (EFBIG) instead of killing the process (SIGXFSZ).
+			n, _ := strconv.ParseUint(limit, 10, 64)
+			signal.Ignore(syscall.SIGXFSZ)
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(2)
+			}
+		}
 		err := Sendmail(os.Args[3:], os.Stdin, os.Args[2], "inject.test")
 		var ue *UsageError
 		switch {
