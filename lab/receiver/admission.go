@@ -1,9 +1,11 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -212,7 +214,13 @@ type sessionConn struct {
 	// sameIP and sameC count the other connections holding a slot when
 	// this one was accepted, from its address and from its C block.
 	sameIP, sameC int
-	closeReason   string // ConnClose's reason when not "closed"
+	closeReason   string // set when refused: ConnClose's reason wins over what was seen
+
+	// What the connection showed of its end, for ConnClose's reason.
+	endMu        sync.Mutex
+	sawQuit      bool  // the server answered 221 (QUIT)
+	readErr      error // the first error reading from the client
+	serverClosed bool  // the server shut down with the session open
 
 	ptrName   string // "" when reverse DNS found nothing
 	confirmed bool   // the PTR name's A (or AAAA) records contain the client
@@ -231,10 +239,7 @@ type sessionConn struct {
 func (c *sessionConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		reason := c.closeReason
-		if reason == "" {
-			reason = "closed"
-		}
+		reason := c.endReason()
 		c.s.log.Add(events.Event{Kind: events.ConnClose, Conn: c.id, Count: int(c.count.Load()), Reason: reason})
 		c.s.mu.Lock()
 		delete(c.s.live, c)
@@ -242,6 +247,56 @@ func (c *sessionConn) Close() error {
 		<-c.s.slots
 	})
 	return err
+}
+
+// Read notes how the client's side ended: a timeout, the client closing,
+// or an error.
+func (c *sessionConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.endMu.Lock()
+		if c.readErr == nil {
+			c.readErr = err
+		}
+		c.endMu.Unlock()
+	}
+	return n, err
+}
+
+// Write notes the 221 that answers QUIT (no other reply has that code).
+func (c *sessionConn) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("221 ")) || bytes.Contains(p, []byte("\r\n221 ")) {
+		c.endMu.Lock()
+		c.sawQuit = true
+		c.endMu.Unlock()
+	}
+	return c.Conn.Write(p)
+}
+
+// endReason is ConnClose's reason: refused (and why), quit, timeout,
+// server closed, client closed, error, or closed when nothing was seen.
+func (c *sessionConn) endReason() string {
+	if c.closeReason != "" {
+		return c.closeReason
+	}
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	var ne net.Error
+	switch {
+	case c.sawQuit:
+		return "quit"
+	case c.serverClosed:
+		return "server closed"
+	case c.readErr == nil:
+		return "closed"
+	case errors.As(c.readErr, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(c.readErr, io.EOF):
+		return "client closed"
+	case errors.Is(c.readErr, net.ErrClosed):
+		return "closed"
+	}
+	return "error: " + c.readErr.Error()
 }
 
 // resolver is the DNS client with the configured schedule.

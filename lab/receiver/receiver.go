@@ -149,6 +149,9 @@ func (s *Server) Close() error {
 		// logs ConnClose. Shutdown waits for the handlers to return.
 		s.mu.Lock()
 		for c := range s.live {
+			c.endMu.Lock()
+			c.serverClosed = true
+			c.endMu.Unlock()
 			c.Conn.Close()
 		}
 		s.mu.Unlock()
