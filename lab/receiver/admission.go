@@ -424,7 +424,7 @@ func (s *Server) check(c *sessionConn) (refused string) {
 		for _, name := range names {
 			listed := false
 			timed("dnsbl", ip.String(), name, dns.TypeToString[qtype], func(ctx context.Context) (string, string, error) {
-				ok, answer, err := res.Listed(ctx, name, qtype, ip.String())
+				ok, answer, err := res.Listed(ctx, name, qtype)
 				if err != nil {
 					return "", "", err // a failed lookup is not "not listed"
 				}

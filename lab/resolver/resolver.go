@@ -39,10 +39,6 @@ type Resolver struct {
 	Multiplier   int           // default 5 when zero
 	Rounds       int           // default 3 when zero
 
-	// Log, when set, gets one events.Check per PTR, A, AAAA, DNSBL and
-	// Listed call (Check "reverse", "forward", "dnsbl"), with Conn from
-	// WithConn.
-	Log *events.Log
 }
 
 // LookupError is a lookup that gave no usable answer.
@@ -101,8 +97,6 @@ func Result(err error) string {
 	return "ERROR"
 }
 
-type connKey struct{}
-
 type traceKey struct{}
 
 // Trace collects the queries lookups sent, as events.QueryKey keys (local
@@ -123,12 +117,6 @@ func (t *Trace) Keys() []string {
 // WithTrace returns a context whose lookups add their queries to t.
 func WithTrace(ctx context.Context, t *Trace) context.Context {
 	return context.WithValue(ctx, traceKey{}, t)
-}
-
-// WithConn returns a context whose lookups log Check events for connection
-// conn, so the report can tie a check to the SMTP connection that paid it.
-func WithConn(ctx context.Context, conn string) context.Context {
-	return context.WithValue(ctx, connKey{}, conn)
 }
 
 func (r *Resolver) schedule() (first time.Duration, mult, rounds int) {
@@ -326,12 +314,10 @@ func answers[T dns.RR](m *dns.Msg, name string, qtype uint16) ([]T, error) {
 // are a *LookupError with NotFound, not (nil, nil): a caller that forgets
 // to check the error must not take "no name" for a name.
 func (r *Resolver) PTR(ctx context.Context, ip net.IP) (names []string, err error) {
-	start := time.Now()
 	rev, err := dns.ReverseAddr(ip.String())
 	if err != nil {
 		return nil, &LookupError{Name: ip.String(), QType: dns.TypePTR, Rcode: -1, Err: err}
 	}
-	defer func() { r.check(ctx, "reverse", rev, dns.TypePTR, ip.String(), start, Result(err), "") }()
 	m, err := r.Exchange(ctx, rev, dns.TypePTR)
 	if err != nil {
 		return nil, err
@@ -346,8 +332,6 @@ func (r *Resolver) PTR(ctx context.Context, ip net.IP) (names []string, err erro
 // A returns the IPv4 addresses of name; not found is a *LookupError with
 // NotFound, as for PTR.
 func (r *Resolver) A(ctx context.Context, name string) (ips []net.IP, err error) {
-	start := time.Now()
-	defer func() { r.check(ctx, "forward", name, dns.TypeA, "", start, Result(err), "") }()
 	m, err := r.Exchange(ctx, name, dns.TypeA)
 	if err != nil {
 		return nil, err
@@ -362,8 +346,6 @@ func (r *Resolver) A(ctx context.Context, name string) (ips []net.IP, err error)
 // AAAA returns the IPv6 addresses of name; not found is a *LookupError
 // with NotFound, as for A.
 func (r *Resolver) AAAA(ctx context.Context, name string) (ips []net.IP, err error) {
-	start := time.Now()
-	defer func() { r.check(ctx, "forward", name, dns.TypeAAAA, "", start, Result(err), "") }()
 	m, err := r.Exchange(ctx, name, dns.TypeAAAA)
 	if err != nil {
 		return nil, err
@@ -385,22 +367,17 @@ func (r *Resolver) DNSBL(ctx context.Context, ip net.IP, zone string) (listed bo
 		return false, "", fmt.Errorf("dnsbl: %v is not an IPv4 address", ip)
 	}
 	name := fmt.Sprintf("%d.%d.%d.%d.%s", v4[3], v4[2], v4[1], v4[0], strings.TrimSuffix(zone, "."))
-	return r.Listed(ctx, name, dns.TypeA, v4.String())
+	return r.Listed(ctx, name, dns.TypeA)
 }
 
 // Listed asks a DNS list about name, already in its list form (reversed
 // octets or nibbles under the zone), with an A query, or a TXT query for
 // lists that answer TXT only. Not listed (NXDOMAIN or NODATA) is
 // (false, "", nil); listed gives the first answer: the A record's address,
-// or the TXT record's text (its strings joined). host is the address asked
-// about, for the Check event.
-func (r *Resolver) Listed(ctx context.Context, name string, qtype uint16, host string) (listed bool, answer string, err error) {
-	start := time.Now()
-	var res string // the lookup's result, since a not-found is no error here
-	defer func() { r.check(ctx, "dnsbl", name, qtype, host, start, res, answer) }()
+// or the TXT record's text (its strings joined).
+func (r *Resolver) Listed(ctx context.Context, name string, qtype uint16) (listed bool, answer string, err error) {
 	m, err := r.Exchange(ctx, name, qtype)
 	if err != nil {
-		res = Result(err)
 		return false, "", err
 	}
 	switch qtype {
@@ -417,7 +394,6 @@ func (r *Resolver) Listed(ctx context.Context, name string, qtype uint16, host s
 			answer = as[0].A.String()
 		}
 	}
-	res = Result(err)
 	var le *LookupError
 	if errors.As(err, &le) && le.NotFound {
 		return false, "", nil
@@ -426,15 +402,4 @@ func (r *Resolver) Listed(ctx context.Context, name string, qtype uint16, host s
 		return false, "", err
 	}
 	return true, answer, nil
-}
-
-// check logs one events.Check: Result as from Result ("NOERROR",
-// "NXDOMAIN", "NODATA", "TIMEOUT", ...), Reason the DNSBL code when listed.
-func (r *Resolver) check(ctx context.Context, check, name string, qtype uint16, host string, start time.Time, res, reason string) {
-	conn, _ := ctx.Value(connKey{}).(string)
-	r.Log.Add(events.Event{
-		Kind: events.Check, Check: check, Conn: conn, Host: host,
-		Name: strings.ToLower(strings.TrimSuffix(name, ".")), QType: dns.Type(qtype).String(),
-		Result: res, Reason: reason, Duration: time.Since(start),
-	})
 }
