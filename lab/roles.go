@@ -61,7 +61,7 @@ func senderConfig(sc scenario.Scenario, receiverIP, dnsIP string) sender.Config 
 		MaxConnections: sd.MaxConnections, MaxPerHost: sd.MaxPerHost,
 		IdleClose: sd.IdleClose.D(), Retry: retry, MaxAttempts: sd.MaxAttempts, Routes: routes,
 		DNSServers: []string{dnsIP + ":53"}, SMTPPort: 25,
-		Bounce: sd.Bounce, MaxInMemory: sd.MaxInMemory,
+		Bounce: sd.Bounce, MaxInMemory: sd.MaxInMemory, MaxPerConnection: sd.MaxPerConnection,
 		ConnectTimeout: sd.ConnectTimeout.D(), GreetingTimeout: sd.GreetingTimeout.D(), HeloTimeout: sd.HeloTimeout.D(),
 		MailTimeout: sd.MailTimeout.D(), RcptTimeout: sd.RcptTimeout.D(), DataTimeout: sd.DataTimeout.D(),
 		EndOfDataTimeout: sd.EndOfDataTimeout.D(), QuitTimeout: sd.QuitTimeout.D(),

@@ -37,7 +37,8 @@ const (
 	// messages the connection carried.
 	ConnClose Kind = "conn_close"
 	// Attempt: sender. One try to hand a message to a host. QueueID, Conn,
-	// Host, Code, Result ("ok", "temporary", "permanent"), Error.
+	// Host, Code, Result ("ok", "temporary", "permanent"), Error; for a
+	// temporary failure Duration is the wait before the next try.
 	Attempt Kind = "attempt"
 	// Sent: sender. The receiver answered 2xx to the end of data; the
 	// message (for Rcpts) left the queue. QueueID, MessageID, Conn, Host.

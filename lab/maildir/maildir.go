@@ -87,7 +87,11 @@ func (d Dir) Deliver(data []byte, host string, sync bool) (string, error) {
 func moveNew(tmp, dst string) error {
 	err := os.Link(tmp, dst)
 	if err == nil {
-		return os.Remove(tmp)
+		// The message is in new/ now: delivered. A tmp/ name left behind
+		// is only litter (maildir readers clean tmp/ of old files); failing
+		// here would have the sender deliver a second copy.
+		os.Remove(tmp)
+		return nil
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return err

@@ -105,6 +105,9 @@ type Blacklist struct {
 
 // Validate reports the first bad admission setting.
 func (a Admission) Validate() error {
+	if a.MaxSessions < 1 {
+		return fmt.Errorf("receiver: max sessions must be at least 1, got %d (with none it would never accept)", a.MaxSessions)
+	}
 	switch a.Profile {
 	case "", ProfileCourier1999, ProfileCourier1016:
 	default:

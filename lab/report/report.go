@@ -72,7 +72,7 @@ type Summary struct {
 	// connections closed ("idle", "yield" to a waiting host, "broken",
 	// "connect: ...", "shutdown").
 	SenderReused int            `json:"sender_reused"`
-	SenderCloses map[string]int `json:"sender_closes,omitempty"`
+	SenderCloses map[string]int `json:"sender_closes,omitempty"` // "open" counts those still open when the run ended
 	// DSNs counts the bounces the sender queued (null sender) and
 	// DSNsFailed those that could not be delivered either.
 	DSNs       int `json:"dsns"`
@@ -298,6 +298,16 @@ func Build(in Inputs) (Summary, Outcome) {
 	}
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
+	}
+	closed := 0
+	for _, n := range s.SenderCloses {
+		closed += n
+	}
+	if open := s.SenderConnections - closed; open > 0 {
+		if s.SenderCloses == nil {
+			s.SenderCloses = map[string]int{}
+		}
+		s.SenderCloses["open"] = open // idle, waiting for more when the run ended
 	}
 	if s.Connections > 0 {
 		s.MessagesPerConn = float64(s.Delivered) / float64(s.Connections) // as 1999's 196/57

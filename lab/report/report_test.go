@@ -31,6 +31,8 @@ func TestBuild(t *testing.T) {
 		ev("sender", events.Queued, time.Second, id("<b>")),
 		ev("sender", events.Queued, 2*time.Second, id("<c>")),
 		ev("sender", events.ConnOpen, time.Second, nil),
+		ev("sender", events.ConnOpen, time.Second, nil),
+		ev("sender", events.ConnOpen, time.Second, nil), // still open at the end
 		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Count, e.Reason = 2, "idle" }),
 		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Count, e.Reason = 0, "connect: dial tcp: refused" }),
 		ev("receiver", events.ConnOpen, time.Second, nil),
@@ -61,7 +63,7 @@ func TestBuild(t *testing.T) {
 	if s.LookupsPerConnection != 4 || s.IdentQueries != 1 || s.Connections != 1 {
 		t.Errorf("per connection %.1f, ident %d, conns %d", s.LookupsPerConnection, s.IdentQueries, s.Connections)
 	}
-	if s.SenderReused != 1 || s.SenderCloses["idle"] != 1 || s.SenderCloses["connect"] != 1 {
+	if s.SenderReused != 1 || s.SenderCloses["idle"] != 1 || s.SenderCloses["connect"] != 1 || s.SenderCloses["open"] != 1 {
 		t.Errorf("reused %d, closes %v", s.SenderReused, s.SenderCloses)
 	}
 	if s.DeliveredLateMessages != 1 {

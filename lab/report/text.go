@@ -24,7 +24,7 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 		row("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
 	}
 	row("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
-	row("sender connections closed, by reason", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
+	row("sender connections by how they ended", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
 	row("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
 	row("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
 	row("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))

@@ -258,6 +258,7 @@ func (s Scenario) problems() []problem {
 	atLeast("sender.max_per_host", sd.MaxPerHost, 1)
 	atLeast("sender.max_attempts", sd.MaxAttempts, 1)
 	atLeast("sender.max_in_memory", sd.MaxInMemory, 1)
+	atLeast("sender.max_per_connection", sd.MaxPerConnection, 0)
 	if sd.Bounce != "dsn" && sd.Bounce != "record" {
 		add("sender.bounce", "must be dsn or record, got %q", sd.Bounce)
 	}

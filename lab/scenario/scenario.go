@@ -179,6 +179,9 @@ type Sender struct {
 	// failure is only reported).
 	Bounce      string `yaml:"bounce" json:"bounce"`
 	MaxInMemory int    `yaml:"max_in_memory" json:"max_in_memory"` // queued messages held in memory at once
+	// MaxPerConnection caps the messages one session carries; 0: no cap
+	// (Courier's esmtp client has none).
+	MaxPerConnection int `yaml:"max_per_connection" json:"max_per_connection"`
 	// Per-phase timeouts, Courier's esmtptimeout* settings.
 	ConnectTimeout   Duration `yaml:"connect_timeout" json:"connect_timeout"`
 	GreetingTimeout  Duration `yaml:"greeting_timeout" json:"greeting_timeout"`

@@ -110,11 +110,14 @@ func (q *Queue) Put(env Envelope, text []byte) (Envelope, error) {
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(q.dir, "msg", env.ID))
 	}
-	if err == nil {
-		err = q.syncDir(filepath.Join(q.dir, "msg"))
-	}
 	if err != nil {
 		os.Remove(tmp)
+		return env, fmt.Errorf("queue: commit %s: %w", env.ID, err)
+	}
+	if err := q.syncDir(filepath.Join(q.dir, "msg")); err != nil {
+		// Renamed but not known to be durable: take it back, so that a
+		// failed injection (retried by its caller) is never queued twice.
+		os.Remove(filepath.Join(q.dir, "msg", env.ID))
 		return env, fmt.Errorf("queue: commit %s: %w", env.ID, err)
 	}
 	return env, nil
@@ -278,7 +281,9 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 		os.Remove(filepath.Join(q.dir, "done", id))
 		return true, q.syncDir(filepath.Join(q.dir, "msg"))
 	}
-	f, err := os.OpenFile(filepath.Join(q.dir, "done", id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	donePath := filepath.Join(q.dir, "done", id)
+	_, statErr := os.Stat(donePath)
+	f, err := os.OpenFile(donePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("queue: %w", err)
 	}
@@ -288,6 +293,10 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && statErr != nil {
+		// A new done record: its name must survive a crash too.
+		err = q.syncDir(filepath.Join(q.dir, "done"))
 	}
 	if err != nil {
 		return false, fmt.Errorf("queue: mark %s done: %w", id, err)

@@ -81,6 +81,8 @@ type Config struct {
 	Bounce string `json:"bounce,omitempty"`
 	// MaxInMemory caps the messages held in memory; default 10000.
 	MaxInMemory int `json:"max_in_memory,omitempty"`
+	// MaxPerConnection caps the messages one session carries; 0: no cap.
+	MaxPerConnection int `json:"max_per_connection,omitempty"`
 	// NoFsync turns the queue's fsyncs off: for measuring what they cost,
 	// never for a run whose durability matters.
 	NoFsync bool `json:"no_fsync,omitempty"`
@@ -423,6 +425,11 @@ func (s *Sender) connection(w *worker, first *job) {
 			break
 		}
 		count++
+		if s.cfg.MaxPerConnection > 0 && count >= s.cfg.MaxPerConnection {
+			reason = "cap" // the next message for this host gets a fresh session
+			c.quit()
+			break
+		}
 		var why string
 		if j, why = s.sched.next(w); j == nil {
 			reason = why
@@ -506,7 +513,12 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 			s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: 250, Result: "ok"})
 			if _, derr := s.q.Done(j.env.ID, accepted); derr != nil {
 				// The receiver has the message; failing to record it would
-				// send it twice. Say so loudly; the report counts it.
+				// send it twice. Say so loudly, and never load it again in
+				// this process (s.bad): a restart would resend it, and the
+				// Failed event says why.
+				s.mu.Lock()
+				s.bad[j.env.ID] = true
+				s.mu.Unlock()
 				s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Rcpts: accepted, Error: "delivered but not marked done: " + derr.Error()})
 			}
 			s.log.Add(events.Event{Kind: events.Sent, QueueID: j.env.ID, MessageID: j.env.MessageID, Conn: conn, Host: j.host, Rcpts: accepted})
@@ -538,25 +550,29 @@ func (s *Sender) retry(j *job, conn string, code int, err error) {
 	if err == nil {
 		err = errors.New("temporary failure")
 	}
-	s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code, Result: "temporary", Error: err.Error()})
+	ev := events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code, Result: "temporary", Error: err.Error()}
 	if j.attempt >= s.cfg.MaxAttempts {
+		s.log.Add(ev)
 		s.fail(j, failuresOf(j, code, fmt.Errorf("gave up after %d attempts: %w", j.attempt, err)))
 		return
 	}
-	i := j.attempt - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(s.cfg.Retry) {
-		i = len(s.cfg.Retry) - 1
-	}
+	wait := retryWait(s.cfg.Retry, j.attempt)
+	ev.Duration = wait // the wait before the next try: the schedule is in the events
+	s.log.Add(ev)
 	// After Close the job is dropped (the scheduler is shut down); the
 	// queue keeps the message.
-	time.AfterFunc(s.cfg.Retry[i], func() {
+	time.AfterFunc(wait, func() {
 		if s.ctx.Err() == nil {
 			s.sched.enqueue(j)
 		}
 	})
+}
+
+// retryWait is the wait after the attempt-th try: Retry[attempt-1], the
+// last entry repeating.
+func retryWait(retry []time.Duration, attempt int) time.Duration {
+	i := min(max(attempt-1, 0), len(retry)-1)
+	return retry[i]
 }
 
 // fail records permanent failures of message j.env: a DSN to its sender
