@@ -456,16 +456,17 @@ func TestDNSScheduleConfigurable(t *testing.T) {
 }
 
 func TestAdmissionValidate(t *testing.T) {
-	good := Admission{Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: PolicyMark, TXT: true}}}
+	good := Admission{MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: PolicyMark, TXT: true}}}
 	if err := good.Validate(); err != nil {
 		t.Errorf("valid settings: %v", err)
 	}
 	for name, a := range map[string]Admission{
-		"profile":      {Profile: "courier-2.0"},
-		"policy":       {Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: "drop"}}},
-		"txt+message":  {Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {TXT: true, Message: "x"}}},
-		"unknown zone": {BlacklistPolicy: map[string]Blacklist{"bl9": {}}},
-		"negative":     {MaxPerIP: -1},
+		"no sessions":  {},
+		"profile":      {MaxSessions: 1, Profile: "courier-2.0"},
+		"policy":       {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: "drop"}}},
+		"txt+message":  {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {TXT: true, Message: "x"}}},
+		"unknown zone": {MaxSessions: 1, BlacklistPolicy: map[string]Blacklist{"bl9": {}}},
+		"negative":     {MaxSessions: 1, MaxPerIP: -1},
 	} {
 		if err := a.Validate(); err == nil {
 			t.Errorf("%s: accepted %+v", name, a)
