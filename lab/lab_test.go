@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -28,10 +29,7 @@ func TestFastScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
-	if res != nil {
-		stacktest.NoLeftovers(t, eng, res.RunID)
-	}
+	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -151,10 +149,7 @@ workload:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
-	if res != nil {
-		stacktest.NoLeftovers(t, eng, res.RunID)
-	}
+	res, err := runChecked(t, eng, sc, nil)
 	if !errors.Is(err, lab.ErrNotDelivered) {
 		t.Fatalf("run returned %v, want ErrNotDelivered", err)
 	}
@@ -209,14 +204,13 @@ dns:
 		}
 	})
 	start := time.Now()
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
+	res, err := runChecked(t, eng, sc, progress)
 	if res == nil {
 		t.Fatalf("no result: %v", err)
 	}
 	if len(queued) != 2 {
 		t.Errorf("the running sender listed %d queued messages, want the 2 waiting", len(queued))
 	}
-	stacktest.NoLeftovers(t, eng, res.RunID)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("run returned %v after %s, want the scenario's deadline", err, time.Since(start))
 	}
@@ -242,10 +236,7 @@ dns:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
-	if res != nil {
-		stacktest.NoLeftovers(t, eng, res.RunID)
-	}
+	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -278,4 +269,15 @@ func (f writerFunc) Write(p []byte) (int, error) {
 		f(strings.TrimSpace(l))
 	}
 	return len(p), nil
+}
+
+// runChecked runs sc through real containers and fails t if the run left
+// any container or network of its own behind.
+func runChecked(t *testing.T, eng *stack.Engine, sc scenario.Scenario, progress io.Writer) (*lab.Result, error) {
+	t.Helper()
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
+	if res != nil {
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+	return res, err
 }
