@@ -238,7 +238,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 		return r, err
 	}
 	r.sender, err = st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
-		Sender: ptr(senderConfig(sc, r.receiver.IP, r.dns.IP))}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort))
+		Sender: ptr(senderConfig(sc, r.receiver.IP, r.dns.IP))}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort), stack.Alias(role.Identd))
 	if err != nil {
 		return r, err
 	}

@@ -73,6 +73,7 @@ type startConfig struct {
 	files   []tc.ContainerFile
 	control string
 	expose  []string
+	aliases []string
 }
 
 // InNetNS starts the container in other's network namespace: it shares
@@ -80,6 +81,12 @@ type startConfig struct {
 // sending host). Its control port must be one other exposes (Expose).
 func InNetNS(other *Container, controlPort string) StartOption {
 	return func(c *startConfig) { c.netnsOf, c.control = other, controlPort }
+}
+
+// Alias gives the container more names on the lab network (the sender's
+// host also answers as "identd": the identd runs in its namespace).
+func Alias(names ...string) StartOption {
+	return func(c *startConfig) { c.aliases = append(c.aliases, names...) }
 }
 
 // Expose publishes extra ports of the container's network namespace, for
@@ -132,7 +139,7 @@ func (s *Stack) Start(ctx context.Context, spec role.Spec, opts ...StartOption) 
 		for _, p := range cfg.expose {
 			ports = append(ports, p+"/tcp")
 		}
-		custom = append(custom, network.WithNetwork([]string{spec.Role}, s.net), tc.WithExposedPorts(ports...))
+		custom = append(custom, network.WithNetwork(append([]string{spec.Role}, cfg.aliases...), s.net), tc.WithExposedPorts(ports...))
 	}
 	c, err := tc.Run(ctx, s.image.Ref, custom...)
 	if c != nil {
