@@ -344,7 +344,7 @@ func (s *Server) check(c *sessionConn) (refused string) {
 		tr := &resolver.Trace{}
 		result, reason, err := f(resolver.WithTrace(ctx, tr))
 		if err != nil && result == "" {
-			result = failure(err)
+			result = resolver.Result(err)
 		}
 		e := events.Event{Time: start, Kind: events.Check, Conn: c.id, Host: host, Check: check, Name: name, QType: qtype,
 			Result: result, Reason: reason, Duration: time.Since(start), Via: tr.Keys()}
@@ -478,23 +478,6 @@ func envRemoteIP(ip net.IP, modern bool) string {
 		return "::ffff:" + ip.String()
 	}
 	return ip.String()
-}
-
-// failure names a failed check for the log: the resolver's result
-// ("NXDOMAIN", "TIMEOUT", ...) or, for ident, "TIMEOUT" or "ERROR".
-func failure(err error) string {
-	var le *resolver.LookupError
-	if errors.As(err, &le) {
-		return le.Result()
-	}
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "CANCELED"
-	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
-		return "TIMEOUT"
-	}
-	return "ERROR"
 }
 
 // chanListener hands checked connections to go-smtp's Serve.

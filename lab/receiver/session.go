@@ -367,7 +367,7 @@ func (ss *session) checkDNS(from string) *smtp.SMTPError {
 		e := events.Event{Time: start, Kind: events.Check, Conn: ss.conn.id, Check: "mailfrom", Name: strings.ToLower(domain),
 			QType: dns.TypeToString[qtype], Result: result, Duration: time.Since(start), Via: tr.Keys()}
 		if err != nil {
-			e.Result, e.Error = failure(err), err.Error()
+			e.Result, e.Error = resolver.Result(err), err.Error()
 		}
 		ss.s.log.Add(e)
 		return result, err

@@ -85,14 +85,21 @@ func (e *LookupError) Result() string {
 	return "ERROR"
 }
 
-// Result is "NOERROR" for a nil error, and LookupError.Result otherwise.
+// Result names any lookup's outcome for reports: "NOERROR" for a nil
+// error, LookupError.Result for a DNS failure, and for other errors (an
+// IDENT query's, say) "CANCELED", "TIMEOUT" or "ERROR".
 func Result(err error) string {
 	var le *LookupError
+	var ne net.Error
 	switch {
 	case err == nil:
 		return "NOERROR"
 	case errors.As(err, &le):
 		return le.Result()
+	case errors.Is(err, context.Canceled):
+		return "CANCELED"
+	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
+		return "TIMEOUT"
 	}
 	return "ERROR"
 }
