@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -193,13 +192,11 @@ dns:
 			queued = []sender.Envelope{}
 			return
 		}
-		resp, err := http.Get(running[0].Control + "/queue")
-		if err != nil {
-			t.Error(err)
-			return
+		b, err := running[0].Get(context.Background(), "/queue")
+		if err == nil {
+			err = json.Unmarshal(b, &queued)
 		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&queued); err != nil {
+		if err != nil {
 			t.Error(err)
 		}
 	})

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -200,7 +199,7 @@ func queueCmd() *cobra.Command {
 				return nil
 			}
 			for _, s := range senders {
-				envs, err := fetchQueue(cmd.Context(), s.Control+"/queue")
+				envs, err := fetchQueue(cmd.Context(), s)
 				if err != nil {
 					return fmt.Errorf("run %s: %w", s.RunID, err)
 				}
@@ -216,21 +215,13 @@ func queueCmd() *cobra.Command {
 	return c
 }
 
-func fetchQueue(ctx context.Context, url string) ([]sender.Envelope, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func fetchQueue(ctx context.Context, s stack.Running) ([]sender.Envelope, error) {
+	b, err := s.Get(ctx, "/queue")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("sender control port: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("sender control port: %s", resp.Status)
-	}
 	var envs []sender.Envelope
-	if err := json.NewDecoder(resp.Body).Decode(&envs); err != nil {
+	if err := json.Unmarshal(b, &envs); err != nil {
 		return nil, fmt.Errorf("sender control port: %w", err)
 	}
 	return envs, nil

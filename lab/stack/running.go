@@ -11,9 +11,15 @@ import (
 
 // Running is one running role's container, found by label.
 type Running struct {
+	Role        string
 	RunID       string
 	ContainerID string
 	Control     string // base URL of its control port, from this machine
+}
+
+// Get fetches path from the role's control port, as Container.Get does.
+func (r Running) Get(ctx context.Context, path string) ([]byte, error) {
+	return getControl(ctx, r.Control, r.Role, path)
 }
 
 // FindRunning lists the running containers of role (all runs, or runID's)
@@ -36,7 +42,7 @@ func FindRunning(ctx context.Context, eng *Engine, role, runID string) ([]Runnin
 	for _, c := range list.Items {
 		for _, p := range c.Ports {
 			if int(p.PrivatePort) == port && p.PublicPort != 0 {
-				out = append(out, Running{RunID: c.Labels[LabelRun], ContainerID: c.ID,
+				out = append(out, Running{Role: role, RunID: c.Labels[LabelRun], ContainerID: c.ID,
 					Control: fmt.Sprintf("http://%s:%d", host, p.PublicPort)})
 				break
 			}

@@ -207,11 +207,15 @@ func (c *Container) Exec(ctx context.Context, cmd ...string) (int, []byte, error
 
 // Get fetches path from c's control port.
 func (c *Container) Get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Control+path, nil)
+	return getControl(ctx, c.Control, c.Role, path)
+}
+
+func getControl(ctx context.Context, base, role, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	return do(req, c.Role)
+	return do(req, role)
 }
 
 // Post sends body to path on c's control port.
