@@ -41,13 +41,15 @@ func status(ctx context.Context, c *stack.Container) (map[events.Kind]int, error
 
 // queued is how many messages the sender's queue holds now.
 func queued(ctx context.Context, c *stack.Container) (int, error) {
-	b, err := c.Get(ctx, "/queue")
+	b, err := c.Get(ctx, "/queue/size")
 	if err != nil {
 		return 0, err
 	}
-	var envs []json.RawMessage
-	err = json.Unmarshal(b, &envs)
-	return len(envs), err
+	var size struct {
+		Queued int `json:"queued"`
+	}
+	err = json.Unmarshal(b, &size)
+	return size.Queued, err
 }
 
 // waitForDelivery shows progress until the sender's queue is empty after

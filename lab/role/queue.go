@@ -35,3 +35,21 @@ func queueHandler(dir string) http.Handler {
 		json.NewEncoder(w).Encode(out)
 	})
 }
+
+// queueSizeHandler serves GET /queue/size: how many messages the queue
+// holds, from one directory listing. The lab polls it while it waits, so it
+// must not read every envelope as GET /queue does.
+func queueSizeHandler(dir string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := sender.OpenQueue(dir)
+		if err == nil {
+			var ids []string
+			if ids, err = q.IDs(); err == nil {
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(map[string]int{"queued": len(ids)})
+				return
+			}
+		}
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	})
+}

@@ -5,7 +5,7 @@
 //
 // Control port contract (every role): GET /events (JSON lines), GET
 // /status (event counts by kind), GET /metrics (Prometheus); the dns role
-// also takes POST /zone.
+// also takes POST /zone, the sender serves GET /queue and GET /queue/size.
 package role
 
 import (
@@ -108,6 +108,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 		closer = srv
 		mux := http.NewServeMux()
 		mux.Handle("GET /queue", queueHandler(spec.Sender.QueueDir))
+		mux.Handle("GET /queue/size", queueSizeHandler(spec.Sender.QueueDir))
 		mux.Handle("/", handler)
 		handler = mux
 	default:
