@@ -331,6 +331,7 @@ func FuzzBuildMessage(f *testing.F) {
 		".\n",
 		"Subject: x\r\n\r\nbody\r\n",
 		"Message-ID: \nTo: a@b.c\n\n",
+		"MessAge-ID:0\n ",
 	} {
 		f.Add(s, false, false)
 		f.Add(s, true, true)
@@ -352,7 +353,9 @@ func FuzzBuildMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("BuildMessage(%q) = %q, which does not parse: %v", in, text, err)
 		}
-		if got := m.Header.Get("Message-Id"); got == "" || got != id {
+		// net/mail keeps the blanks of a folded, empty continuation line
+		// ("0\n \n"), textproto trims them: the identity is the trimmed text.
+		if got := strings.TrimSpace(m.Header.Get("Message-Id")); got == "" || got != id {
 			t.Fatalf("BuildMessage(%q) = %q: Message-ID header %q, returned %q", in, text, got, id)
 		}
 		if fromHeader {
