@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -140,29 +138,6 @@ func firstQueued(evs []events.Event) time.Time {
 		}
 	}
 	return time.Time{}
-}
-
-// write puts result.json and events.jsonl in the run's folder.
-func (r *Result) write() error {
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(r.Dir, "result.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	f, err := os.Create(filepath.Join(r.Dir, "events.jsonl"))
-	if err != nil {
-		return fmt.Errorf("write events: %w", err)
-	}
-	defer f.Close()
-	if err := events.WriteJSONL(f, r.Events); err != nil {
-		return fmt.Errorf("write events: %w", err)
-	}
-	return f.Close()
 }
 
 func orDefault(s, def string) string {

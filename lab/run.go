@@ -6,6 +6,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
-	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
@@ -33,47 +33,18 @@ type Options struct {
 	Terminal   bool      // Progress is a terminal: redraw one line
 }
 
-// Result is everything a run produced; it is written as result.json.
-type Result struct {
-	RunID       string            `json:"run_id"`
-	Scenario    scenario.Scenario `json:"scenario"` // as run, defaults filled in
-	Environment Environment       `json:"environment"`
-	Started     time.Time         `json:"started"`
-	Summary     report.Summary    `json:"summary"`
-	Outcome     report.Outcome    `json:"outcome"`
-	Seed1999    report.Summary    `json:"seed_1999"`
-	// Complete is true when the summary and outcome were built from the
-	// run's evidence; false when the run failed before that (then they are
-	// empty and say nothing).
-	Complete bool           `json:"complete"`
-	Overhead Overhead       `json:"overhead"`
-	Dir      string         `json:"-"`
-	Events   []events.Event `json:"-"` // written beside as events.jsonl
-}
-
-// Environment is where the run ran.
-type Environment struct {
-	LabVersion    string `json:"lab_version"`
-	GoVersion     string `json:"go_version"`
-	EngineVersion string `json:"engine_version"`
-	Image         string `json:"image"`
-	ImageID       string `json:"image_id"`
-	ImageBuilt    bool   `json:"image_built"`
-	CPUs          int    `json:"cpus"`
-	OS            string `json:"os"`
-	Network       string `json:"network"`
-}
-
-// Overhead is the lab's own cost around the measured part.
-type Overhead struct {
-	StartToInjection time.Duration `json:"start_to_injection_ns"` // Run called to first injection
-	DeliveryToExit   time.Duration `json:"delivery_to_exit_ns"`   // last delivery to Run returning
-	ImageBuild       time.Duration `json:"image_build_ns"`
-}
+// Result is everything a run produced (report.Result, written as
+// result.json).
+type Result = report.Result
 
 // ErrNotDelivered is returned (wrapped) when some message was not
 // delivered exactly once; the Result says which.
 var ErrNotDelivered = errors.New("not every message was delivered exactly once")
+
+// ErrExpectation is returned (wrapped) when every message was delivered
+// but one of the scenario's expectations failed; Result.Expectations says
+// which.
+var ErrExpectation = errors.New("an expectation failed")
 
 const (
 	queueDir     = "/var/spool/smtplab"
@@ -106,11 +77,12 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	runID := fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000"))
 	runID = strings.ReplaceAll(runID, ".", "")
 	res = &Result{
-		RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
-		Environment: Environment{
+		Schema: report.SchemaVersion, RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
+		Expectations: []report.Verdict{}, Records: report.BuildRecords(report.Inputs{}),
+		Environment: report.Environment{
 			LabVersion: img.Version, GoVersion: runtime.Version(), EngineVersion: eng.Version,
 			Image: img.Ref, ImageID: img.ID, ImageBuilt: img.Built,
-			CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+			CPUs: cmp.Or(eng.CPUs, runtime.NumCPU()), MemoryBytes: eng.Memory, OS: runtime.GOOS + "/" + runtime.GOARCH,
 		},
 	}
 	res.Overhead.ImageBuild = built
@@ -138,7 +110,10 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		// lab's overhead after the last delivery is measured whole.
 		if res != nil && res.Dir != "" {
 			res.Overhead.DeliveryToExit = time.Since(lastDelivery)
-			if werr := res.write(); werr != nil {
+			if err != nil {
+				res.Error = err.Error()
+			}
+			if werr := res.Write(); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
@@ -188,6 +163,8 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		in.Line = &lc
 	}
 	res.Summary, res.Outcome = report.Build(in)
+	res.Records = report.BuildRecords(in)
+	res.Expectations = report.Check(sc.Expect, res.Summary, res.Outcome)
 	res.Complete = true
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = firstQueued(evs).Add(d)
@@ -197,6 +174,9 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	}
 	if !res.Outcome.OK() {
 		return res, fmt.Errorf("run %s: %w", runID, ErrNotDelivered)
+	}
+	if f := report.Failed(res.Expectations); len(f) > 0 {
+		return res, fmt.Errorf("run %s: %d of %d expectations failed: %w", runID, len(f), len(res.Expectations), ErrExpectation)
 	}
 	return res, nil
 }

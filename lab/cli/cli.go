@@ -26,6 +26,14 @@ import (
 // DefaultScenario is what `lab` with no arguments runs.
 const DefaultScenario = "scenarios/courier-1999.yaml"
 
+// Exit codes: 0 the run passed; 1 a message was not delivered exactly
+// once, or the lab itself failed; 2 bad input (a scenario, a result file);
+// 3 every message arrived but an expectation of the scenario failed.
+const (
+	ExitBadInput    = 2
+	ExitExpectation = 3
+)
+
 // ExitError asks main to exit with Code after printing Msg.
 type ExitError struct {
 	Code int
@@ -81,11 +89,20 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
 		report.WriteText(out, title, res.Summary, res.Outcome)
+		if len(res.Expectations) > 0 {
+			fmt.Fprintln(out)
+			for _, v := range res.Expectations {
+				fmt.Fprintln(out, v)
+			}
+		}
 		fmt.Fprintf(out, "\nresult: %s/result.json, events: %s/events.jsonl, Maildir: %s/maildir\n", res.Dir, res.Dir, res.Dir)
 	}
 	if err != nil {
-		if errors.Is(err, lab.ErrNotDelivered) {
+		switch {
+		case errors.Is(err, lab.ErrNotDelivered):
 			return &ExitError{Code: 1, Msg: "lab: " + err.Error()}
+		case errors.Is(err, lab.ErrExpectation):
+			return &ExitError{Code: ExitExpectation, Msg: "lab: " + err.Error()}
 		}
 		return err
 	}

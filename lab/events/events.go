@@ -52,7 +52,8 @@ const (
 	// Name (the query), QType, Result, Duration, Via.
 	Check Kind = "check"
 	// Delivered: receiver. A message is in the Maildir (renamed into new/).
-	// MessageID, Rcpts, Path, Conn.
+	// MessageID, Rcpts, Path, Conn; Duration is the write, fsync and
+	// rename of this copy (the disk's share of the message).
 	Delivered Kind = "delivered"
 	// Rejected: receiver. A command refused. Conn, Code, Error.
 	Rejected Kind = "rejected"

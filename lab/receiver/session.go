@@ -581,6 +581,7 @@ func (ss *session) data(r io.Reader) error {
 	type copyOf struct {
 		rcpt string
 		path string
+		took time.Duration // write, fsync, rename: the disk's share
 	}
 	var done []copyOf
 	for _, rc := range ss.rcpts {
@@ -592,6 +593,7 @@ func (ss *session) data(r io.Reader) error {
 			fmt.Fprintf(&buf, "Delivered-To: %s\r\nReturn-Path: <%s>\r\n", rc.addr, headerSafe(ss.from))
 			buf.Write(head.Bytes())
 			buf.Write(body)
+			t0 := time.Now()
 			path, err := dir.Deliver(buf.Bytes(), ss.s.cfg.Hostname, !ss.s.cfg.NoFsync)
 			if err != nil {
 				for _, d := range done {
@@ -599,11 +601,11 @@ func (ss *session) data(r io.Reader) error {
 				}
 				return ss.reject(errDelivery)
 			}
-			done = append(done, copyOf{rc.addr, path})
+			done = append(done, copyOf{rc.addr, path, time.Since(t0)})
 		}
 	}
 	for _, d := range done {
-		ss.s.log.Add(events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{d.rcpt}, Path: d.path})
+		ss.s.log.Add(events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{d.rcpt}, Path: d.path, Duration: d.took})
 	}
 	ss.conn.count.Add(1)
 	return nil

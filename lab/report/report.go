@@ -77,6 +77,12 @@ type Summary struct {
 	// DSNsFailed those that could not be delivered either.
 	DSNs       int `json:"dsns"`
 	DSNsFailed int `json:"dsns_failed"`
+	// Phases is where the time went, per phase of a delivery: "dns" (the
+	// receiver's lookups before the greeting), "ident", "dns_line" (the
+	// queries' time waiting for and crossing the line), "smtp" (commands
+	// other than DATA, command to reply), "data" (DATA to the reply after
+	// the message) and "disk" (write, fsync and rename per Maildir copy).
+	Phases map[string]CheckTime `json:"phases,omitempty"`
 }
 
 // CheckTime is what one kind of check cost over the run.
@@ -136,7 +142,9 @@ func Build(in Inputs) (Summary, Outcome) {
 	connOf := map[string]string{}    // Message-ID -> receiver connection
 	rcptsOf := map[string][]string{} // Message-ID -> its recipients, to name it
 	answered := map[int]bool{}       // DNS queries with a Query event, by Seq
+	phases := newPhases()
 	for _, e := range in.Events {
+		phases.add(e)
 		switch {
 		case e.Role == "sender" && e.Kind == events.Queued && e.From == "":
 			s.DSNs++ // a bounce the sender made (null sender), not the workload
@@ -290,6 +298,7 @@ func Build(in Inputs) (Summary, Outcome) {
 		}
 		s.Checks[name] = ct
 	}
+	s.Phases = phases.done()
 	held := heldConnections(faulted, checks)
 	for id, qt := range queued {
 		if end, ok := held[connOf[id]]; ok && counts[id] > 0 && qt.Before(end) {
@@ -379,4 +388,64 @@ func heldConnections(faulted, checks []events.Event) map[string]time.Time {
 		}
 	}
 	return held
+}
+
+// phaseTimes adds up Summary.Phases.
+type phaseTimes struct {
+	times map[string]CheckTime
+	hists map[string]*hdrhistogram.Histogram
+}
+
+func newPhases() *phaseTimes {
+	return &phaseTimes{map[string]CheckTime{}, map[string]*hdrhistogram.Histogram{}}
+}
+
+// phaseOf says which phase an event's Duration belongs to ("" for none).
+func phaseOf(e events.Event) (string, time.Duration) {
+	switch {
+	case e.Role == "receiver" && e.Kind == events.Check && e.Check == "ident":
+		return "ident", e.Duration
+	case e.Role == "receiver" && e.Kind == events.Check:
+		return "dns", e.Duration
+	case e.Role == "dns" && e.Kind == events.Query && e.OnLine > 0:
+		return "dns_line", e.QueueWait + e.OnLine
+	case e.Role == "receiver" && e.Kind == events.Command && e.Name == "DATA":
+		return "data", e.Duration
+	case e.Role == "receiver" && e.Kind == events.Command:
+		return "smtp", e.Duration
+	case e.Role == "receiver" && e.Kind == events.Delivered && e.Duration > 0:
+		return "disk", e.Duration
+	}
+	return "", 0
+}
+
+func (p *phaseTimes) add(e events.Event) {
+	name, d := phaseOf(e)
+	if name == "" {
+		return
+	}
+	h := p.hists[name]
+	if h == nil {
+		h = newHist()
+		p.hists[name] = h
+	}
+	h.RecordValue(max(int64(d/time.Microsecond), 1))
+	ct := p.times[name]
+	ct.Count++
+	ct.Total += d
+	if e.Error != "" {
+		ct.Failed++
+	}
+	p.times[name] = ct
+}
+
+func (p *phaseTimes) done() map[string]CheckTime {
+	if len(p.times) == 0 {
+		return nil
+	}
+	for name, ct := range p.times {
+		ct.Latency = percentiles(p.hists[name])
+		p.times[name] = ct
+	}
+	return p.times
 }

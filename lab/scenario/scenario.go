@@ -30,6 +30,9 @@ type Scenario struct {
 	Identd   Identd   `yaml:"identd" json:"identd"`
 	Receiver Receiver `yaml:"receiver" json:"receiver"`
 	Sender   Sender   `yaml:"sender" json:"sender"`
+	// Expect is what the run must show to pass (a CI gate); empty checks
+	// only that every message was delivered exactly once.
+	Expect Expect `yaml:"expect" json:"expect"`
 }
 
 // Workload is the seed's injection loop: for round in 1..Rounds, for n in

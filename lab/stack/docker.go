@@ -57,6 +57,8 @@ type Engine struct {
 	*client.Client
 	Version string // engine version
 	Arch    string // engine platform, as GOARCH
+	CPUs    int    // the engine's CPUs and memory (bytes), for the result; 0 when unknown
+	Memory  int64
 }
 
 // Connect reaches the Docker engine the way testcontainers-go does
@@ -72,5 +74,9 @@ func Connect(ctx context.Context) (*Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine not reachable: %w", err)
 	}
-	return &Engine{Client: cli.Client, Version: v.Version, Arch: v.Arch}, nil
+	e := &Engine{Client: cli.Client, Version: v.Version, Arch: v.Arch}
+	if info, err := cli.Client.Info(ctx, client.InfoOptions{}); err == nil {
+		e.CPUs, e.Memory = info.Info.NCPU, info.Info.MemTotal
+	}
+	return e, nil
 }

@@ -1,0 +1,76 @@
+package report
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/scenario"
+)
+
+// Verdict is one expectation checked against a run.
+type Verdict struct {
+	Name string `json:"name"` // the scenario's key: "delivered", "max_total_time", ...
+	Want string `json:"want"` // "= 200", "<= 30s", ...
+	Got  string `json:"got"`
+	OK   bool   `json:"ok"`
+}
+
+func (v Verdict) String() string {
+	mark := "ok    "
+	if !v.OK {
+		mark = "FAILED"
+	}
+	return fmt.Sprintf("expect %s %s %s: got %s", mark, v.Name, v.Want, v.Got)
+}
+
+// Check checks the scenario's expectations against a run's figures, in
+// the order Expect declares them.
+func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
+	vs := []Verdict{}
+	intEq := func(name string, want *int, got int) {
+		if want != nil {
+			vs = append(vs, Verdict{name, fmt.Sprintf("= %d", *want), fmt.Sprint(got), got == *want})
+		}
+	}
+	intMax := func(name string, want *int, got int) {
+		if want != nil {
+			vs = append(vs, Verdict{name, fmt.Sprintf("<= %d", *want), fmt.Sprint(got), got <= *want})
+		}
+	}
+	durMax := func(name string, want scenario.Duration, got time.Duration) {
+		if want > 0 {
+			vs = append(vs, Verdict{name, "<= " + want.String(), got.Round(time.Millisecond).String(), got <= want.D()})
+		}
+	}
+	intEq("delivered", e.Delivered, s.Delivered)
+	if e.NoneLost {
+		n := len(o.Lost) + len(o.Duplicated) + len(o.Unexpected) + len(o.Failed) + len(o.NotQueued)
+		got := "none"
+		if n > 0 {
+			got = fmt.Sprintf("%d lost, %d duplicated, %d unexpected, %d failed, %d not queued",
+				len(o.Lost), len(o.Duplicated), len(o.Unexpected), len(o.Failed), len(o.NotQueued))
+		}
+		vs = append(vs, Verdict{"none_lost", "no message lost, duplicated or failed", got, n == 0})
+	}
+	durMax("max_total_time", e.MaxTotalTime, s.TotalTime)
+	intMax("max_connections", e.MaxConnections, s.Connections)
+	durMax("max_latency_p99", e.MaxLatencyP99, s.Latency.P99)
+	if e.MinMessagesPerSecond > 0 {
+		vs = append(vs, Verdict{"min_messages_per_second", fmt.Sprintf(">= %g", e.MinMessagesPerSecond),
+			fmt.Sprintf("%.2f", s.MessagesPerSecond), s.MessagesPerSecond >= e.MinMessagesPerSecond})
+	}
+	intMax("max_dns_queries", e.MaxDNSQueries, s.DNSQueries)
+	intMax("max_held_by_faults", e.MaxHeldByFaults, s.HeldByFaults)
+	return vs
+}
+
+// Failed returns the verdicts that did not hold.
+func Failed(vs []Verdict) []Verdict {
+	var f []Verdict
+	for _, v := range vs {
+		if !v.OK {
+			f = append(f, v)
+		}
+	}
+	return f
+}

@@ -1,0 +1,173 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/scenario"
+)
+
+// SchemaVersion names the format of result.json. Its JSON Schema is
+// result.schema.json beside this file (Schema). A change that removes or
+// retypes a field makes a new version; adding an optional field does not.
+const SchemaVersion = "smtplab/result/v1"
+
+// Result is everything one run produced; it is written as result.json,
+// with its raw events beside it as events.jsonl.
+type Result struct {
+	Schema      string            `json:"schema"` // SchemaVersion
+	RunID       string            `json:"run_id"`
+	Scenario    scenario.Scenario `json:"scenario"` // as run, defaults filled in
+	Environment Environment       `json:"environment"`
+	Started     time.Time         `json:"started"`
+	// Complete is true when the summary, outcome and records were built
+	// from the run's evidence; false when the run failed before that
+	// (then they are empty and say nothing).
+	Complete bool     `json:"complete"`
+	Summary  Summary  `json:"summary"`
+	Outcome  Outcome  `json:"outcome"`
+	Seed1999 Summary  `json:"seed_1999"`
+	Overhead Overhead `json:"overhead"`
+	// Expectations are the scenario's expect: block, checked against the
+	// summary and outcome (Check); empty when the scenario has none.
+	Expectations []Verdict `json:"expectations"`
+	Records
+	// Error is why the run ended badly, when it did ("" otherwise).
+	Error  string         `json:"error,omitempty"`
+	Dir    string         `json:"-"` // the run's folder
+	Events []events.Event `json:"-"` // written beside as events.jsonl
+}
+
+// Environment is where the run ran.
+type Environment struct {
+	LabVersion    string `json:"lab_version"`
+	GoVersion     string `json:"go_version"`
+	EngineVersion string `json:"engine_version"`
+	Image         string `json:"image"`
+	ImageID       string `json:"image_id"`
+	ImageBuilt    bool   `json:"image_built"`
+	CPUs          int    `json:"cpus"`
+	MemoryBytes   int64  `json:"memory_bytes"` // the engine's total memory; 0 when unknown
+	OS            string `json:"os"`
+	Network       string `json:"network"`
+}
+
+// Overhead is the lab's own cost around the measured part.
+type Overhead struct {
+	StartToInjection time.Duration `json:"start_to_injection_ns"` // Run called to first injection
+	DeliveryToExit   time.Duration `json:"delivery_to_exit_ns"`   // last delivery to Run returning
+	ImageBuild       time.Duration `json:"image_build_ns"`
+}
+
+// Files in a run's folder.
+const (
+	ResultFile = "result.json"
+	EventsFile = "events.jsonl"
+	HTMLFile   = "report.html"
+)
+
+// Write puts result.json and events.jsonl in r.Dir.
+func (r *Result) Write() error {
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	r.Schema = SchemaVersion
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir, ResultFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	f, err := os.Create(filepath.Join(r.Dir, EventsFile))
+	if err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	defer f.Close()
+	if err := events.WriteJSONL(f, r.Events); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	return f.Close()
+}
+
+// Load reads a result.json (or a run's folder holding one). Every error
+// names the file and says what is wrong with it: missing, empty,
+// truncated, not JSON, or JSON that is not an smtplab result (another
+// schema, or another version of this one). Events are not read.
+func Load(path string) (*Result, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, ResultFile)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no such file (give a run's result.json or its folder under results/)", path)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.Dir = filepath.Dir(path)
+	return r, nil
+}
+
+// Parse reads a result document; see Load.
+func Parse(b []byte) (*Result, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, errors.New("empty file, not an smtplab result")
+	}
+	var probe struct {
+		Schema *string `json:"schema"`
+		RunID  *string `json:"run_id"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, jsonError(b, err)
+	}
+	switch {
+	case probe.Schema == nil:
+		return nil, fmt.Errorf("not an smtplab result: no \"schema\" field (want %q)", SchemaVersion)
+	case *probe.Schema != SchemaVersion:
+		return nil, fmt.Errorf("schema %q, this lab reads %q", *probe.Schema, SchemaVersion)
+	case probe.RunID == nil || *probe.RunID == "":
+		return nil, errors.New("not an smtplab result: no run_id")
+	}
+	var r Result
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&r); err != nil {
+		return nil, jsonError(b, err)
+	}
+	return &r, nil
+}
+
+// jsonError says where JSON went wrong, as line:column where it can.
+func jsonError(b []byte, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("truncated: the JSON ends early (%d bytes); was the run interrupted while writing?", len(b))
+	case errors.As(err, &se):
+		l, c := lineCol(b, se.Offset)
+		return fmt.Errorf("not valid JSON at line %d, column %d: %v", l, c, se)
+	case errors.As(err, &te):
+		l, c := lineCol(b, te.Offset)
+		return fmt.Errorf("line %d, column %d: field %q holds a JSON %s, want %s", l, c, te.Field, te.Value, te.Type)
+	}
+	return err
+}
+
+func lineCol(b []byte, off int64) (line, col int) {
+	off = min(max(off, 0), int64(len(b)))
+	line = 1 + bytes.Count(b[:off], []byte("\n"))
+	col = int(off) - bytes.LastIndexByte(b[:off], '\n')
+	return line, col
+}
