@@ -54,11 +54,12 @@ func queued(ctx context.Context, c *stack.Container) (int, error) {
 // injection, or ctx ends (the scenario's timeout, or Ctrl-C).
 func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
 	start := time.Now()
+	view := newProgressView(opt, total)
 	var inj sender.InjectResult
+	var last Snapshot
 	done := false
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	lastPrint := time.Time{}
 	for {
 		select {
 		case inj = <-injected:
@@ -66,18 +67,16 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			injected = nil
 		case <-tick.C:
 		case <-ctx.Done():
-			progress(opt, total, -1, time.Since(start), true)
+			last.Elapsed = time.Since(start)
+			view.done(last, true)
 			return inj, fmt.Errorf("waiting for delivery: %w", ctx.Err())
 		}
-		rs, err := status(ctx, r.receiver)
+		snap, err := snapshot(ctx, r, total, start)
 		if err != nil {
 			continue
 		}
-		delivered := rs[events.Delivered]
-		if opt.Terminal || time.Since(lastPrint) >= 5*time.Second {
-			progress(opt, total, delivered, time.Since(start), false)
-			lastPrint = time.Now()
-		}
+		last = snap
+		view.show(snap)
 		if !done {
 			continue
 		}
@@ -89,27 +88,9 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			continue
 		}
 		if n, err := queued(ctx, r.sender); err == nil && n == 0 {
-			progress(opt, total, delivered, time.Since(start), true)
+			view.done(snap, false)
 			return inj, nil
 		}
-	}
-}
-
-func progress(opt Options, total, delivered int, elapsed time.Duration, final bool) {
-	if opt.Progress == nil {
-		return
-	}
-	line := fmt.Sprintf("delivered %d/%d  elapsed %.1f s", delivered, total, elapsed.Seconds())
-	if delivered < 0 {
-		line = fmt.Sprintf("stopped after %.1f s", elapsed.Seconds())
-	}
-	switch {
-	case opt.Terminal && final:
-		fmt.Fprintf(opt.Progress, "\r%-60s\n", line)
-	case opt.Terminal:
-		fmt.Fprintf(opt.Progress, "\r%-60s", line)
-	default:
-		fmt.Fprintln(opt.Progress, line)
 	}
 }
 
