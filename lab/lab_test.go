@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
@@ -31,6 +33,29 @@ func TestFastScenario(t *testing.T) {
 	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
 		t.Fatalf("run: %v", err)
+	}
+
+	// The run wrote its result.json, valid against the schema, and its
+	// events, one per line.
+	doc, err := os.ReadFile(filepath.Join(res.Dir, report.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report.Validate(doc); err != nil {
+		t.Errorf("result.json does not fit the schema: %v", err)
+	}
+	if back, err := report.Load(res.Dir); err != nil {
+		t.Errorf("result.json read back: %v", err)
+	} else if back.RunID != res.RunID || len(back.Messages) != 200 {
+		t.Errorf("result.json read back: run %q with %d messages, want %q with 200", back.RunID, len(back.Messages), res.RunID)
+	}
+	evf, err := os.Open(filepath.Join(res.Dir, report.EventsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evf.Close()
+	if evs, err := events.ReadJSONL(evf); err != nil || len(evs) != len(res.Events) {
+		t.Errorf("events.jsonl: %d events (%v), the run had %d", len(evs), err, len(res.Events))
 	}
 
 	// Every injected message is in the Maildir exactly once.
