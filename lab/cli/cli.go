@@ -89,6 +89,7 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
 		report.WriteText(out, title, res.Summary, res.Outcome)
+		report.WriteDetails(out, res)
 		if len(res.Expectations) > 0 {
 			fmt.Fprintln(out)
 			for _, v := range res.Expectations {
