@@ -5,13 +5,15 @@
 //
 // Control port contract (every role): GET /events (JSON lines), GET
 // /status (event counts by kind), GET /metrics (Prometheus); the dns role
-// also takes POST /zone, the sender serves GET /queue and GET /queue/size.
+// also takes POST /zone; the sender serves GET /queue and GET /queue/size
+// and takes POST /inject (the workload's messages, injected with the seed's
+// loop); the receiver serves GET /maildir (its Maildir as tar). A container
+// started with --await serves POST /spec first (Await).
 package role
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,15 +51,13 @@ type Spec struct {
 
 // ReadSpec reads a Spec from a JSON file.
 func ReadSpec(path string) (Spec, error) {
-	var s Spec
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return s, fmt.Errorf("role spec: %w", err)
+		return Spec{}, fmt.Errorf("role spec: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return s, fmt.Errorf("role spec %s: %w", path, err)
+	s, err := DecodeSpec(bytes.NewReader(b))
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
 }
@@ -97,6 +97,10 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 			return err
 		}
 		closer = srv
+		mux := http.NewServeMux()
+		mux.Handle("GET /maildir", maildirHandler(spec.Receiver.Delivery.Maildir))
+		mux.Handle("/", handler)
+		handler = mux
 	case spec.Role == Sender && spec.Sender != nil:
 		srv, err := sender.New(*spec.Sender, log)
 		if err != nil {
@@ -109,6 +113,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /queue", queueHandler(spec.Sender.QueueDir))
 		mux.Handle("GET /queue/size", queueSizeHandler(spec.Sender.QueueDir))
+		mux.Handle("POST /inject", injectHandler())
 		mux.Handle("/", handler)
 		handler = mux
 	default:

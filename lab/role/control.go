@@ -1,0 +1,173 @@
+package role
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+)
+
+// Await serves the control address until a Spec arrives (POST /spec),
+// then runs that role (Run) on the same address. A container started this
+// way (`lab role --await`) gets its configuration from whoever drives the
+// lab: the compose runner, which learns the other services' addresses only
+// once they are up. Until then GET /status answers 503. The spec is
+// written to specPath first, where `lab sendmail` looks for the queue.
+func Await(ctx context.Context, control, specPath string, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", control)
+	if err != nil {
+		return fmt.Errorf("control port: %w", err)
+	}
+	got := make(chan Spec, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /spec", func(w http.ResponseWriter, r *http.Request) {
+		s, err := DecodeSpec(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case got <- s:
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			http.Error(w, "a spec was already given", http.StatusConflict)
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "awaiting a role spec (POST /spec)", http.StatusServiceUnavailable)
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	fmt.Fprintln(stdout, "smtplab awaiting a role spec on", control)
+	var spec Spec
+	select {
+	case <-ctx.Done():
+		hs.Close()
+		return nil
+	case spec = <-got:
+	}
+	// Let the 202 go out, then free the port for the role's own server.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if spec.Control == "" {
+		spec.Control = control
+	}
+	b, _ := json.Marshal(spec)
+	if err := os.MkdirAll(filepath.Dir(specPath), 0o755); err != nil {
+		return fmt.Errorf("role spec: %w", err)
+	}
+	if err := os.WriteFile(specPath, b, 0o644); err != nil {
+		return fmt.Errorf("role spec: %w", err)
+	}
+	return Run(ctx, spec, stdout)
+}
+
+// DecodeSpec reads a Spec as JSON, refusing unknown fields.
+func DecodeSpec(r io.Reader) (Spec, error) {
+	var s Spec
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("role spec: %w", err)
+	}
+	return s, nil
+}
+
+// injectHandler runs the seed's injection loop in the sender's container
+// (POST /inject with the messages as JSON; the answer is the
+// sender.InjectResult): one `lab sendmail` process per message, as the
+// 1999 shell loop did. The caller waits for the whole loop.
+func injectHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msgs []scenario.Message
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<20)).Decode(&msgs); err != nil {
+			http.Error(w, "inject: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		self, err := os.Executable()
+		if err != nil {
+			http.Error(w, "inject: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		res := sender.Inject(r.Context(), msgs, []string{self, "sendmail"})
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(res)
+	})
+}
+
+// maildirHandler serves the receiver's Maildir folder as a tar stream
+// (GET /maildir), entries named as the engine's archive API names them
+// (the folder's base name first), so one reader takes both.
+func maildirHandler(dir string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var buf bytes.Buffer
+		if err := tarDir(&buf, dir); err != nil {
+			http.Error(w, "maildir: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.Write(buf.Bytes())
+	})
+}
+
+func tarDir(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	parent := filepath.Dir(filepath.Clean(dir))
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != dir {
+				return nil // renamed from tmp/ to new/ while we walked
+			}
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !info.Mode().IsRegular() && !info.IsDir() {
+			return nil
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name, _ = filepath.Rel(parent, p)
+		if info.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if info.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
