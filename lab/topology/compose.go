@@ -1,0 +1,100 @@
+package topology
+
+import (
+	"bytes"
+
+	"github.com/goccy/go-yaml"
+)
+
+// ComposeImage is the image docker-compose.yml runs: `lab images` tags the
+// lab's current image with it (images are built locally, never pulled).
+const ComposeImage = "smtplab/lab:compose"
+
+// ComposeFile is the generated file, at the top of the repository.
+const ComposeFile = "docker-compose.yml"
+
+// DefaultScenario is what `lab` and `docker-compose up` run by default.
+const DefaultScenario = "scenarios/courier-1999.yaml"
+
+// Labels every compose container and network carries, as the lab's own
+// runs do, so `lab clean` and CI's leftover check find them.
+const composeRun = "compose"
+
+const header = `# The same lab as ` + "`go run ./cmd/lab`" + `, for Compose (v2 and Debian's docker-compose 1.29).
+# Generated from lab/topology by ` + "`go run ./cmd/lab compose --write`" + `: do not edit;
+# a test fails when this file and the Go topology differ.
+#
+#   go run ./cmd/lab images     # build the images locally (nothing is pulled)
+#   docker-compose up --abort-on-container-exit --exit-code-from runner
+#   SMTPLAB_SCENARIO=scenarios/fast.yaml docker-compose up --abort-on-container-exit --exit-code-from runner
+#   docker-compose down -v      # leaves no container, network or volume
+#
+# (with Compose v2: docker compose ...). The runner gives each role its
+# configuration over its control port, injects the scenario's workload, and
+# writes results/<run>/ (result.json, events.jsonl, report.html, maildir/);
+# its exit code is the run's: 0 pass, 1 not delivered exactly once, 2 bad
+# scenario, 3 an expectation failed.
+`
+
+type composeFile struct {
+	Version  string                    `yaml:"version"`
+	Services yaml.MapSlice             `yaml:"services"`
+	Networks map[string]composeNetwork `yaml:"networks"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Command     []string          `yaml:"command"`
+	WorkingDir  string            `yaml:"working_dir,omitempty"`
+	Environment map[string]string `yaml:"environment,omitempty"`
+	Volumes     []string          `yaml:"volumes,omitempty"`
+	NetworkMode string            `yaml:"network_mode,omitempty"`
+	Networks    []string          `yaml:"networks,omitempty"`
+	Expose      []string          `yaml:"expose,omitempty"`
+	DependsOn   []string          `yaml:"depends_on,omitempty"`
+	Labels      map[string]string `yaml:"labels"`
+}
+
+type composeNetwork struct {
+	Labels map[string]string `yaml:"labels"`
+}
+
+// Compose returns docker-compose.yml for the topology.
+func Compose() ([]byte, error) {
+	f := composeFile{Version: "2.4", Networks: map[string]composeNetwork{"lab": {Labels: map[string]string{"smtplab": "1", "smtplab.run": composeRun}}}}
+	var all []string
+	for _, s := range Services() {
+		cs := composeService{
+			Image:   ComposeImage,
+			Command: []string{"role", "--await", ":" + s.Control},
+			Expose:  s.Exposes,
+			Labels:  map[string]string{"smtplab": "1", "smtplab.run": composeRun, "smtplab.role": s.Name},
+		}
+		if s.NetNSOf != "" {
+			cs.NetworkMode = "service:" + s.NetNSOf
+			cs.DependsOn = []string{s.NetNSOf}
+		} else {
+			cs.Networks = []string{"lab"}
+		}
+		f.Services = append(f.Services, yaml.MapItem{Key: s.Name, Value: cs})
+		all = append(all, s.Name)
+	}
+	f.Services = append(f.Services, yaml.MapItem{Key: "runner", Value: composeService{
+		Image:       ComposeImage,
+		Command:     []string{"runner", "--results", "results"},
+		WorkingDir:  "/smtplab",
+		Environment: map[string]string{"SMTPLAB_SCENARIO": "${SMTPLAB_SCENARIO:-" + DefaultScenario + "}"},
+		Volumes:     []string{"./scenarios:/smtplab/scenarios:ro", "./results:/smtplab/results"},
+		Networks:    []string{"lab"},
+		DependsOn:   all,
+		Labels:      map[string]string{"smtplab": "1", "smtplab.run": composeRun, "smtplab.role": "runner"},
+	}})
+	body, err := yaml.MarshalWithOptions(f, yaml.IndentSequence(true))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(header)
+	b.Write(body)
+	return b.Bytes(), nil
+}
