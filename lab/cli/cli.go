@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -58,19 +59,31 @@ func Root() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&results, "results", "results", "folder for the runs' results")
+	var repeat int
 	run := &cobra.Command{
 		Use:   "run [scenario.yaml]",
 		Short: "run a scenario (default " + DefaultScenario + ")",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Run a scenario and print its figures beside 1999's. Results go to <results>/<run>/:\n" +
+			"result.json, events.jsonl, report.html and the receiver's Maildir.\n" +
+			"With --repeat N the scenario runs N times into <results>/<scenario>-repeat-<time>/, and the\n" +
+			"median and spread of every figure are printed (lab compare takes that folder as one side).",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := DefaultScenario
 			if len(args) == 1 {
 				path = args[0]
 			}
+			if repeat < 1 {
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab run: --repeat %d: must be at least 1", repeat)}
+			}
+			if repeat > 1 {
+				return runRepeated(cmd, path, results, repeat)
+			}
 			return runScenario(cmd, path, results)
 		},
 	}
-	root.AddCommand(run, cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd())
+	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
+	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd())
 	return root
 }
 
@@ -80,11 +93,7 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		return &ExitError{Code: 2, Msg: err.Error()}
 	}
 	stderr := cmd.ErrOrStderr()
-	isTerm := false
-	if f, ok := stderr.(*os.File); ok {
-		isTerm = term.IsTerminal(int(f.Fd()))
-	}
-	res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerm})
+	res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)})
 	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
@@ -110,6 +119,13 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 	return nil
 }
 
+// isTerminal reports whether w is a terminal (progress is redrawn in
+// place there, printed as plain lines elsewhere).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func cleanCmd() *cobra.Command {
 	var runID string
 	c := &cobra.Command{
@@ -127,13 +143,16 @@ func cleanCmd() *cobra.Command {
 }
 
 func roleCmd() *cobra.Command {
-	var spec string
+	var spec, await string
 	c := &cobra.Command{
-		Use:    "role --spec FILE",
+		Use:    "role --spec FILE | --await ADDR",
 		Short:  "serve one Go role (inside its container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if await != "" {
+				return role.Await(cmd.Context(), await, spec, cmd.OutOrStdout())
+			}
 			s, err := role.ReadSpec(spec)
 			if err != nil {
 				return err
@@ -141,7 +160,8 @@ func roleCmd() *cobra.Command {
 			return role.Run(cmd.Context(), s, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&spec, "spec", stack.SpecPath, "role spec (JSON)")
+	c.Flags().StringVar(&spec, "spec", stack.SpecPath, "role spec (JSON); with --await, where the spec received is kept")
+	c.Flags().StringVar(&await, "await", "", "serve this control address until a spec arrives (POST /spec), then run it (docker compose)")
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
@@ -153,21 +154,31 @@ func jsonError(b []byte, err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	// json.Unmarshal reports an early end as a SyntaxError, a Decoder as
+	// io.ErrUnexpectedEOF: both mean the text stops mid-document.
+	case errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, &se) && strings.HasPrefix(se.Error(), "unexpected end of JSON input"):
 		return fmt.Errorf("truncated: the JSON ends early (%d bytes); was the run interrupted while writing?", len(b))
 	case errors.As(err, &se):
 		l, c := lineCol(b, se.Offset)
 		return fmt.Errorf("not valid JSON at line %d, column %d: %v", l, c, se)
+	case errors.As(err, &te) && te.Field == "":
+		// The whole document has the wrong type: say so, not the Go type.
+		return fmt.Errorf("not an smtplab result: the file holds a JSON %s, want an object", te.Value)
 	case errors.As(err, &te):
 		l, c := lineCol(b, te.Offset)
 		return fmt.Errorf("line %d, column %d: field %q holds a JSON %s, want %s", l, c, te.Field, te.Value, te.Type)
 	}
-	return err
+	// A field's own decoder refused its value (a time, a duration).
+	return fmt.Errorf("not a valid smtplab result: %w", err)
 }
 
+// lineCol is where the byte before off is, counting from line 1, column
+// 1: encoding/json's offsets count the bytes read, the offending one
+// included.
 func lineCol(b []byte, off int64) (line, col int) {
-	off = min(max(off, 0), int64(len(b)))
-	line = 1 + bytes.Count(b[:off], []byte("\n"))
-	col = int(off) - bytes.LastIndexByte(b[:off], '\n')
+	i := min(max(off-1, 0), int64(len(b)))
+	line = 1 + bytes.Count(b[:i], []byte("\n"))
+	col = int(i) - bytes.LastIndexByte(b[:i], '\n')
 	return line, col
 }

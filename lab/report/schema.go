@@ -40,4 +40,3 @@ func Validate(doc []byte) error {
 	}
 	return nil
 }
-

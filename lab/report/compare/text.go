@@ -1,0 +1,119 @@
+package compare
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteText prints a comparison as a table: per figure A, B, the change
+// and the verdict; a side with repeats shows its range beside the median.
+func WriteText(w io.Writer, c Comparison) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "A: %s\n", describe(c.A))
+	fmt.Fprintf(tw, "B: %s\n\n", describe(c.B))
+	fmt.Fprintf(tw, "figure\tA\tB\tchange\tverdict\n")
+	for _, r := range c.Rows {
+		change := "-"
+		if r.A.N > 0 && r.B.N > 0 {
+			change = signed(r.Change, r.Unit)
+			switch {
+			case r.Change == 0: // no percent to show
+			case r.ChangeKnown:
+				change += fmt.Sprintf(" (%+.1f%%)", r.ChangePct)
+			default:
+				change += " (A is 0)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Label, withRange(r.A), withRange(r.B), change, r.Verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	n, m := len(c.A.Runs), len(c.B.Runs)
+	if n < 2 || m < 2 {
+		_, err := fmt.Fprintf(w, "\n%s: with one run on a side the change is shown, not judged.\n"+
+			"Repeat each side (lab run --repeat N; 5 runs for a verdict to act on) to know the noise.\n", SingleRun)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nbetter/worse: the ranges (min .. max) do not overlap. With %d and %d runs that happens by chance\n"+
+		"1 in %.0f times when nothing changed; 5 runs a side make it 1 in 126.\n", n, m, chanceApart(n, m))
+	return err
+}
+
+// chanceApart is 1 / P(two sets of n and m runs of the same thing have
+// ranges that do not overlap): C(n+m, n) / 2, every order being equally
+// likely.
+func chanceApart(n, m int) float64 {
+	c := 1.0
+	for i := 1; i <= n; i++ {
+		c = c * float64(m+i) / float64(i)
+	}
+	return c / 2
+}
+
+// WriteStats prints figures over repeated runs: median, least, most and
+// spread, absolute and in percent of the median.
+func WriteStats(w io.Writer, stats []Stat) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "figure\truns\tmedian\tmin\tmax\tspread\tspread %%\n")
+	for _, s := range stats {
+		rel := "-" // no percent of a zero median
+		if s.Median != 0 {
+			rel = fmt.Sprintf("%.1f%%", 100*s.RelSpread)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Label, s.N,
+			value(s.Median, s.Unit), value(s.Min, s.Unit), value(s.Max, s.Unit), value(s.Spread, s.Unit), rel)
+	}
+	return tw.Flush()
+}
+
+func describe(s Side) string {
+	runs := "runs"
+	if len(s.Runs) == 1 {
+		runs = "run"
+	}
+	return fmt.Sprintf("scenario %s, %d %s: %s", s.Scenario, len(s.Runs), runs, strings.Join(s.Runs, ", "))
+}
+
+// withRange is a side's median, and its range when it has repeats.
+func withRange(s Stat) string {
+	switch {
+	case s.N == 0:
+		return "-"
+	case s.N == 1 || s.Min == s.Max:
+		return value(s.Median, s.Unit)
+	}
+	return fmt.Sprintf("%s (%s .. %s)", value(s.Median, s.Unit), value(s.Min, s.Unit), value(s.Max, s.Unit))
+}
+
+// value prints a figure in its unit: seconds as ms below one second,
+// counts whole (a median of an even number of runs may end in .5),
+// rates with two decimals.
+func value(v float64, unit string) string {
+	switch {
+	case unit == "s" && v == 0:
+		return "0 s"
+	case unit == "s" && math.Abs(v) < 1:
+		return fmt.Sprintf("%.1f ms", v*1000)
+	case unit == "s":
+		return fmt.Sprintf("%.2f s", v)
+	case strings.Contains(unit, "/"):
+		return fmt.Sprintf("%.2f", v)
+	case v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func signed(v float64, unit string) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v > 0:
+		return "+" + value(v, unit)
+	}
+	return value(v, unit) // carries its own minus
+}
