@@ -49,6 +49,9 @@ func TestFastScenario(t *testing.T) {
 	} else if back.RunID != res.RunID || len(back.Messages) != 200 {
 		t.Errorf("result.json read back: run %q with %d messages, want %q with 200", back.RunID, len(back.Messages), res.RunID)
 	}
+	if html, err := os.ReadFile(filepath.Join(res.Dir, report.HTMLFile)); err != nil || !strings.Contains(string(html), "<svg") {
+		t.Errorf("report.html: %v, or it has no chart", err)
+	}
 	evf, err := os.Open(filepath.Join(res.Dir, report.EventsFile))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
@@ -114,6 +115,9 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 				res.Error = err.Error()
 			}
 			if werr := res.Write(); werr != nil {
+				err = errors.Join(err, werr)
+			}
+			if werr := htmlreport.WriteFile(res); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -97,15 +98,7 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
-		report.WriteText(out, title, res.Summary, res.Outcome)
-		report.WriteDetails(out, res)
-		if len(res.Expectations) > 0 {
-			fmt.Fprintln(out)
-			for _, v := range res.Expectations {
-				fmt.Fprintln(out, v)
-			}
-		}
-		fmt.Fprintf(out, "\nresult: %s/result.json, events: %s/events.jsonl, Maildir: %s/maildir\n", res.Dir, res.Dir, res.Dir)
+		printRun(out, title, res)
 	}
 	if err != nil {
 		switch {
@@ -117,6 +110,27 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		return err
 	}
 	return nil
+}
+
+// printRun prints a run's report: the figures beside 1999's, where the
+// time went, the slowest messages, the expectations, and its files.
+func printRun(out io.Writer, title string, r *report.Result) error {
+	if err := report.WriteText(out, title, r.Summary, r.Outcome); err != nil {
+		return err
+	}
+	if err := report.WriteDetails(out, r); err != nil {
+		return err
+	}
+	if len(r.Expectations) > 0 {
+		fmt.Fprintln(out)
+		for _, v := range r.Expectations {
+			fmt.Fprintln(out, v)
+		}
+	}
+	d := r.Dir
+	_, err := fmt.Fprintf(out, "\nresult: %s, report: %s, events: %s, Maildir: %s\n", filepath.Join(d, report.ResultFile),
+		filepath.Join(d, report.HTMLFile), filepath.Join(d, report.EventsFile), filepath.Join(d, "maildir"))
+	return err
 }
 
 // isTerminal reports whether w is a terminal (progress is redrawn in

@@ -11,6 +11,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/report/compare"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
 )
 
 // resultsHelp says what a RESULT argument may be (compare.LoadSet).
@@ -132,9 +133,9 @@ func reportCmd() *cobra.Command {
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
-			case "text", "json", "bench":
+			case "text", "json", "bench", "html":
 			default:
-				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab report: --format %q: want text, json or bench", format)}
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab report: --format %q: want text, json, bench or html", format)}
 			}
 			runs, err := loadSet("report", args[0])
 			if err != nil {
@@ -149,6 +150,9 @@ func reportCmd() *cobra.Command {
 			}
 			if len(runs) == 1 {
 				return writeRun(cmd, args[0], runs[0], format)
+			}
+			if format == "html" {
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab report: --format html: %s holds %d runs; give one run's folder", args[0], len(runs))}
 			}
 			stats, err := compare.Stats(runs)
 			if err != nil {
@@ -178,17 +182,20 @@ func reportCmd() *cobra.Command {
 			return compare.WriteStats(out, stats)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "text", "text, json or bench")
+	c.Flags().StringVar(&format, "format", "text", "text, json, bench, or html (one run: the page report.html holds)")
 	c.SetFlagErrorFunc(flagError("report"))
 	return c
 }
 
 // writeRun prints one run as lab run did, or as JSON.
 func writeRun(cmd *cobra.Command, path string, r *report.Result, format string) error {
-	if format == "json" {
-		return writeJSON(cmd, r)
-	}
 	out := cmd.OutOrStdout()
+	switch format {
+	case "json":
+		return writeJSON(cmd, r)
+	case "html":
+		return htmlreport.Write(out, r)
+	}
 	file := filepath.Join(r.Dir, report.ResultFile)
 	if !r.Complete {
 		// Its summary is empty: printing it would show zeros as figures.
@@ -196,17 +203,7 @@ func writeRun(cmd *cobra.Command, path string, r *report.Result, format string) 
 		return err
 	}
 	title := fmt.Sprintf("smtplab %s: scenario %s (run %s)", r.Environment.LabVersion, r.Scenario.Name, r.RunID)
-	if err := report.WriteText(out, title, r.Summary, r.Outcome); err != nil {
-		return err
-	}
-	if len(r.Expectations) > 0 {
-		fmt.Fprintln(out)
-		for _, v := range r.Expectations {
-			fmt.Fprintln(out, v)
-		}
-	}
-	_, err := fmt.Fprintf(out, "\nresult: %s\n", file)
-	return err
+	return printRun(out, title, r)
 }
 
 func writeJSON(cmd *cobra.Command, v any) error {

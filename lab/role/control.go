@@ -150,6 +150,7 @@ func tarDir(w io.Writer, dir string) error {
 			return err
 		}
 		h.Name, _ = filepath.Rel(parent, p)
+		h.Format = tar.FormatPAX // keeps modification times to the nanosecond
 		if info.IsDir() {
 			h.Name += "/"
 		}
