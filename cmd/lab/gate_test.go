@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// The CI gate end to end, on real runs: `lab run --repeat 2` of a scenario
+// whose expectation cannot hold exits 3 with one line per failed
+// expectation and the median and spread of every figure; each run wrote
+// its JSON (valid against the schema), JSONL and HTML; `lab compare` of
+// the repeat folder against one of its runs works; a foreign file given
+// to compare exits 2 naming it.
+func TestGateRepeatCompare(t *testing.T) {
+	stacktest.Engine(t)
+	bin := buildLab(t)
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "gate.yaml")
+	os.WriteFile(sc, []byte("name: gate\ntimeout: 2m\ndns:\n  query_delay: 0s\nworkload:\n  rounds: 5\n"+
+		"expect:\n  delivered: 100\n  none_lost: true\n  max_connections: 1\n"), 0o644)
+	results := filepath.Join(dir, "results")
+	cmd := exec.Command(bin, "run", sc, "--repeat", "2", "--results", results)
+	cmd.Dir = "../.."
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("exit %v, want 3\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if n := strings.Count(stderr.String(), "expect FAILED max_connections <= 1"); n != 2 {
+		t.Errorf("%d lines for the failed expectation on stderr, want one per run:\n%s", n, stderr.String())
+	}
+	for _, want := range []string{"gate, 2 runs: median and spread", "total time", "receiver connections"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	repeats, _ := filepath.Glob(filepath.Join(results, "gate-repeat-*"))
+	if len(repeats) != 1 {
+		t.Fatalf("repeat folders %v, want one", repeats)
+	}
+	runs, _ := filepath.Glob(filepath.Join(repeats[0], "gate-*", report.ResultFile))
+	if len(runs) != 2 {
+		t.Fatalf("runs %v, want 2", runs)
+	}
+	for _, f := range runs {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := report.Validate(doc); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		for _, other := range []string{report.EventsFile, report.HTMLFile} {
+			if st, err := os.Stat(filepath.Join(filepath.Dir(f), other)); err != nil || st.Size() == 0 {
+				t.Errorf("%s beside %s: %v", other, f, err)
+			}
+		}
+	}
+
+	out, err := exec.Command(bin, "compare", repeats[0], filepath.Dir(runs[0])).CombinedOutput()
+	if err != nil {
+		t.Fatalf("lab compare: %v\n%s", err, out)
+	}
+	for _, want := range []string{"A: scenario gate, 2 runs", "B: scenario gate, 1 run", "delivered", "verdict"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("lab compare output lacks %q:\n%s", want, out)
+		}
+	}
+	foreign := filepath.Join(dir, "package.json")
+	os.WriteFile(foreign, []byte(`{"name": "left-pad", "version": "1.3.0"}`), 0o644)
+	out, err = exec.Command(bin, "compare", foreign, runs[0]).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), foreign) {
+		t.Errorf("lab compare of a foreign file: %v, %s; want exit 2 naming it", err, out)
+	}
+}
