@@ -14,37 +14,9 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", title)
 	fmt.Fprintf(tw, "\tthis run\t1999\n")
-	row := func(name, now, then string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, now, then) }
-	s99 := Seed1999
-	row("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
-	row("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
-	row("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
-	row("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
-	if s.Refused > 0 {
-		row("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
+	for _, r := range Rows(s, Seed1999) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Now, r.Then)
 	}
-	row("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
-	row("sender connections by how they ended", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
-	row("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
-	row("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
-	row("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
-	row("IDENT lookups", fmt.Sprint(s.IdentQueries), "one per connection")
-	row("delivery latency p50 / p90 / p99", fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99)), "not reported")
-	row("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
-	row("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
-	row("sender retries", fmt.Sprint(s.Retries), "not reported")
-	if s.DSNs > 0 {
-		row("bounces (DSNs) queued, of which undeliverable", fmt.Sprintf("%d, %d", s.DSNs, s.DSNsFailed), "not reported")
-	}
-	if s.DNSOnLine.Max > 0 {
-		row("DNS wait in the line's queues p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSLineWait.P50), secs(s.DNSLineWait.P99)), "not reported")
-		row("DNS time on the line p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSOnLine.P50), secs(s.DNSOnLine.P99)), "not reported")
-	}
-	if s.LineFloor > 0 {
-		row("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
-	}
-	row("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
-	row("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
 	if len(s.Checks) > 0 {
 		fmt.Fprintf(tw, "\nwhere the receiver's time went before the greeting\tper connection p50 / p99\ttotal (count, failed)\n")
 		for _, name := range []string{"ident", "reverse", "forward", "local_reverse", "local_forward", "dnsbl", "mailfrom"} {
@@ -71,6 +43,49 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	}
 	return nil
 }
+
+// Row is one figure of a run beside the same figure in 1999.
+type Row struct{ Name, Now, Then string }
+
+// Rows are the summary's figures beside s99's (Seed1999), as the text and
+// HTML reports show them; where 1999 gave no figure, Then says so.
+func Rows(s, s99 Summary) []Row {
+	var rows []Row
+	add := func(name, now, then string) { rows = append(rows, Row{name, now, then}) }
+	add("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
+	add("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
+	add("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
+	add("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
+	if s.Refused > 0 {
+		add("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
+	}
+	add("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
+	add("sender connections by how they ended", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
+	add("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
+	add("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
+	add("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
+	add("IDENT lookups", fmt.Sprint(s.IdentQueries), "one per connection")
+	add("delivery latency p50 / p90 / p99", fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99)), "not reported")
+	add("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
+	add("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
+	add("sender retries", fmt.Sprint(s.Retries), "not reported")
+	if s.DSNs > 0 {
+		add("bounces (DSNs) queued, of which undeliverable", fmt.Sprintf("%d, %d", s.DSNs, s.DSNsFailed), "not reported")
+	}
+	if s.DNSOnLine.Max > 0 {
+		add("DNS wait in the line's queues p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSLineWait.P50), secs(s.DNSLineWait.P99)), "not reported")
+		add("DNS time on the line p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSOnLine.P50), secs(s.DNSOnLine.P99)), "not reported")
+	}
+	if s.LineFloor > 0 {
+		add("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
+	}
+	add("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
+	add("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
+	return rows
+}
+
+// Secs formats a duration as the reports do: "0 s", "150 ms", "8.51 s".
+func Secs(d time.Duration) string { return secs(d) }
 
 func secs(d time.Duration) string {
 	switch {

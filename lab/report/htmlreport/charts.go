@@ -481,9 +481,6 @@ func latencyCharts(r *report.Result) ([]*chart, error) {
 	}, nil
 }
 
-// phaseOrder is the order of a delivery's phases, first to last.
-var phaseOrder = []string{"dns", "dns_line", "ident", "smtp", "data", "disk"}
-
 // phaseLabels say in a few words what each phase is.
 var phaseLabels = map[string]string{
 	"dns":      "receiver's DNS checks",
@@ -494,17 +491,17 @@ var phaseLabels = map[string]string{
 	"disk":     "Maildir write",
 }
 
-// phases lists Summary.Phases in phaseOrder, then any others by name.
+// phases lists Summary.Phases in report.PhaseOrder, then any others by name.
 func phases(s report.Summary) []string {
 	var names []string
-	for _, n := range phaseOrder {
+	for _, n := range report.PhaseOrder {
 		if _, ok := s.Phases[n]; ok {
 			names = append(names, n)
 		}
 	}
 	var rest []string
 	for n := range s.Phases {
-		if !slices.Contains(phaseOrder, n) {
+		if !slices.Contains(report.PhaseOrder, n) {
 			rest = append(rest, n)
 		}
 	}

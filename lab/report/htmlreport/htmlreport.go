@@ -254,40 +254,9 @@ func timeWent(s report.Summary) string {
 // summaryRows are the rows of report.WriteText, as a table.
 func summaryRows(s, s99 report.Summary) []row {
 	var rows []row
-	add := func(name, now, then string) { rows = append(rows, row{name, now, then}) }
-	add("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
-	add("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
-	add("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
-	add("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
-	if s.Refused > 0 {
-		add("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
+	for _, r := range report.Rows(s, s99) {
+		rows = append(rows, row{r.Name, r.Now, r.Then})
 	}
-	add("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
-	add("sender connections by how they ended", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
-	perConn := "not reported"
-	if s99.Connections > 0 {
-		perConn = fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections))
-	}
-	add("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), perConn)
-	add("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
-	add("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
-	add("IDENT lookups", fmt.Sprint(s.IdentQueries), "one per connection")
-	add("delivery latency p50 / p90 / p99", fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99)), "not reported")
-	add("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
-	add("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
-	add("sender retries", fmt.Sprint(s.Retries), "not reported")
-	if s.DSNs > 0 {
-		add("bounces (DSNs) queued, of which undeliverable", fmt.Sprintf("%d, %d", s.DSNs, s.DSNsFailed), "not reported")
-	}
-	if s.DNSOnLine.Max > 0 {
-		add("DNS wait in the line's queues p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSLineWait.P50), secs(s.DNSLineWait.P99)), "not reported")
-		add("DNS time on the line p50 / p99", fmt.Sprintf("%s / %s", secs(s.DNSOnLine.P50), secs(s.DNSOnLine.P99)), "not reported")
-	}
-	if s.LineFloor > 0 {
-		add("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
-	}
-	add("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
-	add("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
 	return rows
 }
 
@@ -459,30 +428,8 @@ func at(tl timeline, t time.Time) string {
 	return fmt.Sprintf("t+%.3f s", tl.x(t))
 }
 
-// secs, byType and orNone format as report.WriteText does, so the page
-// and the text agree.
-func secs(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0 s"
-	case d < time.Second:
-		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-	}
-	return fmt.Sprintf("%.2f s", d.Seconds())
-}
-
-func byType(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
+// secs formats as report.WriteText does, so the page and the text agree.
+func secs(d time.Duration) string { return report.Secs(d) }
 
 // plural is "1 query", "2 queries".
 func plural(n int, one, many string) string {
@@ -490,11 +437,4 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }
