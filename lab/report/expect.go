@@ -37,9 +37,11 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 			vs = append(vs, Verdict{name, fmt.Sprintf("<= %d", *want), fmt.Sprint(got), got <= *want})
 		}
 	}
-	durMax := func(name string, want scenario.Duration, got time.Duration) {
-		if want > 0 {
-			vs = append(vs, Verdict{name, "<= " + want.String(), got.Round(time.Millisecond).String(), got <= want.D()})
+	durMax := func(name string, want *scenario.Duration, got time.Duration) {
+		if want != nil {
+			// To the microsecond: a rounded figure could read "3s" beside a
+			// failed "<= 3s".
+			vs = append(vs, Verdict{name, "<= " + want.String(), got.Round(time.Microsecond).String(), got <= want.D()})
 		}
 	}
 	intEq("delivered", e.Delivered, s.Delivered)

@@ -77,11 +77,14 @@ type Summary struct {
 	// DSNsFailed those that could not be delivered either.
 	DSNs       int `json:"dsns"`
 	DSNsFailed int `json:"dsns_failed"`
-	// Phases is where the time went, per phase of a delivery: "dns" (the
-	// receiver's lookups before the greeting), "ident", "dns_line" (the
-	// queries' time waiting for and crossing the line), "smtp" (commands
-	// other than DATA, command to reply), "data" (DATA to the reply after
-	// the message) and "disk" (write, fsync and rename per Maildir copy).
+	// Phases is where the time went, per phase of a delivery: "ident",
+	// "dns" (the receiver's lookups before the greeting), "dns_line" (the
+	// part of those queries' time spent waiting for and crossing the line:
+	// inside "dns"), "mail_rcpt" (MAIL and RCPT, command to reply),
+	// "mailfrom" (BOFHCHECKDNS's lookup: inside "mail_rcpt"), "data" (DATA
+	// to the reply after the message) and "disk" (write, fsync and rename
+	// per Maildir copy: inside "data"). Phases nest as said; they do not
+	// add up to the total time.
 	Phases map[string]CheckTime `json:"phases,omitempty"`
 }
 
@@ -405,6 +408,8 @@ func phaseOf(e events.Event) (string, time.Duration) {
 	switch {
 	case e.Role == "receiver" && e.Kind == events.Check && e.Check == "ident":
 		return "ident", e.Duration
+	case e.Role == "receiver" && e.Kind == events.Check && e.Check == "mailfrom":
+		return "mailfrom", e.Duration // during MAIL, so also inside "mail_rcpt"
 	case e.Role == "receiver" && e.Kind == events.Check:
 		return "dns", e.Duration
 	case e.Role == "dns" && e.Kind == events.Query && e.OnLine > 0:
@@ -412,7 +417,7 @@ func phaseOf(e events.Event) (string, time.Duration) {
 	case e.Role == "receiver" && e.Kind == events.Command && e.Name == "DATA":
 		return "data", e.Duration
 	case e.Role == "receiver" && e.Kind == events.Command:
-		return "smtp", e.Duration
+		return "mail_rcpt", e.Duration
 	case e.Role == "receiver" && e.Kind == events.Delivered && e.Duration > 0:
 		return "disk", e.Duration
 	}

@@ -10,16 +10,21 @@ import (
 )
 
 // PhaseOrder is the order phases are shown in, as a delivery meets them.
-var PhaseOrder = []string{"ident", "dns", "dns_line", "smtp", "data", "disk"}
+var PhaseOrder = []string{"ident", "dns", "dns_line", "mail_rcpt", "mailfrom", "data", "disk"}
+
+// PhaseInside says which phase a phase is part of ("" for none): its time
+// is counted in both.
+var PhaseInside = map[string]string{"dns_line": "dns", "mailfrom": "mail_rcpt", "disk": "data"}
 
 // phaseLabel says what each phase measures, for people.
 var phaseLabel = map[string]string{
-	"ident":    "IDENT query back to the client (per connection)",
-	"dns":      "DNS checks before the greeting (per lookup)",
-	"dns_line": "DNS queries queued and on the line (per query)",
-	"smtp":     "SMTP commands other than DATA (per command)",
-	"data":     "DATA to final reply, disk included (per message)",
-	"disk":     "Maildir write, fsync, rename (per copy)",
+	"ident":     "IDENT query back to the client (per connection)",
+	"dns":       "DNS checks before the greeting (per lookup)",
+	"dns_line":  "of which queued and on the DNS line (per query)",
+	"mail_rcpt": "MAIL and RCPT commands (per command)",
+	"mailfrom":  "of which the MAIL FROM domain lookup (BOFHCHECKDNS)",
+	"data":      "DATA to final reply (per message)",
+	"disk":      "of which Maildir write, fsync, rename (per copy)",
 }
 
 // Story is why one message took as long as it did: the connection it

@@ -12,11 +12,11 @@ type Expect struct {
 	// duplicated, failed or refused at injection).
 	NoneLost bool `yaml:"none_lost" json:"none_lost,omitempty"`
 	// MaxTotalTime bounds first injection to last delivery.
-	MaxTotalTime Duration `yaml:"max_total_time" json:"max_total_time,omitempty"`
+	MaxTotalTime *Duration `yaml:"max_total_time" json:"max_total_time,omitempty"`
 	// MaxConnections bounds the ESMTP sessions the receiver served.
 	MaxConnections *int `yaml:"max_connections" json:"max_connections,omitempty"`
 	// MaxLatencyP99 bounds the 99th percentile of injection-to-Maildir.
-	MaxLatencyP99 Duration `yaml:"max_latency_p99" json:"max_latency_p99,omitempty"`
+	MaxLatencyP99 *Duration `yaml:"max_latency_p99" json:"max_latency_p99,omitempty"`
 	// MinMessagesPerSecond is the least delivery rate.
 	MinMessagesPerSecond float64 `yaml:"min_messages_per_second" json:"min_messages_per_second,omitempty"`
 	// MaxDNSQueries bounds the queries the DNS stub answered.
@@ -28,7 +28,12 @@ type Expect struct {
 // Empty reports whether e checks nothing.
 func (e Expect) Empty() bool { return e == Expect{} }
 
-func (e Expect) problems(add func(path, format string, args ...any)) {
+// problems lists impossible expectations; messages is how many the
+// workload injects.
+func (e Expect) problems(messages int, add func(path, format string, args ...any)) {
+	if e.Delivered != nil && *e.Delivered > messages {
+		add("expect.delivered", "the workload injects %d messages; %d can never be delivered", messages, *e.Delivered)
+	}
 	for _, n := range []struct {
 		path string
 		v    *int
@@ -40,10 +45,10 @@ func (e Expect) problems(add func(path, format string, args ...any)) {
 	}
 	for _, d := range []struct {
 		path string
-		v    Duration
+		v    *Duration
 	}{{"expect.max_total_time", e.MaxTotalTime}, {"expect.max_latency_p99", e.MaxLatencyP99}} {
-		if d.v < 0 {
-			add(d.path, "must not be negative, got %s", d.v)
+		if d.v != nil && *d.v <= 0 {
+			add(d.path, "must be positive, got %s (leave it out to not check it)", *d.v)
 		}
 	}
 	if e.MinMessagesPerSecond < 0 {

@@ -291,7 +291,7 @@ func (s Scenario) problems() []problem {
 			add(fmt.Sprintf("sender.routes[%d].to", i), "unknown route target %q (the lab has: receiver)", rt.To)
 		}
 	}
-	s.Expect.problems(add)
+	s.Expect.problems(w.Rounds*w.Recipients, add)
 	for _, h := range w.Hosts() {
 		if !s.Sender.routed(h) {
 			add("workload.to", "recipient host %s has no route in sender.routes", h)

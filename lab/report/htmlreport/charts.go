@@ -481,14 +481,16 @@ func latencyCharts(r *report.Result) ([]*chart, error) {
 	}, nil
 }
 
-// phaseLabels say in a few words what each phase is.
+// phaseLabels say in a few words what each phase is; a phase inside
+// another (report.PhaseInside) is labelled "of which".
 var phaseLabels = map[string]string{
-	"dns":      "receiver's DNS checks",
-	"dns_line": "  of which on the DNS line",
-	"ident":    "IDENT lookup",
-	"smtp":     "SMTP commands",
-	"data":     "DATA",
-	"disk":     "Maildir write",
+	"dns":       "receiver's DNS checks",
+	"dns_line":  "  of which on the DNS line",
+	"ident":     "IDENT lookup",
+	"mail_rcpt": "MAIL and RCPT",
+	"mailfrom":  "  of which MAIL FROM lookup",
+	"data":      "DATA",
+	"disk":      "  of which Maildir write",
 }
 
 // phases lists Summary.Phases in report.PhaseOrder, then any others by name.

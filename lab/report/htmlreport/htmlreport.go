@@ -229,6 +229,13 @@ func glance(s, s99 report.Summary) []figure {
 	}
 }
 
+// phaseOfIt says what the time of a phase inside another went to.
+var phaseOfIt = map[string]string{
+	"dns_line": "waiting for or crossing the DNS line",
+	"mailfrom": "looking up the MAIL FROM domain",
+	"disk":     "writing to the Maildir",
+}
+
 // timeWent says in one sentence where the time went, largest phase
 // first.
 func timeWent(s report.Summary) string {
@@ -238,13 +245,17 @@ func timeWent(s report.Summary) string {
 	}
 	sort.SliceStable(names, func(i, j int) bool { return s.Phases[names[i]].Total > s.Phases[names[j]].Total })
 	var parts []string
+	inner := map[string]string{} // outer phase -> the phase inside it
+	for in, out := range report.PhaseInside {
+		inner[out] = in
+	}
 	for _, n := range names {
-		if n == "dns_line" {
-			continue // told with dns
+		if report.PhaseInside[n] != "" {
+			continue // told with the phase it is part of
 		}
 		p := fmt.Sprintf("%s %s", strings.TrimSpace(phaseLabel(n)), secs(s.Phases[n].Total))
-		if line, ok := s.Phases["dns_line"]; ok && n == "dns" {
-			p += fmt.Sprintf(" (%s of it waiting for or crossing the DNS line)", secs(line.Total))
+		if in, ok := s.Phases[inner[n]]; ok {
+			p += fmt.Sprintf(" (%s of it %s)", secs(in.Total), phaseOfIt[inner[n]])
 		}
 		parts = append(parts, p)
 	}
