@@ -41,8 +41,11 @@ type Result struct {
 	Expectations []Verdict `json:"expectations"`
 	Records
 	// Error is why the run ended badly, when it did ("" otherwise).
-	Error  string         `json:"error,omitempty"`
-	Dir    string         `json:"-"` // the run's folder
+	Error string `json:"error,omitempty"`
+	Dir   string `json:"-"` // the run's folder
+	// Path is the file Load read (a result.json, or any *.json it was
+	// given), for errors and output to name; "" for a result not loaded.
+	Path   string         `json:"-"`
 	Events []events.Event `json:"-"` // written beside as events.jsonl
 }
 
@@ -74,12 +77,22 @@ const (
 	HTMLFile   = "report.html"
 )
 
-// Write puts result.json and events.jsonl in r.Dir.
+// Write puts result.json and events.jsonl in r.Dir. Lists the schema
+// requires are written as [] when empty, never null: nil ones in r are
+// made empty.
 func (r *Result) Write() error {
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return fmt.Errorf("write result: %w", err)
 	}
 	r.Schema = SchemaVersion
+	r.Expectations = orEmpty(r.Expectations)
+	r.Messages = orEmpty(r.Messages)
+	r.Connections = orEmpty(r.Connections)
+	r.Queries = orEmpty(r.Queries)
+	r.Faults = orEmpty(r.Faults)
+	for i := range r.Messages {
+		r.Messages[i].Rcpts = orEmpty(r.Messages[i].Rcpts)
+	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write result: %w", err)
@@ -96,6 +109,15 @@ func (r *Result) Write() error {
 		return fmt.Errorf("write events: %w", err)
 	}
 	return f.Close()
+}
+
+// orEmpty is s, or an empty slice when s is nil: encoding/json writes
+// nil as null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // Load reads a result.json (or a run's folder holding one). Every error
@@ -117,7 +139,7 @@ func Load(path string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	r.Dir = filepath.Dir(path)
+	r.Dir, r.Path = filepath.Dir(path), path
 	return r, nil
 }
 

@@ -27,7 +27,7 @@ func loadFast(t *testing.T) *report.Result {
 // variant is a copy of base with its own id and summary changed by f.
 func variant(base *report.Result, id string, f func(s *report.Summary)) *report.Result {
 	r := *base
-	r.RunID, r.Dir = id, ""
+	r.RunID, r.Dir, r.Path = id, "", ""
 	if f != nil {
 		f(&r.Summary)
 	}
@@ -133,6 +133,7 @@ func TestStatsRefuses(t *testing.T) {
 	failed.Complete, failed.Error = false, "start receiver: no image"
 	loaded := variant(base, "x", nil)
 	loaded.Dir = filepath.Join("results", "fast-repeat", "r3")
+	loaded.Path = filepath.Join(loaded.Dir, "result.json")
 	loaded.Complete, loaded.Error = false, ""
 
 	for _, tc := range []struct {
@@ -293,11 +294,15 @@ func TestWriteText(t *testing.T) {
 		"A: scenario fast-expect, 2 runs: a-a, a-b",
 		"total time", "5.50 s (5.00 s .. 6.00 s)", "3.50 s (3.00 s .. 4.00 s)", "-2.00 s (-36.4%)", "better",
 		"latency p50", "9.9 ms",
-		"1 in 3 times", // 2 runs a side fall apart by chance 1 in 3
+		"1 in 3 times for each figure", // 2 runs a side fall apart by chance 1 in 3
+		"(5 runs a side: 1 in 126)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "figures were judged") {
+		t.Errorf("one figure judged, yet a note on many:\n%s", out)
 	}
 	lines := strings.Split(out, "\n")
 	for _, l := range lines {
@@ -311,6 +316,65 @@ func TestWriteText(t *testing.T) {
 	WriteText(&b, c)
 	if !strings.Contains(b.String(), string(SingleRun)) || strings.Contains(b.String(), "by chance") {
 		t.Errorf("single runs: want the single-run verdict and no chance note:\n%s", b.String())
+	}
+}
+
+// The footnote says how many figures were judged and how many of them
+// chance alone calls better, worse or changed: each figure's chance
+// times their number.
+func TestWriteTextManyFigures(t *testing.T) {
+	base := loadFast(t)
+	runs := func(prefix string, secs, p99ms []float64, queries []int) []*report.Result {
+		var rs []*report.Result
+		for i := range secs {
+			rs = append(rs, variant(base, prefix+string(rune('a'+i)), func(s *report.Summary) {
+				s.TotalTime = time.Duration(secs[i] * float64(time.Second))
+				s.Latency.P99 = time.Duration(p99ms[i] * float64(time.Millisecond))
+				s.DNSQueries = queries[i]
+			}))
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		name string
+		a, b []*report.Result
+		want []string
+		not  string
+	}{
+		// Total time apart, p99 overlapping, DNS queries apart: three
+		// judged, each falling apart 1 in 3 times by chance.
+		{"2 a side",
+			runs("a-", []float64{5, 6}, []float64{70, 80}, []int{80, 81}),
+			runs("b-", []float64{3, 4}, []float64{75, 85}, []int{90, 91}),
+			[]string{"1 in 3 times for each figure", "3 figures were judged", "about 1 of them", "(5 runs a side: 0.024)"}, ""},
+		{"5 a side",
+			runs("a-", []float64{5, 6, 5, 6, 5}, []float64{70, 80, 70, 80, 70}, []int{80, 81, 80, 81, 80}),
+			runs("b-", []float64{3, 4, 3, 4, 3}, []float64{75, 85, 75, 85, 75}, []int{90, 91, 90, 91, 90}),
+			[]string{"1 in 126 times for each figure", "3 figures were judged", "about 0.024 of them"}, "(5 runs a side"},
+		{"2 and 3",
+			runs("a-", []float64{5, 6}, []float64{70, 80}, []int{80, 81}),
+			runs("b-", []float64{3, 4, 3}, []float64{75, 85, 75}, []int{90, 91, 90}),
+			[]string{"With 2 and 3 runs", "1 in 5 times for each figure", "3 figures were judged", "about 0.6 of them"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Compare(tc.a, tc.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := WriteText(&b, c); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("no %q in\n%s", want, out)
+				}
+			}
+			if tc.not != "" && strings.Contains(out, tc.not) {
+				t.Errorf("%q in\n%s", tc.not, out)
+			}
+		})
 	}
 }
 

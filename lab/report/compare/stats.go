@@ -3,7 +3,6 @@ package compare
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 
 	"github.com/smtplab/smtplab/lab/report"
@@ -95,8 +94,8 @@ func checkSet(runs []*report.Result) error {
 // runName names a run by its file when it was loaded from one, else by
 // its id.
 func runName(r *report.Result) string {
-	if r.Dir != "" {
-		return filepath.Join(r.Dir, report.ResultFile)
+	if r.Path != "" {
+		return r.Path
 	}
 	return r.RunID
 }

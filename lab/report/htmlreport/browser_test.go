@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -167,10 +168,17 @@ func TestPageInChromium(t *testing.T) {
 			if len(boxes) != tc.charts {
 				t.Errorf("%d <svg> in the page, want %d", len(boxes), tc.charts)
 			}
+			var ids []string
 			for _, b := range boxes {
 				if b.Width <= 0 || b.Height <= 0 || b.ID == "" {
 					t.Errorf("chart %q has a %gx%g box", b.ID, b.Width, b.Height)
 				}
+				ids = append(ids, b.ID)
+			}
+			// A box says nothing of what is in it: each chart's own
+			// screenshot must show ink, some of it in a series' colour.
+			for _, p := range blankCharts(t, tab, ids) {
+				t.Error(p)
 			}
 
 			shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100)) // 100: PNG
@@ -203,6 +211,100 @@ func TestPageInChromium(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBlankChartsAreCaught shows the per-chart check can fail: the
+// same page with every chart's <svg> emptied (its size kept), or with
+// the series drawn in colour taken out (axes, grid and text kept), has
+// every chart reported.
+func TestBlankChartsAreCaught(t *testing.T) {
+	ctx := browser(t)
+	r := load(t, courierResult)
+	r.Dir = t.TempDir()
+	if err := WriteFile(r); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(r.Dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svgContent := regexp.MustCompile(`(?s)(<svg[^>]*>).*?</svg>`)
+	svgPath := regexp.MustCompile(`<path [^>]*/>`)
+	colourStyle := regexp.MustCompile(`(fill|stroke):#([0-9A-Fa-f]{6})`)
+	for _, tc := range []struct {
+		name   string
+		change func(string) string
+	}{
+		{"empty svg", func(p string) string { return svgContent.ReplaceAllString(p, "$1</svg>") }},
+		{"axes only", func(p string) string {
+			return svgPath.ReplaceAllStringFunc(p, func(path string) string {
+				for _, m := range colourStyle.FindAllStringSubmatch(path, -1) {
+					if c := strings.ToUpper(m[2]); c != "000000" && c != "FFFFFF" && c != "808080" {
+						return "" // a series, or its legend thumbnail
+					}
+				}
+				return path
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changed := tc.change(string(page))
+			if changed == string(page) {
+				t.Fatal("the change left the page as it was")
+			}
+			path := filepath.Join(r.Dir, strings.ReplaceAll(tc.name, " ", "-")+".html")
+			if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tab, _ := visit(t, ctx, path)
+			problems := strings.Join(blankCharts(t, tab, allCharts), "\n")
+			for _, id := range allCharts {
+				if !strings.Contains(problems, "chart "+id+" ") {
+					t.Errorf("chart %s not reported blank; reported:\n%s", id, problems)
+				}
+			}
+		})
+	}
+}
+
+// Least shares of a chart's pixels that must be inked, and inked in a
+// series' colour. An empty <svg> inks none; axes, ticks and labels alone
+// ink 3-6% of a chart but nothing in colour, while the series of the
+// testdata's charts put 0.9-17% in colour. A legend's thumbnails alone
+// make about 0.03%.
+const (
+	minChartInk    = 0.02
+	minChartColour = 0.002
+)
+
+// blankCharts screenshots each chart's <svg> on its own and says which
+// look empty: too little ink on the white background, or too little of
+// it in colour (the axes and text are black and grey; every chart draws
+// at least one series in colour).
+func blankCharts(t *testing.T, tab context.Context, ids []string) []string {
+	t.Helper()
+	var problems []string
+	for _, id := range ids {
+		shot, err := chromedp.Run(tab, chromedp.Screenshot(chromedp.CSS("#"+id+" svg")))
+		if err != nil {
+			t.Fatalf("screenshot chart %s: %v", id, err)
+		}
+		img, err := png.Decode(bytes.NewReader(shot))
+		if err != nil {
+			t.Fatalf("chart %s screenshot is not a PNG: %v", id, err)
+		}
+		inked, total := inkedPixels(img, color.White)
+		coloured := colouredPixels(img)
+		ink, colour := float64(inked)/float64(total), float64(coloured)/float64(total)
+		t.Logf("chart %s: %dx%d, %.2f%% inked, %.2f%% in colour", id, img.Bounds().Dx(), img.Bounds().Dy(), 100*ink, 100*colour)
+		switch {
+		case ink < minChartInk:
+			problems = append(problems, fmt.Sprintf("chart %s looks empty: %.2f%% of its pixels inked, want at least %.0f%%", id, 100*ink, 100*minChartInk))
+		case colour < minChartColour:
+			problems = append(problems, fmt.Sprintf("chart %s shows no series: %.2f%% of its pixels in colour, want at least %.1f%%", id, 100*colour, 100*minChartColour))
+		}
+	}
+	return problems
 }
 
 // TestBrokenPageIsCaught shows the checks above can fail: a page that
@@ -262,6 +364,22 @@ func inkedPixels(img image.Image, bg color.Color) (inked, total int) {
 		}
 	}
 	return inked, bounds.Dx() * bounds.Dy()
+}
+
+// colouredPixels counts the pixels of a clear hue, not black, white or
+// grey (text and axes, antialiased, stay grey).
+func colouredPixels(img image.Image) int {
+	n := 0
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if max(r, g, b)-min(r, g, b) > 0x2000 { // about 12%
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestInkedPixels(t *testing.T) {
