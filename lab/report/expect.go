@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/scenario"
@@ -41,7 +42,8 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 		if want != nil {
 			// To the microsecond: a rounded figure could read "3s" beside a
 			// failed "<= 3s".
-			vs = append(vs, Verdict{name, "<= " + want.String(), got.Round(time.Microsecond).String(), got <= want.D()})
+			got = got.Round(time.Microsecond) // judged as shown
+			vs = append(vs, Verdict{name, "<= " + want.String(), got.String(), got <= want.D()})
 		}
 	}
 	intEq("delivered", e.Delivered, s.Delivered)
@@ -59,7 +61,7 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 	durMax("max_latency_p99", e.MaxLatencyP99, s.Latency.P99)
 	if e.MinMessagesPerSecond > 0 {
 		vs = append(vs, Verdict{"min_messages_per_second", fmt.Sprintf(">= %g", e.MinMessagesPerSecond),
-			fmt.Sprintf("%.2f", s.MessagesPerSecond), s.MessagesPerSecond >= e.MinMessagesPerSecond})
+			rate(s.MessagesPerSecond, e.MinMessagesPerSecond), s.MessagesPerSecond >= e.MinMessagesPerSecond})
 	}
 	intMax("max_dns_queries", e.MaxDNSQueries, s.DNSQueries)
 	intMax("max_held_by_faults", e.MaxHeldByFaults, s.HeldByFaults)
@@ -75,4 +77,14 @@ func Failed(vs []Verdict) []Verdict {
 		}
 	}
 	return f
+}
+
+// rate prints a rate to two decimals, or in full where two decimals would
+// read as meeting a bound it misses ("got 10.00" beside a failed ">= 10").
+func rate(got, least float64) string {
+	short := fmt.Sprintf("%.2f", got)
+	if v, _ := strconv.ParseFloat(short, 64); got < least && v >= least {
+		return strconv.FormatFloat(got, 'f', -1, 64)
+	}
+	return short
 }

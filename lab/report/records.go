@@ -23,8 +23,9 @@ type MessageRecord struct {
 	QueueID   string    `json:"queue_id"`
 	Rcpts     []string  `json:"rcpts"`
 	Queued    time.Time `json:"queued"`
-	// Delivered is when its first copy reached the Maildir; zero when none
-	// did. Latency is Delivered - Queued.
+	// Delivered is when its first copy reached the Maildir: the
+	// receiver's Delivered event, else the file's time; zero when no copy
+	// is on disk. Latency is Delivered - Queued, never below 0.
 	Delivered time.Time     `json:"delivered,omitzero"`
 	Latency   time.Duration `json:"latency_ns,omitempty"`
 	Copies    int           `json:"copies"` // copies in the Maildir
@@ -100,11 +101,22 @@ func BuildRecords(in Inputs) Records {
 	conns := map[string]*ConnectionRecord{} // role+conn
 	var order []string
 	faultedKeys := map[string]bool{}
+	// First the messages and the faulted queries: the events come in any
+	// order (a real MTA's log has whole seconds, so a delivery can sort
+	// before its injection), and the loop below needs both.
 	for _, e := range in.Events {
-		if e.Kind == events.Fault {
+		switch {
+		case e.Kind == events.Fault:
 			for _, k := range e.Via {
 				faultedKeys[k] = true
 			}
+		case e.Role == "sender" && e.Kind == events.Queued && e.From != "":
+			m := &MessageRecord{MessageID: e.MessageID, QueueID: e.QueueID, Rcpts: e.Rcpts, Queued: e.Time}
+			if m.Rcpts == nil {
+				m.Rcpts = []string{}
+			}
+			msgs[e.MessageID] = m
+			byQueue[e.QueueID] = m
 		}
 	}
 	conn := func(role, id string) *ConnectionRecord {
@@ -119,13 +131,6 @@ func BuildRecords(in Inputs) Records {
 	}
 	for _, e := range in.Events {
 		switch {
-		case e.Role == "sender" && e.Kind == events.Queued && e.From != "":
-			m := &MessageRecord{MessageID: e.MessageID, QueueID: e.QueueID, Rcpts: e.Rcpts, Queued: e.Time}
-			if m.Rcpts == nil {
-				m.Rcpts = []string{}
-			}
-			msgs[e.MessageID] = m
-			byQueue[e.QueueID] = m
 		case e.Role == "sender" && e.Kind == events.Attempt:
 			if m := byQueue[e.QueueID]; m != nil {
 				m.Attempts++
@@ -176,7 +181,12 @@ func BuildRecords(in Inputs) Records {
 	}
 	for _, m := range msgs {
 		m.Copies = copies[m.MessageID]
-		if m.Delivered.IsZero() && m.Copies > 0 { // on disk, no event: the file's time
+		switch {
+		case m.Copies == 0:
+			// The Maildir is the evidence: a receiver's Delivered event
+			// without the file is no delivery (as in Build).
+			m.Delivered = time.Time{}
+		case m.Delivered.IsZero(): // on disk, no event: the file's time
 			m.Delivered = maildirTime(in.Maildir, m.MessageID)
 		}
 		switch {
@@ -190,7 +200,10 @@ func BuildRecords(in Inputs) Records {
 			m.Status = "lost"
 		}
 		if m.Copies > 0 {
-			m.Latency = m.Delivered.Sub(m.Queued)
+			// Never below 0: a file's time can read before the queue's
+			// (coarser clock), and Build counts such a message as
+			// delivered at once too.
+			m.Latency = max(m.Delivered.Sub(m.Queued), 0)
 		}
 		r.Messages = append(r.Messages, *m)
 	}

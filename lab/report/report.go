@@ -416,7 +416,7 @@ func phaseOf(e events.Event) (string, time.Duration) {
 		return "dns_line", e.QueueWait + e.OnLine
 	case e.Role == "receiver" && e.Kind == events.Command && e.Name == "DATA":
 		return "data", e.Duration
-	case e.Role == "receiver" && e.Kind == events.Command:
+	case e.Role == "receiver" && e.Kind == events.Command && (e.Name == "MAIL" || e.Name == "RCPT"):
 		return "mail_rcpt", e.Duration
 	case e.Role == "receiver" && e.Kind == events.Delivered && e.Duration > 0:
 		return "disk", e.Duration

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,14 +85,23 @@ func Rows(s, s99 Summary) []Row {
 	return rows
 }
 
-// Secs formats a duration as the reports do: "0 s", "150 ms", "8.51 s".
+// Secs formats a duration as the reports do: "0 s", "0.3 ms", "150 ms",
+// "8.51 s".
 func Secs(d time.Duration) string { return secs(d) }
 
 func secs(d time.Duration) string {
 	switch {
 	case d == 0:
 		return "0 s"
-	case d < time.Second:
+	case d.Abs() < time.Millisecond:
+		// To the microsecond ("0.3 ms", "0.042 ms"): a time that was
+		// not 0 never reads "0 ms".
+		ms := float64(d.Round(time.Microsecond)) / float64(time.Millisecond)
+		if ms == 0 {
+			return "<0.001 ms"
+		}
+		return strconv.FormatFloat(ms, 'f', -1, 64) + " ms"
+	case d.Round(time.Millisecond) < time.Second: // 999.6 ms is "1.00 s", not "1000 ms"
 		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.2f s", d.Seconds())

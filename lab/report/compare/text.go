@@ -38,9 +38,40 @@ func WriteText(w io.Writer, c Comparison) error {
 			"Repeat each side (lab run --repeat N; 5 runs for a verdict to act on) to know the noise.\n", SingleRun)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nbetter/worse: the ranges (min .. max) do not overlap. With %d and %d runs that happens by chance\n"+
-		"1 in %.0f times when nothing changed; 5 runs a side make it 1 in 126.\n", n, m, chanceApart(n, m))
+	chance, chance5 := chanceApart(n, m), chanceApart(5, 5)
+	five := func(format string, v float64) string { // what 5 runs a side would give, unless that is this
+		if n == 5 && m == 5 {
+			return ""
+		}
+		return fmt.Sprintf(" (5 runs a side: "+format+")", v)
+	}
+	_, err := fmt.Fprintf(w, "\nbetter/worse/changed: the ranges (min .. max) do not overlap. With %d and %d runs that happens by chance\n"+
+		"1 in %.0f times for each figure when nothing changed%s.\n", n, m, chance, five("1 in %.0f", chance5))
+	if err != nil {
+		return err
+	}
+	if k := judged(c.Rows); k > 1 {
+		_, err = fmt.Fprintf(w, "%d figures were judged: when nothing changed, chance alone calls about %.2g of them better, worse\n"+
+			"or changed, on average%s.\n", k, float64(k)/chance, five("%.2g", float64(k)/chance5))
+	}
 	return err
+}
+
+// judged counts the rows whose verdict came from comparing ranges: the
+// ones that could be called better, worse or changed by chance. When
+// nothing changed each is called so with at most the chance chanceApart
+// gives (less for counts, whose runs can tie); whatever the figures have
+// in common (total time and messages per second move together), the
+// expected number of such calls is at most that chance times their count.
+func judged(rows []Row) int {
+	k := 0
+	for _, r := range rows {
+		switch r.Verdict {
+		case WithinNoise, Better, Worse, Changed:
+			k++
+		}
+	}
+	return k
 }
 
 // chanceApart is 1 / P(two sets of n and m runs of the same thing have
