@@ -16,7 +16,7 @@ import (
 // inject runs the seed's loop inside the sender container (one sendmail
 // process per message, as the shell loop did) and returns what it did.
 func inject(ctx context.Context, c *stack.Container) sender.InjectResult {
-	code, out, err := c.Exec(ctx, "/lab", "inject", "--workload", workloadPath)
+	code, out, err := c.Exec(ctx, injectCommand(c, injectIDHost)...)
 	var res sender.InjectResult
 	if err == nil {
 		err = json.Unmarshal(bytes.TrimSpace(out), &res)
@@ -83,6 +83,15 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		// The run is over when the sender has taken in every injected
 		// message and its queue is empty: each one left it delivered or
 		// failed for good (a message waiting for a retry is still in it).
+		if r.sender.MTA != "" {
+			// A real sender took every message when its sendmail returned
+			// (the injection is done); its queue is read on its disk.
+			if empty, err := queueEmpty(ctx, r.sender); err == nil && empty {
+				view.done(snap, false)
+				return inj, nil
+			}
+			continue
+		}
 		ss, err := status(ctx, r.sender)
 		if err != nil || ss[events.Queued] < inj.Injected {
 			continue
@@ -98,6 +107,14 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 func collectEvents(ctx context.Context, r running) ([]events.Event, error) {
 	var all []events.Event
 	for _, c := range r.all() {
+		if c.MTA != "" { // a real MTA: its own mail log
+			evs, err := mtaEvents(ctx, c, time.Now())
+			if err != nil {
+				return nil, fmt.Errorf("collect events: %w", err)
+			}
+			all = append(all, evs...)
+			continue
+		}
 		b, err := c.Get(ctx, "/events")
 		if err != nil {
 			return nil, fmt.Errorf("collect events: %w", err)

@@ -102,6 +102,19 @@ func lineQueue(n int) string {
 // depth (the dns role's /metrics, smtplab_dns_line_queue_depth).
 func snapshot(ctx context.Context, r running, total int, start time.Time) (Snapshot, error) {
 	s := Snapshot{Total: total, LineQueue: -1, Elapsed: time.Since(start)}
+	if r.receiver.MTA != "" {
+		// A real receiver has no control port: its Maildir and its
+		// sessions are read in its container.
+		n, open, err := receiverState(ctx, r.receiver, r.maildir)
+		if err != nil {
+			return s, err
+		}
+		s.Delivered, s.OpenConns = n, open
+		if q, ok := lineDepth(ctx, r.dns); ok {
+			s.LineQueue = q
+		}
+		return s, nil
+	}
 	rs, err := status(ctx, r.receiver)
 	if err != nil {
 		return s, err

@@ -70,7 +70,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		return nil, err
 	}
 	defer eng.Close()
-	img, err := stack.BuildLabImage(ctx, eng, say)
+	img, mtaImages, err := stack.BuildImages(ctx, eng, sc.MTAs(), say)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	res.Environment.Network = st.Network()
 	say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
 	msgs := sc.Workload.Messages()
-	roles, err := startRoles(ctx, st, sc, msgs)
+	roles, err := startRoles(ctx, st, sc, msgs, mtaImages)
 	if err != nil {
 		return res, err
 	}
@@ -148,9 +148,18 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if cerr != nil {
 		return res, errors.Join(waitErr, cerr)
 	}
+	evs = withInjected(evs, inj)
 	res.Events = evs
 	mdir := filepath.Join(res.Dir, "maildir")
 	if err := roles.receiver.CopyDir(cctx, eng, sc.Receiver.Maildir, mdir); err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	if roles.receiver.MTA != "" {
+		if err := maildirTimes(cctx, roles.receiver, sc.Receiver.Maildir, mdir); err != nil {
+			return res, errors.Join(waitErr, err)
+		}
+	}
+	if err := saveMTALogs(cctx, roles, res.Dir); err != nil {
 		return res, errors.Join(waitErr, err)
 	}
 	onDisk, err := maildir.Dir(mdir).List()
@@ -187,6 +196,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 
 type running struct {
 	dns, receiver, sender, identd *stack.Container
+	maildir                       string // the receiver's Maildir, in its container
 }
 
 func (r running) all() []*stack.Container {
@@ -195,8 +205,8 @@ func (r running) all() []*stack.Container {
 
 // startRoles starts the four roles in dependency order and gives the DNS
 // stub the live topology.
-func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs []scenario.Message) (running, error) {
-	var r running
+func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs []scenario.Message, mtaImages map[string]stack.Image) (running, error) {
+	r := running{maildir: sc.Receiver.Maildir}
 	var err error
 	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
 	for i, b := range sc.DNS.Blacklists {
@@ -212,8 +222,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	if err != nil {
 		return r, err
 	}
-	r.receiver, err = st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
-		Receiver: ptr(receiverConfig(sc, r.dns.IP))})
+	r.receiver, err = startReceiver(ctx, st, sc, r.dns.IP, mtaImages)
 	if err != nil {
 		return r, err
 	}
@@ -221,8 +230,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 	if err != nil {
 		return r, err
 	}
-	r.sender, err = st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
-		Sender: ptr(senderConfig(sc, r.receiver.IP, r.dns.IP))}, stack.WithFile(workloadPath, wl), stack.Expose(identdPort), stack.Alias(role.Identd))
+	r.sender, err = startSender(ctx, st, sc, r.receiver.IP, r.dns.IP, wl, mtaImages)
 	if err != nil {
 		return r, err
 	}

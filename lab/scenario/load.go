@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -291,6 +292,7 @@ func (s Scenario) problems() []problem {
 			add(fmt.Sprintf("sender.routes[%d].to", i), "unknown route target %q (the lab has: receiver)", rt.To)
 		}
 	}
+	s.implProblems(add)
 	s.Expect.problems(w.Rounds*w.Recipients, add)
 	for _, h := range w.Hosts() {
 		if !s.Sender.routed(h) {
@@ -346,4 +348,40 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// implProblems refuses a real MTA in a role it cannot play, or with a
+// setting only the Go model honours.
+func (s Scenario) implProblems(add func(path, format string, args ...any)) {
+	r, sd := s.Receiver, s.Sender
+	switch r.Impl {
+	case ImplGo:
+	case ImplCourier, ImplPostfix:
+		if len(r.Rules) > 0 {
+			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
+		}
+		if r.Filter.Mode != "" {
+			add("receiver.filter.mode", "only receiver.impl go has filter modes; a real %s runs with filtering enabled and no filter (the seed's case)", r.Impl)
+		}
+		for i, bl := range s.DNS.Blacklists {
+			if bl.Policy == "mark" || bl.TXT || bl.Message != "" {
+				add(fmt.Sprintf("dns.blacklists[%d]", i), "policy mark, txt and message are the Go receiver's; a real %s rejects listed clients with its own text", r.Impl)
+			}
+		}
+		if !strings.HasPrefix(r.Maildir, "/") || path.Dir(path.Clean(r.Maildir)) == "/" {
+			add("receiver.maildir", "a real %s delivers into the account's home: the Maildir needs a parent folder (the home), got %q", r.Impl, r.Maildir)
+		}
+	default:
+		add("receiver.impl", "must be go, courier or postfix, got %q", r.Impl)
+	}
+	if s.CompareModel && r.Impl == ImplGo && sd.Impl == ImplGo {
+		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")
+	}
+	switch sd.Impl {
+	case ImplGo, ImplCourier:
+	case ImplPostfix:
+		add("sender.impl", "postfix is not available as a sender yet (go or courier); it is as receiver.impl")
+	default:
+		add("sender.impl", "must be go or courier, got %q", sd.Impl)
+	}
 }

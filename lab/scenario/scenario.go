@@ -9,6 +9,7 @@ package scenario
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,20 @@ type Scenario struct {
 	// Expect is what the run must show to pass (a CI gate); empty checks
 	// only that every message was delivered exactly once.
 	Expect Expect `yaml:"expect" json:"expect"`
+	// CompareModel, with a real MTA in a role, first runs the same
+	// scenario with the Go models in both roles, then this one, and prints
+	// the model, the real MTAs and 1999 side by side.
+	CompareModel bool `yaml:"compare_model" json:"compare_model,omitempty"`
+}
+
+// Model is the scenario with the Go models in both roles (for
+// CompareModel): named <name>-model, comparing nothing itself.
+func (s Scenario) Model() Scenario {
+	m := s
+	m.Name = s.Name + "-model"
+	m.Receiver.Impl, m.Sender.Impl = ImplGo, ImplGo
+	m.CompareModel = false
+	return m
 }
 
 // Workload is the seed's injection loop: for round in 1..Rounds, for n in
@@ -120,8 +135,14 @@ type Identd struct {
 	Delay   Duration `yaml:"delay" json:"delay,omitempty"`     // answer this late
 }
 
-// Receiver configures the model of Courier R (lab/receiver).
+// Receiver configures the model of Courier R (lab/receiver), or the real
+// MTA Impl names (lab/mta, docs/REAL-MTAS.md).
 type Receiver struct {
+	// Impl is what receives: "go" (the model, the default), "courier"
+	// (Debian's courier-mta) or "postfix". A real MTA takes the limits,
+	// checks and local domains below; the Go model's own knobs (profile,
+	// DNS timeouts, filter modes, rules) it has no equivalent for.
+	Impl        string `yaml:"impl" json:"impl"`
 	Hostname    string `yaml:"hostname" json:"hostname"`
 	MaxSessions int    `yaml:"max_sessions" json:"max_sessions"` // MAXDAEMONS
 	MaxPerC     int    `yaml:"max_per_c" json:"max_per_c"`       // MAXPERC: per client /24; 0: no limit
@@ -168,8 +189,11 @@ type Rule struct {
 	Maildirs []string `yaml:"maildirs" json:"maildirs,omitempty"`
 }
 
-// Sender configures the model of Courier S.
+// Sender configures the model of Courier S, or the real MTA Impl names.
 type Sender struct {
+	// Impl is what sends: "go" (the model, the default) or "courier"
+	// (Debian's courier-mta: routes, MAXDELS and MAXHOST from below).
+	Impl           string     `yaml:"impl" json:"impl"`
 	Hostname       string     `yaml:"hostname" json:"hostname"`
 	MaxConnections int        `yaml:"max_connections" json:"max_connections"` // in all (Courier's MAXDELS)
 	MaxPerHost     int        `yaml:"max_per_host" json:"max_per_host"`       // per recipient host (Courier's MAXHOST)
@@ -203,6 +227,24 @@ type Route struct {
 	To     string `yaml:"to" json:"to"` // "receiver": the only route target the skeleton knows
 }
 
+// What can play a role: the lab's Go model or a real MTA.
+const (
+	ImplGo      = "go"
+	ImplCourier = "courier"
+	ImplPostfix = "postfix"
+)
+
+// MTAs are the real MTAs the scenario runs (for images to build).
+func (s Scenario) MTAs() []string {
+	var out []string
+	for _, impl := range []string{s.Receiver.Impl, s.Sender.Impl} {
+		if impl != ImplGo && impl != "" && !slices.Contains(out, impl) {
+			out = append(out, impl)
+		}
+	}
+	return out
+}
+
 // Default returns the 1999 seed's settings; a file overrides them.
 func Default() Scenario {
 	return Scenario{
@@ -231,6 +273,7 @@ func Default() Scenario {
 		},
 		Identd: Identd{User: "courier"},
 		Receiver: Receiver{
+			Impl:           ImplGo,
 			Hostname:       "receiver.lab.example.net",
 			MaxSessions:    40,
 			MaxPerC:        40, // the seed's one change to Courier R's limits
@@ -249,6 +292,7 @@ func Default() Scenario {
 			IdentTimeout: Duration(30 * time.Second),
 		},
 		Sender: Sender{
+			Impl:           ImplGo,
 			Hostname:       "sender.lab.example.net",
 			MaxConnections: 40,
 			MaxPerHost:     4,

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -118,5 +119,57 @@ func TestInject(t *testing.T) {
 	}
 	if n := len(queueIDs(t, q)); n != len(want) {
 		t.Errorf("cancelled Inject queued: %d messages, want %d", n, len(want))
+	}
+}
+
+// InjectExternal runs an outside sendmail (here the test binary acting as
+// the lab's) and records what that sendmail does not report: one Queued
+// event per message taken, with the Message-ID the loop put in the text
+// and the time its sendmail started, in order.
+func TestInjectExternal(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var msgs []scenario.Message
+	for i := 1; i <= 4; i++ {
+		to := fmt.Sprintf("user%d@h.test", i)
+		if i == 2 {
+			to = "not-an-address" // refused: no Queued event
+		}
+		msgs = append(msgs, scenario.Message{Round: 1, N: i, From: "loop@src.test", To: to,
+			Data: fmt.Sprintf("From: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, i)})
+	}
+	res := InjectExternal(context.Background(), msgs, []string{self, asSendmail, dir}, "inject.test")
+	if res.Injected != 3 || len(res.Errors) != 1 || len(res.Queued) != 3 {
+		t.Fatalf("injected %d, errors %q, queued events %d; want 3, 1, 3", res.Injected, res.Errors, len(res.Queued))
+	}
+	q := openQueue(t, dir)
+	inQueue := map[string]string{} // Message-ID -> recipient, as the queue holds them
+	for _, id := range queueIDs(t, q) {
+		env, err := q.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := q.Text(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(text), "Message-ID: "+env.MessageID+"\n") != 1 || strings.Count(string(text), "Message-ID:") != 1 {
+			t.Errorf("message %s does not carry its Message-ID %s once", id, env.MessageID)
+		}
+		inQueue[env.MessageID] = env.Rcpts[0]
+	}
+	for i, e := range res.Queued {
+		if e.Kind != events.Queued || e.Role != "sender" || !strings.HasSuffix(e.MessageID, "@inject.test>") {
+			t.Errorf("event %+v", e)
+		}
+		if inQueue[e.MessageID] != e.Rcpts[0] {
+			t.Errorf("event for %s to %v: the queue has it to %q", e.MessageID, e.Rcpts, inQueue[e.MessageID])
+		}
+		if i > 0 && e.Time.Before(res.Queued[i-1].Time) {
+			t.Errorf("queued events out of order")
+		}
 	}
 }

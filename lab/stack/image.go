@@ -32,27 +32,41 @@ type Image struct {
 // content: an unchanged build is reused, a changed one rebuilt. It must
 // run inside the smtplab source tree (it builds ./cmd/lab there).
 func BuildLabImage(ctx context.Context, eng *Engine, logf func(string, ...any)) (Image, error) {
-	root, err := moduleRoot(ctx)
+	binary, version, err := compileLab(ctx, eng)
 	if err != nil {
 		return Image{}, err
 	}
-	tmp, err := os.MkdirTemp("", "smtplab-build-")
+	return labImage(ctx, eng, binary, version, logf)
+}
+
+// BuildImages builds the lab's image and those of the named real MTAs
+// (lab/stack/debian.go), compiling the lab once for all.
+func BuildImages(ctx context.Context, eng *Engine, mtas []string, logf func(string, ...any)) (Image, map[string]Image, error) {
+	binary, version, err := compileLab(ctx, eng)
 	if err != nil {
-		return Image{}, fmt.Errorf("build image: %w", err)
+		return Image{}, nil, err
 	}
-	defer os.RemoveAll(tmp)
-	version := sourceVersion(ctx, root)
-	bin := filepath.Join(tmp, "lab")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return Image{}, fmt.Errorf("build image: go build ./cmd/lab for linux/%s: %w\n%s", eng.Arch, err, out)
-	}
-	binary, err := os.ReadFile(bin)
+	img, err := labImage(ctx, eng, binary, version, logf)
 	if err != nil {
-		return Image{}, fmt.Errorf("build image: %w", err)
+		return img, nil, err
 	}
+	out := map[string]Image{}
+	for _, n := range mtas {
+		m, ok := MTAs[n]
+		if !ok {
+			return img, nil, fmt.Errorf("build image: no MTA named %q (the lab has courier and postfix)", n)
+		}
+		mi, err := m.Build(ctx, eng, binary, logf)
+		if err != nil {
+			return img, nil, err
+		}
+		mi.Version = version
+		out[n] = mi
+	}
+	return img, out, nil
+}
+
+func labImage(ctx context.Context, eng *Engine, binary []byte, version string, logf func(string, ...any)) (Image, error) {
 	h := sha256.New()
 	h.Write(labimage.Dockerfile)
 	h.Write(binary)
@@ -95,6 +109,33 @@ func BuildLabImage(ctx context.Context, eng *Engine, logf func(string, ...any)) 
 	}
 	img.ID, img.Built = got.ID, true
 	return img, nil
+}
+
+// compileLab compiles the lab statically for the engine's platform and
+// returns the binary and the source's version.
+func compileLab(ctx context.Context, eng *Engine) ([]byte, string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	tmp, err := os.MkdirTemp("", "smtplab-build-")
+	if err != nil {
+		return nil, "", fmt.Errorf("build image: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	version := sourceVersion(ctx, root)
+	bin := filepath.Join(tmp, "lab")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("build image: go build ./cmd/lab for linux/%s: %w\n%s", eng.Arch, err, out)
+	}
+	binary, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, "", fmt.Errorf("build image: %w", err)
+	}
+	return binary, version, nil
 }
 
 // readBuildStream drains the engine's JSON build progress and returns the

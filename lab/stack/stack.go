@@ -47,7 +47,8 @@ type Stack struct {
 type Container struct {
 	Role    string
 	IP      string // on the lab network
-	Control string // base URL of the control port, reachable from here
+	Control string // base URL of the control port, reachable from here; "" for a real MTA
+	MTA     string // the real MTA in it ("courier", "postfix"); "" for a Go role
 	c       *tc.DockerContainer
 }
 

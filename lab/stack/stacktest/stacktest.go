@@ -6,6 +6,7 @@ package stacktest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -42,5 +43,21 @@ func NoLeftovers(t testing.TB, eng *stack.Engine, runID string) {
 	if len(l.Containers)+len(l.Networks) > 0 {
 		t.Errorf("run %q left %d containers and %d networks behind", runID, len(l.Containers), len(l.Networks))
 		stack.Clean(context.Background(), eng, runID)
+	}
+}
+
+// RequireDebootstrapEnv turns "no debootstrap, skipping" into a failure
+// (CI installs debootstrap and sets it).
+const RequireDebootstrapEnv = "SMTPLAB_REQUIRE_DEBOOTSTRAP"
+
+// Debootstrap skips t (fails it, under RequireDebootstrapEnv) when
+// debootstrap, which builds the real MTAs' images, is not installed.
+func Debootstrap(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		if os.Getenv(RequireDebootstrapEnv) != "" {
+			t.Fatalf("%s is set and debootstrap is not installed (apt-get install debootstrap): %v", RequireDebootstrapEnv, err)
+		}
+		t.Skipf("debootstrap is not installed, skipping the real MTAs (apt-get install debootstrap; set %s=1 to make this a failure)", RequireDebootstrapEnv)
 	}
 }

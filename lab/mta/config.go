@@ -1,0 +1,161 @@
+// Package mta configures real MTAs (Debian's Courier 1.0.16 and Postfix
+// 3.7) from a scenario and reads their mail logs into the lab's typed
+// events. lab/stack builds their images (images/courier, images/postfix);
+// the files made here are written into a container before it starts, and
+// the image's smtplab-start.sh applies them.
+//
+// What each setting becomes, and what the Go models do that these cannot,
+// is in docs/REAL-MTAS.md.
+package mta
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/smtplab/smtplab/lab/scenario"
+)
+
+// Files are a container's configuration: path in the container -> content.
+type Files map[string][]byte
+
+// LogPath is where both images' start scripts have the MTA log.
+const LogPath = "/var/log/mail.log"
+
+func (f Files) set(p, format string, args ...any) { f[p] = fmt.Appendf(nil, format, args...) }
+
+func common(role, dnsIP string) Files {
+	f := Files{}
+	// Courier's resolver and glibc's both read the nameserver lines.
+	f.set("/etc/smtplab/resolv.conf", "nameserver %s\n", dnsIP)
+	f.set("/etc/smtplab/mta.env", "SMTPLAB_ROLE=%s\n", role)
+	return f
+}
+
+func receiverEnv(f Files, rc scenario.Receiver) {
+	f.set("/etc/smtplab/mta.env", "SMTPLAB_ROLE=receiver\nSMTPLAB_ACCOUNT=%s\nSMTPLAB_MAILDIR=%s\n", rc.Account, path.Clean(rc.Maildir))
+}
+
+// CourierReceiver is Courier R as the scenario's receiver: esmtpd's
+// limits, one -block per blacklist zone, IDENT and reverse DNS as the
+// checks say, BOFHCHECKDNS, the local domains (locals and
+// esmtpacceptmailfor) and one catch-all Maildir for the account.
+func CourierReceiver(sc scenario.Scenario, dnsIP string) Files {
+	rc := sc.Receiver
+	f := common("receiver", dnsIP)
+	receiverEnv(f, rc)
+	var b strings.Builder
+	b.WriteString("\n# smtplab: the scenario's receiver (lab/mta)\nPORT=25\n")
+	fmt.Fprintf(&b, "MAXDAEMONS=%d\nMAXPERC=%d\nMAXPERIP=%d\n", rc.MaxSessions, orAll(rc.MaxPerC, rc.MaxSessions), orAll(rc.MaxPerIP, rc.MaxSessions))
+	fmt.Fprintf(&b, "BOFHCHECKDNS=%d\n", boolInt(rc.BOFHCheckDNS))
+	var blocks []string
+	if rc.DNSBL {
+		for _, bl := range sc.DNS.Blacklists {
+			blocks = append(blocks, "-block="+bl.Zone)
+		}
+	}
+	fmt.Fprintf(&b, "BLACKLISTS=%q\n", strings.Join(blocks, " "))
+	tcpd := []string{"-stderrlogger=/usr/sbin/courierlogger"}
+	if !rc.Ident {
+		tcpd = append(tcpd, "-noidentlookup")
+	}
+	if !rc.ReverseDNS {
+		tcpd = append(tcpd, "-nodnslookup")
+	}
+	fmt.Fprintf(&b, "TCPDOPTS=%q\n", strings.Join(tcpd, " "))
+	f["/etc/courier/esmtpd.smtplab"] = []byte(b.String())
+	f.set("/etc/courier/me", "%s\n", rc.Hostname)
+	f.set("/etc/courier/defaultdomain", "%s\n", rc.Hostname)
+	domains := strings.Join(rc.LocalDomains, "\n") + "\n"
+	f["/etc/courier/locals"] = []byte("localhost\n" + domains)
+	f["/etc/courier/esmtpacceptmailfor.dir/smtplab"] = []byte(domains)
+	f.set("/etc/courier/sizelimit", "%d\n", rc.MaxMessage)
+	return f
+}
+
+// CourierSender is Courier S as the scenario's sender: esmtproutes to the
+// receiver's address, MAXDELS and MAXHOST from the sender's limits.
+func CourierSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
+	sd := sc.Sender
+	f := common("sender", dnsIP)
+	var routes strings.Builder
+	for _, rt := range sd.Routes {
+		fmt.Fprintf(&routes, "%s: [%s]\n", rt.Domain, receiverIP)
+	}
+	f["/etc/courier/esmtproutes"] = []byte(routes.String())
+	f.set("/etc/courier/module.esmtp", "NAME=esmtp\nPRIORITY=50\nPROG=./courieresmtp\nMAXDELS=%d\nMAXHOST=%d\nMAXRCPT=100\n",
+		sd.MaxConnections, sd.MaxPerHost)
+	f.set("/etc/courier/me", "%s\n", sd.Hostname)
+	f.set("/etc/courier/defaultdomain", "%s\n", sd.Hostname)
+	return f
+}
+
+// PostfixReceiver is Postfix as the scenario's receiver, the closest it
+// comes to Courier R: reverse DNS with forward confirmation
+// (reject_unknown_client_hostname), one reject_rbl_client per blacklist
+// zone, the sender's domain checked when BOFHCheckDNS, smtpd processes and
+// per-client connections from the limits, the local domains by a regexp
+// table, account-EXT into the account's Maildir. Postfix has no IDENT
+// lookup and no per-/24 limit.
+func PostfixReceiver(sc scenario.Scenario, dnsIP string) Files {
+	rc := sc.Receiver
+	f := common("receiver", dnsIP)
+	receiverEnv(f, rc)
+	var table strings.Builder
+	for _, d := range rc.LocalDomains {
+		if sub, ok := strings.CutPrefix(d, "."); ok {
+			fmt.Fprintf(&table, "/\\.%s$/ OK\n", regexp.QuoteMeta(strings.ToLower(sub)))
+		} else {
+			fmt.Fprintf(&table, "/^%s$/ OK\n", regexp.QuoteMeta(strings.ToLower(d)))
+		}
+	}
+	f["/etc/postfix/smtplab-local-domains"] = []byte(table.String())
+	var client []string
+	if rc.ReverseDNS {
+		client = append(client, "reject_unknown_client_hostname")
+	}
+	if rc.DNSBL {
+		for _, bl := range sc.DNS.Blacklists {
+			client = append(client, "reject_rbl_client "+bl.Zone)
+		}
+	}
+	var sender []string
+	if rc.BOFHCheckDNS {
+		sender = append(sender, "reject_unknown_sender_domain")
+	}
+	settings := []string{
+		"myhostname = " + rc.Hostname,
+		"myorigin = $myhostname",
+		"mydestination = localhost, regexp:/etc/postfix/smtplab-local-domains",
+		"recipient_delimiter = -",
+		"home_mailbox = " + path.Base(path.Clean(rc.Maildir)) + "/",
+		fmt.Sprintf("default_process_limit = %d", rc.MaxSessions),
+		fmt.Sprintf("smtpd_client_connection_count_limit = %d", rc.MaxPerIP),
+		"smtpd_client_restrictions = " + strings.Join(client, ", "),
+		"smtpd_sender_restrictions = " + strings.Join(sender, ", "),
+		fmt.Sprintf("message_size_limit = %d", rc.MaxMessage),
+		"smtpd_timeout = " + postfixSeconds(rc.CommandTimeout),
+	}
+	f["/etc/smtplab/postconf"] = []byte(strings.Join(settings, "\n") + "\n")
+	return f
+}
+
+func postfixSeconds(d scenario.Duration) string {
+	return fmt.Sprintf("%ds", max(int(d.D().Seconds()), 1))
+}
+
+// orAll is n, or all when n is 0 (the scenario's "no limit").
+func orAll(n, all int) int {
+	if n == 0 {
+		return all
+	}
+	return n
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,288 @@
+package mta
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+// ParseLog reads a real MTA's mail log (Courier's through busybox
+// syslogd, Postfix's maillog_file) into the lab's events for role: the
+// receiver's connections (ConnOpen; ConnClose with the messages it
+// carried, where the MTA logs it: Postfix), connections turned away over
+// a limit (Refused: Postfix's concurrency warning; couriertcpd logs none,
+// it stops accepting) and refused commands (Rejected); the sender's deferrals
+// (Attempt, temporary) and permanent failures (Failed). Syslog stamps
+// carry no year nor zone (the images run in UTC): a stamp is taken in
+// now's year, or the year before when that would put it more than a day
+// after now. Lines it does not know are skipped; it fails only when the
+// log cannot be read.
+//
+// The log is the MTA's own free-form text, outside input: every field is
+// taken with bounds checks, never trusted (FuzzParseLog).
+func ParseLog(r io.Reader, role string, now time.Time) ([]events.Event, error) {
+	p := &logParser{role: role, now: now, session: map[string]int{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		p.line(sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return p.out, fmt.Errorf("read %s mail log: %w", role, err)
+	}
+	return p.out, nil
+}
+
+type logParser struct {
+	role    string
+	now     time.Time
+	out     []events.Event
+	session map[string]int // postfix/smtpd[pid] -> sessions it has opened, to name them
+}
+
+// Line is one parsed syslog line.
+type Line struct {
+	Time    time.Time
+	Host    string
+	Program string // "courieresmtpd", "postfix/smtpd", ...
+	PID     string // "" when the line has none
+	Text    string
+}
+
+// ParseLine splits "Nov 28 12:00:01[.123456] host [facility.level]
+// prog[pid]: text", dating the stamp as ParseLog does.
+func ParseLine(s string, now time.Time) (Line, bool) {
+	var l Line
+	if len(s) < 16 {
+		return l, false
+	}
+	stamp, rest := s[:15], s[15:]
+	t, err := time.Parse("Jan _2 15:04:05", stamp)
+	if err != nil {
+		return l, false
+	}
+	if frac, ok := strings.CutPrefix(rest, "."); ok { // RFC 3339-less high precision: ".123456"
+		i := 0
+		for i < len(frac) && i < 9 && frac[i] >= '0' && frac[i] <= '9' {
+			i++
+		}
+		if i > 0 {
+			ns, _ := strconv.Atoi((frac[:i] + "000000000")[:9])
+			t = t.Add(time.Duration(ns))
+		}
+		rest = frac[i:]
+	}
+	now = now.UTC()
+	t = time.Date(now.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	if t.After(now.Add(24 * time.Hour)) {
+		t = time.Date(now.Year()-1, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	}
+	l.Time = t
+	fields := strings.Fields(rest)
+	if len(fields) < 2 {
+		return l, false
+	}
+	l.Host = fields[0]
+	i := 1
+	if len(fields) > 2 && isFacilityLevel(fields[1]) {
+		i = 2
+	}
+	tag, ok := strings.CutSuffix(fields[i], ":")
+	if !ok || tag == "" {
+		return l, false
+	}
+	if open := strings.IndexByte(tag, '['); open > 0 && strings.HasSuffix(tag, "]") {
+		l.PID = tag[open+1 : len(tag)-1]
+		tag = tag[:open]
+	}
+	l.Program = tag
+	// The text is what follows the tag, spacing kept.
+	at := strings.Index(rest, fields[i]) + len(fields[i])
+	l.Text = strings.TrimSpace(rest[at:])
+	return l, true
+}
+
+// isFacilityLevel is busybox syslogd's "mail.info" between host and tag.
+func isFacilityLevel(f string) bool {
+	a, b, ok := strings.Cut(f, ".")
+	return ok && a != "" && b != "" && !strings.ContainsAny(f, ":[]")
+}
+
+func (p *logParser) add(e events.Event) {
+	e.Role = p.role
+	p.out = append(p.out, e)
+}
+
+func (p *logParser) line(s string) {
+	l, ok := ParseLine(s, p.now)
+	if !ok {
+		return
+	}
+	switch l.Program {
+	case "courieresmtpd":
+		p.courierSession(l)
+	case "courieresmtp":
+		p.courierClient(l)
+	case "postfix/smtpd":
+		p.postfixSMTPD(l)
+	}
+}
+
+// courierSession: "started,ip=[::ffff:172.18.0.4],port=[39428]" opens a
+// session; "error,relay=::ffff:172.18.0.4,port=39428,msg="511 ...",cmd: RCPT TO:<x>"
+// is a refused command.
+func (p *logParser) courierSession(l Line) {
+	kv := courierFields(l.Text)
+	ip, port := unbracket(kv["ip"]), unbracket(kv["port"])
+	switch {
+	case strings.HasPrefix(l.Text, "started,"):
+		if ip == "" {
+			return
+		}
+		p.add(events.Event{Time: l.Time, Kind: events.ConnOpen, Conn: ip + ":" + port, Host: unmapped(ip)})
+	case strings.HasPrefix(l.Text, "error,"):
+		relay := unbracket(kv["relay"])
+		msg := kv["msg"]
+		code, _ := strconv.Atoi(firstWord(msg))
+		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: relay + ":" + unbracket(kv["port"]), Host: unmapped(relay),
+			Code: code, Error: msg})
+	}
+}
+
+// courierClient: Courier S's delivery lines,
+// "id=...,from=<a>,addr=<b>: 421 ..." then "id=...,from=<a>,addr=<b>,status: deferred"
+// (or "success", "failure").
+func (p *logParser) courierClient(l Line) {
+	head, status, ok := strings.Cut(l.Text, ",status: ")
+	if !ok {
+		return
+	}
+	kv := courierFields(head)
+	rcpt := strings.Trim(kv["addr"], "<>")
+	switch strings.TrimSpace(status) {
+	case "deferred":
+		p.add(events.Event{Time: l.Time, Kind: events.Attempt, QueueID: kv["id"], Result: "temporary", Rcpts: []string{rcpt}})
+	case "failure":
+		p.add(events.Event{Time: l.Time, Kind: events.Failed, QueueID: kv["id"], Rcpts: []string{rcpt}, Error: "permanent failure (Courier's log)"})
+	}
+}
+
+// postfixSMTPD: "connect from name[ip]", "disconnect from name[ip] ehlo=1
+// mail=5 rcpt=5 data=5 quit=1 commands=17", "NOQUEUE: reject: RCPT from
+// name[ip]: 554 5.7.1 ...", "warning: Connection concurrency limit
+// exceeded: 51 from name[ip] for service smtp". One smtpd process serves
+// sessions one after another: a session is named by pid and count.
+func (p *logParser) postfixSMTPD(l Line) {
+	key := "smtpd[" + l.PID + "]"
+	conn := func() string { return fmt.Sprintf("%s#%d", key, p.session[key]) }
+	switch {
+	case strings.HasPrefix(l.Text, "connect from "):
+		p.session[key]++
+		p.add(events.Event{Time: l.Time, Kind: events.ConnOpen, Conn: conn(), Host: postfixClientIP(l.Text)})
+	case strings.HasPrefix(l.Text, "disconnect from "):
+		if p.session[key] == 0 {
+			return // its connect is before the log's start
+		}
+		p.add(events.Event{Time: l.Time, Kind: events.ConnClose, Conn: conn(), Host: postfixClientIP(l.Text),
+			Count: postfixCount(l.Text, "data"), Reason: "quit"})
+	case strings.HasPrefix(l.Text, "NOQUEUE: reject: "):
+		_, after, _ := strings.Cut(l.Text, "]: ")
+		code, _ := strconv.Atoi(firstWord(after))
+		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: conn(), Host: postfixClientIP(l.Text), Code: code, Error: after})
+	case strings.Contains(l.Text, "concurrency limit exceeded"):
+		p.add(events.Event{Time: l.Time, Kind: events.Refused, Conn: conn(), Host: postfixClientIP(l.Text), Reason: "max_per_ip", Error: l.Text})
+	}
+}
+
+// courierFields splits Courier's "k=v,k=v" (values may be bracketed or
+// quoted and hold commas) into a map; a later key does not replace an
+// earlier one.
+func courierFields(s string) map[string]string {
+	out := map[string]string{}
+	for s != "" {
+		k, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			return out
+		}
+		if i := strings.LastIndexByte(k, ','); i >= 0 { // "started,ip=...": a word with no value first
+			k = k[i+1:]
+		}
+		k = strings.TrimSpace(k)
+		var v string
+		switch {
+		case strings.HasPrefix(rest, "["):
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
+				end = len(rest) - 1
+			}
+			v, rest = rest[:end+1], rest[end+1:]
+		case strings.HasPrefix(rest, `"`):
+			end := strings.IndexByte(rest[1:], '"')
+			if end < 0 {
+				v, rest = rest[1:], ""
+			} else {
+				v, rest = rest[1:end+1], rest[end+2:]
+			}
+		default:
+			end := strings.IndexByte(rest, ',')
+			if end < 0 {
+				end = len(rest)
+			}
+			v, rest = rest[:end], rest[end:]
+		}
+		if _, seen := out[k]; !seen {
+			out[k] = v
+		}
+		rest = strings.TrimPrefix(rest, ",")
+		if len(rest) >= len(s) {
+			return out // no progress: malformed
+		}
+		s = rest
+	}
+	return out
+}
+
+func unbracket(s string) string { return strings.TrimSuffix(strings.TrimPrefix(s, "["), "]") }
+
+// unmapped writes an IPv4-mapped IPv6 address (Courier listens on an IPv6
+// socket) as the IPv4 address.
+func unmapped(ip string) string { return strings.TrimPrefix(strings.ToLower(ip), "::ffff:") }
+
+func firstWord(s string) string {
+	f, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	return f
+}
+
+// postfixClientIP is the ip of the first "name[ip]" in s.
+func postfixClientIP(s string) string {
+	open := strings.IndexByte(s, '[')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(s[open:], ']')
+	if end < 0 {
+		return ""
+	}
+	return s[open+1 : open+end]
+}
+
+// postfixCount is n of "name=n" or "name=n/m" in a disconnect line.
+func postfixCount(s, name string) int {
+	for _, f := range strings.Fields(s) {
+		v, ok := strings.CutPrefix(f, name+"=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, "/")
+		n, err := strconv.Atoi(v)
+		if err == nil {
+			return n
+		}
+	}
+	return 0
+}

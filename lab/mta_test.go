@@ -1,0 +1,114 @@
+package lab_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// fastWith is scenarios/fast.yaml with the given MTAs in the roles.
+func fastWith(t *testing.T, receiver, sender string) scenario.Scenario {
+	t.Helper()
+	sc, err := scenario.Load("../scenarios/fast.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Name = "fast-" + sender + "-" + receiver
+	sc.Receiver.Impl, sc.Sender.Impl = receiver, sender
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// deliveredOnce checks the Maildir copied out of the receiver against the
+// injections: every one of want messages there exactly once, nothing else.
+func deliveredOnce(t *testing.T, dir string, evs []events.Event, want int) {
+	t.Helper()
+	onDisk, err := maildir.Dir(filepath.Join(dir, "maildir")).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := map[string]bool{}
+	for _, e := range evs {
+		if e.Role == "sender" && e.Kind == events.Queued {
+			queued[e.MessageID] = true
+		}
+	}
+	seen := map[string]int{}
+	for _, m := range onDisk {
+		seen[m.MessageID]++
+		if !queued[m.MessageID] {
+			t.Errorf("%s in the Maildir was never injected", m.MessageID)
+		}
+	}
+	if len(queued) != want || len(onDisk) != want || len(seen) != want {
+		t.Errorf("%d injected; the Maildir has %d files with %d distinct Message-IDs; want %d of each", len(queued), len(onDisk), len(seen), want)
+	}
+}
+
+// TestRealCourier runs the fast scenario with real Courier on both sides
+// (Debian's courier-mta, images built by debootstrap): all 200 messages
+// delivered exactly once, each of R's connections read from its log with
+// the lookups real Courier R makes (ten: PTR, A and AAAA of both ends,
+// each blacklist in IPv4 and IPv6-mapped form) and one IDENT query.
+func TestRealCourier(t *testing.T) {
+	eng := stacktest.Engine(t)
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, scenario.ImplCourier, scenario.ImplCourier)
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	if s.Connections < 1 || s.Connections > 200 {
+		t.Fatalf("%d connections read from Courier R's log for 200 messages", s.Connections)
+	}
+	if s.DNSQueries != 10*s.Connections || s.DNSQueriesByType["DNSBL"] != 4*s.Connections || s.IdentQueries != s.Connections {
+		t.Errorf("%d connections: %d DNS queries (%v), %d IDENT; want 10, 4 DNSBL and 1 IDENT each",
+			s.Connections, s.DNSQueries, s.DNSQueriesByType, s.IdentQueries)
+	}
+	if s.Latency.P50 <= 0 || s.TotalTime <= 0 {
+		t.Errorf("delivery times not taken from the Maildir: latency %+v, total %s", s.Latency, s.TotalTime)
+	}
+}
+
+// TestGoSenderPostfixReceiver runs the fast scenario from the Go sender to
+// real Postfix: all 200 delivered exactly once; every connection the
+// sender opened is one Postfix logged, with PTR, A and one query per
+// blacklist (reject_unknown_client_hostname, two reject_rbl_client), and
+// no IDENT query: Postfix makes none.
+func TestGoSenderPostfixReceiver(t *testing.T) {
+	eng := stacktest.Engine(t)
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, scenario.ImplPostfix, scenario.ImplGo)
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	if s.Connections < 1 || s.Connections != s.SenderConnections {
+		t.Errorf("Postfix logged %d connections, the sender opened %d", s.Connections, s.SenderConnections)
+	}
+	want := map[string]int{"PTR": s.Connections, "A": s.Connections, "DNSBL": 2 * s.Connections}
+	for typ, n := range want {
+		if s.DNSQueriesByType[typ] != n {
+			t.Errorf("%s queries %d, want %d for %d connections", typ, s.DNSQueriesByType[typ], n, s.Connections)
+		}
+	}
+	if s.IdentQueries != 0 {
+		t.Errorf("%d IDENT queries: Postfix makes none", s.IdentQueries)
+	}
+}

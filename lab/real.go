@@ -1,0 +1,183 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/mta"
+	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
+)
+
+// A role played by a real MTA (receiver.impl or sender.impl courier or
+// postfix) runs its image (lab/stack/debian.go) configured by lab/mta. It
+// has no control port: the lab reads it with docker exec (its Maildir,
+// its queue, its mail log) and copies its Maildir out as for the Go
+// receiver.
+
+// startReceiver starts the scenario's receiver: the Go model or a real MTA.
+func startReceiver(ctx context.Context, st *stack.Stack, sc scenario.Scenario, dnsIP string, images map[string]stack.Image) (*stack.Container, error) {
+	switch impl := sc.Receiver.Impl; impl {
+	case scenario.ImplCourier, scenario.ImplPostfix:
+		files := mta.CourierReceiver(sc, dnsIP)
+		if impl == scenario.ImplPostfix {
+			files = mta.PostfixReceiver(sc, dnsIP)
+		}
+		return st.StartMTA(ctx, stack.MTASpec{Role: role.Receiver, MTA: impl, Image: images[impl], Files: files})
+	}
+	return st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
+		Receiver: ptr(receiverConfig(sc, dnsIP))})
+}
+
+// startSender starts the scenario's sender with the workload file and the
+// identd's port exposed (the identd joins its network namespace).
+func startSender(ctx context.Context, st *stack.Stack, sc scenario.Scenario, receiverIP, dnsIP string, workload []byte, images map[string]stack.Image) (*stack.Container, error) {
+	opts := []stack.StartOption{stack.WithFile(workloadPath, workload), stack.Expose(identdPort), stack.Alias(role.Identd)}
+	if impl := sc.Sender.Impl; impl == scenario.ImplCourier {
+		return st.StartMTA(ctx, stack.MTASpec{Role: role.Sender, MTA: impl, Image: images[impl],
+			Files: mta.CourierSender(sc, receiverIP, dnsIP)}, opts...)
+	}
+	return st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
+		Sender: ptr(senderConfig(sc, receiverIP, dnsIP))}, opts...)
+}
+
+// sendmailOf is the path of a real MTA's sendmail in its image.
+const sendmailOf = "/usr/sbin/sendmail"
+
+// injectCommand is the seed's loop in the sender's container: the lab's
+// own sendmail for the Go sender; a real MTA's own sendmail otherwise,
+// with the lab's inject recording each message's Message-ID (under
+// idHost) and start time (sender.InjectExternal).
+func injectCommand(c *stack.Container, idHost string) []string {
+	cmd := []string{"/lab", "inject", "--workload", workloadPath}
+	if c.MTA != "" {
+		cmd = append(cmd, "--sendmail", sendmailOf, "--message-id-host", idHost)
+	}
+	return cmd
+}
+
+// receiverState is what a real receiver holds now, read in its
+// container with one exec: the messages in its Maildir (new/ and cur/)
+// and its open SMTP sessions (established TCP connections on port 25, from
+// /proc/net/tcp and tcp6).
+func receiverState(ctx context.Context, c *stack.Container, dir string) (delivered, open int, err error) {
+	script := fmt.Sprintf("find %s/new %s/cur -type f | wc -l; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", shellQuote(dir), shellQuote(dir))
+	code, out, err := c.Exec(ctx, "sh", "-c", script)
+	if err != nil || code != 0 {
+		return 0, 0, fmt.Errorf("read %s's Maildir (exit %d): %v: %s", c.Role, code, err, out)
+	}
+	first, rest, _ := strings.Cut(string(out), "\n")
+	delivered, err = strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s's Maildir: %q", c.Role, first)
+	}
+	return delivered, smtpSessions(rest), nil
+}
+
+// smtpSessions counts the established (state 01) connections whose local
+// port is 25 (0019) in /proc/net/tcp or tcp6 text.
+func smtpSessions(procNetTCP string) int {
+	n := 0
+	for _, line := range strings.Split(procNetTCP, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1], ":0019") && f[3] == "01" {
+			n++
+		}
+	}
+	return n
+}
+
+// queueEmpty says whether a real sender's queue holds no message: Courier
+// keeps each as files under /var/lib/courier/msgs until it is delivered
+// or bounced.
+func queueEmpty(ctx context.Context, c *stack.Container) (bool, error) {
+	code, out, err := c.Exec(ctx, "sh", "-c", "find /var/lib/courier/msgs -type f | wc -l")
+	if err != nil || code != 0 {
+		return false, fmt.Errorf("list %s's queue (exit %d): %v: %s", c.Role, code, err, out)
+	}
+	return strings.TrimSpace(string(out)) == "0", nil
+}
+
+// mtaEvents reads a real MTA's mail log into the lab's events (lab/mta).
+func mtaEvents(ctx context.Context, c *stack.Container, now time.Time) ([]events.Event, error) {
+	code, out, err := c.Exec(ctx, "cat", mta.LogPath)
+	if err != nil || code != 0 {
+		return nil, fmt.Errorf("read %s's mail log (exit %d): %v", c.Role, code, err)
+	}
+	return mta.ParseLog(bytes.NewReader(out), c.Role, now)
+}
+
+// maildirTimes gives the Maildir copied out of a real receiver the files'
+// own modification times, to the microsecond, as find(1) reads them in the
+// container: the report takes a delivery's time from its file when the
+// receiver logs no Delivered event (the engine's archive keeps whole
+// seconds only).
+func maildirTimes(ctx context.Context, c *stack.Container, dir, local string) error {
+	code, out, err := c.Exec(ctx, "find", dir, "-type", "f", "-printf", `%T@ %P\n`)
+	if err != nil || code != 0 {
+		return fmt.Errorf("read %s's Maildir times (exit %d): %v", c.Role, code, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		stamp, rel, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || strings.Contains(rel, "..") {
+			continue
+		}
+		secs, frac, _ := strings.Cut(stamp, ".")
+		s, err1 := strconv.ParseInt(secs, 10, 64)
+		frac = (frac + "000000000")[:9]
+		ns, err2 := strconv.ParseInt(frac, 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		t := time.Unix(s, ns)
+		if err := os.Chtimes(filepath.Join(local, rel), t, t); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// injectIDHost names the Message-IDs the lab gives messages a real
+// sender's sendmail takes.
+const injectIDHost = "inject.smtplab"
+
+// withInjected adds the Queued events of a real sender's injection (its
+// own log has no Message-IDs) to the collected events, in time order.
+func withInjected(evs []events.Event, inj sender.InjectResult) []events.Event {
+	if len(inj.Queued) == 0 {
+		return evs
+	}
+	all := append(append([]events.Event{}, evs...), inj.Queued...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	return all
+}
+
+// saveMTALogs keeps each real MTA's mail log beside the result
+// (<role>-mail.log): the evidence its events were read from.
+func saveMTALogs(ctx context.Context, r running, dir string) error {
+	for _, c := range r.all() {
+		if c.MTA == "" {
+			continue
+		}
+		code, out, err := c.Exec(ctx, "cat", mta.LogPath)
+		if err != nil || code != 0 {
+			return fmt.Errorf("read %s's mail log (exit %d): %v", c.Role, code, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, c.Role+"-mail.log"), out, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

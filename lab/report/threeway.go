@@ -1,0 +1,106 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// Side is one column of a three-way comparison: a run's figures and what
+// played its roles.
+type Side struct {
+	Receiver, Sender string // "go", "courier", "postfix"
+	Summary          Summary
+}
+
+// realName is how a column names a role's implementation.
+func realName(impl string) string {
+	switch impl {
+	case "courier":
+		return "real Courier"
+	case "postfix":
+		return "real Postfix"
+	}
+	return "Go model"
+}
+
+// Heading names the column: "Go model", "real Courier", or both roles
+// when they differ ("real Courier S -> real Postfix R").
+func (s Side) Heading() string {
+	if s.Receiver == s.Sender {
+		return realName(s.Receiver)
+	}
+	return realName(s.Sender) + " S -> " + realName(s.Receiver) + " R"
+}
+
+// WriteThreeWay prints the Go model's run, the real MTAs' run of the same
+// scenario and 1999's figures side by side. Where a real MTA gives no
+// evidence for a figure (Courier S logs no connections; Postfix makes no
+// IDENT lookup) the column says so instead of showing a 0 as if measured.
+func WriteThreeWay(w io.Writer, title string, model, real Side) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\n\n", title)
+	fmt.Fprintf(tw, "\t%s\t%s\t1999\n", model.Heading(), real.Heading())
+	m, r, s99 := model.Summary, real.Summary, Seed1999
+	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, a, b, c) }
+	delivered := func(s Summary) string { return fmt.Sprintf("%d / %d", s.Delivered, s.Injected) }
+	row("delivered / injected", delivered(m), delivered(r), delivered(s99))
+	row("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), secs(s99.TotalTime))
+	row("messages per second", fmt.Sprintf("%.1f", m.MessagesPerSecond), fmt.Sprintf("%.1f", r.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
+	row("ESMTP connections (receiver)", fmt.Sprint(m.Connections), fmt.Sprint(r.Connections), fmt.Sprint(s99.Connections))
+	senderConns := func(sd Side) string {
+		if sd.Sender != "go" {
+			return "not logged by " + realName(sd.Sender)
+		}
+		return fmt.Sprintf("%d, %d", sd.Summary.SenderConnections, sd.Summary.SenderReused)
+	}
+	row("sender connections: opened, messages over a reused one", senderConns(model), senderConns(real), "57, not reported")
+	row("messages per connection", fmt.Sprintf("%.1f", m.MessagesPerConn), fmt.Sprintf("%.1f", r.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
+	lookups := func(s Summary) string { return fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)) }
+	row("DNS lookups", lookups(m), lookups(r), "not measured")
+	row("DNS lookups per connection", fmt.Sprintf("%.1f", m.LookupsPerConnection), fmt.Sprintf("%.1f", r.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
+	ident := func(sd Side) string {
+		if sd.Receiver == "postfix" {
+			return "none: Postfix makes no IDENT lookup"
+		}
+		return fmt.Sprint(sd.Summary.IdentQueries)
+	}
+	row("IDENT lookups", ident(model), ident(real), "one per connection")
+	lat := func(s Summary) string {
+		return fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99))
+	}
+	row("delivery latency p50 / p90 / p99", lat(m), lat(r), "not reported")
+	row("delivery latency max", secs(m.Latency.Max), secs(r.Latency.Max), "50-75 s")
+	row("messages over 10 s", fmt.Sprint(m.DeliveredLateMessages), fmt.Sprint(r.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
+	if m.LineFloor > 0 || r.LineFloor > 0 {
+		row("DNS line floor", secs(m.LineFloor), secs(r.LineFloor), "not reported")
+	}
+	row("faults applied", orNone(byType(m.Faults)), orNone(byType(r.Faults)), "one stalled DNS query")
+	held := func(sd Side) string {
+		if sd.Receiver != "go" {
+			return "not traced (no per-check events from " + realName(sd.Receiver) + ")"
+		}
+		return fmt.Sprint(sd.Summary.HeldByFaults)
+	}
+	row("messages held by a faulted query", held(model), held(real), fmt.Sprint(s99.HeldByFaults))
+	return tw.Flush()
+}
+
+// RealMTANotes says which of WriteText's figures a real MTA in a role
+// leaves without evidence, so a 0 there is not read as measured.
+func RealMTANotes(receiver, sender string) []string {
+	var out []string
+	switch receiver {
+	case "postfix":
+		out = append(out, "IDENT lookups: none, not a measured 0: Postfix makes no IDENT lookup.")
+		fallthrough
+	case "courier":
+		out = append(out, fmt.Sprintf("the receiver is %s: connections come from its mail log, deliveries and their times from its Maildir's files; "+
+			"messages held by a faulted query are not traced (it logs no per-lookup events).", realName(receiver)))
+	}
+	if sender == "courier" {
+		out = append(out, "the sender is real Courier: it logs no connections (sender connections 0 is not measured); "+
+			"injection times and Message-IDs come from the lab's loop around its sendmail.")
+	}
+	return out
+}
