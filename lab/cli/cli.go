@@ -84,21 +84,39 @@ func Root() *cobra.Command {
 		},
 	}
 	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
-	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd())
+	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), imagesCmd())
+	// A typo on the command line is bad input (exit 2), like a bad
+	// scenario, never "a message was lost" (exit 1).
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+	})
+	for _, c := range append(root.Commands(), root) {
+		if c.Args != nil {
+			c.Args = badArgs(c.Args)
+		}
+	}
 	return root
 }
 
 func runScenario(cmd *cobra.Command, path, results string) error {
+	return runWith(cmd, path, results, lab.Run)
+}
+
+// runWith loads the scenario at path, runs it with run (lab.Run, or
+// lab.RunCompose in the compose runner), prints the report and turns the
+// outcome into the exit code.
+func runWith(cmd *cobra.Command, path, results string, run func(context.Context, scenario.Scenario, lab.Options) (*lab.Result, error)) error {
 	sc, err := scenario.Load(path)
 	if err != nil {
-		return &ExitError{Code: 2, Msg: err.Error()}
+		return &ExitError{Code: ExitBadInput, Msg: err.Error()}
 	}
 	stderr := cmd.ErrOrStderr()
-	res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)})
+	res, model, err := runCompared(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}, run)
 	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
 		printRun(out, title, res)
+		printThreeWay(out, sc, res, model)
 	}
 	if err != nil {
 		switch {
@@ -110,6 +128,18 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 		return err
 	}
 	return nil
+}
+
+// badArgs makes a command's argument check's complaint bad input.
+func badArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		err := check(c, args)
+		var ee *ExitError
+		if err == nil || errors.As(err, &ee) {
+			return err
+		}
+		return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+	}
 }
 
 // printRun prints a run's report: the figures beside 1999's, where the
@@ -127,9 +157,23 @@ func printRun(out io.Writer, title string, r *report.Result) error {
 			fmt.Fprintln(out, v)
 		}
 	}
-	d := r.Dir
-	_, err := fmt.Fprintf(out, "\nresult: %s, report: %s, events: %s, Maildir: %s\n", filepath.Join(d, report.ResultFile),
-		filepath.Join(d, report.HTMLFile), filepath.Join(d, report.EventsFile), filepath.Join(d, "maildir"))
+	// The run's files, as far as they are there (a result.json given to
+	// lab report may stand alone).
+	var files []string
+	result := r.Path
+	if result == "" {
+		result = filepath.Join(r.Dir, report.ResultFile)
+	}
+	for _, f := range []struct{ name, path string }{{"result", result}, {"report", filepath.Join(r.Dir, report.HTMLFile)},
+		{"events", filepath.Join(r.Dir, report.EventsFile)}, {"Maildir", filepath.Join(r.Dir, "maildir")}} {
+		if _, err := os.Stat(f.path); err == nil {
+			files = append(files, f.name+": "+f.path)
+		}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(out, "\n%s\n", strings.Join(files, ", "))
 	return err
 }
 
@@ -206,7 +250,7 @@ func sendmailCmd() *cobra.Command {
 }
 
 func injectCmd() *cobra.Command {
-	var workload string
+	var workload, external, idHost string
 	c := &cobra.Command{
 		Use:    "inject --workload FILE",
 		Short:  "run the workload's sendmail loop (inside the sender container)",
@@ -221,6 +265,10 @@ func injectCmd() *cobra.Command {
 			if err := json.Unmarshal(b, &msgs); err != nil {
 				return fmt.Errorf("workload %s: %w", workload, err)
 			}
+			if external != "" { // a real MTA's sendmail: the loop records what it took
+				res := sender.InjectExternal(cmd.Context(), msgs, []string{external}, idHost)
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
@@ -230,6 +278,8 @@ func injectCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "messages to inject (JSON)")
+	c.Flags().StringVar(&external, "sendmail", "", "run this sendmail (a real MTA's) instead of the lab's own, adding a Message-ID to each message")
+	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added with --sendmail")
 	return c
 }
 

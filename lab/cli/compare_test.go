@@ -117,7 +117,7 @@ func TestCompareReportCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"scenario fast-expect (run fast-expect-20261128-111820951)", "delivered / injected", "200 / 200",
-		"expect ", "result: ../report/testdata/result.json"} {
+		"expect ", "result: ../report/testdata/fast-result.json"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text: no %q in\n%s", want, out)
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,7 +19,9 @@ import (
 // runRepeated runs one scenario n times into one folder and prints the
 // median and spread of every figure. It goes on after a run that failed
 // its checks (that is a figure too) but stops at a run the lab could not
-// finish, or at Ctrl-C. The exit code is the worst of the runs'.
+// finish, or at Ctrl-C; that run's folder is moved out of the repeat
+// folder, which keeps complete runs only. The exit code is the worst of
+// the runs'.
 func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 	sc, err := scenario.Load(path)
 	if err != nil {
@@ -36,6 +39,14 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 		if res == nil || !res.Complete {
 			if err == nil {
 				err = errors.New("the run ended without a result")
+			}
+			// The repeat folder keeps complete runs only, so lab compare and
+			// lab report can take it as it is; the broken run goes beside it.
+			if res != nil && res.Dir != "" {
+				aside := filepath.Join(results, filepath.Base(res.Dir))
+				if rerr := os.Rename(res.Dir, aside); rerr == nil {
+					err = fmt.Errorf("%w (its result: %s)", err, aside)
+				}
 			}
 			return fmt.Errorf("repeat %d of %d: %w", i, n, err)
 		}

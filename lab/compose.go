@@ -1,0 +1,203 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
+	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/topology"
+)
+
+// RunCompose runs sc on roles that docker compose started (docker-compose.yml,
+// generated from lab/topology): each service waits, with `lab role
+// --await`, for its spec. RunCompose finds the services by name on the
+// compose network, gives each the spec Run would give it (roleSpecs) and
+// the DNS stub its zone, injects the workload over the sender's control
+// port, waits for delivery, collects the events and the Maildir over the
+// control ports, and writes the result as Run does. It leaves the
+// containers to compose (docker-compose down -v).
+func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
+	start := time.Now()
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	if sc.Receiver.Impl != "" && sc.Receiver.Impl != "go" || sc.Sender.Impl != "" && sc.Sender.Impl != "go" {
+		return nil, fmt.Errorf("scenario %s: docker compose runs the Go roles only (receiver.impl %q, sender.impl %q); run real MTAs with go run ./cmd/lab", sc.Name, sc.Receiver.Impl, sc.Sender.Impl)
+	}
+	say := func(format string, args ...any) {
+		if opt.Progress != nil {
+			fmt.Fprintf(opt.Progress, format+"\n", args...)
+		}
+	}
+	runID := strings.ReplaceAll(fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000")), ".", "")
+	res = &Result{
+		Schema: report.SchemaVersion, RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
+		Expectations: []report.Verdict{}, Records: report.BuildRecords(report.Inputs{}),
+		Environment: report.Environment{LabVersion: "compose", GoVersion: runtime.Version(), Image: topology.ComposeImage,
+			CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Network: "compose"},
+		Dir: filepath.Join(orDefault(opt.ResultsDir, "results"), runID),
+	}
+	var lastDelivery time.Time
+	defer func() {
+		res.Overhead.DeliveryToExit = time.Since(lastDelivery)
+		if err != nil {
+			res.Error = err.Error()
+		}
+		if werr := res.Write(); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		if werr := htmlreport.WriteFile(res); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}()
+
+	r, err := configureCompose(ctx, sc, say)
+	if err != nil {
+		return res, err
+	}
+	msgs := sc.Workload.Messages()
+	workload, err := json.Marshal(msgs)
+	if err != nil {
+		return res, err
+	}
+	injStart := time.Now()
+	res.Overhead.StartToInjection = injStart.Sub(start)
+	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
+	defer cancel()
+	injected := make(chan sender.InjectResult, 1)
+	go func() {
+		var ir sender.InjectResult
+		b, err := client(r.sender).Post(runCtx, "/inject", workload)
+		if err == nil {
+			err = json.Unmarshal(b, &ir)
+		}
+		if err != nil {
+			ir.Errors = append(ir.Errors, fmt.Sprintf("injection loop failed: %v", err))
+		}
+		injected <- ir
+	}()
+	inj, waitErr := waitForDelivery(runCtx, r, len(msgs), injected, opt)
+	lastDelivery = time.Now()
+
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	defer ccancel()
+	evs, cerr := collectEvents(cctx, r)
+	if cerr != nil {
+		return res, errors.Join(waitErr, cerr)
+	}
+	tarball, err := client(r.receiver).Get(cctx, "/maildir")
+	if err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	mdir := filepath.Join(res.Dir, "maildir")
+	if err := maildir.Extract(strings.NewReader(string(tarball)), mdir); err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	onDisk, err := maildir.Dir(mdir).List()
+	if err != nil {
+		return res, errors.Join(waitErr, err)
+	}
+	end := conclude(res, sc, evs, onDisk, inj, len(msgs))
+	if d := res.Summary.TotalTime; d > 0 {
+		lastDelivery = firstQueued(evs).Add(d)
+	}
+	if waitErr != nil {
+		return res, waitErr
+	}
+	return res, end
+}
+
+func client(c *stack.Container) role.Client { return role.Client{Role: c.Role, Base: c.Control} }
+
+// configureCompose finds the compose services, waits until each awaits its
+// spec, and gives it: dns first (with its zone last, once every address is
+// known), then receiver, sender and identd, in topology order.
+func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string, ...any)) (running, error) {
+	var r running
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	ips := map[string]string{}
+	for _, s := range topology.Services() {
+		host := s.Name
+		if s.NetNSOf != "" {
+			host = s.NetNSOf
+		}
+		ip, err := lookup(ctx, host)
+		if err != nil {
+			return r, err
+		}
+		ips[s.Name] = ip
+	}
+	a := addrs{dns: ips[role.DNS], receiver: ips[role.Receiver], sender: ips[role.Sender]}
+	say("compose: dns %s, receiver %s, sender %s (identd in its network)", a.dns, a.receiver, a.sender)
+	specs := roleSpecs(sc, a)
+	cs := map[string]*stack.Container{}
+	for _, s := range topology.Services() {
+		c := &stack.Container{Role: s.Name, IP: ips[s.Name], Control: "http://" + net.JoinHostPort(ips[s.Name], s.Control)}
+		cs[s.Name] = c
+		if err := awaitStatus(ctx, c, 503); err != nil {
+			return r, fmt.Errorf("%w (a role that is already configured belongs to an earlier run: docker-compose down -v, then up)", err)
+		}
+		body, _ := json.Marshal(specs[s.Name])
+		if _, err := client(c).Post(ctx, "/spec", body); err != nil {
+			return r, err
+		}
+		if err := awaitStatus(ctx, c, 200); err != nil {
+			return r, err
+		}
+	}
+	r = running{dns: cs[role.DNS], receiver: cs[role.Receiver], sender: cs[role.Sender], identd: cs[role.Identd]}
+	zone, _ := json.Marshal(zoneFor(sc, a))
+	if _, err := client(r.dns).Post(ctx, "/zone", zone); err != nil {
+		return r, fmt.Errorf("give dns the topology: %w", err)
+	}
+	return r, nil
+}
+
+// lookup resolves a compose service's name (Docker's DNS), waiting while
+// compose is still creating it.
+func lookup(ctx context.Context, host string) (string, error) {
+	for {
+		ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", host)
+		if err == nil && len(ips) > 0 {
+			return ips[0].String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("compose service %s: no address (%v); is it defined and up?", host, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// awaitStatus waits until c's GET /status answers code.
+func awaitStatus(ctx context.Context, c *stack.Container, code int) error {
+	last := 0
+	for {
+		got, err := client(c).Status(ctx, "/status")
+		if err == nil && got == code {
+			return nil
+		}
+		if err == nil {
+			last = got
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("compose service %s: GET /status answered %d, want %d", c.Role, last, code)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

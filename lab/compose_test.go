@@ -1,0 +1,136 @@
+package lab_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
+)
+
+// docker-compose up runs the same lab as go run ./cmd/lab: the repository's
+// docker-compose.yml with the fast scenario ends with the runner's exit
+// code 0 and a complete results folder; a bad scenario makes it exit 2
+// with file:line; docker-compose down -v leaves nothing.
+func TestComposeUp(t *testing.T) {
+	eng := stacktest.Engine(t)
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("SMTPLAB_REQUIRE_DOCKER") == "1" {
+			t.Fatal("docker-compose not installed (apt-get install docker-compose)")
+		}
+		t.Skip("docker-compose not installed")
+	}
+	ctx := context.Background()
+	img, err := stack.BuildLabImage(ctx, eng, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.TagAs(ctx, eng, topology.ComposeImage); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file, err := os.ReadFile(filepath.Join("..", topology.ComposeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, topology.ComposeFile), file, 0o644)
+	os.MkdirAll(filepath.Join(dir, "scenarios"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "results"), 0o755)
+	fast, err := os.ReadFile(filepath.Join("..", "scenarios", "fast.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "scenarios", "fast.yaml"), fast, 0o644)
+	os.WriteFile(filepath.Join(dir, "scenarios", "bad.yaml"), []byte("name: bad\nreceiver:\n  max_sessions: -1\n"), 0o644)
+	project := fmt.Sprintf("smtplabtest%d", time.Now().UnixNano()%1e9)
+	compose := func(env string, args ...string) (int, string) {
+		cmd := exec.Command(bin, append([]string{"-p", project, "-f", filepath.Join(dir, topology.ComposeFile)}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out.String()
+		}
+		if err != nil {
+			t.Fatalf("docker-compose %v: %v\n%s", args, err, out.String())
+		}
+		return 0, out.String()
+	}
+	down := func() {
+		if code, out := compose("", "down", "-v"); code != 0 {
+			t.Errorf("docker-compose down -v: exit %d\n%s", code, out)
+		}
+	}
+	t.Cleanup(func() {
+		down()
+		f := make(client.Filters).Add("label", "com.docker.compose.project="+project)
+		cs, err := eng.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := eng.NetworkList(context.Background(), client.NetworkListOptions{Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs.Items) != 0 || len(ns.Items) != 0 {
+			t.Errorf("docker-compose down -v left %d containers and %d networks", len(cs.Items), len(ns.Items))
+		}
+	})
+	up := []string{"up", "--abort-on-container-exit", "--exit-code-from", "runner"}
+
+	code, out := compose("SMTPLAB_SCENARIO=scenarios/fast.yaml", up...)
+	if code != 0 {
+		t.Fatalf("docker-compose up (fast): runner exit %d, want 0\n%s", code, out)
+	}
+	runs, _ := filepath.Glob(filepath.Join(dir, "results", "fast-*"))
+	if len(runs) != 1 {
+		t.Fatalf("results %v, want one run of fast", runs)
+	}
+	doc, err := os.ReadFile(filepath.Join(runs[0], report.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report.Validate(doc); err != nil {
+		t.Errorf("result.json: %v", err)
+	}
+	res, err := report.Load(runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || res.Summary.Delivered != 200 || !res.Outcome.OK() || res.Summary.IdentQueries == 0 || res.Summary.DNSQueries == 0 {
+		t.Errorf("result: complete %v, delivered %d, outcome %+v, %d IDENT and %d DNS queries", res.Complete,
+			res.Summary.Delivered, res.Outcome, res.Summary.IdentQueries, res.Summary.DNSQueries)
+	}
+	onDisk, err := maildir.Dir(filepath.Join(runs[0], "maildir")).List()
+	if err != nil || len(onDisk) != 200 {
+		t.Errorf("maildir: %d messages (%v), want 200", len(onDisk), err)
+	}
+	for _, f := range []string{report.EventsFile, report.HTMLFile} {
+		if st, err := os.Stat(filepath.Join(runs[0], f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	down()
+
+	code, out = compose("SMTPLAB_SCENARIO=scenarios/bad.yaml", up...)
+	if code != 2 || !strings.Contains(out, "scenarios/bad.yaml:3: receiver.max_sessions") {
+		t.Errorf("docker-compose up (bad scenario): runner exit %d, want 2 naming scenarios/bad.yaml:3\n%s", code, out)
+	}
+}
