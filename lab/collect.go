@@ -14,10 +14,23 @@ import (
 )
 
 // inject runs the seed's loop inside the sender container (one sendmail
-// process per message, as the shell loop did) and returns what it did.
-func inject(ctx context.Context, c *stack.Container) sender.InjectResult {
-	code, out, err := c.Exec(ctx, injectCommand(c, injectIDHost)...)
+// process per message, as the shell loop did) and returns what it did: a
+// Go sender is asked over its control port (POST /inject with the
+// workload, as the compose runner asks it); a real MTA's own sendmail is
+// run by the lab's inject, with docker exec.
+func inject(ctx context.Context, c *stack.Container, workload []byte) sender.InjectResult {
 	var res sender.InjectResult
+	if c.MTA == "" {
+		b, err := c.Client().Post(ctx, "/inject", workload)
+		if err == nil {
+			err = json.Unmarshal(b, &res)
+		}
+		if err != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("injection loop failed: %v", err))
+		}
+		return res
+	}
+	code, out, err := c.Exec(ctx, injectCommand(c, injectIDHost)...)
 	if err == nil {
 		err = json.Unmarshal(bytes.TrimSpace(out), &res)
 	}

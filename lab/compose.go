@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
-	"github.com/smtplab/smtplab/lab/report/htmlreport"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
@@ -42,27 +40,9 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
 	}
-	runID := strings.ReplaceAll(fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000")), ".", "")
-	res = &Result{
-		Schema: report.SchemaVersion, RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
-		Expectations: []report.Verdict{}, Records: report.BuildRecords(report.Inputs{}),
-		Environment: report.Environment{LabVersion: "compose", GoVersion: runtime.Version(), Image: topology.ComposeImage,
-			CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Network: "compose"},
-		Dir: filepath.Join(orDefault(opt.ResultsDir, "results"), runID),
-	}
+	res = newResult(sc, start, opt.ResultsDir, report.Environment{LabVersion: "compose", Image: topology.ComposeImage, Network: "compose"})
 	var lastDelivery time.Time
-	defer func() {
-		res.Overhead.DeliveryToExit = time.Since(lastDelivery)
-		if err != nil {
-			res.Error = err.Error()
-		}
-		if werr := res.Write(); werr != nil {
-			err = errors.Join(err, werr)
-		}
-		if werr := htmlreport.WriteFile(res); werr != nil {
-			err = errors.Join(err, werr)
-		}
-	}()
+	defer func() { err = writeResult(res, lastDelivery, err) }()
 
 	r, err := configureCompose(ctx, sc, say)
 	if err != nil {
@@ -79,15 +59,7 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	defer cancel()
 	injected := make(chan sender.InjectResult, 1)
 	go func() {
-		var ir sender.InjectResult
-		b, err := client(r.sender).Post(runCtx, "/inject", workload)
-		if err == nil {
-			err = json.Unmarshal(b, &ir)
-		}
-		if err != nil {
-			ir.Errors = append(ir.Errors, fmt.Sprintf("injection loop failed: %v", err))
-		}
-		injected <- ir
+		injected <- inject(runCtx, r.sender, workload)
 	}()
 	inj, waitErr := waitForDelivery(runCtx, r, len(msgs), injected, opt)
 	lastDelivery = time.Now()
@@ -98,7 +70,7 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if cerr != nil {
 		return res, errors.Join(waitErr, cerr)
 	}
-	tarball, err := client(r.receiver).Get(cctx, "/maildir")
+	tarball, err := r.receiver.Client().Get(cctx, "/maildir")
 	if err != nil {
 		return res, errors.Join(waitErr, err)
 	}
@@ -119,8 +91,6 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	}
 	return res, end
 }
-
-func client(c *stack.Container) role.Client { return role.Client{Role: c.Role, Base: c.Control} }
 
 // configureCompose finds the compose services, waits until each awaits its
 // spec, and gives it: dns first (with its zone last, once every address is
@@ -143,7 +113,6 @@ func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string
 	}
 	a := addrs{dns: ips[role.DNS], receiver: ips[role.Receiver], sender: ips[role.Sender]}
 	say("compose: dns %s, receiver %s, sender %s (identd in its network)", a.dns, a.receiver, a.sender)
-	specs := roleSpecs(sc, a)
 	cs := map[string]*stack.Container{}
 	for _, s := range topology.Services() {
 		c := &stack.Container{Role: s.Name, IP: ips[s.Name], Control: "http://" + net.JoinHostPort(ips[s.Name], s.Control)}
@@ -151,8 +120,8 @@ func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string
 		if err := awaitStatus(ctx, c, 503); err != nil {
 			return r, fmt.Errorf("%w (a role that is already configured belongs to an earlier run: docker-compose down -v, then up)", err)
 		}
-		body, _ := json.Marshal(specs[s.Name])
-		if _, err := client(c).Post(ctx, "/spec", body); err != nil {
+		body, _ := json.Marshal(roleSpec(sc, s.Name, a))
+		if _, err := c.Client().Post(ctx, "/spec", body); err != nil {
 			return r, err
 		}
 		if err := awaitStatus(ctx, c, 200); err != nil {
@@ -161,7 +130,7 @@ func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string
 	}
 	r = running{dns: cs[role.DNS], receiver: cs[role.Receiver], sender: cs[role.Sender], identd: cs[role.Identd]}
 	zone, _ := json.Marshal(zoneFor(sc, a))
-	if _, err := client(r.dns).Post(ctx, "/zone", zone); err != nil {
+	if _, err := r.dns.Client().Post(ctx, "/zone", zone); err != nil {
 		return r, fmt.Errorf("give dns the topology: %w", err)
 	}
 	return r, nil
@@ -187,7 +156,7 @@ func lookup(ctx context.Context, host string) (string, error) {
 func awaitStatus(ctx context.Context, c *stack.Container, code int) error {
 	last := 0
 	for {
-		got, err := client(c).Status(ctx, "/status")
+		got, err := c.Client().Status(ctx, "/status")
 		if err == nil && got == code {
 			return nil
 		}

@@ -26,7 +26,8 @@ import (
 // receiver.
 
 // startReceiver starts the scenario's receiver: the Go model or a real MTA.
-func startReceiver(ctx context.Context, st *stack.Stack, sc scenario.Scenario, dnsIP string, images map[string]stack.Image) (*stack.Container, error) {
+func startReceiver(ctx context.Context, st *stack.Stack, sc scenario.Scenario, a addrs, images map[string]stack.Image) (*stack.Container, error) {
+	dnsIP := a.dns
 	switch impl := sc.Receiver.Impl; impl {
 	case scenario.ImplCourier, scenario.ImplPostfix:
 		files := mta.CourierReceiver(sc, dnsIP)
@@ -35,20 +36,19 @@ func startReceiver(ctx context.Context, st *stack.Stack, sc scenario.Scenario, d
 		}
 		return st.StartMTA(ctx, stack.MTASpec{Role: role.Receiver, MTA: impl, Image: images[impl], Files: files})
 	}
-	return st.Start(ctx, role.Spec{Role: role.Receiver, Listen: ":25", Control: ":" + stack.ControlPort,
-		Receiver: ptr(receiverConfig(sc, dnsIP))})
+	return st.Start(ctx, roleSpec(sc, role.Receiver, a))
 }
 
 // startSender starts the scenario's sender with the workload file and the
 // identd's port exposed (the identd joins its network namespace).
-func startSender(ctx context.Context, st *stack.Stack, sc scenario.Scenario, receiverIP, dnsIP string, workload []byte, images map[string]stack.Image) (*stack.Container, error) {
+func startSender(ctx context.Context, st *stack.Stack, sc scenario.Scenario, a addrs, workload []byte, images map[string]stack.Image) (*stack.Container, error) {
+	receiverIP, dnsIP := a.receiver, a.dns
 	opts := []stack.StartOption{stack.WithFile(workloadPath, workload), stack.Expose(identdPort), stack.Alias(role.Identd)}
 	if impl := sc.Sender.Impl; impl == scenario.ImplCourier {
 		return st.StartMTA(ctx, stack.MTASpec{Role: role.Sender, MTA: impl, Image: images[impl],
 			Files: mta.CourierSender(sc, receiverIP, dnsIP)}, opts...)
 	}
-	return st.Start(ctx, role.Spec{Role: role.Sender, Control: ":" + stack.ControlPort,
-		Sender: ptr(senderConfig(sc, receiverIP, dnsIP))}, opts...)
+	return st.Start(ctx, roleSpec(sc, role.Sender, a), opts...)
 }
 
 // sendmailOf is the path of a real MTA's sendmail in its image.

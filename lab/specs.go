@@ -1,45 +1,52 @@
 package lab
 
 import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/topology"
 )
 
-// addrs are the lab's services' addresses on its network.
+// addrs are the lab's services' addresses on its network, as far as they
+// are known: a role's spec needs only those of the roles it talks to.
 type addrs struct{ dns, receiver, sender string }
 
-// roleSpecs are the four Go roles' specs for sc, given the services'
-// addresses: the one description of each role's configuration, whether
-// testcontainers-go starts the roles or docker compose does.
-func roleSpecs(sc scenario.Scenario, a addrs) map[string]role.Spec {
-	specs := map[string]role.Spec{}
-	for _, s := range topology.Services() {
-		specs[s.Name] = role.Spec{Role: s.Name, Listen: s.Listen, Control: ":" + s.Control}
+// roleSpec is the spec of the Go role called name (a topology service)
+// for sc: the one description of each role's configuration, whether
+// testcontainers-go starts the roles (Run) or docker compose does
+// (RunCompose). The receiver needs a.dns; the sender a.receiver and a.dns.
+func roleSpec(sc scenario.Scenario, name string, a addrs) role.Spec {
+	s, _ := topology.ByName(name)
+	spec := role.Spec{Role: name, Listen: s.Listen, Control: ":" + s.Control}
+	switch name {
+	case role.DNS:
+		bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
+		for i, b := range sc.DNS.Blacklists {
+			bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed, Code: b.Code, Reason: b.Reason}
+		}
+		spec.DNS = &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls, Faults: sc.FaultSpecs(), Seed: sc.Seed,
+			Origins: []string{sc.DNS.LabDomain, "example.com"}}
+		if sc.DNS.Line.Enabled {
+			lc := sc.LineConfig()
+			spec.DNS.Line = &lc
+		}
+	case role.Receiver:
+		spec.Receiver = ptr(receiverConfig(sc, a.dns))
+	case role.Sender:
+		spec.Sender = ptr(senderConfig(sc, a.receiver, a.dns))
+	case role.Identd:
+		spec.Identd = ptr(sc.IdentdConfig())
 	}
-	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
-	for i, b := range sc.DNS.Blacklists {
-		bls[i] = dnsstub.Blacklist{Zone: b.Zone, Listed: b.Listed, Code: b.Code, Reason: b.Reason}
-	}
-	dcfg := &dnsstub.Config{QueryDelay: sc.DNS.QueryDelay.D(), Blacklists: bls, Faults: sc.FaultSpecs(), Seed: sc.Seed,
-		Origins: []string{sc.DNS.LabDomain, "example.com"}}
-	if sc.DNS.Line.Enabled {
-		lc := sc.LineConfig()
-		dcfg.Line = &lc
-	}
-	set := func(name string, f func(*role.Spec)) {
-		s := specs[name]
-		f(&s)
-		specs[name] = s
-	}
-	set(role.DNS, func(s *role.Spec) { s.DNS = dcfg })
-	set(role.Receiver, func(s *role.Spec) { s.Receiver = ptr(receiverConfig(sc, a.dns)) })
-	set(role.Sender, func(s *role.Spec) { s.Sender = ptr(senderConfig(sc, a.receiver, a.dns)) })
-	set(role.Identd, func(s *role.Spec) { s.Identd = ptr(sc.IdentdConfig()) })
-	return specs
+	return spec
 }
 
 // zoneFor is the DNS stub's view of the live topology: A and PTR records
@@ -67,4 +74,37 @@ func zoneFor(sc scenario.Scenario, a addrs) dnsstub.Zone {
 		}
 	}
 	return zone
+}
+
+// newResult is a run's result before anything ran: its id (the scenario's
+// name and the start time), the scenario, and where it will be written.
+func newResult(sc scenario.Scenario, start time.Time, resultsDir string, env report.Environment) *Result {
+	runID := strings.ReplaceAll(fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000")), ".", "")
+	env.GoVersion = runtime.Version()
+	env.OS = runtime.GOOS + "/" + runtime.GOARCH
+	if env.CPUs == 0 {
+		env.CPUs = runtime.NumCPU()
+	}
+	return &Result{
+		Schema: report.SchemaVersion, RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
+		Expectations: []report.Verdict{}, Records: report.BuildRecords(report.Inputs{}),
+		Environment: env, Dir: filepath.Join(orDefault(resultsDir, "results"), runID),
+	}
+}
+
+// writeResult puts res in its folder, whatever happened: result.json
+// (with err's text), events.jsonl and report.html. It returns err with
+// any failure to write joined.
+func writeResult(res *Result, lastDelivery time.Time, err error) error {
+	res.Overhead.DeliveryToExit = time.Since(lastDelivery)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if werr := res.Write(); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if werr := htmlreport.WriteFile(res); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	return err
 }

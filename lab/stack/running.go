@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/moby/moby/client"
+	"github.com/smtplab/smtplab/lab/role"
 )
 
 // Running is one running role's container, found by label.
@@ -19,7 +20,7 @@ type Running struct {
 
 // Get fetches path from the role's control port, as Container.Get does.
 func (r Running) Get(ctx context.Context, path string) ([]byte, error) {
-	return getControl(ctx, r.Control, r.Role, path)
+	return role.Client{Role: r.Role, Base: r.Control}.Get(ctx, path)
 }
 
 // FindRunning lists the running containers of role (all runs, or runID's)

@@ -1,19 +1,18 @@
 package stack
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/maildir"
+
+	"github.com/smtplab/smtplab/lab/topology"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -29,7 +28,7 @@ import (
 const SpecPath = "/etc/smtplab/role.json"
 
 // ControlPort is the HTTP control port of every role but identd.
-const ControlPort = "8080"
+const ControlPort = topology.ControlPort
 
 // Stack is one run's network and containers.
 type Stack struct {
@@ -206,44 +205,18 @@ func (c *Container) Exec(ctx context.Context, cmd ...string) (int, []byte, error
 	return code, out, err
 }
 
+// Client talks to c's control port.
+func (c *Container) Client() role.Client { return role.Client{Role: c.Role, Base: c.Control} }
+
 // Get fetches path from c's control port.
 func (c *Container) Get(ctx context.Context, path string) ([]byte, error) {
-	return getControl(ctx, c.Control, c.Role, path)
-}
-
-func getControl(ctx context.Context, base, role, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	return do(req, role)
+	return c.Client().Get(ctx, path)
 }
 
 // Post sends body to path on c's control port.
 func (c *Container) Post(ctx context.Context, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Control+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	_, err = do(req, c.Role)
+	_, err := c.Client().Post(ctx, path, body)
 	return err
-}
-
-func do(req *http.Request, role string) ([]byte, error) {
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s control: %w", role, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s control: %w", role, err)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s control: %s %s: %s: %s", role, req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(b))
-	}
-	return b, nil
 }
 
 // CopyDir copies folder src out of c into dst on this machine (a real copy
@@ -254,42 +227,10 @@ func (c *Container) CopyDir(ctx context.Context, eng *Engine, src, dst string) e
 		return fmt.Errorf("copy %s from %s: %w", src, c.Role, err)
 	}
 	defer res.Content.Close()
-	base := filepath.Base(src)
-	tr := tar.NewReader(res.Content)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("copy %s from %s: %w", src, c.Role, err)
-		}
-		rel, ok := strings.CutPrefix(filepath.Clean(h.Name), base)
-		if !ok || strings.Contains(rel, "..") {
-			continue
-		}
-		p := filepath.Join(dst, rel)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			os.Chtimes(p, h.ModTime, h.ModTime)
-		}
+	if err := maildir.Extract(res.Content, dst); err != nil {
+		return fmt.Errorf("copy %s from %s: %w", src, c.Role, err)
 	}
+	return nil
 }
 
 // Close removes every container (newest first: identd leaves the sender's
