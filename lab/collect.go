@@ -63,6 +63,10 @@ func queued(ctx context.Context, c *stack.Container) (int, error) {
 	return size.Queued, err
 }
 
+// realQueueSettle is how many polls (200 ms apart) a real sender's queue
+// must stay empty, with messages not all arrived, before the run ends.
+const realQueueSettle = 10
+
 // waitForDelivery shows progress until the sender's queue is empty after
 // injection, or ctx ends (the scenario's timeout, or Ctrl-C).
 func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
@@ -71,6 +75,7 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 	var inj sender.InjectResult
 	var last Snapshot
 	done := false
+	emptyFor := 0 // polls a real sender's queue has been seen empty
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -98,12 +103,22 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		// failed for good (a message waiting for a retry is still in it).
 		if r.sender.MTA != "" {
 			// A real sender took every message when its sendmail returned
-			// (the injection is done); its queue is read on its disk.
-			if empty, err := queueEmpty(ctx, r.sender); err == nil && empty {
-				view.done(snap, false)
-				return inj, nil
+			// (the injection is done); its queue is read on its disk. An
+			// empty queue ends the run at once only when every message has
+			// arrived, else once it has stayed empty for a while (a message
+			// that failed for good, or one Courier had not yet moved into
+			// its queue when we looked).
+			empty, err := queueEmpty(ctx, r.sender)
+			switch {
+			case err != nil || !empty:
+				emptyFor = 0
+				continue
+			case snap.Delivered < inj.Injected && emptyFor < realQueueSettle:
+				emptyFor++
+				continue
 			}
-			continue
+			view.done(snap, false)
+			return inj, nil
 		}
 		ss, err := status(ctx, r.sender)
 		if err != nil || ss[events.Queued] < inj.Injected {

@@ -1,20 +1,17 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
-	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/topology"
 )
@@ -48,48 +45,18 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if err != nil {
 		return res, err
 	}
-	msgs := sc.Workload.Messages()
-	workload, err := json.Marshal(msgs)
+	r.workload, err = json.Marshal(sc.Workload.Messages())
 	if err != nil {
 		return res, err
 	}
-	injStart := time.Now()
-	res.Overhead.StartToInjection = injStart.Sub(start)
-	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
-	defer cancel()
-	injected := make(chan sender.InjectResult, 1)
-	go func() {
-		injected <- inject(runCtx, r.sender, workload)
-	}()
-	inj, waitErr := waitForDelivery(runCtx, r, len(msgs), injected, opt)
-	lastDelivery = time.Now()
-
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	defer ccancel()
-	evs, cerr := collectEvents(cctx, r)
-	if cerr != nil {
-		return res, errors.Join(waitErr, cerr)
-	}
-	tarball, err := r.receiver.Client().Get(cctx, "/maildir")
-	if err != nil {
-		return res, errors.Join(waitErr, err)
-	}
-	mdir := filepath.Join(res.Dir, "maildir")
-	if err := maildir.Extract(strings.NewReader(string(tarball)), mdir); err != nil {
-		return res, errors.Join(waitErr, err)
-	}
-	onDisk, err := maildir.Dir(mdir).List()
-	if err != nil {
-		return res, errors.Join(waitErr, err)
-	}
-	end := conclude(res, sc, evs, onDisk, inj, len(msgs))
-	if d := res.Summary.TotalTime; d > 0 {
-		lastDelivery = firstQueued(evs).Add(d)
-	}
-	if waitErr != nil {
-		return res, waitErr
-	}
-	return res, end
+	lastDelivery, err = drive(ctx, r, sc, opt, res, start, func(ctx context.Context, mdir string) error {
+		tarball, err := r.receiver.Client().Get(ctx, "/maildir")
+		if err != nil {
+			return err
+		}
+		return maildir.Extract(bytes.NewReader(tarball), mdir)
+	})
+	return res, err
 }
 
 // configureCompose finds the compose services, waits until each awaits its

@@ -62,6 +62,9 @@ func TestRealCourier(t *testing.T) {
 	sc := fastWith(t, scenario.ImplCourier, scenario.ImplCourier)
 	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
+		if res != nil {
+			t.Logf("outcome: %+v\nsummary: %+v", res.Outcome, res.Summary)
+		}
 		t.Fatalf("run: %v", err)
 	}
 	deliveredOnce(t, res.Dir, res.Events, 200)

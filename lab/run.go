@@ -108,49 +108,62 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err != nil {
 		return res, err
 	}
-	injStart := time.Now()
-	res.Overhead.StartToInjection = injStart.Sub(start)
+	lastDelivery, err = drive(ctx, roles, sc, opt, res, start, func(ctx context.Context, mdir string) error {
+		if err := roles.receiver.CopyDir(ctx, eng, sc.Receiver.Maildir, mdir); err != nil {
+			return err
+		}
+		if roles.receiver.MTA != "" {
+			if err := maildirTimes(ctx, roles.receiver, sc.Receiver.Maildir, mdir); err != nil {
+				return err
+			}
+		}
+		return saveMTALogs(ctx, roles, res.Dir)
+	})
+	return res, err
+}
+
+// drive runs the measured part on roles that are up and configured:
+// injects the workload, waits for delivery (or the scenario's timeout, or
+// Ctrl-C), collects every role's events and the Maildir (copyOut writes
+// it into the folder it is given), and concludes res. It returns when the
+// last delivery was, for the overhead figures.
+func drive(ctx context.Context, r running, sc scenario.Scenario, opt Options, res *Result, start time.Time,
+	copyOut func(ctx context.Context, dir string) error) (lastDelivery time.Time, err error) {
+	msgs := sc.Workload.Messages()
+	res.Overhead.StartToInjection = time.Since(start)
 	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
 	defer cancel()
 	injected := make(chan sender.InjectResult, 1)
 	go func() {
-		injected <- inject(runCtx, roles.sender, roles.workload)
+		injected <- inject(runCtx, r.sender, r.workload)
 	}()
-	inj, waitErr := waitForDelivery(runCtx, roles, len(msgs), injected, opt)
+	inj, waitErr := waitForDelivery(runCtx, r, len(msgs), injected, opt)
 	lastDelivery = time.Now()
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer ccancel()
-	evs, cerr := collectEvents(cctx, roles)
+	evs, cerr := collectEvents(cctx, r)
 	if cerr != nil {
-		return res, errors.Join(waitErr, cerr)
+		return lastDelivery, errors.Join(waitErr, cerr)
 	}
 	evs = withInjected(evs, inj)
 	mdir := filepath.Join(res.Dir, "maildir")
-	if err := roles.receiver.CopyDir(cctx, eng, sc.Receiver.Maildir, mdir); err != nil {
-		return res, errors.Join(waitErr, err)
-	}
-	if roles.receiver.MTA != "" {
-		if err := maildirTimes(cctx, roles.receiver, sc.Receiver.Maildir, mdir); err != nil {
-			return res, errors.Join(waitErr, err)
-		}
-	}
-	if err := saveMTALogs(cctx, roles, res.Dir); err != nil {
-		return res, errors.Join(waitErr, err)
+	if err := copyOut(cctx, mdir); err != nil {
+		return lastDelivery, errors.Join(waitErr, err)
 	}
 	onDisk, err := maildir.Dir(mdir).List()
 	if err != nil {
-		return res, errors.Join(waitErr, err)
+		return lastDelivery, errors.Join(waitErr, err)
 	}
 	end := conclude(res, sc, evs, onDisk, inj, len(msgs))
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = firstQueued(evs).Add(d)
 	}
 	if waitErr != nil {
-		return res, waitErr
+		return lastDelivery, waitErr
 	}
-	return res, end
+	return lastDelivery, end
 }
 
 type running struct {
