@@ -186,17 +186,29 @@ func isTerminal(w io.Writer) bool {
 
 func cleanCmd() *cobra.Command {
 	var runID string
+	var images, allImages bool
 	c := &cobra.Command{
-		Use:   "clean",
-		Short: "remove every container and network the lab left (found by its label)",
-		Args:  cobra.NoArgs,
+		Use:   "clean [--run ID] [--images [--all-images]]",
+		Short: "remove every container and network the lab left (found by its label); --images: old images too",
+		Long: "clean removes the containers and networks a killed run left, found by the lab's label.\n" +
+			"--images also removes the lab's old images (each code change builds new ones): it keeps the\n" +
+			"newest of each, the one docker-compose.yml runs, and the Debian bases of the real MTAs\n" +
+			"(debootstrap takes a minute or more); --all-images removes those too.",
+		Args: cobra.NoArgs,
 		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
 			n, err := stack.Clean(cmd.Context(), eng, runID)
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", len(n.Containers), len(n.Networks))
+			if err != nil || !(images || allImages) {
+				return err
+			}
+			gone, err := stack.CleanImages(cmd.Context(), eng, "smtplab/", allImages)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d images\n", len(gone))
 			return err
 		}),
 	}
 	c.Flags().StringVar(&runID, "run", "", "only this run's")
+	c.Flags().BoolVar(&images, "images", false, "also remove the lab's old images")
+	c.Flags().BoolVar(&allImages, "all-images", false, "remove every image of the lab, the Debian bases too")
 	return c
 }
 
