@@ -63,10 +63,6 @@ func queued(ctx context.Context, c *stack.Container) (int, error) {
 	return size.Queued, err
 }
 
-// realQueueSettle is how many polls (200 ms apart) a real sender's queue
-// must stay empty, with messages not all arrived, before the run ends.
-const realQueueSettle = 10
-
 // waitForDelivery shows progress until the sender's queue is empty after
 // injection, or ctx ends (the scenario's timeout, or Ctrl-C).
 func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
@@ -75,7 +71,7 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 	var inj sender.InjectResult
 	var last Snapshot
 	done := false
-	emptyFor := 0 // polls a real sender's queue has been seen empty
+	emptyFor := 0 // polls the sender's queue has been seen empty in a row
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -98,37 +94,63 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		if !done {
 			continue
 		}
-		// The run is over when the sender has taken in every injected
-		// message and its queue is empty: each one left it delivered or
-		// failed for good (a message waiting for a retry is still in it).
-		if r.sender.MTA != "" {
-			// A real sender took every message when its sendmail returned
-			// (the injection is done); its queue is read on its disk. An
-			// empty queue ends the run at once only when every message has
-			// arrived, else once it has stayed empty for a while (a message
-			// that failed for good, or one Courier had not yet moved into
-			// its queue when we looked).
-			empty, err := queueEmpty(ctx, r.sender)
-			switch {
-			case err != nil || !empty:
-				emptyFor = 0
-				continue
-			case snap.Delivered < inj.Injected && emptyFor < realQueueSettle:
-				emptyFor++
-				continue
-			}
-			view.done(snap, false)
-			return inj, nil
-		}
-		ss, err := status(ctx, r.sender)
-		if err != nil || ss[events.Queued] < inj.Injected {
+		senderEmpty, err := senderDone(ctx, r, inj)
+		if err != nil || !senderEmpty {
+			emptyFor = 0
 			continue
 		}
-		if n, err := queued(ctx, r.sender); err == nil && n == 0 {
+		receiverEmpty := true
+		if r.receiver.MTA != "" {
+			if receiverEmpty, err = queueEmpty(ctx, r.receiver); err != nil {
+				continue
+			}
+		}
+		emptyFor++
+		if finished(r.sender.MTA == "" && r.receiver.MTA == "", snap.Delivered, inj.Injected, receiverEmpty, emptyFor) {
 			view.done(snap, false)
 			return inj, nil
 		}
 	}
+}
+
+// senderDone says whether the sender has let go of every injected
+// message: each left its queue delivered or failed for good (a message
+// waiting for a retry is still in it). A Go sender is asked over its
+// control port; a real one, which took every message when its sendmail
+// returned, has its queue read on its disk.
+func senderDone(ctx context.Context, r running, inj sender.InjectResult) (bool, error) {
+	if r.sender.MTA != "" {
+		return queueEmpty(ctx, r.sender)
+	}
+	ss, err := status(ctx, r.sender)
+	if err != nil || ss[events.Queued] < inj.Injected {
+		return false, err
+	}
+	n, err := queued(ctx, r.sender)
+	return err == nil && n == 0, err
+}
+
+// realQueueSettle is how many polls (200 ms apart) the queues must have
+// stayed empty, with messages not all arrived, before a run with a real
+// MTA ends: a real receiver answers 250 before its local delivery, and
+// Courier's submit hands a message to its queue a moment after sendmail
+// returns.
+const realQueueSettle = 10
+
+// finished decides the end of a run once the sender's queue is empty (for
+// emptyFor polls in a row): at once when every injected message is in the
+// Maildir, or when both roles are the Go models (the receiver delivers
+// before it answers 250, so what is missing failed for good); otherwise
+// when the real receiver's queue is empty too and both have stayed so for
+// realQueueSettle polls.
+func finished(goModels bool, delivered, injected int, receiverEmpty bool, emptyFor int) bool {
+	switch {
+	case delivered >= injected, goModels:
+		return true
+	case !receiverEmpty:
+		return false
+	}
+	return emptyFor >= realQueueSettle
 }
 
 // collectEvents reads every role's event log and merges them in time order.

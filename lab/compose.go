@@ -29,7 +29,7 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	if sc.Receiver.Impl != "" && sc.Receiver.Impl != "go" || sc.Sender.Impl != "" && sc.Sender.Impl != "go" {
+	if sc.Receiver.Impl != scenario.ImplGo || sc.Sender.Impl != scenario.ImplGo {
 		return nil, fmt.Errorf("scenario %s: docker compose runs the Go roles only (receiver.impl %q, sender.impl %q); run real MTAs with go run ./cmd/lab", sc.Name, sc.Receiver.Impl, sc.Sender.Impl)
 	}
 	say := func(format string, args ...any) {
@@ -72,7 +72,9 @@ func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string
 		if s.NetNSOf != "" {
 			host = s.NetNSOf
 		}
-		ip, err := lookup(ctx, host)
+		lctx, lcancel := context.WithTimeout(ctx, 30*time.Second) // depends_on: the services are started
+		ip, err := lookup(lctx, host)
+		lcancel()
 		if err != nil {
 			return r, err
 		}
@@ -85,7 +87,7 @@ func configureCompose(ctx context.Context, sc scenario.Scenario, say func(string
 		c := &stack.Container{Role: s.Name, IP: ips[s.Name], Control: "http://" + net.JoinHostPort(ips[s.Name], s.Control)}
 		cs[s.Name] = c
 		if err := awaitStatus(ctx, c, 503); err != nil {
-			return r, fmt.Errorf("%w (a role that is already configured belongs to an earlier run: docker-compose down -v, then up)", err)
+			return r, err
 		}
 		body, _ := json.Marshal(roleSpec(sc, s.Name, a))
 		if _, err := c.Client().Post(ctx, "/spec", body); err != nil {
@@ -119,13 +121,18 @@ func lookup(ctx context.Context, host string) (string, error) {
 	}
 }
 
-// awaitStatus waits until c's GET /status answers code.
+// awaitStatus waits until c's GET /status answers code. A role that
+// answers 200 while it should await its spec (503) was configured by an
+// earlier run: that is an error at once.
 func awaitStatus(ctx context.Context, c *stack.Container, code int) error {
 	last := 0
 	for {
 		got, err := c.Client().Status(ctx, "/status")
 		if err == nil && got == code {
 			return nil
+		}
+		if err == nil && code == 503 && got == 200 {
+			return fmt.Errorf("compose service %s is already configured by an earlier run: docker-compose down -v, then up", c.Role)
 		}
 		if err == nil {
 			last = got

@@ -97,11 +97,16 @@ func smtpSessions(procNetTCP string) int {
 	return n
 }
 
-// queueEmpty says whether a real sender's queue holds no message: Courier
+// queueEmpty says whether a real MTA's queue holds no message: Courier
 // keeps each as files under /var/lib/courier/msgs until it is delivered
-// or bounced.
+// or bounced; Postfix under its spool's incoming, active and deferred
+// queues (and maildrop, before pickup).
 func queueEmpty(ctx context.Context, c *stack.Container) (bool, error) {
-	code, out, err := c.Exec(ctx, "sh", "-c", "find /var/lib/courier/msgs -type f | wc -l")
+	dirs := "/var/lib/courier/msgs"
+	if c.MTA == scenario.ImplPostfix {
+		dirs = "/var/spool/postfix/maildrop /var/spool/postfix/incoming /var/spool/postfix/active /var/spool/postfix/deferred"
+	}
+	code, out, err := c.Exec(ctx, "sh", "-c", "find "+dirs+" -type f 2>/dev/null | wc -l")
 	if err != nil || code != 0 {
 		return false, fmt.Errorf("list %s's queue (exit %d): %v: %s", c.Role, code, err, out)
 	}

@@ -1,11 +1,14 @@
 package lab
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/receiver"
+	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // receiverConfig is the receiver's part of the scenario, with the lab's
@@ -28,10 +31,10 @@ func receiverConfig(sc scenario.Scenario, dnsIP string) receiver.Config {
 		Hostname: rc.Hostname,
 		Admission: receiver.Admission{
 			MaxSessions: rc.MaxSessions, MaxPerC: rc.MaxPerC, MaxPerIP: rc.MaxPerIP, Profile: rc.Profile,
-			DNSServers: []string{dnsIP + ":53"}, DNSTimeout: rc.DNSTimeout.D(),
+			DNSServers: []string{topology.Addr(dnsIP, role.DNS)}, DNSTimeout: rc.DNSTimeout.D(),
 			DNSMultiplier: rc.DNSMultiplier, DNSRounds: rc.DNSRounds,
 			ReverseDNS: rc.ReverseDNS, Blacklists: zones, BlacklistPolicy: policy,
-			Ident: rc.Ident, IdentPort: 113, IdentTimeout: rc.IdentTimeout.D(),
+			Ident: rc.Ident, IdentPort: port(role.Identd), IdentTimeout: rc.IdentTimeout.D(),
 		},
 		SMTP: receiver.SMTP{
 			MaxMessage: rc.MaxMessage, CommandTimeout: rc.CommandTimeout.D(), DataTimeout: rc.DataTimeout.D(),
@@ -50,7 +53,7 @@ func senderConfig(sc scenario.Scenario, receiverIP, dnsIP string) sender.Config 
 	sd := sc.Sender
 	routes := make([]sender.Route, len(sd.Routes))
 	for i, rt := range sd.Routes {
-		routes[i] = sender.Route{Domain: rt.Domain, Relay: receiverIP + ":25"}
+		routes[i] = sender.Route{Domain: rt.Domain, Relay: topology.Addr(receiverIP, role.Receiver)}
 	}
 	retry := make([]time.Duration, len(sd.Retry))
 	for i, d := range sd.Retry {
@@ -60,10 +63,17 @@ func senderConfig(sc scenario.Scenario, receiverIP, dnsIP string) sender.Config 
 		Hostname: sd.Hostname, QueueDir: queueDir,
 		MaxConnections: sd.MaxConnections, MaxPerHost: sd.MaxPerHost,
 		IdleClose: sd.IdleClose.D(), Retry: retry, MaxAttempts: sd.MaxAttempts, Routes: routes,
-		DNSServers: []string{dnsIP + ":53"}, SMTPPort: 25,
+		DNSServers: []string{topology.Addr(dnsIP, role.DNS)}, SMTPPort: port(role.Receiver),
 		Bounce: sd.Bounce, MaxInMemory: sd.MaxInMemory, MaxPerConnection: sd.MaxPerConnection,
 		ConnectTimeout: sd.ConnectTimeout.D(), GreetingTimeout: sd.GreetingTimeout.D(), HeloTimeout: sd.HeloTimeout.D(),
 		MailTimeout: sd.MailTimeout.D(), RcptTimeout: sd.RcptTimeout.D(), DataTimeout: sd.DataTimeout.D(),
 		EndOfDataTimeout: sd.EndOfDataTimeout.D(), QuitTimeout: sd.QuitTimeout.D(),
 	}
+}
+
+// port is the port number of a topology service's own protocol.
+func port(service string) int {
+	s, _ := topology.ByName(service)
+	n, _ := strconv.Atoi(s.Port())
+	return n
 }

@@ -22,7 +22,8 @@ chown root:courier /run/courier && chmod 0775 /run/courier
 chown courier:courier /run/courier/authdaemon && chmod 0750 /run/courier/authdaemon
 touch /var/log/mail.log
 # courierlogger writes to syslog only: without a syslog daemon its lines
-# are lost. busybox syslogd, every facility into one file.
+# are lost. busybox syslogd, every facility into one file (Debian's busybox
+# 1.35 has no log rotation: the lab reads a run's log whole).
 syslogd -O /var/log/mail.log
 makeacceptmailfor
 makealiases 2>/dev/null || true

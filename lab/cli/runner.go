@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/topology"
 )
 
@@ -25,6 +27,12 @@ func runnerCmd() *cobra.Command {
 			}
 			if path == "" {
 				path = topology.DefaultScenario
+			}
+			// Compose runs the Go roles only: refuse a real MTA's scenario
+			// before anything runs (also its Go-model comparison).
+			if sc, err := scenario.Load(path); err == nil && (sc.Receiver.Impl != scenario.ImplGo || sc.Sender.Impl != scenario.ImplGo) {
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: receiver.impl %s, sender.impl %s: docker compose runs the Go roles only; run real MTAs with go run ./cmd/lab run %s",
+					path, sc.Receiver.Impl, sc.Sender.Impl, path)}
 			}
 			return runWith(cmd, path, results, lab.RunCompose)
 		},

@@ -145,6 +145,17 @@ func tarDir(w io.Writer, dir string) error {
 		if !info.Mode().IsRegular() && !info.IsDir() {
 			return nil
 		}
+		var body []byte
+		if !info.IsDir() {
+			// Read first, and size the entry by what was read: a file may
+			// vanish (renamed into new/) or change while we walk.
+			if body, err = os.ReadFile(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+		}
 		h, err := tar.FileInfoHeader(info, "")
 		if err != nil {
 			return err
@@ -154,17 +165,11 @@ func tarDir(w io.Writer, dir string) error {
 		if info.IsDir() {
 			h.Name += "/"
 		}
+		h.Size = int64(len(body))
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if info.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		_, err = tw.Write(b)
+		_, err = tw.Write(body)
 		return err
 	})
 	if err != nil {

@@ -168,6 +168,12 @@ func (m MTA) importBase(ctx context.Context, eng *Engine, ref string, logf func(
 		ref, DebianSuite, strings.Join(m.Packages, ", "), DebianMirror)
 	cmd := exec.CommandContext(ctx, tool, "--variant=minbase", "--include="+strings.Join(m.Packages, ","), DebianSuite, root, DebianMirror)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	// debootstrap runs wget, dpkg and chroot as its children: cancelled,
+	// the whole process group goes, or they would hold the output open
+	// and write into the tree after it is removed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)

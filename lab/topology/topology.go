@@ -5,6 +5,11 @@
 // drift: a test fails when the committed file differs from Compose's.
 package topology
 
+import (
+	"net"
+	"strings"
+)
+
 // ControlPort is every Go role's HTTP control port (events, status,
 // metrics, spec); identd, sharing the sender's network, uses IdentdControl.
 const (
@@ -46,4 +51,17 @@ func ByName(name string) (Service, bool) {
 		}
 	}
 	return Service{}, false
+}
+
+// Port is the port of a service's own protocol ("53" for dns).
+func (s Service) Port() string {
+	_, port, _ := strings.Cut(s.Listen, ":")
+	return port
+}
+
+// Addr is host joined with the named service's port: where that service
+// answers on host ("10.0.0.2:53").
+func Addr(host, service string) string {
+	s, _ := ByName(service)
+	return net.JoinHostPort(host, s.Port())
 }
