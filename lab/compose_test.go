@@ -47,15 +47,18 @@ func TestComposeUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, topology.ComposeFile), file, 0o644)
-	os.MkdirAll(filepath.Join(dir, "scenarios"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "results"), 0o755)
-	fast, err := os.ReadFile(filepath.Join("..", "scenarios", "fast.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(dir, "scenarios", "fast.yaml"), fast, 0o644)
-	os.WriteFile(filepath.Join(dir, "scenarios", "bad.yaml"), []byte("name: bad\nreceiver:\n  max_sessions: -1\n"), 0o644)
+	must(os.WriteFile(filepath.Join(dir, topology.ComposeFile), file, 0o644))
+	must(os.MkdirAll(filepath.Join(dir, "scenarios"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "results"), 0o755))
+	fast, err := os.ReadFile(filepath.Join("..", "scenarios", "fast.yaml"))
+	must(err)
+	must(os.WriteFile(filepath.Join(dir, "scenarios", "fast.yaml"), fast, 0o644))
+	must(os.WriteFile(filepath.Join(dir, "scenarios", "bad.yaml"), []byte("name: bad\nreceiver:\n  max_sessions: -1\n"), 0o644))
 	project := fmt.Sprintf("smtplabtest%d", time.Now().UnixNano()%1e9)
 	compose := func(env string, args ...string) (int, string) {
 		cmd := exec.Command(bin, append([]string{"-p", project, "-f", filepath.Join(dir, topology.ComposeFile)}, args...)...)
