@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/smtplab/smtplab/lab/events"
 )
@@ -101,10 +102,24 @@ func ParseLine(s string, now time.Time) (Line, bool) {
 		tag = tag[:open]
 	}
 	l.Program = tag
-	// The text is what follows the tag, spacing kept.
-	at := strings.Index(rest, fields[i]) + len(fields[i])
-	l.Text = strings.TrimSpace(rest[at:])
+	// The text is what follows the tag, spacing kept: the tag's word may
+	// also be in the host's, so the words are skipped, not searched for.
+	l.Text = strings.TrimSpace(afterWords(rest, i+1))
 	return l, true
+}
+
+// afterWords is s after its first n words, words as strings.Fields
+// splits them.
+func afterWords(s string, n int) string {
+	for range n {
+		s = strings.TrimLeftFunc(s, unicode.IsSpace)
+		end := strings.IndexFunc(s, unicode.IsSpace)
+		if end < 0 {
+			return ""
+		}
+		s = s[end:]
+	}
+	return s
 }
 
 // isFacilityLevel is busybox syslogd's "mail.info" between host and tag.
@@ -148,9 +163,8 @@ func (p *logParser) courierSession(l Line) {
 	case strings.HasPrefix(l.Text, "error,"):
 		relay := unbracket(kv["relay"])
 		msg := kv["msg"]
-		code, _ := strconv.Atoi(firstWord(msg))
 		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: relay + ":" + unbracket(kv["port"]), Host: unmapped(relay),
-			Code: code, Error: msg})
+			Code: replyCode(msg), Error: msg})
 	}
 }
 
@@ -192,8 +206,7 @@ func (p *logParser) postfixSMTPD(l Line) {
 			Count: postfixCount(l.Text, "data"), Reason: "quit"})
 	case strings.HasPrefix(l.Text, "NOQUEUE: reject: "):
 		_, after, _ := strings.Cut(l.Text, "]: ")
-		code, _ := strconv.Atoi(firstWord(after))
-		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: conn(), Host: postfixClientIP(l.Text), Code: code, Error: after})
+		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: conn(), Host: postfixClientIP(l.Text), Code: replyCode(after), Error: after})
 	case strings.Contains(l.Text, "concurrency limit exceeded"):
 		p.add(events.Event{Time: l.Time, Kind: events.Refused, Conn: conn(), Host: postfixClientIP(l.Text), Reason: "max_per_ip", Error: l.Text})
 	}
@@ -258,6 +271,20 @@ func firstWord(s string) string {
 	return f
 }
 
+// replyCode is the SMTP reply code (RFC 5321: 2xx to 5xx) that starts s,
+// or 0 when s starts with none: the log's text is not trusted to hold one.
+func replyCode(s string) int {
+	w := firstWord(s)
+	if len(w) != 3 || w[0] < '2' || w[0] > '5' {
+		return 0
+	}
+	code, err := strconv.Atoi(w)
+	if err != nil {
+		return 0
+	}
+	return code
+}
+
 // postfixClientIP is the ip of the first "name[ip]" in s.
 func postfixClientIP(s string) string {
 	open := strings.IndexByte(s, '[')
@@ -280,7 +307,7 @@ func postfixCount(s, name string) int {
 		}
 		v, _, _ = strings.Cut(v, "/")
 		n, err := strconv.Atoi(v)
-		if err == nil {
+		if err == nil && n >= 0 {
 			return n
 		}
 	}

@@ -1,8 +1,8 @@
 package mta
 
 import (
-	"bufio"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,22 +57,25 @@ func TestParseCapturedLogs(t *testing.T) {
 	}
 }
 
-// Lines in the MTAs' formats the captured runs did not produce (no client
+// handLines are lines in the MTAs' formats the captured runs did not produce (no client
 // was refused there); written from Postfix 3.7's smtpd and Courier's
 // courieresmtpd/courieresmtp messages.
+var handLines = []string{
+	"Nov 28 11:37:22 receiver postfix/smtpd[205]: connect from sender.lab.example.net[192.168.208.4]",
+	"Nov 28 11:37:23 receiver postfix/smtpd[205]: NOQUEUE: reject: RCPT from sender.lab.example.net[192.168.208.4]: 554 5.7.1 Service unavailable; Client host [192.168.208.4] blocked using bl1.example.net; from=<sender@example.com> to=<recipient-foo-1@1.foo.example.com> proto=ESMTP helo=<sender>",
+	"Nov 28 11:37:24 receiver postfix/smtpd[205]: disconnect from sender.lab.example.net[192.168.208.4] ehlo=1 mail=3 rcpt=2/3 data=2 quit=1 commands=9/10",
+	"Nov 28 11:37:25 receiver postfix/smtpd[205]: connect from unknown[192.168.208.9]",
+	"Nov 28 11:37:25 receiver postfix/smtpd[205]: warning: Connection concurrency limit exceeded: 41 from unknown[192.168.208.9] for service smtp",
+	"Nov 28 11:37:26 receiver postfix/smtpd[301]: disconnect from unknown[192.168.208.9] commands=0", // its connect is not in the log
+	"Nov 28 11:32:14 79f41702a143 mail.info courieresmtpd: error,relay=::ffff:192.168.128.4,port=58466,msg=\"511 Blocked by bl1, see <x,y>\",cmd: RCPT TO:<recipient-foo-1@1.foo.example.com>",
+	"Nov 28 11:33:10 0c85168e3d4a mail.info courieresmtp: id=00000000000E7092.000000006B0ABBF6.00000062,from=<sender@example.com>,addr=<recipient-foo-1@1.foo.example.com>,status: deferred",
+	"Nov 28 11:33:11 0c85168e3d4a mail.info courieresmtp: id=00000000000E7093.000000006B0ABBF6.00000063,from=<sender@example.com>,addr=<nobody@1.foo.example.com>,status: failure",
+	"garbage", "", "Nov 99 11:33:11 x y: z", "Nov 28 11:33:11 host",
+}
+
+// TestParseLines reads handLines.
 func TestParseLines(t *testing.T) {
-	log := strings.Join([]string{
-		"Nov 28 11:37:22 receiver postfix/smtpd[205]: connect from sender.lab.example.net[192.168.208.4]",
-		"Nov 28 11:37:23 receiver postfix/smtpd[205]: NOQUEUE: reject: RCPT from sender.lab.example.net[192.168.208.4]: 554 5.7.1 Service unavailable; Client host [192.168.208.4] blocked using bl1.example.net; from=<sender@example.com> to=<recipient-foo-1@1.foo.example.com> proto=ESMTP helo=<sender>",
-		"Nov 28 11:37:24 receiver postfix/smtpd[205]: disconnect from sender.lab.example.net[192.168.208.4] ehlo=1 mail=3 rcpt=2/3 data=2 quit=1 commands=9/10",
-		"Nov 28 11:37:25 receiver postfix/smtpd[205]: connect from unknown[192.168.208.9]",
-		"Nov 28 11:37:25 receiver postfix/smtpd[205]: warning: Connection concurrency limit exceeded: 41 from unknown[192.168.208.9] for service smtp",
-		"Nov 28 11:37:26 receiver postfix/smtpd[301]: disconnect from unknown[192.168.208.9] commands=0", // its connect is not in the log
-		"Nov 28 11:32:14 79f41702a143 mail.info courieresmtpd: error,relay=::ffff:192.168.128.4,port=58466,msg=\"511 Blocked by bl1, see <x,y>\",cmd: RCPT TO:<recipient-foo-1@1.foo.example.com>",
-		"Nov 28 11:33:10 0c85168e3d4a mail.info courieresmtp: id=00000000000E7092.000000006B0ABBF6.00000062,from=<sender@example.com>,addr=<recipient-foo-1@1.foo.example.com>,status: deferred",
-		"Nov 28 11:33:11 0c85168e3d4a mail.info courieresmtp: id=00000000000E7093.000000006B0ABBF6.00000063,from=<sender@example.com>,addr=<nobody@1.foo.example.com>,status: failure",
-		"garbage", "", "Nov 99 11:33:11 x y: z", "Nov 28 11:33:11 host",
-	}, "\n")
+	log := strings.Join(handLines, "\n")
 	evs, err := ParseLog(strings.NewReader(log), "receiver", runTime)
 	if err != nil {
 		t.Fatal(err)
@@ -120,33 +123,108 @@ func TestParseLineYear(t *testing.T) {
 }
 
 // FuzzParseLog feeds the parser mail-log text it has never seen. The seed
-// corpus is every line of the captured logs (testdata/*.log) and the
-// hand-written ones above; whatever the input, it must not panic, and
-// every event must carry the role, a kind and a time no later than a day
-// after the run's.
+// corpus is every line of the captured logs (testdata/*.log), each whole
+// log (so sessions open and close) and handLines. Whatever the input, it
+// must not panic, and it must keep what ParseLog and ParseLine promise:
+//   - a line gives at most one event; every event carries the role, one of
+//     the kinds the parser writes and a stamp dated in the run's year or the
+//     one before, never more than a day after the run;
+//   - ConnOpen and ConnClose name their connection, and a ConnClose closes
+//     one this log opened (a disconnect whose connect is before the log's
+//     start is skipped); a connection carried no fewer than 0 messages;
+//   - a Code is an SMTP reply code (200-599) or 0 when the line has none;
+//   - Attempt and Failed name their recipient's slot;
+//   - a line ParseLine takes has a host and a program, and its Text is the
+//     words after the tag, trimmed.
 func FuzzParseLog(f *testing.F) {
 	for _, name := range []string{"courier-receiver.log", "courier-sender.log", "postfix-receiver.log"} {
-		file, err := os.Open("testdata/" + name)
+		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
 		}
-		sc := bufio.NewScanner(file)
-		for sc.Scan() {
-			f.Add(sc.Text())
+		f.Add(string(b))
+		for l := range strings.Lines(string(b)) {
+			f.Add(strings.TrimSuffix(l, "\n"))
 		}
-		file.Close()
 	}
-	f.Add(`Nov 28 11:32:14 h mail.info courieresmtpd: error,relay=::ffff:1.2.3.4,port=1,msg="511 a,b",cmd: RCPT`)
+	for _, l := range handLines {
+		f.Add(l)
+	}
 	f.Add("Nov 28 11:37:24 r postfix/smtpd[205]: disconnect from x[1.2.3.4] data=2/3")
 	f.Add("Nov 28 11:37:24 r postfix/smtpd[]: connect from [")
-	f.Fuzz(func(t *testing.T, line string) {
-		evs, err := ParseLog(strings.NewReader(line), "receiver", runTime)
+	// Numbers the log's text does not hold as the MTA writes them.
+	f.Add("Nov 28 11:37:22 r postfix/smtpd[9]: connect from x[1.2.3.4]\nNov 28 11:37:24 r postfix/smtpd[9]: disconnect from x[1.2.3.4] data=-3")
+	f.Add(`Nov 28 11:32:14 h mail.info courieresmtpd: error,relay=1.2.3.4,port=1,msg="99999 x",cmd: RCPT`)
+	kinds := map[events.Kind]bool{events.ConnOpen: true, events.ConnClose: true, events.Rejected: true,
+		events.Refused: true, events.Attempt: true, events.Failed: true}
+	f.Fuzz(func(t *testing.T, log string) {
+		evs, err := ParseLog(strings.NewReader(log), "receiver", runTime)
 		if err != nil {
 			return // a line longer than the scanner takes
 		}
+		if lines := strings.Count(log, "\n") + 1; len(evs) > lines {
+			t.Fatalf("%d events from %d lines", len(evs), lines)
+		}
+		open := map[string]bool{}
 		for _, e := range evs {
-			if e.Role != "receiver" || e.Kind == "" || e.Time.After(runTime.Add(24*time.Hour)) || e.Time.Year() < 2025 {
-				t.Fatalf("event %+v from %q", e, line)
+			if e.Role != "receiver" || !kinds[e.Kind] {
+				t.Fatalf("role or kind: %+v", e)
+			}
+			if e.Time.IsZero() || e.Time.Location() != time.UTC || e.Time.After(runTime.Add(24*time.Hour)) ||
+				(e.Time.Year() != runTime.Year() && e.Time.Year() != runTime.Year()-1) {
+				t.Fatalf("time %v: %+v", e.Time, e)
+			}
+			if e.Code != 0 && (e.Code < 200 || e.Code > 599) {
+				t.Fatalf("code %d is no SMTP reply code: %+v", e.Code, e)
+			}
+			if e.Count < 0 {
+				t.Fatalf("a connection carried %d messages: %+v", e.Count, e)
+			}
+			switch e.Kind {
+			case events.ConnOpen:
+				if e.Conn == "" {
+					t.Fatalf("connection with no name: %+v", e)
+				}
+				open[e.Conn] = true
+			case events.ConnClose:
+				if e.Conn == "" || !open[e.Conn] {
+					t.Fatalf("closes a connection the log did not open: %+v", e)
+				}
+			case events.Attempt, events.Failed:
+				if len(e.Rcpts) != 1 {
+					t.Fatalf("recipients %q: %+v", e.Rcpts, e)
+				}
+			}
+		}
+		for line := range strings.Lines(log) {
+			line = strings.TrimSuffix(line, "\n")
+			l, ok := ParseLine(line, runTime)
+			if !ok {
+				continue
+			}
+			if l.Time.IsZero() || l.Host == "" || l.Program == "" || l.Text != strings.TrimSpace(l.Text) {
+				t.Fatalf("ParseLine(%q) = %+v", line, l)
+			}
+			if !strings.HasSuffix(strings.TrimSpace(line), l.Text) {
+				t.Fatalf("ParseLine(%q): text %q is not the line's end", line, l.Text)
+			}
+			// The text's words are the words after the tag: after the
+			// stamp (and its fraction), the host and any facility.level.
+			rest := line[15:]
+			if r, ok := strings.CutPrefix(rest, "."); ok {
+				n := 0
+				for n < len(r) && n < 9 && r[n] >= '0' && r[n] <= '9' {
+					n++
+				}
+				rest = r[n:]
+			}
+			words := strings.Fields(rest)
+			tag := 1
+			if len(words) > 2 && isFacilityLevel(words[1]) {
+				tag = 2
+			}
+			if words[0] != l.Host || !slices.Equal(strings.Fields(l.Text), words[tag+1:]) {
+				t.Fatalf("ParseLine(%q): host %q, text %q: not what follows the tag %q", line, l.Host, l.Text, words[tag])
 			}
 		}
 	})

@@ -1,0 +1,275 @@
+package report
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSideHeading(t *testing.T) {
+	for _, c := range []struct {
+		receiver, sender, want string
+	}{
+		{"go", "go", "Go model"},
+		{"courier", "courier", "real Courier"},
+		{"postfix", "postfix", "real Postfix"},
+		{"postfix", "courier", "real Courier S -> real Postfix R"},
+		{"courier", "go", "Go model S -> real Courier R"},
+		{"go", "courier", "real Courier S -> Go model R"},
+	} {
+		if got := (Side{Receiver: c.receiver, Sender: c.sender}).Heading(); got != c.want {
+			t.Errorf("Side{R %s, S %s}.Heading() = %q, want %q", c.receiver, c.sender, got, c.want)
+		}
+	}
+}
+
+// modelSummary is a Go model run's figures: every field WriteThreeWay shows
+// is set, and to a value no other column has, so a cell taken from the
+// wrong column shows.
+var modelSummary = Summary{
+	Injected: 200, Delivered: 198,
+	TotalTime:             42 * time.Second,
+	MessagesPerSecond:     4.71,
+	Connections:           61,
+	SenderConnections:     12,
+	SenderReused:          186,
+	MessagesPerConn:       3.3,
+	DNSQueries:            244,
+	DNSQueriesByType:      map[string]int{"PTR": 61, "A": 61, "DNSBL": 122},
+	LookupsPerConnection:  4,
+	IdentQueries:          61,
+	Latency:               Latency{P50: 150 * time.Millisecond, P90: 2 * time.Second, P99: 12500 * time.Millisecond, Max: 51 * time.Second},
+	DeliveredLateMessages: 5,
+	Faults:                map[string]int{"stall": 1},
+	HeldByFaults:          3,
+}
+
+// realSummary is a real MTAs' run. Its sender connections, IDENT lookups and
+// held messages are 0, as a run with no evidence for them leaves them; the
+// table must not show those 0s as measured where the MTA gives no evidence.
+var realSummary = Summary{
+	Injected: 200, Delivered: 200,
+	TotalTime:             8510 * time.Millisecond,
+	MessagesPerSecond:     23.5,
+	Connections:           17,
+	MessagesPerConn:       11.8,
+	DNSQueries:            34,
+	DNSQueriesByType:      map[string]int{"PTR": 17, "A": 17},
+	LookupsPerConnection:  2,
+	Latency:               Latency{P50: 300 * time.Millisecond, P90: 800 * time.Millisecond, P99: 1200 * time.Millisecond, Max: 1500 * time.Millisecond},
+	DeliveredLateMessages: 0,
+}
+
+// tableCell splits WriteThreeWay's lines into cells: tabwriter pads cells
+// with at least two spaces, and no cell holds two spaces in a row.
+var tableCell = regexp.MustCompile(`\s{2,}`)
+
+// threeWay runs WriteThreeWay and returns its title, column headings and
+// rows (name -> the Go model, real MTAs and 1999 cells).
+func threeWay(t *testing.T, model, real Side) (title string, head []string, rows map[string][]string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := WriteThreeWay(&b, "scenario x: three ways", model, real); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) < 4 || lines[1] != "" {
+		t.Fatalf("want a title, a blank line, a heading and rows; got\n%s", b.String())
+	}
+	head = tableCell.Split(strings.TrimSpace(lines[2]), -1)
+	rows = map[string][]string{}
+	for _, l := range lines[3:] {
+		cells := tableCell.Split(l, -1)
+		if len(cells) != 4 {
+			t.Fatalf("row %q has %d cells, want a name and three columns", l, len(cells))
+		}
+		if _, dup := rows[cells[0]]; dup {
+			t.Fatalf("row %q twice", cells[0])
+		}
+		rows[cells[0]] = cells[1:]
+	}
+	return lines[0], head, rows
+}
+
+// The 1999 column is the seed's figures, whatever the runs' (Seed1999).
+var want1999 = map[string]string{
+	"delivered / injected":                                   "196 / 200",
+	"total time (first injection to last delivery)":          "65.00 s",
+	"messages per second":                                    "3.0",
+	"ESMTP connections (receiver)":                           "57",
+	"sender connections: opened, messages over a reused one": "57, not reported",
+	"messages per connection":                                "3.4",
+	"DNS lookups":                                            "not measured",
+	"DNS lookups per connection":                             "4",
+	"IDENT lookups":                                          "one per connection",
+	"delivery latency p50 / p90 / p99":                       "not reported",
+	"delivery latency max":                                   "50-75 s",
+	"messages over 10 s":                                     "4",
+	"faults applied":                                         "one stalled DNS query",
+	"messages held by a faulted query":                       "4",
+}
+
+// wantModel is the Go model column for modelSummary: every figure measured.
+var wantModel = map[string]string{
+	"delivered / injected":                                   "198 / 200",
+	"total time (first injection to last delivery)":          "42.00 s",
+	"messages per second":                                    "4.7",
+	"ESMTP connections (receiver)":                           "61",
+	"sender connections: opened, messages over a reused one": "12, 186",
+	"messages per connection":                                "3.3",
+	"DNS lookups":                                            "244 (A 61, DNSBL 122, PTR 61)",
+	"DNS lookups per connection":                             "4.0",
+	"IDENT lookups":                                          "61",
+	"delivery latency p50 / p90 / p99":                       "150 ms / 2.00 s / 12.50 s",
+	"delivery latency max":                                   "51.00 s",
+	"messages over 10 s":                                     "5",
+	"faults applied":                                         "stall 1",
+	"messages held by a faulted query":                       "3",
+}
+
+// realColumn is the real MTAs' column for realSummary, with the cells
+// that depend on which MTA plays which role given by the case.
+func realColumn(sender, ident, held string) map[string]string {
+	return map[string]string{
+		"delivered / injected":                                   "200 / 200",
+		"total time (first injection to last delivery)":          "8.51 s",
+		"messages per second":                                    "23.5",
+		"ESMTP connections (receiver)":                           "17",
+		"sender connections: opened, messages over a reused one": sender,
+		"messages per connection":                                "11.8",
+		"DNS lookups":                                            "34 (A 17, PTR 17)",
+		"DNS lookups per connection":                             "2.0",
+		"IDENT lookups":                                          ident,
+		"delivery latency p50 / p90 / p99":                       "300 ms / 800 ms / 1.20 s",
+		"delivery latency max":                                   "1.50 s",
+		"messages over 10 s":                                     "0",
+		"faults applied":                                         "none",
+		"messages held by a faulted query":                       held,
+	}
+}
+
+func TestWriteThreeWay(t *testing.T) {
+	model := Side{Receiver: "go", Sender: "go", Summary: modelSummary}
+	for _, c := range []struct {
+		name             string
+		receiver, sender string
+		realSenderConns  int // set on the real run's summary: shown only when the Go model sends
+		heading          string
+		want             map[string]string
+	}{
+		{
+			name: "real Courier in both roles", receiver: "courier", sender: "courier", realSenderConns: 9,
+			heading: "real Courier",
+			want: realColumn("not logged by real Courier", "0",
+				"not traced (no per-check events from real Courier)"),
+		},
+		{
+			name: "real Courier S to real Postfix R", receiver: "postfix", sender: "courier", realSenderConns: 9,
+			heading: "real Courier S -> real Postfix R",
+			want: realColumn("not logged by real Courier", "none: Postfix makes no IDENT lookup",
+				"not traced (no per-check events from real Postfix)"),
+		},
+		{
+			name: "Go sender to real Postfix R", receiver: "postfix", sender: "go", realSenderConns: 9,
+			heading: "Go model S -> real Postfix R",
+			want: realColumn("9, 0", "none: Postfix makes no IDENT lookup",
+				"not traced (no per-check events from real Postfix)"),
+		},
+		{
+			name: "real Courier S to the Go receiver", receiver: "go", sender: "courier", realSenderConns: 9,
+			heading: "real Courier S -> Go model R",
+			want:    realColumn("not logged by real Courier", "0", "0"),
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sum := realSummary
+			sum.SenderConnections = c.realSenderConns
+			title, head, rows := threeWay(t, model, Side{Receiver: c.receiver, Sender: c.sender, Summary: sum})
+			if title != "scenario x: three ways" {
+				t.Errorf("title %q", title)
+			}
+			if want := []string{"Go model", c.heading, "1999"}; strings.Join(head, "|") != strings.Join(want, "|") {
+				t.Errorf("headings %q, want %q", head, want)
+			}
+			if len(rows) != len(want1999) {
+				t.Errorf("%d rows, want %d (no line floor row without a line)", len(rows), len(want1999))
+			}
+			for name, want := range map[int]map[string]string{0: wantModel, 1: c.want, 2: want1999} {
+				for row, cell := range want {
+					got, ok := rows[row]
+					if !ok {
+						t.Errorf("no row %q", row)
+						continue
+					}
+					if got[name] != cell {
+						t.Errorf("%q, column %q: %q, want %q", row, []string{"Go model", c.heading, "1999"}[name], got[name], cell)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The DNS line floor row appears when either run had a line, and only then.
+func TestWriteThreeWayLineFloor(t *testing.T) {
+	const row = "DNS line floor"
+	for _, c := range []struct {
+		name        string
+		model, real time.Duration
+		want        []string // nil: no row
+	}{
+		{"no line", 0, 0, nil},
+		{"the model's line", 1500 * time.Millisecond, 0, []string{"1.50 s", "0 s", "not reported"}},
+		{"the real run's line", 0, 250 * time.Millisecond, []string{"0 s", "250 ms", "not reported"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, r := modelSummary, realSummary
+			m.LineFloor, r.LineFloor = c.model, c.real
+			_, _, rows := threeWay(t, Side{Receiver: "go", Sender: "go", Summary: m}, Side{Receiver: "courier", Sender: "courier", Summary: r})
+			got, ok := rows[row]
+			switch {
+			case c.want == nil && ok:
+				t.Errorf("a %q row %q without a line", row, got)
+			case c.want != nil && strings.Join(got, "|") != strings.Join(c.want, "|"):
+				t.Errorf("%q row %q, want %q", row, got, c.want)
+			}
+		})
+	}
+}
+
+func TestRealMTANotes(t *testing.T) {
+	const (
+		identNote  = "IDENT lookups: none, not a measured 0"
+		senderNote = "the sender is real Courier: it logs no connections"
+	)
+	receiverNote := func(mta string) string { return "the receiver is " + mta + ": connections come from its mail log" }
+	for _, c := range []struct {
+		receiver, sender string
+		want             []string // each note's start, in order
+	}{
+		{"go", "go", nil},
+		{"courier", "go", []string{receiverNote("real Courier")}},
+		{"courier", "courier", []string{receiverNote("real Courier"), senderNote}},
+		{"postfix", "go", []string{identNote, receiverNote("real Postfix")}},
+		{"postfix", "courier", []string{identNote, receiverNote("real Postfix"), senderNote}},
+		{"go", "courier", []string{senderNote}},
+	} {
+		got := RealMTANotes(c.receiver, c.sender)
+		ok := len(got) == len(c.want)
+		for i := 0; ok && i < len(got); i++ {
+			ok = strings.HasPrefix(got[i], c.want[i])
+		}
+		if !ok {
+			t.Errorf("RealMTANotes(%s, %s) =\n%s\nwant notes starting\n%s", c.receiver, c.sender,
+				strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+		// A real receiver's note says what is not traced; the model's
+		// receiver has no such note.
+		traced := strings.Contains(strings.Join(got, "\n"), "messages held by a faulted query are not traced")
+		if traced != (c.receiver != "go") {
+			t.Errorf("RealMTANotes(%s, %s): says held messages are not traced: %v", c.receiver, c.sender, traced)
+		}
+	}
+}
