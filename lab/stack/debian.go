@@ -77,6 +77,11 @@ func (m MTA) BaseRef() string {
 // Build makes both layers of m's image as needed; labBinary is the lab's
 // static binary for the engine's platform.
 func (m MTA) Build(ctx context.Context, eng *Engine, labBinary []byte, logf func(string, ...any)) (Image, error) {
+	unlock, err := buildLock(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlock()
 	base := m.BaseRef()
 	if _, err := eng.ImageInspect(ctx, base); err != nil {
 		if err := m.importBase(ctx, eng, base, logf); err != nil {

@@ -71,7 +71,11 @@ func labImage(ctx context.Context, eng *Engine, binary []byte, version string, l
 	h.Write(labimage.Dockerfile)
 	h.Write(binary)
 	img := Image{Ref: "smtplab/lab:" + hex.EncodeToString(h.Sum(nil))[:16], Version: version}
-
+	unlock, err := buildLock(ctx)
+	if err != nil {
+		return img, err
+	}
+	defer unlock()
 	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
 		img.ID = got.ID
 		return img, nil
