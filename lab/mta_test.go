@@ -1,8 +1,11 @@
 package lab_test
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
@@ -113,5 +116,38 @@ func TestGoSenderPostfixReceiver(t *testing.T) {
 	}
 	if s.IdentQueries != 0 {
 		t.Errorf("%d IDENT queries: Postfix makes none", s.IdentQueries)
+	}
+}
+
+// A run whose timeout cuts a real sender's injection loop short still
+// knows what was injected (the loop writes each message's Queued event as
+// its sendmail takes it): every message in the Maildir is matched to its
+// injection, and the ones never injected are counted as such, not as
+// deliveries from nowhere.
+func TestRealSenderTimeoutKeepsInjections(t *testing.T) {
+	eng := stacktest.Engine(t)
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, scenario.ImplGo, scenario.ImplCourier)
+	sc.Name = "courier-cut-short"
+	sc.Timeout = scenario.Duration(time.Second) // Courier's sendmail takes 13-25 ms a message: 200 take longer
+	res, err := runChecked(t, eng, sc, nil)
+	if err == nil || res == nil || !res.Complete {
+		t.Fatalf("run: %v (a run cut short by its timeout must say so, with a complete result)", err)
+	}
+	queued := 0
+	for _, e := range res.Events {
+		if e.Role == "sender" && e.Kind == events.Queued {
+			queued++
+		}
+	}
+	if queued == 0 || queued >= 200 {
+		t.Fatalf("%d messages recorded as injected; want some, not all, for a loop cut short", queued)
+	}
+	if len(res.Outcome.Unexpected) != 0 {
+		t.Errorf("%d messages in the Maildir matched no injection: %v", len(res.Outcome.Unexpected), res.Outcome.Unexpected)
+	}
+	want := fmt.Sprintf("%d of the workload's 200 messages never reached the queue", 200-queued)
+	if !strings.Contains(strings.Join(res.Outcome.NotQueued, "\n"), want) {
+		t.Errorf("not queued %q, want it to say %q", res.Outcome.NotQueued, want)
 	}
 }

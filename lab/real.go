@@ -61,7 +61,7 @@ const sendmailOf = "/usr/sbin/sendmail"
 func injectCommand(c *stack.Container, idHost string) []string {
 	cmd := []string{"/lab", "inject", "--workload", workloadPath}
 	if c.MTA != "" {
-		cmd = append(cmd, "--sendmail", sendmailOf, "--message-id-host", idHost)
+		cmd = append(cmd, "--sendmail", sendmailOf, "--message-id-host", idHost, "--events", injectedPath)
 	}
 	return cmd
 }
@@ -158,13 +158,55 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // sender's sendmail takes.
 const injectIDHost = "inject.smtplab"
 
+// injectedPath is where the lab's inject, in a real sender's container,
+// writes a Queued event per message as its sendmail takes it.
+const injectedPath = "/var/tmp/smtplab-injected.jsonl"
+
+// stopInjection ends a real sender's inject loop if it still runs (the
+// run's timeout came first) and waits for it to go, so that nothing is
+// injected after the lab has read what was: SIGTERM makes it stop after
+// the message in hand.
+func stopInjection(ctx context.Context, c *stack.Container) error {
+	script := fmt.Sprintf(`pid=$(cat %[1]s.pid 2>/dev/null) || exit 0
+kill -TERM "$pid" 2>/dev/null || exit 0
+i=0; while kill -0 "$pid" 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done`, injectedPath)
+	code, out, err := c.Exec(ctx, "sh", "-c", script)
+	if err != nil || code != 0 {
+		return fmt.Errorf("stop the injection in %s (exit %d): %v: %s", c.Role, code, err, out)
+	}
+	return nil
+}
+
 // withInjected adds the Queued events of a real sender's injection (its
-// own log has no Message-IDs) to the collected events, in time order.
-func withInjected(evs []events.Event, inj sender.InjectResult) []events.Event {
-	if len(inj.Queued) == 0 {
+// own log has no Message-IDs) to the collected events, in time order: the
+// ones the inject loop returned, and the ones it wrote to injectedPath as
+// it went (all of them, also when the run's timeout cut the loop short
+// and its answer never came), each Message-ID once.
+func withInjected(ctx context.Context, r running, evs []events.Event, inj sender.InjectResult) []events.Event {
+	queued := inj.Queued
+	if r.sender.MTA != "" {
+		if code, out, err := r.sender.Exec(ctx, "cat", injectedPath); err == nil && code == 0 {
+			if logged, err := events.ReadJSONL(bytes.NewReader(out)); err == nil {
+				queued = append(queued, logged...)
+			}
+		}
+	}
+	if len(queued) == 0 {
 		return evs
 	}
-	all := append(append([]events.Event{}, evs...), inj.Queued...)
+	seen := map[string]bool{}
+	for _, e := range evs {
+		if e.Kind == events.Queued {
+			seen[e.MessageID] = true
+		}
+	}
+	all := append([]events.Event{}, evs...)
+	for _, e := range queued {
+		if !seen[e.MessageID] {
+			seen[e.MessageID] = true
+			all = append(all, e)
+		}
+	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	return all
 }

@@ -143,11 +143,16 @@ func drive(ctx context.Context, r running, sc scenario.Scenario, opt Options, re
 	// Collect whatever happened, also after a timeout or Ctrl-C.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer ccancel()
+	if r.sender.MTA != "" {
+		if err := stopInjection(cctx, r.sender); err != nil {
+			return lastDelivery, errors.Join(waitErr, err)
+		}
+	}
 	evs, cerr := collectEvents(cctx, r)
 	if cerr != nil {
 		return lastDelivery, errors.Join(waitErr, cerr)
 	}
-	evs = withInjected(evs, inj)
+	evs = withInjected(cctx, r, evs, inj)
 	mdir := filepath.Join(res.Dir, "maildir")
 	if err := copyOut(cctx, mdir); err != nil {
 		return lastDelivery, errors.Join(waitErr, err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,7 +263,7 @@ func sendmailCmd() *cobra.Command {
 }
 
 func injectCmd() *cobra.Command {
-	var workload, external, idHost string
+	var workload, external, idHost, eventsPath string
 	c := &cobra.Command{
 		Use:    "inject --workload FILE",
 		Short:  "run the workload's sendmail loop (inside the sender container)",
@@ -278,7 +279,22 @@ func injectCmd() *cobra.Command {
 				return fmt.Errorf("workload %s: %w", workload, err)
 			}
 			if external != "" { // a real MTA's sendmail: the loop records what it took
-				res := sender.InjectExternal(cmd.Context(), msgs, []string{external}, idHost)
+				var log io.Writer
+				if eventsPath != "" {
+					// Beside the events, the loop's pid: the lab stops a loop
+					// that outlives its run (SIGTERM ends it after the
+					// message in hand), then reads what it injected.
+					if err := os.WriteFile(eventsPath+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+						return err
+					}
+					f, err := os.OpenFile(eventsPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					log = f
+				}
+				res := sender.InjectExternal(cmd.Context(), msgs, []string{external}, idHost, log)
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 			}
 			self, err := os.Executable()
@@ -292,6 +308,7 @@ func injectCmd() *cobra.Command {
 	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "messages to inject (JSON)")
 	c.Flags().StringVar(&external, "sendmail", "", "run this sendmail (a real MTA's) instead of the lab's own, adding a Message-ID to each message")
 	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added with --sendmail")
+	c.Flags().StringVar(&eventsPath, "events", "", "with --sendmail: append each message's queued event to this file (JSON lines) as it is taken")
 	return c
 }
 

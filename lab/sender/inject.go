@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -67,7 +68,10 @@ func injectEach(ctx context.Context, msgs []scenario.Message, sendmail []string,
 // not tell: each message gets a Message-ID header naming idHost, added
 // before the message's own headers, and a Queued event (role sender) with
 // the time its sendmail started. The lab matches the Maildir to these.
-func InjectExternal(ctx context.Context, msgs []scenario.Message, sendmail []string, idHost string) InjectResult {
+// When log is not nil, each event is also written to it as a JSON line
+// as soon as its sendmail returns: a loop cut short (the run's timeout)
+// still leaves the record of what it injected.
+func InjectExternal(ctx context.Context, msgs []scenario.Message, sendmail []string, idHost string, log io.Writer) InjectResult {
 	withIDs := make([]scenario.Message, len(msgs))
 	ids := make([]string, len(msgs))
 	start := time.Now()
@@ -78,8 +82,12 @@ func InjectExternal(ctx context.Context, msgs []scenario.Message, sendmail []str
 	}
 	var queued []events.Event
 	res := injectEach(ctx, withIDs, sendmail, func(i int, began time.Time) {
-		queued = append(queued, events.Event{Time: began, Role: "sender", Kind: events.Queued,
-			MessageID: ids[i], From: msgs[i].From, Rcpts: []string{msgs[i].To}})
+		e := events.Event{Time: began, Role: "sender", Kind: events.Queued,
+			MessageID: ids[i], From: msgs[i].From, Rcpts: []string{msgs[i].To}}
+		queued = append(queued, e)
+		if log != nil {
+			events.WriteJSONL(log, []events.Event{e})
+		}
 	})
 	res.Queued = queued
 	return res

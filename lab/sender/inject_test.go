@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -141,7 +142,8 @@ func TestInjectExternal(t *testing.T) {
 		msgs = append(msgs, scenario.Message{Round: 1, N: i, From: "loop@src.test", To: to,
 			Data: fmt.Sprintf("From: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, i)})
 	}
-	res := InjectExternal(context.Background(), msgs, []string{self, asSendmail, dir}, "inject.test")
+	var log bytes.Buffer
+	res := InjectExternal(context.Background(), msgs, []string{self, asSendmail, dir}, "inject.test", &log)
 	if res.Injected != 3 || len(res.Errors) != 1 || len(res.Queued) != 3 {
 		t.Fatalf("injected %d, errors %q, queued events %d; want 3, 1, 3", res.Injected, res.Errors, len(res.Queued))
 	}
@@ -170,6 +172,17 @@ func TestInjectExternal(t *testing.T) {
 		}
 		if i > 0 && e.Time.Before(res.Queued[i-1].Time) {
 			t.Errorf("queued events out of order")
+		}
+	}
+	// The same events, one JSON line each as it happened, for a loop the
+	// lab stops waiting for.
+	logged, err := events.ReadJSONL(&log)
+	if err != nil || len(logged) != len(res.Queued) {
+		t.Fatalf("log: %d events (%v), want %d", len(logged), err, len(res.Queued))
+	}
+	for i := range logged {
+		if logged[i].MessageID != res.Queued[i].MessageID || !logged[i].Time.Equal(res.Queued[i].Time) {
+			t.Errorf("logged %+v, returned %+v", logged[i], res.Queued[i])
 		}
 	}
 }
