@@ -29,6 +29,9 @@ const header = `# The same lab as ` + "`go run ./cmd/lab`" + `, for Compose (v2 
 #   SMTPLAB_SCENARIO=scenarios/fast.yaml docker-compose up --abort-on-container-exit --exit-code-from runner
 #   docker-compose down -v      # leaves no container, network or volume
 #
+# The runner writes results/ as root unless SMTPLAB_UID and SMTPLAB_GID say
+# whom to write as (mkdir -p results; SMTPLAB_UID=$(id -u) SMTPLAB_GID=$(id -g)).
+#
 # (with Compose v2: docker compose ...). The runner gives each role its
 # configuration over its control port, injects the scenario's workload, and
 # writes results/<run>/ (result.json, events.jsonl, report.html, maildir/);
@@ -45,6 +48,7 @@ type composeFile struct {
 type composeService struct {
 	Image       string            `yaml:"image"`
 	Command     []string          `yaml:"command"`
+	User        string            `yaml:"user,omitempty"`
 	WorkingDir  string            `yaml:"working_dir,omitempty"`
 	Environment map[string]string `yaml:"environment,omitempty"`
 	Volumes     []string          `yaml:"volumes,omitempty"`
@@ -82,6 +86,7 @@ func Compose() ([]byte, error) {
 	f.Services = append(f.Services, yaml.MapItem{Key: "runner", Value: composeService{
 		Image:       ComposeImage,
 		Command:     []string{"runner", "--results", "results"},
+		User:        "${SMTPLAB_UID:-0}:${SMTPLAB_GID:-0}",
 		WorkingDir:  "/smtplab",
 		Environment: map[string]string{"SMTPLAB_SCENARIO": "${SMTPLAB_SCENARIO:-" + DefaultScenario + "}"},
 		Volumes:     []string{"./scenarios:/smtplab/scenarios:ro", "./results:/smtplab/results"},
