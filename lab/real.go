@@ -207,6 +207,9 @@ func withInjected(ctx context.Context, r running, evs []events.Event, inj sender
 			all = append(all, e)
 		}
 	}
+	// Courier S's failures name no Message-ID: tie each to its injection
+	// where the envelope allows.
+	mta.TieInjected(all, queued)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	return all
 }

@@ -16,9 +16,17 @@ import (
 // syslogd, Postfix's maillog_file) into the lab's events for role: the
 // receiver's connections (ConnOpen; ConnClose with the messages it
 // carried, where the MTA logs it: Postfix), connections turned away over
-// a limit (Refused: Postfix's concurrency warning; couriertcpd logs none,
-// it stops accepting) and refused commands (Rejected); the sender's deferrals
-// (Attempt, temporary) and permanent failures (Failed). Syslog stamps
+// a limit (Refused: Postfix's concurrency warning; couriertcpd's
+// "Maximum connection limit reached for IP" over MAXPERIP, logged for a
+// connection it accepted and closed without starting courieresmtpd, so
+// the line gives a ConnOpen and its Refused, as the Go receiver logs a
+// refusal; over MAXPERC couriertcpd closes without a word, over
+// MAXDAEMONS it stops accepting) and refused commands (Rejected, with the
+// reply's code and text, whether courieresmtpd or submit refused); the
+// sender's deferrals (Attempt, temporary) and permanent failures (Failed),
+// each with the reply Courier logged before it. Courier S logs no
+// Message-ID: its events carry the queue id, envelope sender and
+// recipient, and TieInjected ties them to the injected messages. Syslog stamps
 // carry no year nor zone (the images run in UTC): a stamp is taken in
 // now's year, or the year before when that would put it more than a day
 // after now. Lines it does not know are skipped; it fails only when the
@@ -27,7 +35,7 @@ import (
 // The log is the MTA's own free-form text, outside input: every field is
 // taken with bounds checks, never trusted (FuzzParseLog).
 func ParseLog(r io.Reader, role string, now time.Time) ([]events.Event, error) {
-	p := &logParser{role: role, now: now, session: map[string]int{}}
+	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -43,7 +51,9 @@ type logParser struct {
 	role    string
 	now     time.Time
 	out     []events.Event
-	session map[string]int // postfix/smtpd[pid] -> sessions it has opened, to name them
+	session map[string]int    // postfix/smtpd[pid] -> sessions it has opened, to name them
+	refused int               // couriertcpd's refusals so far, to name them
+	reply   map[string]string // Courier S: queue id and recipient -> the last reply logged for them
 }
 
 // Line is one parsed syslog line.
@@ -149,40 +159,128 @@ func (p *logParser) line(s string) {
 }
 
 // courierSession: "started,ip=[::ffff:172.18.0.4],port=[39428]" opens a
-// session; "error,relay=::ffff:172.18.0.4,port=39428,msg="511 ...",cmd: RCPT TO:<x>"
-// is a refused command.
+// session. A refused command is either courieresmtpd's own,
+// "error,relay=::ffff:172.18.0.4,port=39428[,ident="x"],msg="502 ...",cmd: DATA",
+// or submit's refusal of a recipient (user unknown, relaying, a -block
+// blacklist), "error,relay=::ffff:172.18.0.4,port=39428[,ident=x],from=<a>,to=<b>: 550 ...".
+// couriertcpd over MAXPERIP: "Maximum connection limit reached for ::ffff:172.18.0.4"
+// (its "ALERT: " taken off by courierlogger).
 func (p *logParser) courierSession(l Line) {
-	kv := courierFields(l.Text)
-	ip, port := unbracket(kv["ip"]), unbracket(kv["port"])
 	switch {
 	case strings.HasPrefix(l.Text, "started,"):
+		kv := courierFields(l.Text)
+		ip, port := unbracket(kv["ip"]), unbracket(kv["port"])
 		if ip == "" {
 			return
 		}
 		p.add(events.Event{Time: l.Time, Kind: events.ConnOpen, Conn: ip + ":" + port, Host: unmapped(ip)})
 	case strings.HasPrefix(l.Text, "error,"):
-		relay := unbracket(kv["relay"])
-		msg := kv["msg"]
-		p.add(events.Event{Time: l.Time, Kind: events.Rejected, Conn: relay + ":" + unbracket(kv["port"]), Host: unmapped(relay),
-			Code: replyCode(msg), Error: msg})
+		p.courierRejected(l)
+	case strings.HasPrefix(l.Text, courierLimit):
+		ip := firstWord(strings.TrimPrefix(l.Text, courierLimit))
+		if ip == "" {
+			return
+		}
+		// couriertcpd logs no port: the refusal is named by its count.
+		p.refused++
+		conn := fmt.Sprintf("%s#refused-%d", ip, p.refused)
+		p.add(events.Event{Time: l.Time, Kind: events.ConnOpen, Conn: conn, Host: unmapped(ip)})
+		p.add(events.Event{Time: l.Time, Kind: events.Refused, Conn: conn, Host: unmapped(ip), Reason: "max_per_ip", Error: l.Text})
 	}
 }
 
+// courierLimit starts couriertcpd's line for a connection over MAXPERIP.
+const courierLimit = "Maximum connection limit reached for "
+
+// courierRejected reads a refused command (see courierSession). The
+// reply of a submit refusal follows the recipient's ">: "; the envelope's
+// addresses are kept apart so that an address's text is never taken for
+// the reply.
+func (p *logParser) courierRejected(l Line) {
+	text, reply := l.Text, ""
+	if i := strings.LastIndex(text, ",to=<"); i >= 0 && !strings.Contains(text[:i], ",msg=") {
+		if end := strings.Index(text[i:], ">: "); end >= 0 {
+			text, reply = text[:i+end+1], strings.TrimSpace(text[i+end+3:])
+		}
+	}
+	kv := courierFields(text)
+	if msg, ok := kv["msg"]; ok {
+		reply = msg
+	}
+	relay := unbracket(kv["relay"])
+	e := events.Event{Time: l.Time, Kind: events.Rejected, Conn: relay + ":" + unbracket(kv["port"]), Host: unmapped(relay),
+		Code: replyCode(reply), Error: reply}
+	if to, ok := kv["to"]; ok {
+		e.From, e.Rcpts = strings.Trim(kv["from"], "<>"), []string{strings.Trim(to, "<>")}
+	}
+	p.add(e)
+}
+
 // courierClient: Courier S's delivery lines,
-// "id=...,from=<a>,addr=<b>: 421 ..." then "id=...,from=<a>,addr=<b>,status: deferred"
-// (or "success", "failure").
+// "id=...,from=<a>,addr=<b>: 550 5.1.1 User unknown." (the reply) then
+// "id=...,from=<a>,addr=<b>,status: failure" (or "deferred", "success").
+// A failure from the null sender (from=<>, or <#@[]> for a bounce's own
+// bounce to postmaster) is a bounce that could not be delivered either.
 func (p *logParser) courierClient(l Line) {
 	head, status, ok := strings.Cut(l.Text, ",status: ")
 	if !ok {
+		// The addresses are bracketed: the reply follows the recipient's ">: ".
+		if h, reply, ok := strings.Cut(l.Text, ">: "); ok {
+			kv := courierFields(h + ">")
+			p.reply[kv["id"]+"\x00"+kv["addr"]] = strings.TrimSpace(reply)
+		}
 		return
 	}
 	kv := courierFields(head)
+	key := kv["id"] + "\x00" + kv["addr"]
+	reply, replied := p.reply[key]
+	delete(p.reply, key)
 	rcpt := strings.Trim(kv["addr"], "<>")
+	from := strings.Trim(kv["from"], "<>")
+	if from == "#@[]" { // Courier's sender of a bounce of a bounce (to postmaster): null too
+		from = ""
+	}
+	e := events.Event{Time: l.Time, QueueID: kv["id"], From: from, Rcpts: []string{rcpt},
+		Code: replyCode(reply), Error: reply}
 	switch strings.TrimSpace(status) {
 	case "deferred":
-		p.add(events.Event{Time: l.Time, Kind: events.Attempt, QueueID: kv["id"], Result: "temporary", Rcpts: []string{rcpt}})
+		e.Kind, e.Result = events.Attempt, "temporary"
 	case "failure":
-		p.add(events.Event{Time: l.Time, Kind: events.Failed, QueueID: kv["id"], Rcpts: []string{rcpt}, Error: "permanent failure (Courier's log)"})
+		e.Kind = events.Failed
+		if !replied {
+			e.Error = "permanent failure (Courier's log)"
+		}
+	default:
+		return
+	}
+	p.add(e)
+}
+
+// TieInjected gives a real sender's Failed events (Courier's log has no
+// Message-ID) the Message-ID of the injected message they belong to, read
+// from the injection's Queued events: the one message injected with that
+// envelope sender and recipient. Where several were (the same recipient in
+// more than one round), the log cannot tell which one failed and the event
+// is left as it is; so is a bounce's (null sender). It changes evs in place.
+func TieInjected(evs, queued []events.Event) {
+	type envelope struct{ from, rcpt string }
+	ids := map[envelope][]string{}
+	for _, q := range queued {
+		if q.Kind != events.Queued || q.MessageID == "" {
+			continue
+		}
+		for _, r := range q.Rcpts {
+			k := envelope{q.From, r}
+			ids[k] = append(ids[k], q.MessageID)
+		}
+	}
+	for i, e := range evs {
+		if e.Kind != events.Failed || e.MessageID != "" || e.From == "" || len(e.Rcpts) != 1 {
+			continue
+		}
+		if m := ids[envelope{e.From, e.Rcpts[0]}]; len(m) == 1 {
+			evs[i].MessageID = m[0]
+		}
 	}
 }
 

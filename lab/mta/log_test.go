@@ -2,6 +2,7 @@ package mta
 
 import (
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +24,9 @@ func TestParseCapturedLogs(t *testing.T) {
 		{"courier-receiver.log", "receiver", 17},
 		{"postfix-receiver.log", "receiver", 10},
 		{"courier-sender.log", "sender", 0},
+		{"courier-receiver-rejects.log", "receiver", 6},
+		{"courier-receiver-maxperip.log", "receiver", 1 + 43}, // each refusal an accepted connection
+		{"courier-sender-failure.log", "sender", 0},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open("testdata/" + tc.file)
@@ -126,7 +130,8 @@ func TestParseLineYear(t *testing.T) {
 // corpus is every line of the captured logs (testdata/*.log), each whole
 // log (so sessions open and close) and handLines. Whatever the input, it
 // must not panic, and it must keep what ParseLog and ParseLine promise:
-//   - a line gives at most one event; every event carries the role, one of
+//   - a line gives at most one event, but for couriertcpd's refusal (a
+//     ConnOpen and its Refused); every event carries the role, one of
 //     the kinds the parser writes and a stamp dated in the run's year or the
 //     one before, never more than a day after the run;
 //   - ConnOpen and ConnClose name their connection, and a ConnClose closes
@@ -137,7 +142,8 @@ func TestParseLineYear(t *testing.T) {
 //   - a line ParseLine takes has a host and a program, and its Text is the
 //     words after the tag, trimmed.
 func FuzzParseLog(f *testing.F) {
-	for _, name := range []string{"courier-receiver.log", "courier-sender.log", "postfix-receiver.log"} {
+	for _, name := range []string{"courier-receiver.log", "courier-sender.log", "postfix-receiver.log",
+		"courier-receiver-rejects.log", "courier-receiver-maxperip.log", "courier-sender-failure.log"} {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -162,8 +168,16 @@ func FuzzParseLog(f *testing.F) {
 		if err != nil {
 			return // a line longer than the scanner takes
 		}
-		if lines := strings.Count(log, "\n") + 1; len(evs) > lines {
-			t.Fatalf("%d events from %d lines", len(evs), lines)
+		// couriertcpd's refusal is the one line with two events: the
+		// connection it accepted and its refusal.
+		refusals := 0
+		for i, e := range evs {
+			if e.Kind == events.Refused && i > 0 && evs[i-1].Kind == events.ConnOpen && evs[i-1].Conn == e.Conn {
+				refusals++
+			}
+		}
+		if lines := strings.Count(log, "\n") + 1; len(evs)-refusals > lines {
+			t.Fatalf("%d events (%d refusals) from %d lines", len(evs), refusals, lines)
 		}
 		open := map[string]bool{}
 		for _, e := range evs {
@@ -228,4 +242,100 @@ func FuzzParseLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseCapturedCourierLines reads lines captured from live runs of the
+// lab (lab run with receiver.impl or sender.impl courier): submit's refusal
+// of a recipient and courieresmtpd's own refusal of DATA (Go S to Courier
+// R, recipients unknown), couriertcpd over MAXPERIP (max_per_ip: 1), and
+// Courier S's reply and permanent failure (Courier S to the Go receiver,
+// recipients unknown).
+func TestParseCapturedCourierLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, role, line string
+		want             []events.Event // Time and Role not compared
+	}{
+		{"submit refuses a recipient", "receiver",
+			"Nov 28 12:39:57 b0c7e546e08e mail.err courieresmtpd: error,relay=::ffff:172.23.0.4,port=48310,ident=courier,from=<sender@example.com>,to=<nobody-2@2.foo.example.com>: 550 User <nobody-2> unknown",
+			[]events.Event{{Kind: events.Rejected, Conn: "::ffff:172.23.0.4:48310", Host: "172.23.0.4", Code: 550, Error: "550 User <nobody-2> unknown",
+				From: "sender@example.com", Rcpts: []string{"nobody-2@2.foo.example.com"}}}},
+		{"submit refuses a bounce's recipient", "receiver",
+			"Nov 28 12:40:05 b0c7e546e08e mail.err courieresmtpd: error,relay=::ffff:172.23.0.4,port=38442,ident=courier,from=<>,to=<sender@example.com>: 550 User <sender> unknown",
+			[]events.Event{{Kind: events.Rejected, Conn: "::ffff:172.23.0.4:38442", Host: "172.23.0.4", Code: 550, Error: "550 User <sender> unknown",
+				Rcpts: []string{"sender@example.com"}}}},
+		{"courieresmtpd refuses DATA", "receiver",
+			`Nov 28 12:39:57 b0c7e546e08e mail.info courieresmtpd: error,relay=::ffff:172.23.0.4,port=48310,ident="courier",msg="502 ESMTP command error",cmd: DATA`,
+			[]events.Event{{Kind: events.Rejected, Conn: "::ffff:172.23.0.4:48310", Host: "172.23.0.4", Code: 502, Error: "502 ESMTP command error"}}},
+		{"couriertcpd over MAXPERIP", "receiver",
+			"Nov 28 12:39:53 092b713478e7 mail.alert courieresmtpd: Maximum connection limit reached for ::ffff:172.25.0.4",
+			[]events.Event{{Kind: events.ConnOpen, Conn: "::ffff:172.25.0.4#refused-1", Host: "172.25.0.4"},
+				{Kind: events.Refused, Conn: "::ffff:172.25.0.4#refused-1", Host: "172.25.0.4", Reason: "max_per_ip",
+					Error: "Maximum connection limit reached for ::ffff:172.25.0.4"}}},
+		{"Courier S: a reply, then the failure", "sender",
+			"Nov 28 12:39:51 287e47364bb9 mail.info courieresmtp: id=0000000000123B35.000000006B0ACB97.00000062,from=<sender@example.com>,addr=<nobody-1@1.foo.example.com>: 550 5.1.1 User unknown.\n" +
+				"Nov 28 12:39:51 287e47364bb9 mail.info courieresmtp: id=0000000000123B35.000000006B0ACB97.00000062,from=<sender@example.com>,addr=<nobody-1@1.foo.example.com>,status: failure",
+			[]events.Event{{Kind: events.Failed, QueueID: "0000000000123B35.000000006B0ACB97.00000062", From: "sender@example.com",
+				Rcpts: []string{"nobody-1@1.foo.example.com"}, Code: 550, Error: "550 5.1.1 User unknown."}}},
+		{"Courier S: a bounce that failed too", "sender",
+			"Nov 28 12:39:52 287e47364bb9 mail.info courieresmtp: id=0000000000123B51.000000006B0ACB98.0000006B,from=<>,addr=<sender@example.com>: 550 5.1.1 User unknown.\n" +
+				"Nov 28 12:39:52 287e47364bb9 mail.info courieresmtp: id=0000000000123B51.000000006B0ACB98.0000006B,from=<>,addr=<sender@example.com>,status: failure",
+			[]events.Event{{Kind: events.Failed, QueueID: "0000000000123B51.000000006B0ACB98.0000006B",
+				Rcpts: []string{"sender@example.com"}, Code: 550, Error: "550 5.1.1 User unknown."}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, err := ParseLog(strings.NewReader(tc.line), tc.role, runTime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range evs {
+				if evs[i].Role != tc.role {
+					t.Errorf("role %q", evs[i].Role)
+				}
+				evs[i].Time, evs[i].Role = time.Time{}, ""
+			}
+			if !reflect.DeepEqual(evs, tc.want) {
+				t.Errorf("events\n%+v\nwant\n%+v", evs, tc.want)
+			}
+		})
+	}
+}
+
+// TestTieInjected ties Courier S's failures (testdata/courier-sender-failure.log)
+// to the three messages the run injected, one per recipient; the bounces'
+// failures (null sender) stay untied, and a recipient injected twice is
+// not guessed.
+func TestTieInjected(t *testing.T) {
+	f, err := os.Open("testdata/courier-sender-failure.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	evs, err := ParseLog(f, "sender", runTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := []events.Event{
+		{Kind: events.Queued, MessageID: "<a@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-1@1.foo.example.com"}},
+		{Kind: events.Queued, MessageID: "<b@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-2@2.foo.example.com"}},
+		{Kind: events.Queued, MessageID: "<c@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-3@3.foo.example.com"}},
+		{Kind: events.Queued, MessageID: "<d@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-3@3.foo.example.com"}},
+	}
+	TieInjected(evs, queued)
+	tied := map[string]string{}
+	failed := 0
+	for _, e := range evs {
+		if e.Kind != events.Failed {
+			continue
+		}
+		failed++
+		if e.MessageID != "" {
+			tied[e.Rcpts[0]] = e.MessageID
+		} else if e.From != "" && e.Rcpts[0] != "nobody-3@3.foo.example.com" {
+			t.Errorf("failure of %s from %q not tied", e.Rcpts[0], e.From)
+		}
+	}
+	want := map[string]string{"nobody-1@1.foo.example.com": "<a@inject.smtplab>", "nobody-2@2.foo.example.com": "<b@inject.smtplab>"}
+	if failed != 9 || !reflect.DeepEqual(tied, want) {
+		t.Errorf("%d failures, tied %v; want 9, %v", failed, tied, want)
+	}
 }

@@ -237,10 +237,17 @@ func Build(in Inputs) (Summary, Outcome) {
 		return id
 	}
 	for _, e := range failed {
-		if _, ok := queued[e.MessageID]; ok {
+		_, ok := queued[e.MessageID]
+		switch {
+		case ok:
 			o.Failed = append(o.Failed, fmt.Sprintf("%s: %s", name(e.MessageID), e.Error))
-		} else {
-			s.DSNsFailed++ // a bounce that could not be delivered either
+		case e.From == "":
+			s.DSNsFailed++ // a bounce (null sender) that could not be delivered either
+		default:
+			// A real sender's failure its log does not tie to one message
+			// (the same recipient injected in several rounds).
+			o.Failed = append(o.Failed, fmt.Sprintf("queue id %s from %s to %s: %s (not tied to one message: the log names no Message-ID)",
+				e.QueueID, e.From, strings.Join(e.Rcpts, ", "), e.Error))
 		}
 	}
 	s.Injected = len(queued)
