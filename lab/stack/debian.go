@@ -125,24 +125,9 @@ func (m MTA) Build(ctx context.Context, eng *Engine, labBinary []byte, logf func
 	if err := tw.Close(); err != nil {
 		return img, fmt.Errorf("build %s image: %w", m.Name, err)
 	}
-	res, err := eng.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags: []string{img.Ref}, Remove: true, ForceRemove: true,
-		BuildArgs: map[string]*string{"BASE": &base},
-		Labels:    map[string]string{LabelLab: "1"},
-	})
-	if err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
-	}
-	defer res.Body.Close()
-	if err := readBuildStream(res.Body); err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
-	}
-	got, err := eng.ImageInspect(ctx, img.Ref)
-	if err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
-	}
-	img.ID, img.Built = got.ID, true
-	return img, nil
+	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &base})
+	img.Built = err == nil
+	return img, err
 }
 
 // importBase runs debootstrap into a temporary folder (removed after) and

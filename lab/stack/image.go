@@ -96,23 +96,30 @@ func labImage(ctx context.Context, eng *Engine, binary []byte, version string, l
 	if err := tw.Close(); err != nil {
 		return img, fmt.Errorf("build image: %w", err)
 	}
-	res, err := eng.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags: []string{img.Ref}, Remove: true, ForceRemove: true,
+	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, nil)
+	img.Built = err == nil
+	return img, err
+}
+
+// buildImage builds the Dockerfile in the tar context as ref, labelled as
+// the lab's, and returns the image's ID.
+func buildImage(ctx context.Context, eng *Engine, tarball io.Reader, ref string, args map[string]*string) (string, error) {
+	res, err := eng.ImageBuild(ctx, tarball, client.ImageBuildOptions{
+		Tags: []string{ref}, Remove: true, ForceRemove: true, BuildArgs: args,
 		Labels: map[string]string{LabelLab: "1"},
 	})
 	if err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
 	defer res.Body.Close()
 	if err := readBuildStream(res.Body); err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
-	got, err := eng.ImageInspect(ctx, img.Ref)
+	got, err := eng.ImageInspect(ctx, ref)
 	if err != nil {
-		return img, fmt.Errorf("build image %s: %w", img.Ref, err)
+		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
-	img.ID, img.Built = got.ID, true
-	return img, nil
+	return got.ID, nil
 }
 
 // compileLab compiles the lab statically for the engine's platform and
