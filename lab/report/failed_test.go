@@ -31,3 +31,26 @@ func TestFailedKinds(t *testing.T) {
 		t.Errorf("failed %q", o.Failed)
 	}
 }
+
+// The receiver's refused commands are counted by reply code.
+func TestRejectionsByCode(t *testing.T) {
+	t0 := time.Date(1999, 6, 1, 12, 0, 0, 0, time.UTC)
+	evs := []events.Event{
+		{Time: t0, Role: "receiver", Kind: events.Rejected, Conn: "r1", Code: 550, Error: "listed"},
+		{Time: t0, Role: "receiver", Kind: events.Rejected, Conn: "r2", Code: 550, Error: "listed"},
+		{Time: t0, Role: "receiver", Kind: events.Rejected, Conn: "r2", Code: 503, Error: "bad sequence"},
+		{Time: t0, Role: "sender", Kind: events.Rejected, Code: 421}, // not the receiver's
+	}
+	s, _ := Build(Inputs{Events: evs})
+	if len(s.Rejections) != 2 || s.Rejections["550"] != 2 || s.Rejections["503"] != 1 {
+		t.Errorf("rejections %v, want 550: 2, 503: 1", s.Rejections)
+	}
+	rows := Rows(s, Seed1999)
+	found := false
+	for _, r := range rows {
+		found = found || (strings.HasPrefix(r.Name, "commands the receiver refused") && r.Now == "503 1, 550 2")
+	}
+	if !found {
+		t.Errorf("no row of refused commands in %v", rows)
+	}
+}

@@ -9,6 +9,7 @@ package report
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,6 +87,9 @@ type Summary struct {
 	// per Maildir copy: inside "data"). Phases nest as said; they do not
 	// add up to the total time.
 	Phases map[string]CheckTime `json:"phases,omitempty"`
+	// Rejections counts the receiver's refused commands (a DNSBL listing
+	// refused at RCPT, an unknown user, a relaying attempt), by reply code.
+	Rejections map[string]int `json:"rejections,omitempty"`
 }
 
 // CheckTime is what one kind of check cost over the run.
@@ -175,6 +179,11 @@ func Build(in Inputs) (Summary, Outcome) {
 		case e.Role == "receiver" && e.Kind == events.Refused:
 			s.Connections-- // accepted, then turned away before any greeting
 			s.Refused++
+		case e.Role == "receiver" && e.Kind == events.Rejected:
+			if s.Rejections == nil {
+				s.Rejections = map[string]int{}
+			}
+			s.Rejections[strconv.Itoa(e.Code)]++
 		case e.Role == "receiver" && e.Kind == events.Delivered:
 			if t, ok := delivered[e.MessageID]; !ok || e.Time.Before(t) {
 				delivered[e.MessageID] = e.Time

@@ -70,6 +70,9 @@ func Rows(s, s99 Summary) []Row {
 	add("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
 	add("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
 	add("sender retries", fmt.Sprint(s.Retries), "not reported")
+	if len(s.Rejections) > 0 {
+		add("commands the receiver refused, by reply code", byType(s.Rejections), "not reported")
+	}
 	if s.DSNs > 0 {
 		add("bounces (DSNs) queued, of which undeliverable", fmt.Sprintf("%d, %d", s.DSNs, s.DSNsFailed), "not reported")
 	}
