@@ -52,10 +52,12 @@ func CourierReceiver(sc scenario.Scenario, dnsIP string) Files {
 	var blocks []string
 	if rc.DNSBL {
 		for _, bl := range sc.DNS.Blacklists {
-			blocks = append(blocks, "-block="+bl.Zone)
+			blocks = append(blocks, courierBlock(bl.Zone))
 		}
 	}
-	fmt.Fprintf(&b, "BLACKLISTS=%q\n", strings.Join(blocks, " "))
+	// Double quotes for esmtpd's own sourcing; the single quotes inside
+	// reach the second shell esmtpd pipes its couriertcpd command into.
+	fmt.Fprintf(&b, "BLACKLISTS=\"%s\"\n", strings.Join(blocks, " "))
 	tcpd := []string{"-stderrlogger=/usr/sbin/courierlogger"}
 	if !rc.Ident {
 		tcpd = append(tcpd, "-noidentlookup")
@@ -72,6 +74,26 @@ func CourierReceiver(sc scenario.Scenario, dnsIP string) Files {
 	f["/etc/courier/esmtpacceptmailfor.dir/smtplab"] = []byte(domains)
 	f.set("/etc/courier/sizelimit", "%d\n", rc.MaxMessage)
 	return f
+}
+
+// courierBlock is couriertcpd's -block option for one DNSBL zone, with
+// its message given: -block=ZONE,BLOCK,'Blacklisted by ZONE'.
+//
+// Debian's couriertcpd 1.0.16, given a bare -block=ZONE, sets BLOCK_ZONE
+// and BLOCK_IP when the A lookup answers but leaves BLOCK unset (seen
+// live; it seems to want the text from a TXT record, which an A answer
+// lacks), and Courier refuses RCPT on BLOCK alone (submit's checkrcpt):
+// a listed client was accepted, and the next zone still asked. With the
+// message any A answer sets BLOCK (the address is not compared), with the
+// text the Go model and later couriertcpd use; submit answers each RCPT
+// with it, coded 511.
+//
+// esmtpd echoes its couriertcpd command line (BLACKLISTS unquoted) into a
+// second /bin/sh, so the single quotes keep the message one argument
+// there. Zones are letters, digits, hyphens and dots (scenario
+// validation): nothing in them is special to either shell.
+func courierBlock(zone string) string {
+	return fmt.Sprintf("-block=%s,BLOCK,'Blacklisted by %s'", zone, zone)
 }
 
 // CourierSender is Courier S as the scenario's sender: esmtproutes to the

@@ -1,7 +1,11 @@
 package mta
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,7 +38,7 @@ func TestCourierReceiverSeed(t *testing.T) {
 	esmtpd := settings(f["/etc/courier/esmtpd.smtplab"])
 	want := map[string]string{
 		"MAXDAEMONS": "40", "MAXPERC": "40", "MAXPERIP": "40", "BOFHCHECKDNS": "0", "PORT": "25",
-		"BLACKLISTS": `"-block=bl1.example.net -block=bl2.example.net"`,
+		"BLACKLISTS": `"-block=bl1.example.net,BLOCK,'Blacklisted by bl1.example.net' -block=bl2.example.net,BLOCK,'Blacklisted by bl2.example.net'"`,
 		"TCPDOPTS":   `"-stderrlogger=/usr/sbin/courierlogger"`, // no -noidentlookup: ident on
 	}
 	for k, v := range want {
@@ -52,6 +56,47 @@ func TestCourierReceiverSeed(t *testing.T) {
 		if got := string(f[p]); got != want {
 			t.Errorf("%s = %q, want %q", p, got, want)
 		}
+	}
+}
+
+// couriertcpd gets one -block per zone with its message as one argument,
+// after esmtpd's two shells: esmtpd sources the file and builds TCPDOPTS
+// with $BLACKLISTS unquoted, echoes the command line and pipes it into
+// /bin/sh (a bare -block=ZONE left BLOCK unset in 1.0.16: listed clients
+// were accepted).
+func TestCourierReceiverBlockArgs(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh:", err)
+	}
+	sc := seed(t)
+	sc.DNS.Blacklists = append(sc.DNS.Blacklists, scenario.Blacklist{Zone: "zen.spam-list.example."})
+	file := filepath.Join(t.TempDir(), "esmtpd")
+	if err := os.WriteFile(file, CourierReceiver(sc, "10.0.0.53")["/etc/courier/esmtpd.smtplab"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As /usr/sbin/esmtpd does, with printf in couriertcpd's place.
+	script := `. "$1"; TCPDOPTS="$TCPDOPTS -user=courier $BLACKLISTS -maxprocs=$MAXDAEMONS"; echo printf "'%s\n'" $TCPDOPTS $PORT courieresmtpd | /bin/sh`
+	out, err := exec.Command(sh, "-c", script, "sh", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var blocks []string
+	for _, a := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.HasPrefix(a, "-block") {
+			blocks = append(blocks, a)
+		}
+	}
+	want := []string{
+		"-block=bl1.example.net,BLOCK,Blacklisted by bl1.example.net",
+		"-block=bl2.example.net,BLOCK,Blacklisted by bl2.example.net",
+		"-block=zen.spam-list.example.,BLOCK,Blacklisted by zen.spam-list.example.",
+	}
+	if !slices.Equal(blocks, want) {
+		t.Errorf("couriertcpd's -block arguments %q, want %q (all: %q)", blocks, want, out)
+	}
+	if !strings.Contains(string(out), "\n-maxprocs=40\n25\ncourieresmtpd\n") {
+		t.Errorf("the other arguments moved: %q", out)
 	}
 }
 
