@@ -44,13 +44,19 @@ func injectEach(ctx context.Context, msgs []scenario.Message, sendmail []string,
 			continue
 		}
 		args := append(append([]string{}, sendmail[1:]...), "-f", m.From, m.To)
-		cmd := exec.CommandContext(ctx, sendmail[0], args...)
+		// The message in hand is finished even when ctx ends: a sendmail
+		// killed half way may already have queued it, unrecorded. Only a
+		// sendmail that hangs is killed, after a minute.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		cmd := exec.CommandContext(mctx, sendmail[0], args...)
 		cmd.Env = []string{} // env -, as the seed's loop ran sendmail
 		cmd.Stdin = strings.NewReader(m.Data)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		began := time.Now()
-		if err := cmd.Run(); err != nil {
+		err := cmd.Run()
+		cancel()
+		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v: %s", i+1, m.To, err, strings.TrimSpace(stderr.String())))
 			continue
 		}
