@@ -206,6 +206,10 @@ func TestNothingAfterClose(t *testing.T) {
 	waitFor(t, "the first connection", func() bool { return get(f, func(f *fake) int { return f.accepted }) > 0 })
 	s.Close()
 	before := len(log.Events())
+	// Commands the sender wrote before Close returned may still be on
+	// their way to the fake: count its transactions once it has seen every
+	// connection end (all that was sent, read), then look again later.
+	waitFor(t, "the fake to see every connection end", func() bool { return get(f, func(f *fake) int { return f.open }) == 0 })
 	mails := get(f, func(f *fake) int { return f.mails })
 	time.Sleep(100 * time.Millisecond) // room for stragglers to show
 	if after := len(log.Events()); after != before {
