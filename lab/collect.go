@@ -30,7 +30,7 @@ func inject(ctx context.Context, c *stack.Container, workload []byte) sender.Inj
 		}
 		return res
 	}
-	code, out, err := c.Exec(ctx, injectCommand(c, injectIDHost)...)
+	code, out, err := c.Exec(ctx, injectCommand(injectIDHost)...)
 	if err == nil {
 		err = json.Unmarshal(bytes.TrimSpace(out), &res)
 	}

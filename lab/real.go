@@ -43,8 +43,11 @@ func startReceiver(ctx context.Context, st *stack.Stack, sc scenario.Scenario, a
 // identd's port exposed (the identd joins its network namespace).
 func startSender(ctx context.Context, st *stack.Stack, sc scenario.Scenario, a addrs, workload []byte, images map[string]stack.Image) (*stack.Container, error) {
 	receiverIP, dnsIP := a.receiver, a.dns
-	opts := []stack.StartOption{stack.WithFile(workloadPath, workload), stack.Expose(identdPort), stack.Alias(role.Identd)}
+	opts := []stack.StartOption{stack.Expose(identdPort), stack.Alias(role.Identd)}
 	if impl := sc.Sender.Impl; impl == scenario.ImplCourier {
+		// The lab's inject runs in it with docker exec and reads the
+		// workload from this file; a Go sender gets it over POST /inject.
+		opts = append(opts, stack.WithFile(workloadPath, workload))
 		return st.StartMTA(ctx, stack.MTASpec{Role: role.Sender, MTA: impl, Image: images[impl],
 			Files: mta.CourierSender(sc, receiverIP, dnsIP)}, opts...)
 	}
@@ -54,16 +57,13 @@ func startSender(ctx context.Context, st *stack.Stack, sc scenario.Scenario, a a
 // sendmailOf is the path of a real MTA's sendmail in its image.
 const sendmailOf = "/usr/sbin/sendmail"
 
-// injectCommand is the seed's loop in the sender's container: the lab's
-// own sendmail for the Go sender; a real MTA's own sendmail otherwise,
-// with the lab's inject recording each message's Message-ID (under
-// idHost) and start time (sender.InjectExternal).
-func injectCommand(c *stack.Container, idHost string) []string {
-	cmd := []string{"/lab", "inject", "--workload", workloadPath}
-	if c.MTA != "" {
-		cmd = append(cmd, "--sendmail", sendmailOf, "--message-id-host", idHost, "--events", injectedPath)
-	}
-	return cmd
+// injectCommand is the seed's loop in a real sender's container, with
+// its own sendmail: the lab's inject records each message's Message-ID
+// (under idHost) and start time (sender.InjectExternal), also to
+// injectedPath as it goes. (A Go sender is injected over POST /inject.)
+func injectCommand(idHost string) []string {
+	return []string{"/lab", "inject", "--workload", workloadPath,
+		"--sendmail", sendmailOf, "--message-id-host", idHost, "--events", injectedPath}
 }
 
 // receiverState is what a real receiver holds now, read in its
