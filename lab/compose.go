@@ -32,16 +32,11 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if sc.Receiver.Impl != scenario.ImplGo || sc.Sender.Impl != scenario.ImplGo {
 		return nil, fmt.Errorf("scenario %s: docker compose runs the Go roles only (receiver.impl %q, sender.impl %q); run real MTAs with go run ./cmd/lab", sc.Name, sc.Receiver.Impl, sc.Sender.Impl)
 	}
-	say := func(format string, args ...any) {
-		if opt.Progress != nil {
-			fmt.Fprintf(opt.Progress, format+"\n", args...)
-		}
-	}
 	res = newResult(sc, start, opt.ResultsDir, report.Environment{LabVersion: "compose", Image: topology.ComposeImage, Network: "compose"})
 	var lastDelivery time.Time
 	defer func() { err = writeResult(res, lastDelivery, err) }()
 
-	r, err := configureCompose(ctx, sc, say)
+	r, err := configureCompose(ctx, sc, opt.say)
 	if err != nil {
 		return res, err
 	}

@@ -30,6 +30,13 @@ type Options struct {
 	Terminal   bool      // Progress is a terminal: redraw one line
 }
 
+// say prints one status line to Progress, if any.
+func (o Options) say(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format+"\n", args...)
+	}
+}
+
 // Result is everything a run produced (report.Result, written as
 // result.json).
 type Result = report.Result
@@ -56,17 +63,12 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	say := func(format string, args ...any) {
-		if opt.Progress != nil {
-			fmt.Fprintf(opt.Progress, format+"\n", args...)
-		}
-	}
 	eng, err := stack.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
-	img, mtaImages, err := stack.BuildImages(ctx, eng, sc.MTAs(), say)
+	img, mtaImages, err := stack.BuildImages(ctx, eng, sc.MTAs(), opt.say)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +104,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		err = writeResult(res, lastDelivery, err)
 	}()
 	res.Environment.Network = st.Network()
-	say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
+	opt.say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
 	msgs := sc.Workload.Messages()
 	roles, err := startRoles(ctx, st, sc, msgs, mtaImages)
 	if err != nil {
