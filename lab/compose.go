@@ -12,6 +12,7 @@ import (
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/topology"
 )
@@ -40,7 +41,7 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if err != nil {
 		return res, err
 	}
-	r.workload, err = json.Marshal(sc.Workload.Messages())
+	r.workload, err = json.Marshal(sender.Injection{Pace: sc.PaceSpec(), Messages: sc.Workload.Messages()})
 	if err != nil {
 		return res, err
 	}

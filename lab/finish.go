@@ -5,6 +5,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
@@ -12,7 +13,8 @@ import (
 
 // conclude builds res's figures, records and verdicts from the run's
 // evidence (its events and the Maildir on disk) and says how the run
-// ended: nil, or an error wrapping ErrNotDelivered or ErrExpectation.
+// ended: nil, or an error wrapping ErrNotDelivered, ErrPaceNotHeld or
+// ErrExpectation (the first that applies, in that order).
 func conclude(res *Result, sc scenario.Scenario, evs []events.Event, onDisk []maildir.Message, inj sender.InjectResult, expected int) error {
 	zones := make([]string, len(sc.DNS.Blacklists))
 	for i, b := range sc.DNS.Blacklists {
@@ -25,11 +27,17 @@ func conclude(res *Result, sc scenario.Scenario, evs []events.Event, onDisk []ma
 	}
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
+	kept := pace.Judge(sc.PaceSpec(), inj.Starts)
+	res.Summary.Pace = &kept
+	res.Injections = inj.Starts
 	res.Records = report.BuildRecords(in)
 	res.Expectations = report.Check(sc.Expect, res.Summary, res.Outcome)
 	res.Complete = true
 	if !res.Outcome.OK() {
 		return fmt.Errorf("run %s: %w", res.RunID, ErrNotDelivered)
+	}
+	if msg := kept.NotHeld(); msg != "" {
+		return fmt.Errorf("run %s: %s: %w", res.RunID, msg, ErrPaceNotHeld)
 	}
 	if f := report.Failed(res.Expectations); len(f) > 0 {
 		return fmt.Errorf("run %s: %d of %d expectations failed: %w", res.RunID, len(f), len(res.Expectations), ErrExpectation)

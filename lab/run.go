@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
@@ -49,6 +50,11 @@ var ErrNotDelivered = errors.New("not every message was delivered exactly once")
 // but one of the scenario's expectations failed; Result.Expectations says
 // which.
 var ErrExpectation = errors.New("an expectation failed")
+
+// ErrPaceNotHeld is returned (wrapped) when every message was delivered
+// but the injection did not keep the workload's schedule (lab/pace): the
+// run's figures were measured at another pace and are not comparable.
+var ErrPaceNotHeld = pace.ErrNotHeld
 
 const (
 	queueDir     = "/var/spool/smtplab"
@@ -176,7 +182,7 @@ func drive(ctx context.Context, r running, sc scenario.Scenario, opt Options, re
 type running struct {
 	dns, receiver, sender, identd *stack.Container
 	maildir                       string // the receiver's Maildir, in its container
-	workload                      []byte // the messages to inject, as JSON
+	workload                      []byte // the injection (sender.Injection: pace and messages), as JSON
 }
 
 func (r running) all() []*stack.Container {
@@ -200,7 +206,7 @@ func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs
 		return r, err
 	}
 	a.receiver = r.receiver.IP
-	r.workload, err = json.Marshal(msgs)
+	r.workload, err = json.Marshal(sender.Injection{Pace: sc.PaceSpec(), Messages: msgs})
 	if err != nil {
 		return r, err
 	}

@@ -31,10 +31,14 @@ const DefaultScenario = "scenarios/courier-1999.yaml"
 
 // Exit codes: 0 the run passed; 1 a message was not delivered exactly
 // once, or the lab itself failed; 2 bad input (a scenario, a result file);
-// 3 every message arrived but an expectation of the scenario failed.
+// 3 every message arrived but an expectation of the scenario failed; 4
+// every message arrived but the injection did not hold the workload's
+// pace, so the figures (and expectations on them) are not comparable: 4
+// goes before 3.
 const (
 	ExitBadInput    = 2
 	ExitExpectation = 3
+	ExitPaceNotHeld = 4
 )
 
 // ExitError asks main to exit with Code after printing Msg.
@@ -123,6 +127,8 @@ func runWith(cmd *cobra.Command, path, results string, run func(context.Context,
 		switch {
 		case errors.Is(err, lab.ErrNotDelivered):
 			return &ExitError{Code: 1, Msg: "lab: " + err.Error()}
+		case errors.Is(err, lab.ErrPaceNotHeld):
+			return &ExitError{Code: ExitPaceNotHeld, Msg: "lab: " + err.Error()}
 		case errors.Is(err, lab.ErrExpectation):
 			return &ExitError{Code: ExitExpectation, Msg: "lab: " + err.Error()}
 		}
@@ -266,7 +272,7 @@ func injectCmd() *cobra.Command {
 	var workload, external, idHost, eventsPath string
 	c := &cobra.Command{
 		Use:    "inject --workload FILE",
-		Short:  "run the workload's sendmail loop (inside the sender container)",
+		Short:  "run the workload's sendmail loop on its pace (inside the sender container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -274,9 +280,12 @@ func injectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var msgs []scenario.Message
-			if err := json.Unmarshal(b, &msgs); err != nil {
+			var inj sender.Injection
+			if err := json.Unmarshal(b, &inj); err != nil {
 				return fmt.Errorf("workload %s: %w", workload, err)
+			}
+			if err := inj.Pace.Validate(); err != nil {
+				return fmt.Errorf("workload %s: pace: %w", workload, err)
 			}
 			if external != "" { // a real MTA's sendmail: the loop records what it took
 				var log io.Writer
@@ -294,18 +303,18 @@ func injectCmd() *cobra.Command {
 					defer f.Close()
 					log = f
 				}
-				res := sender.InjectExternal(cmd.Context(), msgs, []string{external}, idHost, log)
+				res := sender.InjectExternal(cmd.Context(), inj, []string{external}, idHost, log)
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			res := sender.Inject(cmd.Context(), msgs, []string{self, "sendmail"})
+			res := sender.Inject(cmd.Context(), inj, []string{self, "sendmail"})
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		},
 	}
-	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "messages to inject (JSON)")
+	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "the injection: pace and messages (JSON, sender.Injection)")
 	c.Flags().StringVar(&external, "sendmail", "", "run this sendmail (a real MTA's) instead of the lab's own, adding a Message-ID to each message")
 	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added with --sendmail")
 	c.Flags().StringVar(&eventsPath, "events", "", "with --sendmail: append each message's queued event to this file (JSON lines) as it is taken")

@@ -58,6 +58,11 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 		case errors.Is(err, lab.ErrNotDelivered):
 			code = 1
 			failures = append(failures, fmt.Sprintf("run %d: %v", i, err))
+		case errors.Is(err, lab.ErrPaceNotHeld):
+			if code != 1 {
+				code = ExitPaceNotHeld
+			}
+			failures = append(failures, fmt.Sprintf("run %d: %v", i, err))
 		case errors.Is(err, lab.ErrExpectation):
 			if code == 0 {
 				code = ExitExpectation
@@ -69,11 +74,18 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 			return fmt.Errorf("repeat %d of %d: %w", i, n, err)
 		}
 	}
-	stats, err := compare.Stats(runs)
+	held, notHeld := compare.PaceHeld(runs)
+	if len(held) == 0 {
+		return &ExitError{Code: ExitPaceNotHeld, Msg: "lab: no run held its pace: no medians\n" + strings.Join(failures, "\n")}
+	}
+	stats, err := compare.Stats(held)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n%s, %d runs: median and spread\n\n", sc.Name, n)
+	fmt.Fprintf(out, "\n%s, %d runs: median and spread\n\n", sc.Name, len(held))
+	if len(notHeld) > 0 {
+		fmt.Fprintf(out, "left out, did not hold the scenario's pace: %s\n\n", strings.Join(notHeld, ", "))
+	}
 	if err := compare.WriteStats(out, stats); err != nil {
 		return err
 	}

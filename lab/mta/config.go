@@ -10,6 +10,7 @@ package mta
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"regexp"
 	"strings"
@@ -110,6 +111,10 @@ func CourierSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
 		sd.MaxConnections, sd.MaxPerHost)
 	f.set("/etc/courier/me", "%s\n", sd.Hostname)
 	f.set("/etc/courier/defaultdomain", "%s\n", sd.Hostname)
+	// How long an idle session waits for the next message to its host
+	// (module.esmtp/esmtpconfig.c reads it in whole seconds; 60 when
+	// absent): the Go sender's idle_close, so both keep sessions alike.
+	f.set("/etc/courier/esmtptimeoutkeepalive", "%d\n", int(math.Ceil(sd.IdleClose.D().Seconds())))
 	return f
 }
 

@@ -65,6 +65,20 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 	}
 	intMax("max_dns_queries", e.MaxDNSQueries, s.DNSQueries)
 	intMax("max_held_by_faults", e.MaxHeldByFaults, s.HeldByFaults)
+	if e.MaxInjectionLag != nil {
+		if s.Pace == nil {
+			vs = append(vs, Verdict{"max_injection_lag", "<= " + e.MaxInjectionLag.String(), "not measured (no injection record)", false})
+		} else {
+			durMax("max_injection_lag", e.MaxInjectionLag, s.Pace.LagMax)
+		}
+	}
+	if e.PaceHeld {
+		got, ok := "not measured (no injection record)", false
+		if s.Pace != nil {
+			got, ok = heldText(*s.Pace), s.Pace.Held != nil && *s.Pace.Held
+		}
+		vs = append(vs, Verdict{"pace_held", "the injection kept the workload's schedule", got, ok})
+	}
 	return vs
 }
 

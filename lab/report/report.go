@@ -18,6 +18,7 @@ import (
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 // Seed1999 is what the 1999 run reported (../shared/seed, FACTS.md).
@@ -32,8 +33,12 @@ var Seed1999 = Summary{
 
 // Summary is one run's headline figures.
 type Summary struct {
-	Injected  int `json:"injected"`
-	Delivered int `json:"delivered"` // distinct injected messages found in the Maildir
+	// Pace is how the injection kept the workload's schedule (lab/pace):
+	// mode, intended and achieved rate, lag, whether it held. Absent from
+	// results written before the pace was an input.
+	Pace      *pace.Kept `json:"pace,omitempty"`
+	Injected  int        `json:"injected"`
+	Delivered int        `json:"delivered"` // distinct injected messages found in the Maildir
 	// TotalTime runs from the first injection to the last delivery.
 	TotalTime            time.Duration  `json:"total_time_ns"`
 	Connections          int            `json:"connections"` // ESMTP sessions the receiver served

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -40,6 +41,9 @@ type Result struct {
 	// summary and outcome (Check); empty when the scenario has none.
 	Expectations []Verdict `json:"expectations"`
 	Records
+	// Injections are every injected message's due and actual start after
+	// the injection began (lab/pace), in workload order.
+	Injections []pace.Start `json:"injections,omitempty"`
 	// Error is why the run ended badly, when it did ("" otherwise).
 	Error string `json:"error,omitempty"`
 	Dir   string `json:"-"` // the run's folder

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 // WriteText prints the summary beside 1999's figures, then anything lost.
@@ -28,6 +30,13 @@ func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if s.Pace != nil {
+		if msg := s.Pace.NotHeld(); msg != "" {
+			fmt.Fprintf(w, "\n%s: its figures were measured at another pace than the scenario's and are not comparable\n", strings.ToUpper(msg[:1])+msg[1:])
+		} else if s.Pace.MachineDependent {
+			fmt.Fprintf(w, "\nThe pace was this machine's speed (pace mode loop): the figures are not comparable across machines or loads\n")
+		}
 	}
 	if o.OK() {
 		_, err := fmt.Fprintf(w, "\nevery injected message was delivered exactly once\n")
@@ -53,6 +62,12 @@ type Row struct{ Name, Now, Then string }
 func Rows(s, s99 Summary) []Row {
 	var rows []Row
 	add := func(name, now, then string) { rows = append(rows, Row{name, now, then}) }
+	if s.Pace != nil {
+		add("pace (when each message was injected)", PaceText(*s.Pace), "a shell loop of sendmail: about 3 msg/s (assumed, docs/SEED.md)")
+		if s.Pace.Mode == pace.Rate {
+			add("injection lag p50 / p99 / max (bound)", fmt.Sprintf("%s / %s / %s (%s): %s", secs(s.Pace.LagP50), secs(s.Pace.LagP99), secs(s.Pace.LagMax), secs(s.Pace.MaxLag), heldText(*s.Pace)), "not reported")
+		}
+	}
 	add("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
 	add("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
 	add("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
@@ -86,6 +101,29 @@ func Rows(s, s99 Summary) []Row {
 	add("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
 	add("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
 	return rows
+}
+
+// PaceText says in a few words how a run's injection was paced.
+func PaceText(k pace.Kept) string {
+	switch k.Mode {
+	case pace.Rate:
+		return fmt.Sprintf("rate: %.3g msg/s intended, %.3g achieved", k.IntendedRate, k.AchievedRate)
+	case pace.Burst:
+		return fmt.Sprintf("burst: the whole workload queued before delivery (%.3g msg/s into the queue)", k.AchievedRate)
+	case pace.Loop:
+		return fmt.Sprintf("loop: as fast as this machine went, %.3g msg/s (machine-dependent: not comparable across machines or loads)", k.AchievedRate)
+	}
+	return k.Mode
+}
+
+func heldText(k pace.Kept) string {
+	switch {
+	case k.Held == nil:
+		return "no schedule to hold"
+	case *k.Held:
+		return "pace held"
+	}
+	return "PACE NOT HELD"
 }
 
 // Secs formats a duration as the reports do: "0 s", "0.3 ms", "150 ms",

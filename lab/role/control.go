@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/sender"
 )
 
@@ -88,15 +88,23 @@ func DecodeSpec(r io.Reader) (Spec, error) {
 	return s, nil
 }
 
-// injectHandler runs the seed's injection loop in the sender's container
-// (POST /inject with the messages as JSON; the answer is the
-// sender.InjectResult): one `lab sendmail` process per message, as the
-// 1999 shell loop did. The caller waits for the whole loop.
-func injectHandler() http.Handler {
+// injectHandler runs the workload's injection loop in the sender's
+// container (POST /inject with a sender.Injection as JSON; the answer is
+// the sender.InjectResult): one `lab sendmail` process per message, as
+// the 1999 shell loop did, on the injection's schedule (lab/pace). A
+// burst is queued whole while srv holds its queue, then released. The
+// caller waits for the whole loop.
+func injectHandler(srv *sender.Sender) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var msgs []scenario.Message
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<20)).Decode(&msgs); err != nil {
+		var inj sender.Injection
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&inj); err != nil {
 			http.Error(w, "inject: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := inj.Pace.Validate(); err != nil {
+			http.Error(w, "inject: pace: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		self, err := os.Executable()
@@ -104,7 +112,11 @@ func injectHandler() http.Handler {
 			http.Error(w, "inject: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		res := sender.Inject(r.Context(), msgs, []string{self, "sendmail"})
+		if inj.Pace.Mode == pace.Burst {
+			srv.Hold()
+		}
+		res := sender.Inject(r.Context(), inj, []string{self, "sendmail"})
+		srv.Release()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(res)
 	})

@@ -113,7 +113,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /queue", queueHandler(spec.Sender.QueueDir))
 		mux.Handle("GET /queue/size", queueSizeHandler(spec.Sender.QueueDir))
-		mux.Handle("POST /inject", injectHandler())
+		mux.Handle("POST /inject", injectHandler(srv))
 		mux.Handle("/", handler)
 		handler = mux
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 // Load reads a scenario file over the defaults and validates it.
@@ -138,6 +139,15 @@ func (s Scenario) problems() []problem {
 	}
 	if !validAddress(strings.ReplaceAll(w.To, "{n}", "1")) {
 		add("workload.to", "%q is not a mail address template (local@domain, {n} for the number)", w.To)
+	}
+	if p := w.Pace; p.Rate != 0 && p.Interval != 0 {
+		add("workload.pace", "give rate or interval, not both")
+	} else if p.Interval < 0 {
+		add("workload.pace.interval", "must be positive, got %s", p.Interval)
+	} else if err := s.PaceSpec().Validate(); err != nil {
+		add("workload.pace", "%v", err)
+	} else if p.Mode == pace.Burst && s.Sender.Impl != ImplGo && s.Sender.Impl != "" {
+		add("workload.pace.mode", "burst holds the queue until the whole workload is in, which only the Go sender can (sender.impl %s): use a rate", s.Sender.Impl)
 	}
 	if s.DNS.QueryDelay < 0 {
 		add("dns.query_delay", "must not be negative, got %s", s.DNS.QueryDelay)
@@ -293,7 +303,7 @@ func (s Scenario) problems() []problem {
 		}
 	}
 	s.implProblems(add)
-	s.Expect.problems(w.Rounds*w.Recipients, add)
+	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, add)
 	for _, h := range w.Hosts() {
 		if !s.Sender.routed(h) {
 			add("workload.to", "recipient host %s has no route in sender.routes", h)

@@ -16,6 +16,7 @@ import (
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/line"
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 // Scenario is one run of the lab.
@@ -64,6 +65,30 @@ type Workload struct {
 	ToHeader   string `yaml:"to_header" json:"to_header"`
 	Subject    string `yaml:"subject" json:"subject"`
 	Body       string `yaml:"body" json:"body"`
+	// Pace is when each message is injected (lab/pace).
+	Pace Pace `yaml:"pace" json:"pace"`
+}
+
+// Pace is the workload's arrival schedule (lab/pace): mode rate (a fixed
+// rate, or interval, with an optional ramp), burst (the whole workload
+// queued before delivery starts) or loop (one after another as fast as
+// the machine goes, as the 1999 shell loop: machine-dependent).
+type Pace struct {
+	Mode     string   `yaml:"mode" json:"mode"`
+	Rate     float64  `yaml:"rate" json:"rate,omitempty"`         // messages per second
+	Interval Duration `yaml:"interval" json:"interval,omitempty"` // or: one message every Interval
+	Ramp     Duration `yaml:"ramp" json:"ramp,omitempty"`         // from 0 to Rate over this
+	MaxLag   Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts later than this; 500ms when 0
+}
+
+// PaceSpec is the workload's schedule for lab/pace.
+func (s Scenario) PaceSpec() pace.Spec {
+	p := s.Workload.Pace
+	sp := pace.Spec{Mode: p.Mode, PerSecond: p.Rate, Ramp: p.Ramp.D(), MaxLag: p.MaxLag.D()}
+	if p.Interval > 0 {
+		sp.PerSecond = float64(time.Second) / float64(p.Interval)
+	}
+	return sp
 }
 
 // DNS configures the stub DNS/DNSBL server.
@@ -258,6 +283,8 @@ func Default() Scenario {
 			ToHeader:   "recipient",
 			Subject:    "test {n}",
 			Body:       "test {n}",
+			// 196 messages in 65 s: about 3 a second (docs/SEED.md).
+			Pace: Pace{Mode: pace.Rate, Rate: 3},
 		},
 		Seed: 1999,
 		DNS: DNS{
@@ -296,7 +323,7 @@ func Default() Scenario {
 			Hostname:       "sender.lab.example.net",
 			MaxConnections: 40,
 			MaxPerHost:     4,
-			IdleClose:      Duration(2 * time.Second),
+			IdleClose:      Duration(60 * time.Second), // esmtptimeoutkeepalive, module.esmtp/esmtpconfig.c
 			Retry:          []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second)},
 			MaxAttempts:    10,
 			Bounce:         "dsn",

@@ -7,77 +7,137 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
+
+// Injection is what an injection loop is given (POST /inject on the Go
+// sender, the workload file of a real one): the messages in order and
+// the schedule to inject them on.
+type Injection struct {
+	Pace     pace.Spec          `json:"pace"`
+	Messages []scenario.Message `json:"messages"`
+}
 
 // InjectResult says what an injection loop did.
 type InjectResult struct {
 	Injected int           `json:"injected"`
-	Errors   []string      `json:"errors,omitempty"` // one line per message sendmail refused
+	Errors   []string      `json:"errors,omitempty"` // one line per message sendmail refused or never ran
 	Start    time.Time     `json:"start"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
+	// Starts holds, for each message whose sendmail ran, its place in the
+	// workload, when it was due and when it began, in workload order.
+	Starts []pace.Start `json:"starts,omitempty"`
 	// Queued are the messages an outside sendmail took (InjectExternal):
 	// Queued events with the Message-ID the loop gave each and the time
 	// its sendmail started. The lab's own sendmail logs these itself.
 	Queued []events.Event `json:"queued,omitempty"`
 }
 
-// Inject runs the seed's loop: one sendmail process per message, in order,
-// "sendmail -f FROM RCPT" with the message on stdin, as the 1999 shell loop
-// did. sendmail is the command line that starts sendmail (for the lab's
-// image: /lab sendmail).
-func Inject(ctx context.Context, msgs []scenario.Message, sendmail []string) InjectResult {
-	return injectEach(ctx, msgs, sendmail, nil)
+// Inject runs one sendmail process per message, "sendmail -f FROM RCPT"
+// with the message on stdin, as the 1999 shell loop did, on inj's
+// schedule (lab/pace). sendmail is the command line that starts sendmail
+// (for the lab's image: /lab sendmail).
+func Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult {
+	return injectEach(ctx, inj, sendmail, nil)
 }
 
-// injectEach runs one sendmail per message, in order, and calls queued
-// (when set) with the index and start time of each message it took.
-func injectEach(ctx context.Context, msgs []scenario.Message, sendmail []string, queued func(i int, began time.Time)) InjectResult {
+// injectEach runs one sendmail per message on inj's schedule and calls
+// queued (when set; from any goroutine, one call at a time) with the
+// index and start time of each message sendmail took.
+//
+// Rate: message i starts at its due time in a goroutine of its own, at
+// most pace.MaxConcurrent at once, so a slow sendmail never delays the
+// next (open loop). Burst and loop: one after another, in order.
+func injectEach(ctx context.Context, inj Injection, sendmail []string, queued func(i int, began time.Time)) InjectResult {
 	res := InjectResult{Start: time.Now()}
-	for i, m := range msgs {
+	var mu sync.Mutex // res, queued
+	one := func(i int, m scenario.Message, due time.Duration) {
+		began := time.Now()
 		if ctx.Err() != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("message %d: %v", i+1, ctx.Err()))
-			continue
+			mu.Lock()
+			res.Errors = append(res.Errors, fmt.Sprintf("message %d: not injected: %v", i+1, ctx.Err()))
+			mu.Unlock()
+			return
 		}
 		args := append(append([]string{}, sendmail[1:]...), "-f", m.From, m.To)
 		// The message in hand is finished even when ctx ends: a sendmail
 		// killed half way may already have queued it, unrecorded. Only a
 		// sendmail that hangs is killed, after a minute.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
 		cmd := exec.CommandContext(mctx, sendmail[0], args...)
 		cmd.Env = []string{} // env -, as the seed's loop ran sendmail
 		cmd.Stdin = strings.NewReader(m.Data)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		began := time.Now()
 		err := cmd.Run()
-		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		res.Starts = append(res.Starts, pace.Start{Index: i, Due: due, Began: began.Sub(res.Start)})
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v: %s", i+1, m.To, err, strings.TrimSpace(stderr.String())))
-			continue
+			return
 		}
 		res.Injected++
 		if queued != nil {
 			queued(i, began)
 		}
 	}
+	if inj.Pace.Mode != pace.Rate {
+		for i, m := range inj.Messages {
+			one(i, m, 0)
+		}
+	} else {
+		slots := make(chan struct{}, pace.MaxConcurrent)
+		var wg sync.WaitGroup
+		timer := time.NewTimer(0)
+		<-timer.C
+		for i, m := range inj.Messages {
+			due := inj.Pace.Due(i)
+			if wait := time.Until(res.Start.Add(due)); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					timer.Stop()
+				}
+			}
+			if ctx.Err() != nil {
+				one(i, m, due) // records it as not injected
+				continue
+			}
+			slots <- struct{}{} // a full house lags the schedule, and the run says so
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				one(i, m, due)
+			}()
+		}
+		wg.Wait()
+	}
+	slices.SortFunc(res.Starts, func(a, b pace.Start) int { return a.Index - b.Index })
 	res.Elapsed = time.Since(res.Start)
 	return res
 }
 
-// InjectExternal runs the seed's loop with an outside MTA's sendmail (a
-// real Courier's /usr/sbin/sendmail) and records what that sendmail does
-// not tell: each message gets a Message-ID header naming idHost, added
-// before the message's own headers, and a Queued event (role sender) with
-// the time its sendmail started. The lab matches the Maildir to these.
-// When log is not nil, each event is also written to it as a JSON line
-// as soon as its sendmail returns: a loop cut short (the run's timeout)
-// still leaves the record of what it injected.
-func InjectExternal(ctx context.Context, msgs []scenario.Message, sendmail []string, idHost string, log io.Writer) InjectResult {
+// InjectExternal runs the injection loop with an outside MTA's sendmail
+// (a real Courier's /usr/sbin/sendmail) and records what that sendmail
+// does not tell: each message gets a Message-ID header naming idHost,
+// added before the message's own headers, and a Queued event (role
+// sender) with the time its sendmail started. The lab matches the Maildir
+// to these. When log is not nil, each event is also written to it as a
+// JSON line as soon as its sendmail returns: a loop cut short (the run's
+// timeout) still leaves the record of what it injected.
+func InjectExternal(ctx context.Context, inj Injection, sendmail []string, idHost string, log io.Writer) InjectResult {
+	msgs := inj.Messages
 	withIDs := make([]scenario.Message, len(msgs))
 	ids := make([]string, len(msgs))
 	start := time.Now()
@@ -87,7 +147,7 @@ func InjectExternal(ctx context.Context, msgs []scenario.Message, sendmail []str
 		withIDs[i] = m
 	}
 	var queued []events.Event
-	res := injectEach(ctx, withIDs, sendmail, func(i int, began time.Time) {
+	res := injectEach(ctx, Injection{Pace: inj.Pace, Messages: withIDs}, sendmail, func(i int, began time.Time) {
 		e := events.Event{Time: began, Role: "sender", Kind: events.Queued,
 			MessageID: ids[i], From: msgs[i].From, Rcpts: []string{msgs[i].To}}
 		queued = append(queued, e)

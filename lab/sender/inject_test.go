@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -70,7 +73,7 @@ func TestInject(t *testing.T) {
 			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i),
 		})
 	}
-	res := Inject(context.Background(), msgs, []string{self, asSendmail, dir})
+	res := Inject(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, []string{self, asSendmail, dir})
 	if res.Injected != 5 {
 		t.Errorf("Injected %d, want 5 (errors: %q)", res.Injected, res.Errors)
 	}
@@ -114,7 +117,7 @@ func TestInject(t *testing.T) {
 	// A cancelled injection runs nothing and says so for every message.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res = Inject(ctx, msgs[:2], []string{self, asSendmail, dir})
+	res = Inject(ctx, Injection{Pace: pace.Spec{Mode: pace.Rate, PerSecond: 10}, Messages: msgs[:2]}, []string{self, asSendmail, dir})
 	if res.Injected != 0 || len(res.Errors) != 2 {
 		t.Errorf("cancelled Inject: %+v", res)
 	}
@@ -143,7 +146,7 @@ func TestInjectExternal(t *testing.T) {
 			Data: fmt.Sprintf("From: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, i)})
 	}
 	var log bytes.Buffer
-	res := InjectExternal(context.Background(), msgs, []string{self, asSendmail, dir}, "inject.test", &log)
+	res := InjectExternal(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, []string{self, asSendmail, dir}, "inject.test", &log)
 	if res.Injected != 3 || len(res.Errors) != 1 || len(res.Queued) != 3 {
 		t.Fatalf("injected %d, errors %q, queued events %d; want 3, 1, 3", res.Injected, res.Errors, len(res.Queued))
 	}
@@ -184,5 +187,90 @@ func TestInjectExternal(t *testing.T) {
 		if logged[i].MessageID != res.Queued[i].MessageID || !logged[i].Time.Equal(res.Queued[i].Time) {
 			t.Errorf("logged %+v, returned %+v", logged[i], res.Queued[i])
 		}
+	}
+}
+
+// blockingSendmail is a sendmail (a shell script: the test binary built
+// with -race starts too slowly for 70 of them) that records its start
+// and waits: "sh -c SCRIPT sh -f FROM RCPT" writes DIR/started-RCPT, then
+// waits until the file DIR/wait-RCPT names exists (if there is one), or
+// DIR/release exists when DIR/hold does, for at most 20 s (exit 75 then).
+func blockingSendmail(dir string) []string {
+	script := `d=` + dir + `; : > "$d/started-$3"; until=
+if [ -e "$d/wait-$3" ]; then read -r w < "$d/wait-$3"; until="$d/$w"; elif [ -e "$d/hold" ]; then until="$d/release"; fi
+[ -z "$until" ] && exit 0
+i=0; while [ $i -lt 2000 ]; do [ -e "$until" ] && exit 0; /bin/sleep 0.01; i=$((i+1)); done; exit 75`
+	return []string{"/bin/sh", "-c", script, "sh"}
+}
+
+func blockingMessages(n int) []scenario.Message {
+	var msgs []scenario.Message
+	for i := 1; i <= n; i++ {
+		to := fmt.Sprintf("u%d@h.test", i)
+		msgs = append(msgs, scenario.Message{Round: 1, N: i, From: "loop@src.test", To: to, Data: "Subject: x\n\nx\n"})
+	}
+	return msgs
+}
+
+// On a rate, injection is open loop: a sendmail that does not return
+// never holds back the messages due after it. Here the first message's
+// sendmail returns only once the third has started: a loop that waited
+// for each sendmail in turn would never start the third, and the first
+// would give up (exit 75).
+func TestInjectOpenLoop(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "wait-u1@h.test"), []byte("started-u3@h.test"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := pace.Spec{Mode: pace.Rate, PerSecond: 20}
+	res := Inject(context.Background(), Injection{Pace: spec, Messages: blockingMessages(3)}, blockingSendmail(dir))
+	if res.Injected != 3 || len(res.Errors) != 0 {
+		t.Fatalf("injected %d, errors %q: the first sendmail held the third back", res.Injected, res.Errors)
+	}
+	for i, st := range res.Starts {
+		if st.Index != i || st.Due != spec.Due(i) {
+			t.Errorf("start %d: %+v, want index %d due %s", i, st, i, spec.Due(i))
+		}
+	}
+}
+
+// A rate the injector cannot keep (2,000 a second, while every sendmail
+// hangs until released) is judged not held: at most pace.MaxConcurrent
+// sendmails run at once, so the rest start late, and the judgement says
+// so.
+func TestInjectNotHeld(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hold"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := pace.Spec{Mode: pace.Rate, PerSecond: 2000, MaxLag: 10 * time.Millisecond}
+	const n = pace.MaxConcurrent + 6
+	began := time.Now()
+	started := make(chan int, 1)
+	go func() {
+		// Release once every slot is taken and well past the bound: the
+		// messages after the first MaxConcurrent are then late by
+		// construction, however fast the machine.
+		var k int
+		for {
+			files, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+			if k = len(files); k >= pace.MaxConcurrent && time.Since(began) > 300*time.Millisecond {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		started <- k
+		os.WriteFile(filepath.Join(dir, "release"), nil, 0o644)
+	}()
+	res := Inject(context.Background(), Injection{Pace: spec, Messages: blockingMessages(n)}, blockingSendmail(dir))
+	if k := <-started; k != pace.MaxConcurrent {
+		t.Errorf("%d sendmails had started before any returned, want the cap, %d", k, pace.MaxConcurrent)
+	}
+	if res.Injected != n || len(res.Starts) != n {
+		t.Fatalf("injected %d (%d starts), errors %q", res.Injected, len(res.Starts), res.Errors)
+	}
+	k := pace.Judge(spec, res.Starts)
+	if k.Held == nil || *k.Held || k.LagMax <= spec.MaxLag || !strings.Contains(k.NotHeld(), "pace not held") {
+		t.Errorf("judged %+v (%q), want not held", k, k.NotHeld())
 	}
 }

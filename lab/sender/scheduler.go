@@ -21,6 +21,7 @@ type worker struct {
 	// making room: the connection closes so that a waiting host gets its
 	// slot, and counts in scheduler.evicting until released. Under mu.
 	makingRoom bool
+	idleSince  time.Time // when it last became idle; under mu
 }
 
 type hostState struct {
@@ -30,16 +31,24 @@ type hostState struct {
 }
 
 // scheduler shares connections among recipient hosts, as Courier's
-// courierd does:
-//   - at most maxPerHost connections to one host and maxTotal in all, at
-//     every moment (a slot is taken before dialling and given back, by
-//     release, only after the connection is closed);
+// courierd and its courieresmtp module do (svarshavchik/courier:
+// courier/cdmsgq.C start_message, courier/cdmsgq3.C process_completion,
+// courier/module.esmtp/courieresmtp.C esmtpparent):
+//   - at most maxPerHost connections to one host and maxTotal in all
+//     (MAXHOST 4 and MAXDELS 40 in module.esmtp's config), at every
+//     moment: a slot is taken before dialling and given back, by release,
+//     only after the connection is closed;
 //   - a job goes to an idle connection to its host first (session reuse),
 //     else to a new connection if both limits allow, else it waits;
 //   - hosts waiting for a slot are served round-robin;
-//   - a connection with nothing left for its host closes at once when
-//     another host is waiting for a slot, else idles up to idleClose for
-//     more work (and is closed early if another host needs its slot).
+//   - a connection with nothing left for its host stays open, idle, for
+//     idleClose (esmtptimeoutkeepalive, 60 s by default in
+//     module.esmtp/esmtpconfig.c) waiting for more mail to its host;
+//   - when every slot is taken and another host waits, the connection that
+//     has been idle longest closes and gives it its slot (courieresmtp's
+//     "Find a process that's been idled the longest, and reuse that one").
+//     A busy connection is never closed for another host: with no idle
+//     one, the waiting host waits for a connection to finish.
 type scheduler struct {
 	maxTotal, maxPerHost int
 	idleClose            time.Duration
@@ -71,21 +80,27 @@ func (s *scheduler) state(host string) *hostState {
 	return h
 }
 
-// enqueue hands j to an idle connection to its host, or queues it.
-func (s *scheduler) enqueue(j *job) {
+// enqueue hands each job to an idle connection to its host, or queues
+// it, then starts what the limits allow. The batch is taken whole under
+// the lock, so connections are shared out over every host in it, round
+// robin (a burst gives each host its share of the slots), whatever the
+// first connections do meanwhile.
+func (s *scheduler) enqueue(jobs ...*job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	h := s.state(j.host)
-	if n := len(h.idle); n > 0 {
-		w := h.idle[n-1]
-		h.idle = h.idle[:n-1]
-		w.jobs <- j
-		return
+	for _, j := range jobs {
+		h := s.state(j.host)
+		if n := len(h.idle); n > 0 {
+			w := h.idle[n-1]
+			h.idle = h.idle[:n-1]
+			w.jobs <- j
+			continue
+		}
+		h.pending = append(h.pending, j)
 	}
-	h.pending = append(h.pending, j)
 	s.fill()
 }
 
@@ -116,18 +131,29 @@ func (s *scheduler) fill() {
 			break
 		}
 	}
-	if s.total >= s.maxTotal && s.starving() > s.evicting {
+	s.makeRoom()
+}
+
+// makeRoom closes the longest-idle connections, one for each waiting
+// host beyond those already closing, when every slot is taken. Called
+// with mu held.
+func (s *scheduler) makeRoom() {
+	for s.total >= s.maxTotal && s.starving() > s.evicting {
+		var oldest *hostState
 		for _, name := range s.order {
 			h := s.hosts[name]
-			if len(h.idle) > 0 {
-				w := h.idle[0]
-				h.idle = h.idle[1:]
-				w.makingRoom = true
-				s.evicting++
-				w.jobs <- nil
-				return
+			if len(h.idle) > 0 && (oldest == nil || h.idle[0].idleSince.Before(oldest.idle[0].idleSince)) {
+				oldest = h
 			}
 		}
+		if oldest == nil {
+			return // every connection is busy: the waiting host waits
+		}
+		w := oldest.idle[0]
+		oldest.idle = oldest.idle[1:]
+		w.makingRoom = true
+		s.evicting++
+		w.jobs <- nil
 	}
 }
 
@@ -158,13 +184,9 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 		s.mu.Unlock()
 		return j, ""
 	}
-	if s.total >= s.maxTotal && s.starving() > s.evicting {
-		w.makingRoom = true
-		s.evicting++
-		s.mu.Unlock()
-		return nil, "yield"
-	}
+	w.idleSince = time.Now()
 	h.idle = append(h.idle, w)
+	s.makeRoom() // may pick w itself, if it has been idle longest
 	s.mu.Unlock()
 
 	t := time.NewTimer(s.idleClose)

@@ -219,3 +219,88 @@ func TestNothingAfterClose(t *testing.T) {
 		t.Errorf("%d transactions started after Close returned", m-mails)
 	}
 }
+
+// TestSchedulerYieldsLongestIdle: with every slot taken by idle
+// connections, the one idle longest gives its slot to a waiting host
+// (courieresmtp.C's "Find a process that's been idled the longest"), not
+// the one that just finished.
+func TestSchedulerYieldsLongestIdle(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	cfg.MaxConnections, cfg.MaxPerHost = 2, 1
+	cfg.IdleClose = time.Hour
+	q := openQueue(t, cfg.QueueDir)
+	_, log := startSender(t, cfg)
+	for i, host := range []string{"a", "b", "c", "d"} {
+		put(t, q, fmt.Sprintf("<%s@lru.test>", host), "from@src.test", "u@"+host+".test")
+		wake(cfg.QueueDir)
+		waitFor(t, host+" sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
+	}
+	var reasons []string
+	for _, e := range eventsOf(log, events.ConnClose) {
+		reasons = append(reasons, e.Host+":"+e.Reason)
+	}
+	// c takes a's slot (idle since before b's), d takes b's.
+	if fmt.Sprint(reasons) != "[a.test:yield b.test:yield]" {
+		t.Errorf("connection closes %v, want [a.test:yield b.test:yield]", reasons)
+	}
+}
+
+// TestSchedulerKeepsSessions: messages that come one at a time, each to
+// one of four hosts, with slots to spare, all go over one session per
+// host, kept open between them (Courier's keep-alive): the connection
+// count is the number of hosts, however the messages are spaced.
+func TestSchedulerKeepsSessions(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	cfg.MaxConnections, cfg.MaxPerHost = 40, 4
+	cfg.IdleClose = time.Hour
+	q := openQueue(t, cfg.QueueDir)
+	_, log := startSender(t, cfg)
+	var want []string
+	for i := range 20 {
+		id, rcpt := fmt.Sprintf("<m%d@keep.test>", i), fmt.Sprintf("u%d@h%d.test", i, i%4)
+		put(t, q, id, "from@src.test", rcpt)
+		want = append(want, id+" "+rcpt)
+		wake(cfg.QueueDir)
+		waitFor(t, "message sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
+	}
+	checkOnce(t, f, want)
+	if n := countEvents(log, events.ConnOpen, ""); n != 4 {
+		t.Errorf("%d connections for 20 messages to 4 hosts, want 4 (one kept per host)", n)
+	}
+	if n := countEvents(log, events.ConnClose, ""); n != 0 {
+		t.Errorf("%d connections closed while their hosts' mail kept coming", n)
+	}
+}
+
+// TestHoldKeepsTheQueue: a held sender takes nothing off its queue,
+// whatever wakes it; released, it takes the whole queue at once, so a
+// burst opens one connection per slot (here 2 hosts x 2), not one per
+// message as they arrive.
+func TestHoldKeepsTheQueue(t *testing.T) {
+	f := newFake(t)
+	cfg := testConfig(t, f.addr)
+	cfg.MaxConnections, cfg.MaxPerHost = 4, 2
+	cfg.IdleClose = time.Hour
+	q := openQueue(t, cfg.QueueDir)
+	s, log := startSender(t, cfg)
+	s.Hold()
+	var want []string
+	for i := range 12 {
+		id, rcpt := fmt.Sprintf("<m%d@hold.test>", i), fmt.Sprintf("u%d@h%d.test", i, i%2)
+		put(t, q, id, "from@src.test", rcpt)
+		want = append(want, id+" "+rcpt)
+		wake(cfg.QueueDir)
+	}
+	s.scan() // what the wake-ups and the ticker run: held, it takes nothing
+	if n := s.InMemory(); n != 0 {
+		t.Fatalf("held sender took %d messages off its queue", n)
+	}
+	s.Release()
+	waitFor(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == len(want) })
+	checkOnce(t, f, want)
+	if n := countEvents(log, events.ConnOpen, ""); n != 4 {
+		t.Errorf("%d connections for a burst of 12 to 2 hosts with 2 slots each, want 4", n)
+	}
+}

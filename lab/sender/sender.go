@@ -159,6 +159,9 @@ type Sender struct {
 	wake  net.PacketConn
 	kick  chan struct{} // asks the loader for a scan; buffered 1, so kicks coalesce
 	conns atomic.Int64
+	// held keeps the loader from taking new messages off the queue (Hold):
+	// a burst fills the queue before any delivery starts.
+	held atomic.Bool
 
 	mu sync.Mutex
 	// known holds the messages in memory: queue ID -> recipients not yet
@@ -263,6 +266,17 @@ func (s *Sender) Close() error {
 	return nil
 }
 
+// Hold stops the sender from taking new messages off its queue: what
+// sendmail queues meanwhile waits on disk until Release. A burst workload
+// (lab/pace) is queued whole before delivery starts.
+func (s *Sender) Hold() { s.held.Store(true) }
+
+// Release lets the sender take its queue again, at once.
+func (s *Sender) Release() {
+	s.held.Store(false)
+	s.wakeScan()
+}
+
 // InMemory is the number of messages the sender holds in memory now.
 func (s *Sender) InMemory() int {
 	s.mu.Lock()
@@ -273,6 +287,9 @@ func (s *Sender) InMemory() int {
 // scan fills the window: it loads the oldest queued messages not in
 // memory yet, up to MaxInMemory in all, and schedules them.
 func (s *Sender) scan() {
+	if s.held.Load() {
+		return
+	}
 	s.mu.Lock()
 	room := s.cfg.MaxInMemory - len(s.known)
 	s.mu.Unlock()
@@ -289,6 +306,8 @@ func (s *Sender) scan() {
 		s.log.Add(events.Event{Kind: events.Attempt, Result: "temporary", Error: "scan: " + err.Error()})
 		return
 	}
+	var batch []*job
+	defer func() { s.sched.enqueue(batch...) }()
 	for _, id := range ids {
 		env, err := s.q.Envelope(id)
 		if errors.Is(err, os.ErrNotExist) {
@@ -325,7 +344,7 @@ func (s *Sender) scan() {
 				continue
 			}
 			j.relay = relay // "" for MX routing, done by the connection
-			s.sched.enqueue(j)
+			batch = append(batch, j)
 		}
 	}
 }

@@ -35,6 +35,7 @@ package compare
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/smtplab/smtplab/lab/report"
 )
@@ -58,6 +59,27 @@ const (
 type Side struct {
 	Scenario string   `json:"scenario"`
 	Runs     []string `json:"runs"` // run ids, in the set's order
+	// NotHeld names the runs left out because their injection did not
+	// hold the scenario's pace (lab/pace): their figures were measured at
+	// another pace, so they are named, not mixed into the medians.
+	NotHeld []string `json:"not_held,omitempty"`
+	// MachineDependent: the side's scenario injects as fast as the
+	// machine goes (pace mode loop), so its figures depend on the machine.
+	MachineDependent bool `json:"machine_dependent,omitempty"`
+}
+
+// PaceHeld splits runs into those that held their pace (or had none to
+// hold: runs written before the pace was an input, loop runs) and the ids
+// of those that did not.
+func PaceHeld(runs []*report.Result) (held []*report.Result, notHeld []string) {
+	for _, r := range runs {
+		if p := r.Summary.Pace; p != nil && p.Held != nil && !*p.Held {
+			notHeld = append(notHeld, r.RunID)
+			continue
+		}
+		held = append(held, r)
+	}
+	return held, notHeld
 }
 
 // Row is one figure compared: B against A.
@@ -84,7 +106,18 @@ type Comparison struct {
 // Compare compares set B against set A. Each set is one or more complete
 // runs of one scenario (see Stats); the two sets may be of different
 // scenarios.
+//
+// Runs that did not hold their pace are left out of either side and
+// named in its NotHeld; a side with none left is an error.
 func Compare(a, b []*report.Result) (Comparison, error) {
+	a, notA := PaceHeld(a)
+	b, notB := PaceHeld(b)
+	if len(a) == 0 {
+		return Comparison{}, fmt.Errorf("A: no run held its pace (%s): nothing to compare", strings.Join(notA, ", "))
+	}
+	if len(b) == 0 {
+		return Comparison{}, fmt.Errorf("B: no run held its pace (%s): nothing to compare", strings.Join(notB, ", "))
+	}
 	sa, err := Stats(a)
 	if err != nil {
 		return Comparison{}, fmt.Errorf("A: %w", err)
@@ -94,6 +127,7 @@ func Compare(a, b []*report.Result) (Comparison, error) {
 		return Comparison{}, fmt.Errorf("B: %w", err)
 	}
 	c := Comparison{A: side(a), B: side(b)}
+	c.A.NotHeld, c.B.NotHeld = notA, notB
 	byKey := func(ss []Stat) map[string]Stat {
 		m := map[string]Stat{}
 		for _, s := range ss {
@@ -148,6 +182,9 @@ func verdict(better Direction, a, b Stat) Verdict {
 
 func side(runs []*report.Result) Side {
 	s := Side{Scenario: runs[0].Scenario.Name}
+	if p := runs[0].Summary.Pace; p != nil {
+		s.MachineDependent = p.MachineDependent
+	}
 	for _, r := range runs {
 		s.Runs = append(s.Runs, r.RunID)
 	}

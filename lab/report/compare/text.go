@@ -32,6 +32,17 @@ func WriteText(w io.Writer, c Comparison) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, sd := range []struct {
+		name string
+		side Side
+	}{{"A", c.A}, {"B", c.B}} {
+		if len(sd.side.NotHeld) > 0 {
+			fmt.Fprintf(w, "\n%s: left out, did not hold the scenario's pace: %s\n", sd.name, strings.Join(sd.side.NotHeld, ", "))
+		}
+		if sd.side.MachineDependent {
+			fmt.Fprintf(w, "\n%s: paced by the machine (pace mode loop): its figures depend on the machine and its load\n", sd.name)
+		}
+	}
 	n, m := len(c.A.Runs), len(c.B.Runs)
 	if n < 2 || m < 2 {
 		_, err := fmt.Fprintf(w, "\n%s: with one run on a side the change is shown, not judged.\n"+

@@ -1,0 +1,200 @@
+// Package pace is the workload's arrival schedule: when each message is
+// due to be injected, and whether a run kept to it.
+//
+// Rules, stated before the code:
+//   - The schedule is open loop, as load tools keep it (k6's
+//     constant-arrival-rate executor, wrk2): message i is due at Due(i)
+//     after the start whatever earlier injections cost. A slow injection
+//     never pushes the next one back; several run at once when one is
+//     slow.
+//   - Rate: a fixed rate (PerSecond), optionally reached by a linear ramp
+//     from 0 over Ramp. Burst: every message is queued before delivery
+//     starts (the sender holds its queue until the last one is in), so
+//     how fast the queue fills does not matter. Loop: one injection after
+//     another as fast as the machine goes, the 1999 shell loop; it has no
+//     schedule to keep, so its figures depend on the machine and every
+//     output says so.
+//   - Lag is actual start minus due time, per message. A rate run held its
+//     pace when no message started more than MaxLag late; a burst run
+//     holds by construction (nothing is delivered until all are queued);
+//     a loop run has no pace to hold (Held is nil).
+package pace
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Modes of a Spec.
+const (
+	Rate  = "rate"
+	Burst = "burst"
+	Loop  = "loop"
+)
+
+// DefaultMaxLag is the lag bound when a scenario sets none: well under the
+// gap between two messages to one host at 1999's pace (20 hosts at 3
+// messages a second: one every 6.7 s), and well above what a busy 2-core
+// machine adds to a timer and a fork.
+const DefaultMaxLag = 500 * time.Millisecond
+
+// MaxConcurrent caps the injections in flight at once: a schedule the
+// machine cannot keep lags (and says so) instead of forking without end.
+const MaxConcurrent = 64
+
+// Spec is a validated arrival schedule.
+type Spec struct {
+	Mode      string        `json:"mode"`
+	PerSecond float64       `json:"per_second,omitempty"` // Rate only
+	Ramp      time.Duration `json:"ramp_ns,omitempty"`    // Rate only: 0 to PerSecond over this
+	MaxLag    time.Duration `json:"max_lag_ns,omitempty"` // Rate only; DefaultMaxLag when 0
+}
+
+// Validate says what is wrong with s, if anything.
+func (s Spec) Validate() error {
+	switch s.Mode {
+	case Rate:
+		if math.IsNaN(s.PerSecond) || math.IsInf(s.PerSecond, 0) || s.PerSecond <= 0 {
+			return fmt.Errorf("rate must be a positive number of messages per second, got %v", s.PerSecond)
+		}
+		if s.PerSecond > 100000 {
+			return fmt.Errorf("rate %v messages per second is beyond any injector (at most 100000)", s.PerSecond)
+		}
+		if s.Ramp < 0 {
+			return fmt.Errorf("ramp must not be negative, got %s", s.Ramp)
+		}
+		if s.MaxLag < 0 {
+			return fmt.Errorf("max_lag must not be negative, got %s", s.MaxLag)
+		}
+	case Burst, Loop:
+		if s.PerSecond != 0 || s.Ramp != 0 || s.MaxLag != 0 {
+			return fmt.Errorf("mode %s has no rate, interval, ramp or max_lag", s.Mode)
+		}
+	default:
+		return fmt.Errorf("mode must be rate, burst or loop, got %q", s.Mode)
+	}
+	return nil
+}
+
+// Bound is the lag a rate run may reach and still have held its pace.
+func (s Spec) Bound() time.Duration {
+	if s.MaxLag > 0 {
+		return s.MaxLag
+	}
+	return DefaultMaxLag
+}
+
+// Due is when message i (from 0) is due, after the schedule's start. With
+// a ramp the rate rises linearly from 0, so by time t <= Ramp the schedule
+// has released PerSecond*t²/(2*Ramp) messages, and PerSecond more every
+// second after. Burst and loop have no due times: every message is due at
+// once, in order.
+func (s Spec) Due(i int) time.Duration {
+	if s.Mode != Rate || i <= 0 {
+		return 0
+	}
+	r, ramp := s.PerSecond, s.Ramp.Seconds()
+	x := float64(i)
+	var t float64
+	if inRamp := r * ramp / 2; x <= inRamp {
+		t = math.Sqrt(2 * ramp * x / r)
+	} else {
+		t = ramp + (x-inRamp)/r
+	}
+	return time.Duration(t * float64(time.Second))
+}
+
+// Span is when the last of n messages is due.
+func (s Spec) Span(n int) time.Duration { return s.Due(n - 1) }
+
+// MachineDependent says the schedule is the machine's speed, not an
+// input: its figures cannot be compared across machines or loads.
+func (s Spec) MachineDependent() bool { return s.Mode == Loop }
+
+// Start is one message's injection: its place in the workload (from 0),
+// when it was due and when it began, both after the schedule's start.
+type Start struct {
+	Index int           `json:"index"`
+	Due   time.Duration `json:"due_ns"`
+	Began time.Duration `json:"began_ns"`
+}
+
+// Lag is how late the message started (never negative).
+func (s Start) Lag() time.Duration { return max(0, s.Began-s.Due) }
+
+// Kept is how a run kept its schedule.
+type Kept struct {
+	Mode             string  `json:"mode"`
+	MachineDependent bool    `json:"machine_dependent"`
+	IntendedRate     float64 `json:"intended_per_second,omitempty"` // rate runs: the rate after the ramp
+	// AchievedRate is messages per second between the first and the last
+	// start (0 with fewer than two).
+	AchievedRate float64       `json:"achieved_per_second"`
+	LagP50       time.Duration `json:"lag_p50_ns"`
+	LagP99       time.Duration `json:"lag_p99_ns"`
+	LagMax       time.Duration `json:"lag_max_ns"`
+	MaxLag       time.Duration `json:"max_lag_ns,omitempty"` // the bound (rate runs)
+	// Held is nil for a loop run (no schedule), else whether every
+	// message started within MaxLag of its time.
+	Held *bool `json:"held"`
+}
+
+// ErrNotHeld is wrapped by errors about a run that did not keep its pace.
+var ErrNotHeld = errors.New("the run did not hold its pace")
+
+// Judge sums up starts (any order) against s.
+func Judge(s Spec, starts []Start) Kept {
+	k := Kept{Mode: s.Mode, MachineDependent: s.MachineDependent()}
+	if s.Mode == Rate {
+		k.IntendedRate = s.PerSecond
+		k.MaxLag = s.Bound()
+	}
+	if len(starts) > 0 {
+		lags := make([]time.Duration, len(starts))
+		first, last := starts[0].Began, starts[0].Began
+		for i, st := range starts {
+			lags[i] = st.Lag()
+			first, last = min(first, st.Began), max(last, st.Began)
+		}
+		slices.Sort(lags)
+		k.LagP50 = lags[rank(len(lags), 0.50)]
+		k.LagP99 = lags[rank(len(lags), 0.99)]
+		k.LagMax = lags[len(lags)-1]
+		if len(starts) > 1 && last > first {
+			k.AchievedRate = float64(len(starts)-1) / (last - first).Seconds()
+		}
+	}
+	switch s.Mode {
+	case Rate:
+		held := k.LagMax <= k.MaxLag
+		k.Held = &held
+	case Burst:
+		held := true
+		k.Held = &held
+	}
+	if s.Mode != Rate {
+		// Burst and loop have no due times: a start's "lag" is only its
+		// place in the line, not lateness.
+		k.LagP50, k.LagP99, k.LagMax = 0, 0, 0
+	}
+	return k
+}
+
+// rank is the index of quantile q in n sorted values (nearest rank).
+func rank(n int, q float64) int {
+	i := int(math.Ceil(q*float64(n))) - 1
+	return min(max(i, 0), n-1)
+}
+
+// NotHeld says, in one line, why k did not hold its pace ("" when it did,
+// or has none to hold).
+func (k Kept) NotHeld() string {
+	if k.Held == nil || *k.Held {
+		return ""
+	}
+	return fmt.Sprintf("pace not held: an injection started %s late, over the bound of %s (intended %.4g msg/s, achieved %.4g msg/s)",
+		k.LagMax.Round(time.Millisecond), k.MaxLag, k.IntendedRate, k.AchievedRate)
+}
