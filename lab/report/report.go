@@ -74,7 +74,8 @@ type Summary struct {
 	// check (reverse, forward, dnsbl, ident), from its Check events.
 	Checks map[string]CheckTime `json:"checks,omitempty"`
 	// SenderReused counts messages the sender sent over a connection that
-	// had already carried one (session reuse); SenderCloses why its
+	// had already carried one (session reuse), whether that connection
+	// closed or was still open when the run ended; SenderCloses why its
 	// connections closed ("idle", "yield" to a waiting host, "broken",
 	// "connect: ...", "shutdown").
 	SenderReused int            `json:"sender_reused"`
@@ -155,6 +156,8 @@ func Build(in Inputs) (Summary, Outcome) {
 	rcptsOf := map[string][]string{} // Message-ID -> its recipients, to name it
 	answered := map[int]bool{}       // DNS queries with a Query event, by Seq
 	phases := newPhases()
+	sentOver := map[string]int{}   // sender connection -> transactions sent over it
+	openConns := map[string]bool{} // sender connections opened and not closed
 	for _, e := range in.Events {
 		phases.add(e)
 		switch {
@@ -168,8 +171,15 @@ func Build(in Inputs) (Summary, Outcome) {
 			}
 		case e.Role == "sender" && e.Kind == events.ConnOpen:
 			s.SenderConnections++
+			openConns[e.Conn] = true
+		case e.Role == "sender" && e.Kind == events.Sent:
+			// Counted from what each connection sent, not from its close:
+			// a session still open when the run ended carried mail too.
+			if sentOver[e.Conn]++; sentOver[e.Conn] > 1 {
+				s.SenderReused++
+			}
 		case e.Role == "sender" && e.Kind == events.ConnClose:
-			s.SenderReused += max(e.Count-1, 0)
+			delete(openConns, e.Conn) // a failed connect closes what never opened
 			if s.SenderCloses == nil {
 				s.SenderCloses = map[string]int{}
 			}
@@ -332,11 +342,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
 	}
-	closed := 0
-	for _, n := range s.SenderCloses {
-		closed += n
-	}
-	if open := s.SenderConnections - closed; open > 0 {
+	if open := len(openConns); open > 0 {
 		if s.SenderCloses == nil {
 			s.SenderCloses = map[string]int{}
 		}

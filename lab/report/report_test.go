@@ -26,15 +26,20 @@ func ev(role string, kind events.Kind, at time.Duration, f func(*events.Event)) 
 
 func TestBuild(t *testing.T) {
 	id := func(s string) func(*events.Event) { return func(e *events.Event) { e.MessageID = s } }
+	conn := func(s string) func(*events.Event) { return func(e *events.Event) { e.Conn = s } }
 	evs := []events.Event{
 		ev("sender", events.Queued, 0, id("<a>")),
 		ev("sender", events.Queued, time.Second, id("<b>")),
 		ev("sender", events.Queued, 2*time.Second, id("<c>")),
-		ev("sender", events.ConnOpen, time.Second, nil),
-		ev("sender", events.ConnOpen, time.Second, nil),
-		ev("sender", events.ConnOpen, time.Second, nil), // still open at the end
-		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Count, e.Reason = 2, "idle" }),
-		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Count, e.Reason = 0, "connect: dial tcp: refused" }),
+		ev("sender", events.ConnOpen, time.Second, conn("s1")),
+		ev("sender", events.ConnOpen, time.Second, conn("s3")), // still open at the end
+		ev("sender", events.Sent, 2*time.Second, conn("s1")),
+		ev("sender", events.Sent, 2*time.Second, conn("s3")),
+		ev("sender", events.Sent, 3*time.Second, conn("s1")),
+		ev("sender", events.Sent, 3*time.Second, conn("s3")),
+		ev("sender", events.Sent, 4*time.Second, conn("s3")),
+		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Conn, e.Count, e.Reason = "s1", 2, "idle" }),
+		ev("sender", events.ConnClose, 20*time.Second, func(e *events.Event) { e.Conn, e.Count, e.Reason = "s2", 0, "connect: dial tcp: refused" }),
 		ev("receiver", events.ConnOpen, time.Second, nil),
 		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "4.0.18.172.in-addr.arpa", "PTR" }),
 		ev("dns", events.Query, time.Second, func(e *events.Event) { e.Name, e.QType = "sender.lab", "A" }),
@@ -63,7 +68,9 @@ func TestBuild(t *testing.T) {
 	if s.LookupsPerConnection != 4 || s.IdentQueries != 1 || s.Connections != 1 {
 		t.Errorf("per connection %.1f, ident %d, conns %d", s.LookupsPerConnection, s.IdentQueries, s.Connections)
 	}
-	if s.SenderReused != 1 || s.SenderCloses["idle"] != 1 || s.SenderCloses["connect"] != 1 || s.SenderCloses["open"] != 1 {
+	// s1 carried 2 and closed, s3 carried 3 and was open at the end: 1 + 2
+	// messages went over a session that had already carried one.
+	if s.SenderReused != 3 || s.SenderCloses["idle"] != 1 || s.SenderCloses["connect"] != 1 || s.SenderCloses["open"] != 1 {
 		t.Errorf("reused %d, closes %v", s.SenderReused, s.SenderCloses)
 	}
 	if s.DeliveredLateMessages != 1 {

@@ -385,7 +385,7 @@ func put(t *testing.T, q *Queue, msgID, from string, rcpts ...string) Envelope {
 // into a failure.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // a hang, not a speed: a busy machine keeps this
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

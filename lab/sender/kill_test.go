@@ -155,11 +155,18 @@ func TestKillDuringData(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("timed out waiting for a held DATA")
 	}
-	// Every transaction the receiver completed (and answered 250) must be
-	// on record before the kill; otherwise the kill could land in the
-	// window queue.go admits, and the test would not be deterministic.
-	waitFor(t, "completed deliveries marked done", func() bool {
-		for _, d := range get(f, func(f *fake) []delivery { return slices.Clone(f.deliveries) }) {
+	// Every transaction the receiver completes (the holdFrom-1 before the
+	// first held one; any later one is held) must be complete and on
+	// record before the kill; otherwise the kill could land in the window
+	// queue.go admits, between a 250 and its done record, and the test
+	// would not be deterministic: on a busy machine a transaction started
+	// before the held one can still be in flight when the held one comes.
+	waitFor(t, "every unheld delivery complete and marked done", func() bool {
+		ds := get(f, func(f *fake) []delivery { return slices.Clone(f.deliveries) })
+		if len(ds) != holdFrom-1 {
+			return false
+		}
+		for _, d := range ds {
 			if _, err := os.Stat(filepath.Join(cfg.QueueDir, "msg", queueID[d.MessageID])); err == nil {
 				return false
 			}
