@@ -20,7 +20,8 @@ func conclude(res *Result, sc scenario.Scenario, evs []events.Event, onDisk []ma
 	for i, b := range sc.DNS.Blacklists {
 		zones[i] = b.Zone
 	}
-	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones, Expected: expected}
+	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: zones, Expected: expected,
+		RealSender: realMTA(sc.Sender.Impl), RealReceiver: realMTA(sc.Receiver.Impl)}
 	if sc.DNS.Line.Enabled {
 		lc := sc.LineConfig()
 		in.Line = &lc
@@ -43,4 +44,11 @@ func conclude(res *Result, sc scenario.Scenario, evs []events.Event, onDisk []ma
 		return fmt.Errorf("run %s: %d of %d expectations failed: %w", res.RunID, len(f), len(res.Expectations), ErrExpectation)
 	}
 	return nil
+}
+
+// realMTA reports whether impl names a real MTA (lab/real.go starts one
+// for these) rather than the Go model: the report leaves unmeasured what
+// its mail log cannot tell (report.Inputs).
+func realMTA(impl string) bool {
+	return impl == scenario.ImplCourier || impl == scenario.ImplPostfix
 }

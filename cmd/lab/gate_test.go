@@ -83,3 +83,50 @@ func TestGateRepeatCompare(t *testing.T) {
 		t.Errorf("lab compare of a foreign file: %v, %s; want exit 2 naming it", err, out)
 	}
 }
+
+// A pace the machine cannot hold is reported as not held everywhere: the
+// exit code (4: every message delivered, but the figures are not the
+// scenario's), the text report, result.json and report.html. 20,000
+// messages a second with a 1 ms bound asks for 200 injections, each a
+// `lab sendmail` process, within 10 ms: no machine forks that fast, so
+// the outcome does not depend on how busy this one is.
+func TestPaceNotHeld(t *testing.T) {
+	stacktest.Engine(t)
+	bin := buildLab(t)
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "rush.yaml")
+	os.WriteFile(sc, []byte("name: rush\ntimeout: 2m\ndns:\n  query_delay: 0s\n"+
+		"workload:\n  pace: {mode: rate, rate: 20000, max_lag: 1ms}\n"), 0o644)
+	results := filepath.Join(dir, "results")
+	cmd := exec.Command(bin, "run", sc, "--results", results)
+	cmd.Dir = "../.."
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("exit %v, want 4\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "pace NOT held") {
+		t.Errorf("the text report does not say the pace was not held:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "every injected message was delivered exactly once") {
+		t.Errorf("exit 4 is for a run that delivered everything; this one did not:\n%s", stdout.String())
+	}
+	runs, _ := filepath.Glob(filepath.Join(results, "rush-*"))
+	if len(runs) != 1 {
+		t.Fatalf("runs %v, want one", runs)
+	}
+	res, err := report.Load(runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Summary.Pace
+	if p == nil || p.Held == nil || *p.Held || p.IntendedRate != 20000 || p.LagMax <= p.MaxLag || len(res.Injections) != 200 {
+		t.Errorf("result.json pace %+v with %d injection records; want not held, intended 20000/s, max lag over 1 ms, 200 records", p, len(res.Injections))
+	}
+	html, err := os.ReadFile(filepath.Join(runs[0], report.HTMLFile))
+	if err != nil || !strings.Contains(string(html), "pace NOT held") {
+		t.Errorf("report.html does not say the pace was not held (%v)", err)
+	}
+}

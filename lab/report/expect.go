@@ -64,7 +64,13 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 			rate(s.MessagesPerSecond, e.MinMessagesPerSecond), s.MessagesPerSecond >= e.MinMessagesPerSecond})
 	}
 	intMax("max_dns_queries", e.MaxDNSQueries, s.DNSQueries)
-	intMax("max_held_by_faults", e.MaxHeldByFaults, s.HeldByFaults)
+	if e.MaxHeldByFaults != nil && !s.Measured(KeyHeldByFaults) {
+		// A bound on a figure the run could not measure fails: its field
+		// holds 0, which would pass any bound.
+		vs = append(vs, Verdict{"max_held_by_faults", fmt.Sprintf("<= %d", *e.MaxHeldByFaults), NotMeasured(KeyHeldByFaults), false})
+	} else {
+		intMax("max_held_by_faults", e.MaxHeldByFaults, s.HeldByFaults)
+	}
 	if e.MaxInjectionLag != nil {
 		if s.Pace == nil {
 			vs = append(vs, Verdict{"max_injection_lag", "<= " + e.MaxInjectionLag.String(), "not measured (no injection record)", false})

@@ -4,10 +4,15 @@
 // Every figure comes from evidence: deliveries from the Maildir on disk
 // (matched to injections by Message-ID), connections from the receiver's
 // events, lookups from the DNS stub's, IDENT queries from the identd's.
+// A figure with no evidence (a real MTA's mail log lacks the events it is
+// made from) is not measured (Summary.Unmeasured), never a 0.
 package report
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,7 +69,8 @@ type Summary struct {
 	// HeldByFaults counts delivered messages that came over a connection
 	// one of whose checks waited on a delayed query (dropped, stalled, slow
 	// upstream), and were queued before that check ended (1999: 4, held by
-	// one stalled DNS query).
+	// one stalled DNS query). Not measured with a real receiver when a
+	// fault delayed a query (Build).
 	HeldByFaults int `json:"held_by_faults"`
 	// DNSLineWait is the time answered queries waited in the line's queues
 	// (both directions), and DNSOnLine their time on the line itself.
@@ -77,7 +83,8 @@ type Summary struct {
 	// had already carried one (session reuse), whether that connection
 	// closed or was still open when the run ended; SenderCloses why its
 	// connections closed ("idle", "yield" to a waiting host, "broken",
-	// "connect: ...", "shutdown").
+	// "connect: ...", "shutdown"). These and SenderConnections are not
+	// measured with a real sender (Build).
 	SenderReused int            `json:"sender_reused"`
 	SenderCloses map[string]int `json:"sender_closes,omitempty"` // "open" counts those still open when the run ended
 	// DSNs counts the bounces the sender queued (null sender) and
@@ -96,6 +103,89 @@ type Summary struct {
 	// Rejections counts the receiver's refused commands (a DNSBL listing
 	// refused at RCPT, an unknown user, a relaying attempt), by reply code.
 	Rejections map[string]int `json:"rejections,omitempty"`
+	// Unmeasured lists, by JSON key, the figures this run had no evidence
+	// for (see Build): their Go fields hold 0 or nil, result.json writes
+	// them as null or leaves them out, and the reports say "not measured".
+	Unmeasured []string `json:"unmeasured,omitempty"`
+}
+
+// The JSON keys of the figures a run can leave unmeasured
+// (Summary.Unmeasured).
+const (
+	KeySenderConnections = "sender_connections"
+	KeySenderReused      = "sender_reused"
+	KeySenderCloses      = "sender_closes"
+	KeyHeldByFaults      = "held_by_faults"
+)
+
+// whyUnmeasured says, by JSON key, why Build leaves a figure unmeasured.
+var whyUnmeasured = map[string]string{
+	KeySenderConnections: realSenderWhy,
+	KeySenderReused:      realSenderWhy,
+	KeySenderCloses:      realSenderWhy,
+	KeyHeldByFaults:      "a real receiver's mail log has no per-lookup checks to tie a delayed query to the messages it held",
+}
+
+const realSenderWhy = "a real sender's mail log, as lab/mta reads it, has no connections"
+
+// Measured reports whether the figure with JSON key key was measured:
+// false for those in Unmeasured.
+func (s Summary) Measured(key string) bool { return !slices.Contains(s.Unmeasured, key) }
+
+// NotMeasured says that the figure with JSON key key was not measured,
+// and why: "not measured (a real sender's mail log, as lab/mta reads
+// it, has no connections)".
+func NotMeasured(key string) string {
+	if why, ok := whyUnmeasured[key]; ok {
+		return "not measured (" + why + ")"
+	}
+	return "not measured"
+}
+
+// IfMeasured is text, the figure with JSON key key as a report shows it,
+// or NotMeasured(key) when the run did not measure it.
+func (s Summary) IfMeasured(key, text string) string {
+	if s.Measured(key) {
+		return text
+	}
+	return NotMeasured(key)
+}
+
+// MarshalJSON writes the summary as encoding/json does, but each figure
+// in Unmeasured as null: its Go field holds 0 (or nil), which would read
+// as measured. Read back, a null leaves the field 0 and the key stays in
+// Unmeasured. Keys keep their order.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // without this method
+	b, err := json.Marshal(plain(s))
+	if err != nil || len(s.Unmeasured) == 0 {
+		return b, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // the object's {
+		return nil, err
+	}
+	out := []byte{'{'}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		key, _ := k.(string)
+		if !s.Measured(key) {
+			v = json.RawMessage("null")
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		name, _ := json.Marshal(key)
+		out = append(append(append(out, name...), ':'), v...)
+	}
+	return append(out, '}'), nil
 }
 
 // CheckTime is what one kind of check cost over the run.
@@ -136,6 +226,12 @@ type Inputs struct {
 	Blacklists []string          // DNSBL zones, to tell their queries apart
 	Line       *line.Config      // the DNS line, nil when there was none
 	Expected   int               // messages the workload injects
+	// RealSender and RealReceiver say that a real MTA played the role
+	// (sender.impl, receiver.impl courier or postfix), not the Go model.
+	// Its mail log (lab/mta) has fewer events than a Go role writes: the
+	// figures made from the missing ones are left unmeasured
+	// (Summary.Unmeasured) rather than counted as 0.
+	RealSender, RealReceiver bool
 }
 
 // Build computes the summary and the outcome.
@@ -351,7 +447,29 @@ func Build(in Inputs) (Summary, Outcome) {
 	if s.Connections > 0 {
 		s.MessagesPerConn = float64(s.Delivered) / float64(s.Connections) // as 1999's 196/57
 	}
+	// Which role played by the Go model or a real MTA decides what could be
+	// counted, not the events alone: a Go sender that never connected
+	// opened 0 connections, a real one logs none either way.
+	if in.RealSender {
+		// Courier S logs deliveries, not the connections that carried
+		// them: no ConnOpen, Sent or ConnClose (lab/mta/log.go).
+		s.SenderConnections, s.SenderReused, s.SenderCloses = 0, 0, nil
+		s.Unmeasured = append(s.Unmeasured, KeySenderConnections, KeySenderReused, KeySenderCloses)
+	}
+	if in.RealReceiver && delayedAny(faulted) {
+		// Held messages are traced through the receiver's Check events
+		// (which queries each connection's checks sent) and the
+		// connection of each Delivered event; a real receiver's log has
+		// neither. With no query delayed, none was held: 0 is measured.
+		s.HeldByFaults = 0
+		s.Unmeasured = append(s.Unmeasured, KeyHeldByFaults)
+	}
 	return s, o
+}
+
+// delayedAny reports whether a delaying fault hit any query.
+func delayedAny(faulted []events.Event) bool {
+	return slices.ContainsFunc(faulted, func(f events.Event) bool { return delaying[f.FaultName] })
 }
 
 func us(v int64) time.Duration { return time.Duration(v) * time.Microsecond }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -115,6 +116,8 @@ func TestSchemaDriftIsCaught(t *testing.T) {
 			[]string{"overhead.image_build_ns: Go time.Duration is JSON integer, schema says string"}},
 		{"time without format", edit(`"time": {"type": "string", "format": "date-time"}`, `"time": {"type": "string"}`),
 			[]string{"started: Go time.Time is a date-time string"}},
+		{"unmeasured figure not nullable", edit(`"held_by_faults": {"type": ["integer", "null"]`, `"held_by_faults": {"type": "integer"`),
+			[]string{"summary.held_by_faults: Go may write it as null (not measured), schema says integer"}},
 		{"bool as string", edit(`"ok": {"type": "boolean"}`, `"ok": {"type": "string"}`),
 			[]string{"expectations[].ok: Go bool is JSON boolean, schema says string"}},
 		{"embedded through allOf", edit(`"p99_ns": {"$ref": "#/$defs/duration"}, "max_ns"`, `"p99": {"$ref": "#/$defs/duration"}, "max_ns"`),
@@ -275,6 +278,13 @@ var (
 	ownJSON = map[reflect.Type]string{
 		reflect.TypeFor[scenario.Duration](): "string",
 	}
+	// nulledFields are the types whose MarshalJSON writes their fields as
+	// encoding/json would, but some of them as null: walked as structs,
+	// and each of those keys must allow null. Summary writes the figures
+	// a run did not measure as null (Summary.MarshalJSON).
+	nulledFields = map[reflect.Type][]string{
+		reflect.TypeFor[Summary](): slices.Sorted(maps.Keys(whyUnmeasured)),
+	}
 )
 
 // value checks that s describes what encoding/json writes for a Go t.
@@ -298,6 +308,19 @@ func (w *driftWalk) value(path string, t reflect.Type, s map[string]any, loose b
 		return
 	case t == durationType:
 		want("time.Duration", "integer")
+		return
+	case nulledFields[t] != nil:
+		want("struct", "object")
+		w.object(path, t, s, loose)
+		props, _ := s["properties"].(map[string]any)
+		for _, key := range nulledFields[t] {
+			p, ok := props[key].(map[string]any)
+			if at := path + "." + key; !ok {
+				w.fail(at, "Go may write it as null, but the schema has no such property")
+			} else if types := jsonTypes(w.resolve(at, p)); !slices.Contains(types, "null") {
+				w.fail(at, "Go may write it as null (not measured), schema says %s", strings.Join(types, " or "))
+			}
+		}
 		return
 	case t.Implements(marshaler) || reflect.PointerTo(t).Implements(marshaler):
 		if jt, ok := ownJSON[t]; ok {

@@ -75,8 +75,15 @@ func Rows(s, s99 Summary) []Row {
 	if s.Refused > 0 {
 		add("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
 	}
-	add("sender connections: opened, messages over a reused one", fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused), fmt.Sprintf("%d, not reported", s99.Connections))
-	add("sender connections by how they ended", orNone(byType(s.SenderCloses)), "\"reused most sessions, closed some\"")
+	// Unmeasured with a real sender (Summary.Unmeasured): the reason is
+	// given once, on the first of the two rows.
+	add("sender connections: opened, messages over a reused one",
+		s.IfMeasured(KeySenderConnections, fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused)), fmt.Sprintf("%d, not reported", s99.Connections))
+	closes := orNone(byType(s.SenderCloses))
+	if !s.Measured(KeySenderCloses) {
+		closes = "not measured"
+	}
+	add("sender connections by how they ended", closes, "\"reused most sessions, closed some\"")
 	add("messages per connection", fmt.Sprintf("%.1f", s.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
 	add("DNS lookups", fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)), "not measured (the file's 216 does not add up)")
 	add("DNS lookups per connection", fmt.Sprintf("%.1f", s.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
@@ -99,7 +106,7 @@ func Rows(s, s99 Summary) []Row {
 		add("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
 	}
 	add("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
-	add("messages held by a faulted query", fmt.Sprint(s.HeldByFaults), fmt.Sprint(s99.HeldByFaults))
+	add("messages held by a faulted query", s.IfMeasured(KeyHeldByFaults, fmt.Sprint(s.HeldByFaults)), fmt.Sprint(s99.HeldByFaults))
 	return rows
 }
 

@@ -35,8 +35,10 @@ func (s Side) Heading() string {
 
 // WriteThreeWay prints the Go model's run, the real MTAs' run of the same
 // scenario and 1999's figures side by side. Where a real MTA gives no
-// evidence for a figure (Courier S logs no connections; Postfix makes no
-// IDENT lookup) the column says so instead of showing a 0 as if measured.
+// evidence for a figure (Summary.Unmeasured: Courier S logs no
+// connections) the column says "not measured", and where its 0 needs a
+// word (Postfix makes no IDENT lookup) it gets one, instead of a bare 0
+// read as measured.
 func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", title)
@@ -48,13 +50,10 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 	row("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), secs(s99.TotalTime))
 	row("messages per second", fmt.Sprintf("%.1f", m.MessagesPerSecond), fmt.Sprintf("%.1f", r.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
 	row("ESMTP connections (receiver)", fmt.Sprint(m.Connections), fmt.Sprint(r.Connections), fmt.Sprint(s99.Connections))
-	senderConns := func(sd Side) string {
-		if sd.Sender != "go" {
-			return "not logged by " + realName(sd.Sender)
-		}
-		return fmt.Sprintf("%d, %d", sd.Summary.SenderConnections, sd.Summary.SenderReused)
+	senderConns := func(s Summary) string {
+		return s.IfMeasured(KeySenderConnections, fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused))
 	}
-	row("sender connections: opened, messages over a reused one", senderConns(model), senderConns(real), "57, not reported")
+	row("sender connections: opened, messages over a reused one", senderConns(m), senderConns(r), "57, not reported")
 	row("messages per connection", fmt.Sprintf("%.1f", m.MessagesPerConn), fmt.Sprintf("%.1f", r.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
 	lookups := func(s Summary) string { return fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)) }
 	row("DNS lookups", lookups(m), lookups(r), "not measured")
@@ -76,13 +75,8 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		row("DNS line floor", secs(m.LineFloor), secs(r.LineFloor), "not reported")
 	}
 	row("faults applied", orNone(byType(m.Faults)), orNone(byType(r.Faults)), "one stalled DNS query")
-	held := func(sd Side) string {
-		if sd.Receiver != "go" {
-			return "not traced (no per-check events from " + realName(sd.Receiver) + ")"
-		}
-		return fmt.Sprint(sd.Summary.HeldByFaults)
-	}
-	row("messages held by a faulted query", held(model), held(real), fmt.Sprint(s99.HeldByFaults))
+	held := func(s Summary) string { return s.IfMeasured(KeyHeldByFaults, fmt.Sprint(s.HeldByFaults)) }
+	row("messages held by a faulted query", held(m), held(r), fmt.Sprint(s99.HeldByFaults))
 	return tw.Flush()
 }
 
@@ -96,10 +90,10 @@ func RealMTANotes(receiver, sender string) []string {
 		fallthrough
 	case "courier":
 		out = append(out, fmt.Sprintf("the receiver is %s: connections come from its mail log, deliveries and their times from its Maildir's files; "+
-			"messages held by a faulted query are not traced (it logs no per-lookup events).", realName(receiver)))
+			"messages held by a faulted query are not traced (it logs no per-lookup events): not measured when a fault delayed a query.", realName(receiver)))
 	}
 	if sender == "courier" {
-		out = append(out, "the sender is real Courier: it logs no connections (sender connections 0 is not measured); "+
+		out = append(out, "the sender is real Courier: it logs no connections, so sender connections are not measured; "+
 			"injection times and Message-IDs come from the lab's loop around its sendmail.")
 	}
 	return out

@@ -48,7 +48,8 @@ var modelSummary = Summary{
 
 // realSummary is a real MTAs' run. Its sender connections, IDENT lookups and
 // held messages are 0, as a run with no evidence for them leaves them; the
-// table must not show those 0s as measured where the MTA gives no evidence.
+// table must not show those 0s as measured where the MTA gives no evidence
+// (the case's Unmeasured).
 var realSummary = Summary{
 	Injected: 200, Delivered: 200,
 	TotalTime:             8510 * time.Millisecond,
@@ -131,7 +132,7 @@ var wantModel = map[string]string{
 
 // realColumn is the real MTAs' column for realSummary, with the cells
 // that depend on which MTA plays which role given by the case.
-func realColumn(sender, ident, held string) map[string]string {
+func realColumn(sender, ident, faults, held string) map[string]string {
 	return map[string]string{
 		"delivered / injected":                                   "200 / 200",
 		"total time (first injection to last delivery)":          "8.51 s",
@@ -145,47 +146,52 @@ func realColumn(sender, ident, held string) map[string]string {
 		"delivery latency p50 / p90 / p99":                       "300 ms / 800 ms / 1.20 s",
 		"delivery latency max":                                   "1.50 s",
 		"messages over 10 s":                                     "0",
-		"faults applied":                                         "none",
+		"faults applied":                                         faults,
 		"messages held by a faulted query":                       held,
 	}
 }
 
 func TestWriteThreeWay(t *testing.T) {
 	model := Side{Receiver: "go", Sender: "go", Summary: modelSummary}
+	senderNotMeasured, heldNotMeasured := NotMeasured(KeySenderConnections), NotMeasured(KeyHeldByFaults)
+	stall := map[string]int{"stall": 1}
 	for _, c := range []struct {
 		name             string
 		receiver, sender string
-		realSenderConns  int // set on the real run's summary: shown only when the Go model sends
+		faults           map[string]int
+		unmeasured       []string // as Build leaves them for these roles and faults
 		heading          string
 		want             map[string]string
 	}{
 		{
-			name: "real Courier in both roles", receiver: "courier", sender: "courier", realSenderConns: 9,
-			heading: "real Courier",
-			want: realColumn("not logged by real Courier", "0",
-				"not traced (no per-check events from real Courier)"),
+			name: "real Courier in both roles", receiver: "courier", sender: "courier", faults: stall,
+			unmeasured: []string{KeySenderConnections, KeySenderReused, KeySenderCloses, KeyHeldByFaults},
+			heading:    "real Courier",
+			want:       realColumn(senderNotMeasured, "0", "stall 1", heldNotMeasured),
 		},
 		{
-			name: "real Courier S to real Postfix R", receiver: "postfix", sender: "courier", realSenderConns: 9,
-			heading: "real Courier S -> real Postfix R",
-			want: realColumn("not logged by real Courier", "none: Postfix makes no IDENT lookup",
-				"not traced (no per-check events from real Postfix)"),
+			name: "real Courier S to real Postfix R", receiver: "postfix", sender: "courier", faults: stall,
+			unmeasured: []string{KeySenderConnections, KeySenderReused, KeySenderCloses, KeyHeldByFaults},
+			heading:    "real Courier S -> real Postfix R",
+			want:       realColumn(senderNotMeasured, "none: Postfix makes no IDENT lookup", "stall 1", heldNotMeasured),
 		},
 		{
-			name: "Go sender to real Postfix R", receiver: "postfix", sender: "go", realSenderConns: 9,
+			// No query was delayed: none was held, a measured 0.
+			name: "Go sender to real Postfix R, no fault", receiver: "postfix", sender: "go",
 			heading: "Go model S -> real Postfix R",
-			want: realColumn("9, 0", "none: Postfix makes no IDENT lookup",
-				"not traced (no per-check events from real Postfix)"),
+			want:    realColumn("9, 0", "none: Postfix makes no IDENT lookup", "none", "0"),
 		},
 		{
-			name: "real Courier S to the Go receiver", receiver: "go", sender: "courier", realSenderConns: 9,
-			heading: "real Courier S -> Go model R",
-			want:    realColumn("not logged by real Courier", "0", "0"),
+			name: "real Courier S to the Go receiver", receiver: "go", sender: "courier", faults: stall,
+			unmeasured: []string{KeySenderConnections, KeySenderReused, KeySenderCloses},
+			heading:    "real Courier S -> Go model R",
+			want:       realColumn(senderNotMeasured, "0", "stall 1", "0"),
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sum := realSummary
-			sum.SenderConnections = c.realSenderConns
+			// A count where the figure is unmeasured must not show.
+			sum.SenderConnections, sum.Faults, sum.Unmeasured = 9, c.faults, c.unmeasured
 			title, head, rows := threeWay(t, model, Side{Receiver: c.receiver, Sender: c.sender, Summary: sum})
 			if title != "scenario x: three ways" {
 				t.Errorf("title %q", title)

@@ -24,7 +24,9 @@
 //     higher messages per second), or "changed" for a figure with no
 //     better direction (messages delivered, connections, queries).
 //   - "only in A", "only in B": the figure exists on one side only (the
-//     line floor of a scenario with a DNS line).
+//     line floor of a scenario with a DNS line), or was measured on one
+//     side only (sender connections, when the other side's sender was a
+//     real MTA); the other side shows "-".
 //
 // Ranges that do not overlap are a rule of thumb, not a significance
 // test. When nothing changed, N runs a side still fall apart by chance

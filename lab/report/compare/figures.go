@@ -55,6 +55,10 @@ type figure struct {
 	// optional figures are left out of a run where they are zero (the
 	// line floor of a run without a line).
 	optional bool
+	// summaryKey is the summary's JSON key of a figure a run can leave
+	// unmeasured (report.Summary.Unmeasured): left out of such a run, so
+	// that its 0 is not taken into a median or a comparison.
+	summaryKey string
 }
 
 func seconds(d time.Duration) float64 { return d.Seconds() }
@@ -70,7 +74,7 @@ var figures = []figure{
 	{Measure: Measure{"receiver_connections", "receiver connections", "connections", NoDirection, "receiver-conns"},
 		value: func(s report.Summary) float64 { return float64(s.Connections) }},
 	{Measure: Measure{"sender_connections", "sender connections", "connections", NoDirection, "sender-conns"},
-		value: func(s report.Summary) float64 { return float64(s.SenderConnections) }},
+		value: func(s report.Summary) float64 { return float64(s.SenderConnections) }, summaryKey: report.KeySenderConnections},
 	{Measure: Measure{"dns_queries", "DNS queries", "queries", NoDirection, "dns-queries"},
 		value: func(s report.Summary) float64 { return float64(s.DNSQueries) }},
 	{Measure: Measure{"lookups_per_connection", "lookups per connection", "lookups/connection", NoDirection, "lookups/conn"},
@@ -88,7 +92,7 @@ var figures = []figure{
 	{Measure: Measure{"messages_over_10s", "messages over 10 s", "messages", LowerIsBetter, "late-msgs"},
 		value: func(s report.Summary) float64 { return float64(s.DeliveredLateMessages) }},
 	{Measure: Measure{"held_by_faults", "held by faults", "messages", LowerIsBetter, "held-msgs"},
-		value: func(s report.Summary) float64 { return float64(s.HeldByFaults) }},
+		value: func(s report.Summary) float64 { return float64(s.HeldByFaults) }, summaryKey: report.KeyHeldByFaults},
 	{Measure: Measure{"retries", "sender retries", "retries", LowerIsBetter, "retries"},
 		value: func(s report.Summary) float64 { return float64(s.Retries) }},
 	// The floor is what the line allows, not how the lab did: a bound to
@@ -98,12 +102,14 @@ var figures = []figure{
 }
 
 // Figures returns the named figures of one run, from its summary, in a
-// fixed order. The line floor is left out when it is zero (no line).
+// fixed order. The line floor is left out when it is zero (no line), and
+// so is a figure the run did not measure (the sender connections of a
+// real MTA sender).
 func Figures(r *report.Result) []Figure {
 	var fs []Figure
 	for _, f := range figures {
 		v := f.value(r.Summary)
-		if f.optional && v == 0 {
+		if f.optional && v == 0 || f.summaryKey != "" && !r.Summary.Measured(f.summaryKey) {
 			continue
 		}
 		fs = append(fs, Figure{f.Measure, v})
