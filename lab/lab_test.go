@@ -124,8 +124,17 @@ func TestFastScenario(t *testing.T) {
 	if _, rt := peaks(res.Events, "receiver"); rt > sc.Receiver.MaxSessions {
 		t.Errorf("receiver had %d sessions at once, limit %d", rt, sc.Receiver.MaxSessions)
 	}
-	if s.SenderConnections >= 200 {
-		t.Errorf("%d sender connections for 200 messages: no session was reused", s.SenderConnections)
+
+	// fast.yaml's pace (10 a second, each of 20 hosts every 2 s) and the
+	// sender's 60 s keep-alive make the sessions a function of the
+	// scenario: one per host, each carrying its host's 10 messages, all
+	// still open when the run ends. The pace was held (or Run says so).
+	if s.Pace == nil || s.Pace.Held == nil || !*s.Pace.Held || s.Pace.IntendedRate != 10 || len(res.Injections) != 200 {
+		t.Errorf("pace %+v with %d injection records: want held at 10 msg/s, 200 records", s.Pace, len(res.Injections))
+	}
+	if s.SenderConnections != 20 || conns != 20 || s.SenderReused != 180 || s.SenderCloses["open"] != 20 {
+		t.Errorf("sender opened %d connections (receiver saw %d), %d messages over a reused one, closes %v; want 20, 20, 180, all 20 open at the end",
+			s.SenderConnections, conns, s.SenderReused, s.SenderCloses)
 	}
 }
 

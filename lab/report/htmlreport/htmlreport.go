@@ -186,8 +186,12 @@ func build(r *report.Result) (*page, error) {
 	pg.ExpectFail = len(report.Failed(r.Expectations))
 	pg.OutcomeOK = r.Outcome.OK()
 	pg.Outcome = outcome(r.Outcome)
+	notHeld := ""
+	if s.Pace != nil {
+		notHeld = s.Pace.NotHeld()
+	}
 	switch {
-	case !pg.OutcomeOK || pg.ExpectFail > 0 || r.Error != "":
+	case !pg.OutcomeOK || pg.ExpectFail > 0 || r.Error != "" || notHeld != "":
 		pg.Status = "warn"
 	default:
 		pg.Status = "ok"
@@ -200,6 +204,12 @@ func build(r *report.Result) (*page, error) {
 	}
 	if pg.ExpectFail > 0 {
 		pg.StatusText += fmt.Sprintf(" %d of %d expectations failed.", pg.ExpectFail, len(r.Expectations))
+	}
+	switch {
+	case notHeld != "":
+		pg.StatusText += " The " + notHeld + ": the figures were measured at another pace than the scenario's and are not comparable."
+	case s.Pace != nil && s.Pace.MachineDependent:
+		pg.StatusText += " The pace was this machine's speed (pace mode loop): the figures are not comparable across machines or loads."
 	}
 	pg.Glance = glance(s, report.Seed1999)
 	pg.TimeWent = timeWent(s)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/report"
 )
 
@@ -309,4 +310,40 @@ func BenchmarkWrite(b *testing.B) {
 		size = buf.Len()
 	}
 	b.ReportMetric(float64(size), "page-bytes")
+}
+
+// The page says whether the workload's pace was held, in its banner and
+// its summary table: not held turns the banner to a warning; a loop pace
+// is labelled machine-dependent; a held pace adds nothing to the banner.
+func TestPaceInBanner(t *testing.T) {
+	held, notHeld := true, false
+	for _, tc := range []struct {
+		name   string
+		kept   pace.Kept
+		status string
+		says   string
+	}{
+		{"held", pace.Kept{Mode: pace.Rate, IntendedRate: 10, AchievedRate: 10, MaxLag: 500 * time.Millisecond, Held: &held}, "", "pace held"},
+		{"not held", pace.Kept{Mode: pace.Rate, IntendedRate: 2000, AchievedRate: 180, LagMax: 2 * time.Second, MaxLag: time.Millisecond, Held: &notHeld}, `class="banner warn"`, "pace not held: an injection started 2s late"},
+		{"loop", pace.Kept{Mode: pace.Loop, MachineDependent: true, AchievedRate: 4}, "", "the pace was this machine&#39;s speed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := load(t, fastResult)
+			r.Summary.Pace = &tc.kept
+			page := writePage(t, r)
+			status := tc.status
+			if status == "" { // as the same run without a pace
+				status = regexp.MustCompile(`class="banner \w+"`).FindString(writePage(t, load(t, fastResult)))
+			}
+			if !strings.Contains(page, status) {
+				t.Errorf("banner is not %s", status)
+			}
+			if !strings.Contains(strings.ToLower(page), strings.ToLower(tc.says)) {
+				t.Errorf("page does not say %q", tc.says)
+			}
+			if tc.name == "held" && strings.Contains(page, "not comparable") {
+				t.Error("a held pace is called not comparable")
+			}
+		})
+	}
 }
