@@ -46,6 +46,16 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 	m, r, s99 := model.Summary, real.Summary, Seed1999
 	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, a, b, c) }
 	delivered := func(s Summary) string { return fmt.Sprintf("%d / %d", s.Delivered, s.Injected) }
+	// The pace first: the two columns compare only if both runs kept it.
+	paceOf := func(s Summary) string {
+		if s.Pace == nil {
+			return "not recorded"
+		}
+		return PaceText(*s.Pace) + "; " + heldText(*s.Pace)
+	}
+	if m.Pace != nil || r.Pace != nil {
+		row("pace (when each message was injected)", paceOf(m), paceOf(r), "a shell loop of sendmail: about 3 msg/s (assumed, docs/SEED.md)")
+	}
 	row("delivered / injected", delivered(m), delivered(r), delivered(s99))
 	row("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), secs(s99.TotalTime))
 	row("messages per second", fmt.Sprintf("%.1f", m.MessagesPerSecond), fmt.Sprintf("%.1f", r.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
