@@ -205,7 +205,7 @@ func TestTimeoutCleansUp(t *testing.T) {
 	eng := stacktest.Engine(t)
 	sc, err := scenario.Parse("slow.yaml", []byte(`
 name: slow
-timeout: 3s
+timeout: 12s
 workload: {rounds: 1, recipients: 2}
 dns:
   query_delay: 1h
@@ -213,29 +213,34 @@ dns:
 	if err != nil {
 		t.Fatal(err)
 	}
-	// While the run waits, the running sender lists its queue (lab queue).
+	// While the run waits, the running sender lists its queue (lab queue),
+	// at every progress line (every 5 s): the last listing, long after
+	// both messages were injected (the second is due 333 ms after the
+	// first), holds both, however busy the machine.
 	var queued []sender.Envelope
 	runID := ""
 	progress := writerFunc(func(line string) {
 		if id, ok := strings.CutPrefix(line, "run "); ok {
 			runID, _, _ = strings.Cut(id, ":")
 		}
-		if queued != nil || !strings.HasPrefix(line, "delivered ") {
+		if !strings.HasPrefix(line, "delivered ") {
 			return
 		}
 		running, err := stack.FindRunning(context.Background(), eng, "sender", runID)
 		if err != nil || len(running) != 1 {
 			t.Errorf("running senders %v, %v", running, err)
-			queued = []sender.Envelope{}
 			return
 		}
 		b, err := running[0].Get(context.Background(), "/queue")
+		var now []sender.Envelope
 		if err == nil {
-			err = json.Unmarshal(b, &queued)
+			err = json.Unmarshal(b, &now)
 		}
 		if err != nil {
 			t.Error(err)
+			return
 		}
+		queued = now
 	})
 	start := time.Now()
 	res, err := runChecked(t, eng, sc, progress)

@@ -18,13 +18,15 @@ import (
 // expectation and the median and spread of every figure; each run wrote
 // its JSON (valid against the schema), JSONL and HTML; `lab compare` of
 // the repeat folder against one of its runs works; a foreign file given
-// to compare exits 2 naming it.
+// to compare exits 2 naming it. The workload is a burst (queued whole
+// before delivery starts), a pace every machine holds, so the exit code
+// is the expectation's.
 func TestGateRepeatCompare(t *testing.T) {
 	stacktest.Engine(t)
 	bin := buildLab(t)
 	dir := t.TempDir()
 	sc := filepath.Join(dir, "gate.yaml")
-	os.WriteFile(sc, []byte("name: gate\ntimeout: 2m\ndns:\n  query_delay: 0s\nworkload:\n  rounds: 5\n  pace: {mode: rate, rate: 20}\n"+
+	os.WriteFile(sc, []byte("name: gate\ntimeout: 2m\ndns:\n  query_delay: 0s\nworkload:\n  rounds: 5\n  pace: {mode: burst}\n"+
 		"expect:\n  delivered: 100\n  none_lost: true\n  max_connections: 1\n"), 0o644)
 	results := filepath.Join(dir, "results")
 	cmd := exec.Command(bin, "run", sc, "--repeat", "2", "--results", results)

@@ -41,6 +41,13 @@ const (
 // machine adds to a timer and a fork.
 const DefaultMaxLag = 500 * time.Millisecond
 
+// MinPerSecond and MaxSpan bound a schedule to what a run can be: at
+// least one message an hour, a ramp and a lag bound of at most a day.
+const (
+	MinPerSecond = 1.0 / 3600
+	MaxSpan      = 24 * time.Hour
+)
+
 // MaxConcurrent caps the injections in flight at once: a schedule the
 // machine cannot keep lags (and says so) instead of forking without end.
 const MaxConcurrent = 64
@@ -60,14 +67,17 @@ func (s Spec) Validate() error {
 		if math.IsNaN(s.PerSecond) || math.IsInf(s.PerSecond, 0) || s.PerSecond <= 0 {
 			return fmt.Errorf("rate must be a positive number of messages per second, got %v", s.PerSecond)
 		}
+		if s.PerSecond < MinPerSecond {
+			return fmt.Errorf("rate %v messages per second is below the least the lab schedules (one an hour)", s.PerSecond)
+		}
 		if s.PerSecond > 100000 {
 			return fmt.Errorf("rate %v messages per second is beyond any injector (at most 100000)", s.PerSecond)
 		}
-		if s.Ramp < 0 {
-			return fmt.Errorf("ramp must not be negative, got %s", s.Ramp)
+		if s.Ramp < 0 || s.Ramp > MaxSpan {
+			return fmt.Errorf("ramp must be between 0 and %s, got %s", MaxSpan, s.Ramp)
 		}
-		if s.MaxLag < 0 {
-			return fmt.Errorf("max_lag must not be negative, got %s", s.MaxLag)
+		if s.MaxLag < 0 || s.MaxLag > MaxSpan {
+			return fmt.Errorf("max_lag must be between 0 and %s, got %s", MaxSpan, s.MaxLag)
 		}
 	case Burst, Loop:
 		if s.PerSecond != 0 || s.Ramp != 0 || s.MaxLag != 0 {
@@ -104,7 +114,10 @@ func (s Spec) Due(i int) time.Duration {
 	} else {
 		t = ramp + (x-inRamp)/r
 	}
-	return time.Duration(t * float64(time.Second))
+	if ns := t * float64(time.Second); ns < math.MaxInt64 {
+		return time.Duration(ns)
+	}
+	return math.MaxInt64 // beyond any run's timeout: never reached
 }
 
 // Span is when the last of n messages is due.

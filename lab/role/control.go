@@ -96,15 +96,9 @@ func DecodeSpec(r io.Reader) (Spec, error) {
 // caller waits for the whole loop.
 func injectHandler(srv *sender.Sender) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var inj sender.Injection
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&inj); err != nil {
-			http.Error(w, "inject: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := inj.Pace.Validate(); err != nil {
-			http.Error(w, "inject: pace: "+err.Error(), http.StatusBadRequest)
+		inj, err := DecodeInjection(http.MaxBytesReader(w, r.Body, 256<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		self, err := os.Executable()
@@ -120,6 +114,21 @@ func injectHandler(srv *sender.Sender) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(res)
 	})
+}
+
+// DecodeInjection reads a POST /inject body: a sender.Injection as JSON,
+// unknown fields refused, its pace valid (lab/pace).
+func DecodeInjection(r io.Reader) (sender.Injection, error) {
+	var inj sender.Injection
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&inj); err != nil {
+		return inj, fmt.Errorf("inject: %w", err)
+	}
+	if err := inj.Pace.Validate(); err != nil {
+		return inj, fmt.Errorf("inject: pace: %w", err)
+	}
+	return inj, nil
 }
 
 // maildirHandler serves the receiver's Maildir folder as a tar stream

@@ -40,7 +40,9 @@ func browser(t *testing.T) context.Context {
 		}
 		t.Skip(msg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A guard against a hung browser, not a speed: a test's pages take
+	// seconds on a quiet machine and minutes with both cores busy.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -324,7 +326,7 @@ func TestBrokenPageIsCaught(t *testing.T) {
 	tab, pe := visit(t, ctx, path)
 	// The image fails to load on its own time; wait for its entry, within
 	// the test's deadline, rather than for a fixed while.
-	wait, cancel := context.WithTimeout(tab, 20*time.Second)
+	wait, cancel := context.WithTimeout(tab, 2*time.Minute)
 	defer cancel()
 	for kinds := seen(pe.all()); !(kinds["console"] && kinds["exception"] && kinds["log"]); kinds = seen(pe.all()) {
 		if err := chromedp.Do(wait, chromedp.Sleep(50*time.Millisecond)); err != nil {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,9 +18,12 @@ import (
 // RequireEnv is the variable that turns "no Docker, skipping" into a failure.
 const RequireEnv = "SMTPLAB_REQUIRE_DOCKER"
 
-// Engine connects to the engine or skips (fails, under RequireEnv) the test.
+// Engine connects to the engine or skips (fails, under RequireEnv) the
+// test. It also takes the machine's container-test lock for the rest of
+// the test (see takeTurn).
 func Engine(t testing.TB) *stack.Engine {
 	t.Helper()
+	takeTurn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	eng, err := stack.Connect(ctx)
@@ -60,4 +65,28 @@ func Debootstrap(t testing.TB) {
 		}
 		t.Skipf("debootstrap is not installed, skipping the real MTAs (apt-get install debootstrap; set %s=1 to make this a failure)", RequireDebootstrapEnv)
 	}
+}
+
+// takeTurn makes the container tests of every package take turns on the
+// engine: `go test ./...` runs packages at once, and one test's
+// containers starting (the engine syncs its storage as it creates them)
+// stall another's injections by seconds, so the other run could not keep
+// its workload's pace and would rightly say so (lab/pace). A lab run is
+// measured alone, as a user runs it; the lock is a file lock, released
+// when the test ends or its process dies.
+func takeTurn(t testing.TB) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), "smtplab-container-tests.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("container-test lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("container-test lock %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }
