@@ -74,7 +74,7 @@ func TestJudge(t *testing.T) {
 	spec := Spec{Mode: Rate, PerSecond: 10, MaxLag: 50 * ms}
 	var starts []Start
 	for i := 0; i < 100; i++ {
-		starts = append(starts, Start{Index: i, Due: spec.Due(i), Began: spec.Due(i) + 2*ms})
+		starts = append(starts, Start{Index: i, Due: spec.Due(i), Began: spec.Due(i) + 2*ms, Queued: spec.Due(i) + 20*ms})
 	}
 	k := Judge(spec, starts)
 	if k.Held == nil || !*k.Held || k.LagMax != 2*ms || k.LagP50 != 2*ms || k.NotHeld() != "" {
@@ -92,6 +92,24 @@ func TestJudge(t *testing.T) {
 	}
 	if msg := k.NotHeld(); !strings.Contains(msg, "pace not held") || !strings.Contains(msg, "302ms late") {
 		t.Errorf("one late: NotHeld %q", msg)
+	}
+
+	// Started on time, but its sendmail took 400 ms (a stalled disk): it
+	// reached the queue late, and the sender saw it late.
+	slow := append([]Start(nil), starts...)
+	slow[40].Queued += 400 * ms
+	k = Judge(spec, slow)
+	if k.Held == nil || *k.Held || k.LagMax != 2*ms || k.QueueLagMax != 420*ms {
+		t.Errorf("one slow sendmail: %+v", k)
+	}
+	if msg := k.NotHeld(); !strings.Contains(msg, "reached the sender's queue 420ms after its time") {
+		t.Errorf("one slow sendmail: NotHeld %q", msg)
+	}
+	// A sendmail that failed has no queue time: its start alone counts.
+	failed := append([]Start(nil), starts...)
+	failed[7].Queued = 0
+	if k = Judge(spec, failed); k.Held == nil || !*k.Held {
+		t.Errorf("a failed sendmail judged late: %+v", k)
 	}
 
 	// Started early (never happens, but the clock is the clock): no lag.

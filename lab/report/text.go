@@ -66,6 +66,7 @@ func Rows(s, s99 Summary) []Row {
 		add("pace (when each message was injected)", PaceText(*s.Pace), "a shell loop of sendmail: about 3 msg/s (assumed, docs/SEED.md)")
 		if s.Pace.Mode == pace.Rate {
 			add("injection lag p50 / p99 / max (bound)", fmt.Sprintf("%s / %s / %s (%s): %s", secs(s.Pace.LagP50), secs(s.Pace.LagP99), secs(s.Pace.LagMax), secs(s.Pace.MaxLag), heldText(*s.Pace)), "not reported")
+			add("latest into the sender's queue after its time", secs(s.Pace.QueueLagMax), "not reported")
 		}
 	}
 	add("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))

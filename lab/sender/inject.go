@@ -80,7 +80,11 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 		err := cmd.Run()
 		mu.Lock()
 		defer mu.Unlock()
-		res.Starts = append(res.Starts, pace.Start{Index: i, Due: due, Began: began.Sub(res.Start)})
+		st := pace.Start{Index: i, Due: due, Began: began.Sub(res.Start)}
+		if err == nil {
+			st.Queued = time.Since(res.Start)
+		}
+		res.Starts = append(res.Starts, st)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v: %s", i+1, m.To, err, strings.TrimSpace(stderr.String())))
 			return
