@@ -34,8 +34,21 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return s, fmt.Errorf("%s:1: empty scenario file", file)
 	}
+	// The pace is taken whole from the file when it names one: the
+	// default's rate must not linger under "mode: burst".
+	defaultPace := s.Workload.Pace
+	s.Workload.Pace = Pace{}
 	if err := decode(data, &s); err != nil {
 		return s, yamlError(file, err)
+	}
+	switch p := &s.Workload.Pace; {
+	case *p == Pace{}:
+		*p = defaultPace
+	case p.Mode == "": // "pace: {rate: 10}" or "pace: {max_lag: 1s}": a rate
+		p.Mode = pace.Rate
+		if p.Rate == 0 && p.Interval == 0 {
+			p.Rate = defaultPace.Rate
+		}
 	}
 	if probs := s.problems(); len(probs) > 0 {
 		f, _ := parser.ParseBytes(data, 0)

@@ -143,3 +143,32 @@ func TestIdentdModes(t *testing.T) {
 		t.Errorf("bad mode: %v", err)
 	}
 }
+
+// A pace in the file is taken whole: "mode: burst" keeps no default rate,
+// a rate alone means mode rate, and no pace at all is 1999's 3 a second.
+func TestPaceFromFile(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want Pace
+	}{
+		{"name: p\n", Pace{Mode: "rate", Rate: 3}},
+		{"name: p\nworkload:\n  pace: {mode: burst}\n", Pace{Mode: "burst"}},
+		{"name: p\nworkload:\n  pace: {mode: loop}\n", Pace{Mode: "loop"}},
+		{"name: p\nworkload:\n  pace: {rate: 10}\n", Pace{Mode: "rate", Rate: 10}},
+		{"name: p\nworkload:\n  pace: {interval: 250ms}\n", Pace{Mode: "rate", Interval: Duration(250 * time.Millisecond)}},
+		{"name: p\nworkload:\n  pace: {max_lag: 1s}\n", Pace{Mode: "rate", Rate: 3, MaxLag: Duration(time.Second)}},
+	} {
+		sc, err := Parse("p.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if sc.Workload.Pace != tc.want {
+			t.Errorf("%q: pace %+v, want %+v", tc.yaml, sc.Workload.Pace, tc.want)
+		}
+	}
+	_, err := Parse("p.yaml", []byte("name: p\nworkload:\n  pace: {mode: burst, rate: 5}\n"))
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:3: workload.pace: mode burst has no rate") {
+		t.Errorf("burst with a rate: %v", err)
+	}
+}
