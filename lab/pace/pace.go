@@ -39,11 +39,13 @@ const (
 	Loop  = "loop"
 )
 
-// DefaultMaxLag is the lag bound when a scenario sets none: well under the
-// gap between two messages to one host at 1999's pace (20 hosts at 3
-// messages a second: one every 6.7 s), and well above what a busy 2-core
-// machine adds to a timer and a fork.
-const DefaultMaxLag = 500 * time.Millisecond
+// DefaultMaxLag is the lag bound when a scenario sets none: half the gap
+// between two messages to one host at the fastest shipped pace (20 hosts
+// at 10 a second: one every 2 s; at 1999's 3 a second, 6.7 s), so a
+// message within it still finds its host's last delivery long done; and
+// above what a 2-core machine with both cores busy adds to a timer, a
+// fork and an fsync (up to about 0.7 s, measured in docs/PERFORMANCE.md).
+const DefaultMaxLag = time.Second
 
 // MinPerSecond and MaxSpan bound a schedule to what a run can be: at
 // least one message an hour, a ramp and a lag bound of at most a day.

@@ -78,7 +78,7 @@ type Pace struct {
 	Rate     float64  `yaml:"rate" json:"rate,omitempty"`         // messages per second
 	Interval Duration `yaml:"interval" json:"interval,omitempty"` // or: one message every Interval
 	Ramp     Duration `yaml:"ramp" json:"ramp,omitempty"`         // from 0 to Rate over this
-	MaxLag   Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts later than this; 500ms when 0
+	MaxLag   Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts, or reaches the queue, later than this; 1s when 0
 }
 
 // PaceSpec is the workload's schedule for lab/pace.
