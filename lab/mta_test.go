@@ -93,16 +93,25 @@ func TestRealCourier(t *testing.T) {
 // (reject_unknown_client_hostname) and one query per blacklist
 // (reject_rbl_client), and no IDENT query: Postfix makes none.
 //
-// The counts are the pace's: at 10 messages a second each of the 20 hosts
-// keeps one session, all open at once, so each is served by its own smtpd
-// process. That matters for the blacklists: smtpd keeps a DNSBL answer
-// for its process's life (the RBL cache in Postfix's
-// src/smtpd/smtpd_check.c), so sessions served one after another by one
-// process ask once between them.
+// The workload is a burst with one session per host: Postfix's own
+// fsyncs (queue file, Maildir) share the disk with the sender's queue, and
+// at fast.yaml's 10 a second on a busy machine they held sendmail back by
+// seconds (the run rightly said its pace was not held); a burst is queued
+// whole before anything is delivered. With at most one connection per
+// host no host waits for a second one, so the sender opens exactly 20,
+// all open at once, each served by its own smtpd process. That matters
+// for the blacklists: smtpd keeps a DNSBL answer for its process's life
+// (the RBL cache in Postfix's src/smtpd/smtpd_check.c), so sessions
+// served one after another by one process would ask once between them.
 func TestGoSenderPostfixReceiver(t *testing.T) {
 	eng := stacktest.Engine(t)
 	stacktest.Debootstrap(t)
 	sc := fastWith(t, scenario.ImplPostfix, scenario.ImplGo)
+	sc.Workload.Pace = scenario.Pace{Mode: "burst"}
+	sc.Sender.MaxPerHost = 1
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
 		t.Fatalf("run: %v", err)
