@@ -75,7 +75,7 @@ const (
 	// connection's local address and A and AAAA of that name (ip2host of
 	// TCPLOCALHOST), and each zone twice, reversed octets and then the
 	// nibbles of the mapped address (check_blocklist): ten queries with two
-	// zones, as FACTS.md measured.
+	// zones, as docs/REAL-MTAS.md records.
 	ProfileCourier1016 = "courier-1.0.16"
 )
 

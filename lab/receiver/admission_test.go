@@ -196,7 +196,7 @@ func queries(log *events.Log) []string {
 	return out
 }
 
-// The 1.0.16 profile makes the ten queries FACTS.md counted: PTR of the
+// The 1.0.16 profile makes the ten queries docs/REAL-MTAS.md counts: PTR of the
 // client, A and AAAA of its name, PTR of the receiver's own address, A and
 // AAAA of that name, and each zone in IPv4 and in ::ffff: nibble form. The
 // client comes from 127.0.0.2 so that the two ends differ.

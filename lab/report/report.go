@@ -26,7 +26,7 @@ import (
 	"github.com/smtplab/smtplab/lab/pace"
 )
 
-// Seed1999 is what the 1999 run reported (../shared/seed, FACTS.md).
+// Seed1999 is what the 1999 run reported (docs/SEED.md).
 var Seed1999 = Summary{
 	Injected: 200, Delivered: 196, HeldByFaults: 4,
 	TotalTime:             65 * time.Second,
