@@ -14,6 +14,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/stack"
@@ -27,13 +28,7 @@ import (
 // with file:line; docker-compose down -v leaves nothing.
 func TestComposeUp(t *testing.T) {
 	eng := stacktest.Engine(t)
-	bin, err := exec.LookPath("docker-compose")
-	if err != nil {
-		if os.Getenv("SMTPLAB_REQUIRE_DOCKER") == "1" {
-			t.Fatal("docker-compose not installed (apt-get install docker-compose)")
-		}
-		t.Skip("docker-compose not installed")
-	}
+	bin := labtest.Tool(t, "docker-compose", labtest.DockerEnv)
 	ctx := context.Background()
 	img, err := stack.BuildLabImage(ctx, eng, t.Logf)
 	if err != nil {

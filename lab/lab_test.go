@@ -2,7 +2,6 @@ package lab_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -15,10 +14,12 @@ import (
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // TestFastScenario runs scenarios/fast.yaml through real containers and
@@ -68,7 +69,7 @@ func TestFastScenario(t *testing.T) {
 	}
 	queued := map[string]bool{}
 	for _, e := range res.Events {
-		if e.Role == "sender" && e.Kind == events.Queued {
+		if e.Role == topology.Sender && e.Kind == events.Queued {
 			queued[e.MessageID] = true
 		}
 	}
@@ -94,7 +95,7 @@ func TestFastScenario(t *testing.T) {
 	// per DNSBL for every connection, and one IDENT query.
 	conns := 0
 	for _, e := range res.Events {
-		if e.Role == "receiver" && e.Kind == events.ConnOpen {
+		if e.Role == topology.Receiver && e.Kind == events.ConnOpen {
 			conns++
 		}
 	}
@@ -112,7 +113,7 @@ func TestFastScenario(t *testing.T) {
 	}
 
 	// The sender never exceeded its limits, and the receiver its sessions.
-	perHost, total := peaks(res.Events, "sender")
+	perHost, total := peaks(res.Events, topology.Sender)
 	for h, p := range perHost {
 		if p > sc.Sender.MaxPerHost {
 			t.Errorf("host %s had %d connections at once, limit %d", h, p, sc.Sender.MaxPerHost)
@@ -121,7 +122,7 @@ func TestFastScenario(t *testing.T) {
 	if total > sc.Sender.MaxConnections {
 		t.Errorf("sender had %d connections at once, limit %d", total, sc.Sender.MaxConnections)
 	}
-	if _, rt := peaks(res.Events, "receiver"); rt > sc.Receiver.MaxSessions {
+	if _, rt := peaks(res.Events, topology.Receiver); rt > sc.Receiver.MaxSessions {
 		t.Errorf("receiver had %d sessions at once, limit %d", rt, sc.Receiver.MaxSessions)
 	}
 
@@ -140,7 +141,7 @@ func TestFastScenario(t *testing.T) {
 
 // peaks replays role's ConnOpen/ConnClose events: the most connections open
 // at once per host and in all.
-func peaks(evs []events.Event, role string) (map[string]int, int) {
+func peaks(evs []events.Event, role topology.Role) (map[string]int, int) {
 	open := map[string]int{}
 	hostOf := map[string]string{}
 	perHost := map[string]int{}
@@ -152,7 +153,7 @@ func peaks(evs []events.Event, role string) (map[string]int, int) {
 		switch e.Kind {
 		case events.ConnOpen:
 			h := e.Host
-			if role == "receiver" {
+			if role == topology.Receiver {
 				h = "all"
 			}
 			hostOf[e.Conn] = h
@@ -226,16 +227,12 @@ dns:
 		if !strings.HasPrefix(line, "delivered ") {
 			return
 		}
-		running, err := stack.FindRunning(context.Background(), eng, "sender", runID)
+		running, err := stack.FindRunning(context.Background(), eng, topology.Sender, runID)
 		if err != nil || len(running) != 1 {
 			t.Errorf("running senders %v, %v", running, err)
 			return
 		}
-		b, err := running[0].Get(context.Background(), "/queue")
-		var now []sender.Envelope
-		if err == nil {
-			err = json.Unmarshal(b, &now)
-		}
+		now, err := role.NewHandle(running[0].Role, running[0].Control).Queue(context.Background())
 		if err != nil {
 			t.Error(err)
 			return
@@ -285,7 +282,7 @@ dns:
 	}
 	onLine := 0
 	for _, e := range res.Events {
-		if e.Role == "dns" && e.Kind == events.Query && e.OnLine > 0 && e.SizeIn > 0 && e.SizeOut > 0 {
+		if e.Role == topology.DNS && e.Kind == events.Query && e.OnLine > 0 && e.SizeIn > 0 && e.SizeOut > 0 {
 			onLine++
 		}
 	}

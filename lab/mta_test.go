@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // fastWith is scenarios/fast.yaml with the given MTAs in the roles.
@@ -38,7 +40,7 @@ func deliveredOnce(t *testing.T, dir string, evs []events.Event, want int) {
 	}
 	queued := map[string]bool{}
 	for _, e := range evs {
-		if e.Role == "sender" && e.Kind == events.Queued {
+		if e.Role == topology.Sender && e.Kind == events.Queued {
 			queued[e.MessageID] = true
 		}
 	}
@@ -67,7 +69,7 @@ func TestRealCourier(t *testing.T) {
 	// per connection) holds at any pace; Courier's sendmail waits on
 	// courierd, whose deliveries share the disk, and on a busy machine it
 	// handed messages over up to 1.3 s late. The bound says so.
-	sc.Workload.Pace.MaxLag = scenario.Duration(5 * time.Second)
+	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
 	res, err := runChecked(t, eng, sc, nil)
 	if err != nil {
 		if res != nil {
@@ -150,14 +152,14 @@ func TestRealSenderTimeoutKeepsInjections(t *testing.T) {
 	stacktest.Debootstrap(t)
 	sc := fastWith(t, scenario.ImplGo, scenario.ImplCourier)
 	sc.Name = "courier-cut-short"
-	sc.Timeout = scenario.Duration(time.Second) // fast.yaml's pace injects 200 messages over 20 s
+	sc.Timeout = duration.Duration(time.Second) // fast.yaml's pace injects 200 messages over 20 s
 	res, err := runChecked(t, eng, sc, nil)
 	if err == nil || res == nil || !res.Complete {
 		t.Fatalf("run: %v (a run cut short by its timeout must say so, with a complete result)", err)
 	}
 	queued := 0
 	for _, e := range res.Events {
-		if e.Role == "sender" && e.Kind == events.Queued {
+		if e.Role == topology.Sender && e.Kind == events.Queued {
 			queued++
 		}
 	}

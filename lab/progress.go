@@ -1,18 +1,12 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/schollz/progressbar/v3"
-
-	"github.com/smtplab/smtplab/lab/events"
-	"github.com/smtplab/smtplab/lab/stack"
 )
 
 // Snapshot is the run's state as the progress display shows it.
@@ -98,52 +92,15 @@ func lineQueue(n int) string {
 	return fmt.Sprint(n)
 }
 
-// snapshot reads the receiver's event counts and the DNS line's queue
-// depth (the dns role's /metrics, smtplab_dns_line_queue_depth).
+// snapshot reads the receiver's state and the DNS line's queue depth.
 func snapshot(ctx context.Context, r running, total int, start time.Time) (Snapshot, error) {
 	s := Snapshot{Total: total, LineQueue: -1, Elapsed: time.Since(start)}
-	if r.receiver.MTA != "" {
-		// A real receiver has no control port: its Maildir and its
-		// sessions are read in its container.
-		n, open, err := receiverState(ctx, r.receiver, r.maildir)
-		if err != nil {
-			return s, err
-		}
-		s.Delivered, s.OpenConns = n, open
-		if q, ok := lineDepth(ctx, r.dns); ok {
-			s.LineQueue = q
-		}
-		return s, nil
-	}
-	rs, err := status(ctx, r.receiver)
-	if err != nil {
+	var err error
+	if s.Delivered, s.OpenConns, err = r.receiver.State(ctx); err != nil {
 		return s, err
 	}
-	s.Delivered = rs[events.Delivered]
-	s.OpenConns = max(rs[events.ConnOpen]-rs[events.ConnClose], 0)
-	if q, ok := lineDepth(ctx, r.dns); ok {
+	if q, ok := r.dns.LineDepth(ctx); ok {
 		s.LineQueue = q
 	}
 	return s, nil
-}
-
-func lineDepth(ctx context.Context, dns *stack.Container) (int, bool) {
-	b, err := dns.Get(ctx, "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
-	if err != nil {
-		return 0, false
-	}
-	f, ok := fams["smtplab_dns_line_queue_depth"]
-	if !ok {
-		return 0, false
-	}
-	n := 0.0
-	for _, m := range f.GetMetric() {
-		n += m.GetGauge().GetValue()
-	}
-	return int(n), true
 }

@@ -1,27 +1,25 @@
-// Package lab runs one scenario end to end: it builds the lab's image,
-// starts dns, receiver, sender and identd on a fresh bridge network,
-// injects the workload, waits for delivery, collects every role's events
-// and the receiver's Maildir, and returns the result. Run removes all it
-// made, also on error and cancellation.
+// Package lab runs one scenario end to end: it translates the scenario
+// into what each role is given (Plan), builds the images, starts dns,
+// receiver, sender and identd on a fresh bridge network in topology order
+// (start.go), and drives them through one Handle each, whatever plays the
+// role (handle.go): injects the workload, waits for delivery, collects
+// every role's events and evidence, and concludes the result (drive.go,
+// result.go). Run removes all it made, also on error and cancellation;
+// RunCompose drives roles docker compose started; Repeat runs a scenario
+// several times. docs/ARCHITECTURE.md is the map.
 package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/report"
-	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
-	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
-	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Options are a run's settings that are not part of the scenario.
@@ -55,12 +53,6 @@ var ErrExpectation = errors.New("an expectation failed")
 // but the injection did not keep the workload's schedule (lab/pace): the
 // run's figures were measured at another pace and are not comparable.
 var ErrPaceNotHeld = pace.ErrNotHeld
-
-const (
-	queueDir     = "/var/spool/smtplab"
-	workloadPath = "/etc/smtplab/workload.json"
-	identdPort   = topology.IdentdControl
-)
 
 // Run runs sc. A Result is returned as soon as the run has an id, also
 // with an error; its figures are meaningful only when Complete.
@@ -111,120 +103,12 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	}()
 	res.Environment.Network = st.Network()
 	opt.say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
-	msgs := sc.Workload.Messages()
-	roles, err := startRoles(ctx, st, sc, msgs, mtaImages)
+	p := NewPlan(sc)
+	s := &starter{st: st, plan: p, images: mtaImages}
+	r, err := s.start(ctx)
 	if err != nil {
 		return res, err
 	}
-	lastDelivery, err = drive(ctx, roles, sc, opt, res, start, func(ctx context.Context, mdir string) error {
-		if err := roles.receiver.CopyDir(ctx, eng, sc.Receiver.Maildir, mdir); err != nil {
-			return err
-		}
-		if roles.receiver.MTA != "" {
-			if err := maildirTimes(ctx, roles.receiver, sc.Receiver.Maildir, mdir); err != nil {
-				return err
-			}
-		}
-		return saveMTALogs(ctx, roles, res.Dir)
-	})
+	lastDelivery, err = drive(ctx, r, p, opt, res, start)
 	return res, err
 }
-
-// drive runs the measured part on roles that are up and configured:
-// injects the workload, waits for delivery (or the scenario's timeout, or
-// Ctrl-C), collects every role's events and the Maildir (copyOut writes
-// it into the folder it is given), and concludes res. It returns when the
-// last delivery was, for the overhead figures.
-func drive(ctx context.Context, r running, sc scenario.Scenario, opt Options, res *Result, start time.Time,
-	copyOut func(ctx context.Context, dir string) error) (lastDelivery time.Time, err error) {
-	msgs := sc.Workload.Messages()
-	res.Overhead.StartToInjection = time.Since(start)
-	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
-	defer cancel()
-	injected := make(chan sender.InjectResult, 1)
-	go func() {
-		injected <- inject(runCtx, r.sender, r.workload)
-	}()
-	inj, waitErr := waitForDelivery(runCtx, r, len(msgs), injected, opt)
-	lastDelivery = time.Now()
-
-	// Collect whatever happened, also after a timeout or Ctrl-C.
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	defer ccancel()
-	if r.sender.MTA != "" {
-		if err := stopInjection(cctx, r.sender); err != nil {
-			return lastDelivery, errors.Join(waitErr, err)
-		}
-	}
-	evs, cerr := collectEvents(cctx, r)
-	if cerr != nil {
-		return lastDelivery, errors.Join(waitErr, cerr)
-	}
-	evs = withInjected(cctx, r, evs, inj)
-	mdir := filepath.Join(res.Dir, "maildir")
-	if err := copyOut(cctx, mdir); err != nil {
-		return lastDelivery, errors.Join(waitErr, err)
-	}
-	onDisk, err := maildir.Dir(mdir).List()
-	if err != nil {
-		return lastDelivery, errors.Join(waitErr, err)
-	}
-	end := conclude(res, sc, evs, onDisk, inj, len(msgs))
-	if d := res.Summary.TotalTime; d > 0 {
-		lastDelivery = firstQueued(evs).Add(d)
-	}
-	if waitErr != nil {
-		return lastDelivery, waitErr
-	}
-	return lastDelivery, end
-}
-
-type running struct {
-	dns, receiver, sender, identd *stack.Container
-	maildir                       string // the receiver's Maildir, in its container
-	workload                      []byte // the injection (sender.Injection: pace and messages), as JSON
-}
-
-func (r running) all() []*stack.Container {
-	return []*stack.Container{r.dns, r.receiver, r.sender, r.identd}
-}
-
-// startRoles starts the roles in topology order (dns, receiver, sender,
-// identd in the sender's network) and gives the DNS stub the live
-// topology.
-func startRoles(ctx context.Context, st *stack.Stack, sc scenario.Scenario, msgs []scenario.Message, mtaImages map[string]stack.Image) (running, error) {
-	r := running{maildir: sc.Receiver.Maildir}
-	var a addrs
-	var err error
-	r.dns, err = st.Start(ctx, roleSpec(sc, role.DNS, a))
-	if err != nil {
-		return r, err
-	}
-	a.dns = r.dns.IP
-	r.receiver, err = startReceiver(ctx, st, sc, a, mtaImages)
-	if err != nil {
-		return r, err
-	}
-	a.receiver = r.receiver.IP
-	r.workload, err = json.Marshal(sender.Injection{Pace: sc.PaceSpec(), Messages: msgs})
-	if err != nil {
-		return r, err
-	}
-	r.sender, err = startSender(ctx, st, sc, a, r.workload, mtaImages)
-	if err != nil {
-		return r, err
-	}
-	a.sender = r.sender.IP
-	identd, _ := topology.ByName(role.Identd)
-	r.identd, err = st.Start(ctx, roleSpec(sc, role.Identd, a), stack.InNetNS(r.sender, identd.Control))
-	if err != nil {
-		return r, err
-	}
-	body, _ := json.Marshal(zoneFor(sc, a))
-	if err := r.dns.Post(ctx, "/zone", body); err != nil {
-		return r, fmt.Errorf("give dns the topology: %w", err)
-	}
-	return r, nil
-}
-
-func ptr[T any](v T) *T { return &v }

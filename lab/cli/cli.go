@@ -24,10 +24,8 @@ import (
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/topology"
 )
-
-// DefaultScenario is what `lab` with no arguments runs.
-const DefaultScenario = "scenarios/courier-1999.yaml"
 
 // Exit codes: 0 the run passed; 1 a message was not delivered exactly
 // once, or the lab itself failed; 2 bad input (a scenario, a result file);
@@ -56,26 +54,26 @@ func Root() *cobra.Command {
 		Use:   "lab",
 		Short: "smtplab: a reproducible test lab for mail servers",
 		Long: "smtplab re-runs Courier's 1999 ESMTP benchmark in containers and lets you run your own.\n" +
-			"With no command it runs " + DefaultScenario + ".",
+			"With no command it runs " + topology.DefaultScenario + ".",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runScenario(cmd, DefaultScenario, results)
+			return runScenario(cmd, topology.DefaultScenario, results)
 		},
 	}
 	root.PersistentFlags().StringVar(&results, "results", "results", "folder for the runs' results")
 	var repeat int
 	run := &cobra.Command{
 		Use:   "run [scenario.yaml]",
-		Short: "run a scenario (default " + DefaultScenario + ")",
+		Short: "run a scenario (default " + topology.DefaultScenario + ")",
 		Long: "Run a scenario and print its figures beside 1999's. Results go to <results>/<run>/:\n" +
 			"result.json, events.jsonl, report.html and the receiver's Maildir.\n" +
 			"With --repeat N the scenario runs N times into <results>/<scenario>-repeat-<time>/, and the\n" +
 			"median and spread of every figure are printed (lab compare takes that folder as one side).",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := DefaultScenario
+			path := topology.DefaultScenario
 			if len(args) == 1 {
 				path = args[0]
 			}
@@ -110,31 +108,26 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 // runWith loads the scenario at path, runs it with run (lab.Run, or
 // lab.RunCompose in the compose runner), prints the report and turns the
 // outcome into the exit code.
-func runWith(cmd *cobra.Command, path, results string, run func(context.Context, scenario.Scenario, lab.Options) (*lab.Result, error)) error {
+func runWith(cmd *cobra.Command, path, results string, run lab.Runner) error {
 	sc, err := scenario.Load(path)
 	if err != nil {
 		return &ExitError{Code: ExitBadInput, Msg: err.Error()}
 	}
 	stderr := cmd.ErrOrStderr()
-	res, model, err := runCompared(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}, run)
+	res, model, err := lab.RunWithModel(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}, run)
 	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
 		printRun(out, title, res)
 		printThreeWay(out, sc, res, model)
 	}
-	if err != nil {
-		switch {
-		case errors.Is(err, lab.ErrNotDelivered):
-			return &ExitError{Code: 1, Msg: "lab: " + err.Error()}
-		case errors.Is(err, lab.ErrPaceNotHeld):
-			return &ExitError{Code: ExitPaceNotHeld, Msg: "lab: " + err.Error()}
-		case errors.Is(err, lab.ErrExpectation):
-			return &ExitError{Code: ExitExpectation, Msg: "lab: " + err.Error()}
-		}
-		return err
+	if err == nil {
+		return nil
 	}
-	return nil
+	if code := exitCode(err); code != 1 || errors.Is(err, lab.ErrNotDelivered) {
+		return &ExitError{Code: code, Msg: "lab: " + err.Error()}
+	}
+	return err
 }
 
 // badArgs makes a command's argument check's complaint bad input.
@@ -237,7 +230,7 @@ func roleCmd() *cobra.Command {
 			return role.Run(cmd.Context(), s, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&spec, "spec", stack.SpecPath, "role spec (JSON); with --await, where the spec received is kept")
+	c.Flags().StringVar(&spec, "spec", topology.SpecPath, "role spec (JSON); with --await, where the spec received is kept")
 	c.Flags().StringVar(&await, "await", "", "serve this control address until a spec arrives (POST /spec), then run it (docker compose)")
 	return c
 }
@@ -251,8 +244,8 @@ func sendmailCmd() *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, host := "/var/spool/smtplab", "localhost"
-			if s, err := role.ReadSpec(stack.SpecPath); err == nil && s.Sender != nil {
+			dir, host := topology.QueueDir, "localhost"
+			if s, err := role.ReadSpec(topology.SpecPath); err == nil && s.Sender != nil {
 				dir, host = s.Sender.QueueDir, s.Sender.Hostname
 			}
 			if d := os.Getenv("SMTPLAB_QUEUE"); d != "" {
@@ -271,51 +264,42 @@ func sendmailCmd() *cobra.Command {
 func injectCmd() *cobra.Command {
 	var workload, external, idHost, eventsPath string
 	c := &cobra.Command{
-		Use:    "inject --workload FILE",
-		Short:  "run the workload's sendmail loop on its pace (inside the sender container)",
+		Use:    "inject --workload FILE --sendmail PATH",
+		Short:  "run the workload's loop on its pace with a real MTA's sendmail (inside its container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := os.ReadFile(workload)
+			f, err := os.Open(workload)
 			if err != nil {
 				return err
 			}
-			var inj sender.Injection
-			if err := json.Unmarshal(b, &inj); err != nil {
+			inj, err := role.DecodeInjection(f)
+			f.Close()
+			if err != nil {
 				return fmt.Errorf("workload %s: %w", workload, err)
 			}
-			if err := inj.Pace.Validate(); err != nil {
-				return fmt.Errorf("workload %s: pace: %w", workload, err)
-			}
-			if external != "" { // a real MTA's sendmail: the loop records what it took
-				var log io.Writer
-				if eventsPath != "" {
-					// Beside the events, the loop's pid: the lab stops a loop
-					// that outlives its run (SIGTERM ends it after the
-					// message in hand), then reads what it injected.
-					if err := os.WriteFile(eventsPath+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-						return err
-					}
-					f, err := os.OpenFile(eventsPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					log = f
+			var log io.Writer
+			if eventsPath != "" {
+				// Beside the events, the loop's pid: the lab stops a loop
+				// that outlives its run (SIGTERM ends it after the message
+				// in hand), then reads what it injected.
+				if err := os.WriteFile(eventsPath+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+					return err
 				}
-				res := sender.InjectExternal(cmd.Context(), inj, []string{external}, idHost, log)
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+				f, err := os.OpenFile(eventsPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				log = f
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			res := sender.Inject(cmd.Context(), inj, []string{self, "sendmail"})
+			res := sender.InjectExternal(cmd.Context(), inj, []string{external}, idHost, log)
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		},
 	}
-	c.Flags().StringVar(&workload, "workload", "/etc/smtplab/workload.json", "the injection: pace and messages (JSON, sender.Injection)")
-	c.Flags().StringVar(&external, "sendmail", "", "run this sendmail (a real MTA's) instead of the lab's own, adding a Message-ID to each message")
+	c.Flags().StringVar(&workload, "workload", topology.WorkloadPath, "the injection: pace and messages (JSON, sender.Injection)")
+	c.Flags().StringVar(&external, "sendmail", "", "the real MTA's sendmail to run, adding a Message-ID to each message (required)")
+	c.MarkFlagRequired("sendmail")
 	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added with --sendmail")
 	c.Flags().StringVar(&eventsPath, "events", "", "with --sendmail: append each message's queued event to this file (JSON lines) as it is taken")
 	return c
@@ -329,7 +313,7 @@ func queueCmd() *cobra.Command {
 		Short: "list the messages still queued in running senders",
 		Args:  cobra.NoArgs,
 		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
-			senders, err := stack.FindRunning(cmd.Context(), eng, role.Sender, runID)
+			senders, err := stack.FindRunning(cmd.Context(), eng, topology.Sender, runID)
 			if err != nil {
 				return err
 			}
@@ -356,15 +340,7 @@ func queueCmd() *cobra.Command {
 }
 
 func fetchQueue(ctx context.Context, s stack.Running) ([]sender.Envelope, error) {
-	b, err := s.Get(ctx, "/queue")
-	if err != nil {
-		return nil, err
-	}
-	var envs []sender.Envelope
-	if err := json.Unmarshal(b, &envs); err != nil {
-		return nil, fmt.Errorf("sender control port: %w", err)
-	}
-	return envs, nil
+	return role.NewHandle(s.Role, s.Control).Queue(ctx)
 }
 
 // withEngine runs f with a connection to the Docker engine, closed after.

@@ -3,80 +3,37 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/smtplab/smtplab/lab"
-	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/report/compare"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
-// runRepeated runs one scenario n times into one folder and prints the
-// median and spread of every figure. It goes on after a run that failed
-// its checks (that is a figure too) but stops at a run the lab could not
-// finish, or at Ctrl-C; that run's folder is moved out of the repeat
-// folder, which keeps complete runs only. The exit code is the worst of
-// the runs'.
+// runRepeated runs one scenario n times into one folder (lab.Repeat) and
+// prints each run's line and then the median and spread of every figure.
+// The exit code is the worst of the runs'.
 func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 	sc, err := scenario.Load(path)
 	if err != nil {
 		return &ExitError{Code: ExitBadInput, Msg: err.Error()}
 	}
-	dir := filepath.Join(results, fmt.Sprintf("%s-repeat-%s", sc.Name, time.Now().UTC().Format("20060102-150405")))
-	stderr := cmd.ErrOrStderr()
-	out := cmd.OutOrStdout()
-	var runs []*report.Result
-	var failures []string
-	code := 0
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(stderr, "repeat %d of %d\n", i, n)
-		res, err := lab.Run(cmd.Context(), sc, lab.Options{ResultsDir: dir, Progress: stderr, Terminal: isTerminal(stderr)})
-		if res == nil || !res.Complete {
-			if err == nil {
-				err = errors.New("the run ended without a result")
-			}
-			// The repeat folder keeps complete runs only, so lab compare and
-			// lab report can take it as it is; the broken run goes beside it.
-			if res != nil && res.Dir != "" {
-				aside := filepath.Join(results, filepath.Base(res.Dir))
-				if rerr := os.Rename(res.Dir, aside); rerr == nil {
-					err = fmt.Errorf("%w (its result: %s)", err, aside)
-				}
-			}
-			return fmt.Errorf("repeat %d of %d: %w", i, n, err)
-		}
-		runs = append(runs, res)
+	stderr, out := cmd.ErrOrStderr(), cmd.OutOrStdout()
+	opt := lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}
+	rep, runErr := lab.Repeat(cmd.Context(), sc, n, opt, func(i int, res *lab.Result) {
 		s := res.Summary
 		fmt.Fprintf(out, "run %d: %s  delivered %d/%d in %.2f s, %d connections, %d DNS queries\n",
 			i, res.RunID, s.Delivered, s.Injected, s.TotalTime.Seconds(), s.Connections, s.DNSQueries)
-		switch {
-		case errors.Is(err, lab.ErrNotDelivered):
-			code = 1
-			failures = append(failures, fmt.Sprintf("run %d: %v", i, err))
-		case errors.Is(err, lab.ErrPaceNotHeld):
-			if code != 1 {
-				code = ExitPaceNotHeld
-			}
-			failures = append(failures, fmt.Sprintf("run %d: %v", i, err))
-		case errors.Is(err, lab.ErrExpectation):
-			if code == 0 {
-				code = ExitExpectation
-			}
-			for _, v := range report.Failed(res.Expectations) {
-				failures = append(failures, fmt.Sprintf("run %d: %s", i, v))
-			}
-		case err != nil:
-			return fmt.Errorf("repeat %d of %d: %w", i, n, err)
-		}
+	})
+	code := exitCode(runErr)
+	if runErr != nil && code == 1 && !errors.Is(runErr, lab.ErrNotDelivered) {
+		return runErr // the lab could not finish a run
 	}
-	held, notHeld := compare.PaceHeld(runs)
+	held, notHeld := compare.PaceHeld(rep.Runs)
 	if len(held) == 0 {
-		return &ExitError{Code: ExitPaceNotHeld, Msg: "lab: no run held its pace: no medians\n" + strings.Join(failures, "\n")}
+		return &ExitError{Code: ExitPaceNotHeld, Msg: "lab: no run held its pace: no medians\n" + failures(runErr)}
 	}
 	stats, err := compare.Stats(held)
 	if err != nil {
@@ -89,9 +46,34 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 	if err := compare.WriteStats(out, stats); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nruns: %s (lab compare takes this folder as one side)\n", dir)
-	if code != 0 {
-		return &ExitError{Code: code, Msg: "lab: " + strings.Join(failures, "\n")}
+	fmt.Fprintf(out, "\nruns: %s (lab compare takes this folder as one side)\n", rep.Dir)
+	if runErr != nil {
+		return &ExitError{Code: code, Msg: "lab: " + failures(runErr)}
 	}
 	return nil
+}
+
+// failures is err's text, one failed run a line.
+func failures(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// exitCode is the exit code a run's error asks for: 0 none; 1 a message
+// not delivered exactly once (or the lab failed); 4 the pace not held; 3
+// an expectation failed, in that order.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, lab.ErrNotDelivered):
+		return 1
+	case errors.Is(err, lab.ErrPaceNotHeld):
+		return ExitPaceNotHeld
+	case errors.Is(err, lab.ErrExpectation):
+		return ExitExpectation
+	}
+	return 1
 }

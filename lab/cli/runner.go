@@ -30,9 +30,10 @@ func runnerCmd() *cobra.Command {
 			}
 			// Compose runs the Go roles only: refuse a real MTA's scenario
 			// before anything runs (also its Go-model comparison).
-			if sc, err := scenario.Load(path); err == nil && (sc.Receiver.Impl != scenario.ImplGo || sc.Sender.Impl != scenario.ImplGo) {
-				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: receiver.impl %s, sender.impl %s: docker compose runs the Go roles only; run real MTAs with go run ./cmd/lab run %s",
-					path, sc.Receiver.Impl, sc.Sender.Impl, path)}
+			if sc, err := scenario.Load(path); err == nil {
+				if err := lab.ComposeCan(sc); err != nil {
+					return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: %v", path, err)}
+				}
 			}
 			return runWith(cmd, path, results, lab.RunCompose)
 		},

@@ -14,6 +14,10 @@
 // UDP answers are limited to 512 bytes, or with EDNS0 to the client's
 // payload size up to 1232, and truncated (TC) beyond that, so large answers
 // make the client retry over TCP.
+//
+// This file holds the Server, its listeners and its HTTP handler; serve.go
+// a query's way through it, answer.go the answer, zone.go the zone and its
+// lookups, metrics.go the metrics.
 package dnsstub
 
 import (
@@ -24,18 +28,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
-
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/smtplab/smtplab/lab/fault"
-	"github.com/smtplab/smtplab/lab/line"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/line"
 )
 
 // Server answers DNS queries over UDP and TCP from its Config.
@@ -117,255 +119,6 @@ func (s *Server) SetZone(z Zone) error {
 	}
 	s.table.Store(t)
 	return nil
-}
-
-// EDNS0 limits.
-const (
-	maxUDPSize  = 1232 // the largest UDP answer, as DNS flag day 2020 advises
-	ednsVersion = 0
-)
-
-// reply computes the answer to req, before truncation.
-func (s *Server) reply(req *dns.Msg) *dns.Msg {
-	m := new(dns.Msg)
-	opt, optOK := requestOPT(req)
-	switch {
-	case req.Opcode != dns.OpcodeQuery:
-		m.SetRcode(req, dns.RcodeNotImplemented)
-	case !optOK || len(req.Question) != 1:
-		m.SetRcode(req, dns.RcodeFormatError)
-	case opt != nil && opt.Version() > ednsVersion:
-		m.SetRcode(req, dns.RcodeBadVers)
-	case req.Question[0].Qclass != dns.ClassINET:
-		m.SetRcode(req, dns.RcodeRefused)
-	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR:
-		m.SetRcode(req, dns.RcodeNotImplemented)
-	default:
-		m.SetReply(req)
-		q := req.Question[0]
-		name := normName(q.Name)
-		if !s.lookup(m, name, q.Name, q.Qtype) {
-			m.Rcode = dns.RcodeNameError
-		}
-		m.Authoritative = true
-		// Negative (NXDOMAIN, or no data at the name or at the end of its
-		// CNAME chain): the SOA of the zone the last name is in.
-		last, negative := name, len(m.Answer) == 0
-		if n := len(m.Answer); n > 0 && q.Qtype != dns.TypeCNAME && q.Qtype != dns.TypeANY {
-			if c, ok := m.Answer[n-1].(*dns.CNAME); ok {
-				last, negative = normName(c.Target), true
-			}
-		}
-		if negative {
-			m.Ns = append(m.Ns, dns.Copy(s.soaFor(last)))
-		}
-	}
-	if opt != nil && optOK {
-		m.SetEdns0(udpSize(opt), opt.Do())
-	}
-	return m
-}
-
-// requestOPT returns the query's OPT record; ok is false when the query has
-// more than one, or one outside the additional section (RFC 6891: FORMERR).
-func requestOPT(req *dns.Msg) (opt *dns.OPT, ok bool) {
-	for _, sec := range [][]dns.RR{req.Answer, req.Ns} {
-		for _, rr := range sec {
-			if rr.Header().Rrtype == dns.TypeOPT {
-				return nil, false
-			}
-		}
-	}
-	for _, rr := range req.Extra {
-		if o, is := rr.(*dns.OPT); is {
-			if opt != nil {
-				return nil, false
-			}
-			opt = o
-		}
-	}
-	return opt, true
-}
-
-// udpSize is the payload size the answer advertises and the UDP answer is
-// limited to: the client's, at least 512 (RFC 6891 6.2.5) and at most 1232.
-func udpSize(opt *dns.OPT) uint16 {
-	return min(max(opt.UDPSize(), dns.MinMsgSize), maxUDPSize)
-}
-
-// exchange is one query's way through ServeDNS.
-type exchange struct {
-	req   *dns.Msg
-	tcp   bool
-	start time.Time
-	// ev is the query's event: ServeDNS fills Time, Host, Name, QType, Seq
-	// and SizeIn on arrival and Result, SizeOut and Duration at the end; the
-	// fields in between (QueueWait, OnLine, Upstream, FaultName) are for the
-	// line and fault code.
-	ev   events.Event
-	resp *dns.Msg // the answer, once built
-	wire []byte   // the packed answer; nil when the query is dropped
-}
-
-// ServeDNS answers one query after the configured delay, in three steps:
-// arrived (the query is numbered and sized), answer (the reply is built and
-// packed, so its size is known) and finish (the event is logged and the
-// answer written, or the query dropped). The event is logged before the
-// answer is written, so whoever has the answer finds the query in the log;
-// a failed write (the client went away) is not logged.
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	_, tcp := w.LocalAddr().(*net.TCPAddr)
-	x := s.arrived(r, w.RemoteAddr(), tcp)
-	eff := s.faults.Decide(fault.Query{Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType})
-	s.logFaults(x, eff)
-	switch {
-	case eff.Drop: // lost on the way: it took the uplink, then vanished
-		s.sendUp(x)
-	case eff.Forever: // held at the far side until the server stops
-		s.sendUp(x)
-		<-s.ctx.Done()
-	default:
-		s.carry(x, s.delay+eff.Hold+eff.Upstream, eff.Rcode)
-	}
-	s.finish(w, x)
-}
-
-// carry takes a query to the far side and its answer back: over the line
-// when there is one (queued, clocked out, delayed), else after hold alone.
-// hold is what the far side adds (the fixed delay, stalls, a slow
-// upstream); rcode, when not 0, replaces the answer's. A server that closes
-// meanwhile leaves x unanswered.
-func (s *Server) carry(x *exchange, hold time.Duration, rcode int) {
-	build := func() int {
-		s.answer(x)
-		if rcode != 0 && x.resp != nil {
-			s.replaceRcode(x, rcode)
-		}
-		return len(x.wire)
-	}
-	if s.line == nil {
-		if s.sleep(hold) {
-			build()
-		}
-		return
-	}
-	trip, err := s.line.Carry(s.ctx, s.clock, x.start, x.ev.Name, x.ev.SizeIn, hold, build)
-	x.ev.QueueWait, x.ev.OnLine, x.ev.Upstream = trip.Wait(), trip.OnLine(), trip.Upstream
-	s.metrics.AddLineBytes(line.Up, trip.Up.Bytes)
-	s.metrics.AddLineBytes(line.Down, trip.Down.Bytes)
-	if err != nil {
-		x.resp, x.wire = nil, nil
-	}
-}
-
-// sendUp puts a query that will get no answer on the uplink all the same:
-// it took its place in the queue and its bytes on the line.
-func (s *Server) sendUp(x *exchange) {
-	if s.line == nil {
-		return
-	}
-	tr := s.line.Send(line.Up, x.start, x.ev.SizeIn)
-	x.ev.QueueWait, x.ev.OnLine = tr.Wait, tr.OnLine
-	s.metrics.AddLineBytes(line.Up, tr.Bytes)
-}
-
-// replaceRcode turns x's answer into an empty one with rcode (a fault).
-func (s *Server) replaceRcode(x *exchange, rcode int) {
-	m := new(dns.Msg).SetRcode(x.req, rcode)
-	if wire, err := m.Pack(); err == nil {
-		x.resp, x.wire = m, wire
-	}
-}
-
-// logFaults records every fault that hit x, as an event of its own and on
-// the query's event.
-func (s *Server) logFaults(x *exchange, eff fault.Effect) {
-	for _, name := range eff.Applied {
-		s.metrics.AddFault(name)
-		s.log.Add(events.Event{Kind: events.Fault, Time: x.start, Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType,
-			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host, Via: x.ev.Via})
-	}
-	x.ev.FaultName = strings.Join(eff.Applied, ",")
-}
-
-// arrived is where a query enters: it gets its sequence number and its
-// size on the wire. The size is the query repacked, which is its size
-// unless the client compressed names miekg/dns would not (a query has one
-// name; only odd queries with more records can differ).
-func (s *Server) arrived(r *dns.Msg, remote net.Addr, tcp bool) *exchange {
-	x := &exchange{req: r, tcp: tcp, start: s.now()}
-	x.ev = events.Event{Kind: events.Query, Time: x.start, Host: remote.String(),
-		Seq: int(s.seq.Add(1)), Result: "DROPPED", Via: []string{events.QueryKey(remote.String(), r.Id)}}
-	if len(r.Question) > 0 {
-		x.ev.Name = normName(r.Question[0].Name)
-		x.ev.QType = dns.Type(r.Question[0].Qtype).String()
-	}
-	r.Compress = true
-	x.ev.SizeIn = r.Len()
-	return x
-}
-
-// answer builds the answer and packs it, truncated to what the transport
-// carries; x.wire is what will be written and len(x.wire) its size.
-func (s *Server) answer(x *exchange) {
-	m := s.reply(x.req)
-	limit := dns.MaxMsgSize
-	if !x.tcp {
-		limit = dns.MinMsgSize
-		if opt, ok := requestOPT(x.req); ok && opt != nil {
-			limit = int(udpSize(opt))
-		}
-	}
-	m.Truncate(limit)
-	m.Compress = true
-	wire, err := m.Pack()
-	if err != nil { // cannot happen for what reply builds; FuzzServe looks for it
-		m = new(dns.Msg).SetRcode(x.req, dns.RcodeServerFailure)
-		m.Question = nil // the question itself may be what does not pack
-		if wire, err = m.Pack(); err != nil {
-			return
-		}
-	}
-	x.resp, x.wire = m, wire
-}
-
-// finish is where a query leaves, answered (x.wire set) or dropped: its
-// event is logged and counted, then the answer written to w (nil writes
-// nothing: FuzzServe).
-func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
-	if x.resp != nil {
-		x.ev.Result = rcodeName(x.resp.Rcode)
-		x.ev.SizeOut = len(x.wire)
-		if x.resp.Rcode == dns.RcodeFormatError {
-			s.metrics.malformed.Inc()
-		}
-	}
-	x.ev.Duration = s.now().Sub(x.start)
-	s.log.Add(x.ev)
-	s.metrics.query(x.req, x.ev.Result)
-	if x.wire != nil {
-		s.metrics.answer.Observe(x.ev.Duration.Seconds())
-		if w != nil {
-			_, _ = w.Write(x.wire)
-		}
-	}
-}
-
-// sleep holds a query for d; false when the server closed meanwhile.
-func (s *Server) sleep(d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.done:
-		return false
-	}
 }
 
 // accept lets every request through to ServeDNS (the default rejects some

@@ -15,10 +15,10 @@ import (
 
 // Blacklist is one DNSBL zone and the IPv4 addresses listed in it.
 type Blacklist struct {
-	Zone   string   `json:"zone"`   // e.g. "bl1.example.net"
-	Listed []string `json:"listed"` // IPv4 addresses listed in it
-	Code   string   `json:"code"`   // A answer for listed addresses, default "127.0.0.2"
-	Reason string   `json:"reason"` // TXT answer for listed addresses, default "listed in <zone>"
+	Zone   string   `yaml:"zone" json:"zone"`               // e.g. "bl1.example.net"
+	Listed []string `yaml:"listed" json:"listed,omitempty"` // IPv4 addresses listed in it
+	Code   string   `yaml:"code" json:"code,omitempty"`     // A answer for listed addresses, default "127.0.0.2"
+	Reason string   `yaml:"reason" json:"reason,omitempty"` // TXT answer for listed addresses, default "listed in <zone>"
 }
 
 // MX is one mail exchanger of a name.

@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Kind names what happened.
@@ -90,7 +92,7 @@ const (
 // Event is one thing that happened in one role.
 type Event struct {
 	Time      time.Time     `json:"time"`
-	Role      string        `json:"role"`
+	Role      topology.Role `json:"role"`
 	Kind      Kind          `json:"kind"`
 	Conn      string        `json:"conn,omitempty"`
 	Host      string        `json:"host,omitempty"`
@@ -129,7 +131,7 @@ func QueryKey(client string, id uint16) string {
 
 // Log is an append-only, concurrency-safe event log of one role.
 type Log struct {
-	role string
+	role topology.Role
 	now  func() time.Time
 
 	mu sync.Mutex
@@ -153,7 +155,7 @@ func (l *Log) Observe(f func(Event)) {
 }
 
 // NewLog returns an empty log whose events carry role.
-func NewLog(role string) *Log {
+func NewLog(role topology.Role) *Log {
 	return &Log{role: role, now: time.Now, counts: map[Kind]int{}}
 }
 

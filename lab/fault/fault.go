@@ -1,9 +1,9 @@
-// Package fault is the lab's DNS fault injection: small registered fault
-// types (drop, stall, servfail, slow_upstream, in the manner of toxiproxy's
-// toxics) and rules that pick which queries they hit: by name pattern, by
-// query type, the Nth matching query, or at random with a generator seeded
-// by the scenario's seed and the query's number, so the same run makes the
-// same decisions.
+// Package fault is the lab's DNS fault injection: small fault types (drop,
+// stall, servfail, slow_upstream, in the manner of toxiproxy's toxics),
+// listed in one table (types), and rules that pick which queries they hit:
+// by name pattern, by query type, the Nth matching query, or at random
+// with a generator seeded by the scenario's seed and the query's number,
+// so the same run makes the same decisions.
 //
 // Rules are parsed and checked once (New); the DNS server only calls Decide
 // with a query it has numbered.
@@ -79,7 +79,7 @@ func (s SlowUpstream) Apply(e *Effect) { e.Upstream += s.Extra }
 // Spec is one rule as a scenario writes it. Every selector that is set
 // must hold for a query to be hit.
 type Spec struct {
-	Type string `json:"type"` // a registered fault: drop, stall, servfail, slow_upstream
+	Type string `json:"type"` // a fault type: drop, stall, servfail, slow_upstream
 	// Selectors.
 	Name        string   `json:"name,omitempty"`        // glob over the query name, e.g. "*.bl1.example.net"
 	QType       string   `json:"qtype,omitempty"`       // "A", "PTR", ...
@@ -91,46 +91,33 @@ type Spec struct {
 	Forever  bool          `json:"forever,omitempty"`     // stall: never answer
 }
 
-var (
-	regMu    sync.Mutex
-	registry = map[string]func(Spec) (Fault, error){}
-)
-
-// Register adds a fault type. The build function checks the Spec's
-// parameters and returns the fault.
-func Register(typ string, build func(Spec) (Fault, error)) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	registry[typ] = build
-}
-
-// Types lists the registered fault types.
-func Types() []string {
-	regMu.Lock()
-	defer regMu.Unlock()
-	var out []string
-	for t := range registry {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func init() {
-	Register("drop", func(s Spec) (Fault, error) { return Drop{}, nil })
-	Register("servfail", func(s Spec) (Fault, error) { return ServFail{}, nil })
-	Register("stall", func(s Spec) (Fault, error) {
+// types is every fault type, by the name a Spec gives in Type: each builds
+// its fault from a Spec, checking the parameters it takes.
+var types = map[string]func(Spec) (Fault, error){
+	"drop":     func(Spec) (Fault, error) { return Drop{}, nil },
+	"servfail": func(Spec) (Fault, error) { return ServFail{}, nil },
+	"stall": func(s Spec) (Fault, error) {
 		if s.Duration <= 0 && !s.Forever {
 			return nil, fmt.Errorf("stall needs a positive duration or forever: true")
 		}
 		return Stall{Duration: s.Duration, Forever: s.Forever}, nil
-	})
-	Register("slow_upstream", func(s Spec) (Fault, error) {
+	},
+	"slow_upstream": func(s Spec) (Fault, error) {
 		if s.Duration <= 0 {
 			return nil, fmt.Errorf("slow_upstream needs a positive duration")
 		}
 		return SlowUpstream{Extra: s.Duration}, nil
-	})
+	},
+}
+
+// Types lists the fault types.
+func Types() []string {
+	out := make([]string, 0, len(types))
+	for t := range types {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type rule struct {
@@ -174,9 +161,7 @@ func Build(sp Spec) (Fault, error) {
 	if err := check(sp); err != nil {
 		return nil, err
 	}
-	regMu.Lock()
-	build, ok := registry[sp.Type]
-	regMu.Unlock()
+	build, ok := types[sp.Type]
 	if !ok {
 		return nil, fmt.Errorf("unknown fault type %q (known: %s)", sp.Type, strings.Join(Types(), ", "))
 	}

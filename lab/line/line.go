@@ -20,7 +20,7 @@
 //
 // Between the two directions the far side pays Upstream for a name it has
 // not cached (extra round trips to far servers); with CacheTTL > 0 it
-// remembers names that long. Off by default: the seed counts every lookup
+// remembers names that long. Off by default: the 1999 benchmark counts every lookup
 // as crossing the line.
 package line
 

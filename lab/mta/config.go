@@ -1,8 +1,11 @@
-// Package mta configures real MTAs (Debian's Courier 1.0.16 and Postfix
-// 3.7) from a scenario and reads their mail logs into the lab's typed
-// events. lab/stack builds their images (images/courier, images/postfix);
-// the files made here are written into a container before it starts, and
-// the image's smtplab-start.sh applies them.
+// Package mta is everything the lab knows of real MTAs (Debian's Courier
+// 1.0.16 and Postfix 3.7) playing a role: their configuration from a
+// scenario (Setup; the files are written into the container before it
+// starts, and the image's smtplab-start.sh applies them), their mail logs
+// read into the lab's typed events (ParseLog), and the run's handle on
+// them (Handle), which reads each MTA in its container through a narrow
+// exec interface. lab/stack builds their images (images/courier,
+// images/postfix).
 //
 // What each setting becomes, and what the Go models do that these cannot,
 // is in docs/REAL-MTAS.md.
@@ -15,7 +18,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Files are a container's configuration: path in the container -> content.
@@ -26,7 +31,7 @@ const LogPath = "/var/log/mail.log"
 
 func (f Files) set(p, format string, args ...any) { f[p] = fmt.Appendf(nil, format, args...) }
 
-func common(role, dnsIP string) Files {
+func common(role topology.Role, dnsIP string) Files {
 	f := Files{}
 	// Courier's resolver and glibc's both read the nameserver lines.
 	f.set("/etc/smtplab/resolv.conf", "nameserver %s\n", dnsIP)
@@ -44,7 +49,7 @@ func receiverEnv(f Files, rc scenario.Receiver) {
 // esmtpacceptmailfor) and one catch-all Maildir for the account.
 func CourierReceiver(sc scenario.Scenario, dnsIP string) Files {
 	rc := sc.Receiver
-	f := common("receiver", dnsIP)
+	f := common(topology.Receiver, dnsIP)
 	receiverEnv(f, rc)
 	var b strings.Builder
 	b.WriteString("\n# smtplab: the scenario's receiver (lab/mta)\nPORT=25\n")
@@ -101,7 +106,7 @@ func courierBlock(zone string) string {
 // receiver's address, MAXDELS and MAXHOST from the sender's limits.
 func CourierSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
 	sd := sc.Sender
-	f := common("sender", dnsIP)
+	f := common(topology.Sender, dnsIP)
 	var routes strings.Builder
 	for _, rt := range sd.Routes {
 		fmt.Fprintf(&routes, "%s: [%s]\n", rt.Domain, receiverIP)
@@ -127,7 +132,7 @@ func CourierSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
 // lookup and no per-/24 limit.
 func PostfixReceiver(sc scenario.Scenario, dnsIP string) Files {
 	rc := sc.Receiver
-	f := common("receiver", dnsIP)
+	f := common(topology.Receiver, dnsIP)
 	receiverEnv(f, rc)
 	var table strings.Builder
 	for _, d := range rc.LocalDomains {
@@ -168,7 +173,7 @@ func PostfixReceiver(sc scenario.Scenario, dnsIP string) Files {
 	return f
 }
 
-func postfixSeconds(d scenario.Duration) string {
+func postfixSeconds(d duration.Duration) string {
 	return fmt.Sprintf("%ds", max(int(d.D().Seconds()), 1))
 }
 
@@ -185,4 +190,24 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Setup is what mta (scenario.ImplCourier or ImplPostfix) playing role is
+// started with: its configuration files, and the line its start script
+// prints once the MTA is up (images/<mta>/smtplab-start.sh). A sender's
+// container also gets the workload, read by `lab inject` (Handle.Inject).
+func Setup(mta string, role topology.Role, sc scenario.Scenario, dnsIP, receiverIP string, workload []byte) (Files, string, error) {
+	var f Files
+	switch {
+	case role == topology.Receiver && mta == scenario.ImplCourier:
+		f = CourierReceiver(sc, dnsIP)
+	case role == topology.Receiver && mta == scenario.ImplPostfix:
+		f = PostfixReceiver(sc, dnsIP)
+	case role == topology.Sender && mta == scenario.ImplCourier:
+		f = CourierSender(sc, receiverIP, dnsIP)
+		f[topology.WorkloadPath] = workload
+	default:
+		return nil, "", fmt.Errorf("the lab cannot run %s as the %s", mta, role)
+	}
+	return f, fmt.Sprintf("smtplab %s %s ready", mta, role), nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -70,7 +71,7 @@ func TestCourierReceiverBlockArgs(t *testing.T) {
 		t.Skip("no sh:", err)
 	}
 	sc := seed(t)
-	sc.DNS.Blacklists = append(sc.DNS.Blacklists, scenario.Blacklist{Zone: "zen.spam-list.example."})
+	sc.DNS.Blacklists = append(sc.DNS.Blacklists, scenario.Blacklist{Blacklist: dnsstub.Blacklist{Zone: "zen.spam-list.example."}})
 	file := filepath.Join(t.TempDir(), "esmtpd")
 	if err := os.WriteFile(file, CourierReceiver(sc, "10.0.0.53")["/etc/courier/esmtpd.smtplab"], 0o644); err != nil {
 		t.Fatal(err)

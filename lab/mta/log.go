@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // ParseLog reads a real MTA's mail log (Courier's through busybox
@@ -34,7 +35,7 @@ import (
 //
 // The log is the MTA's own free-form text, outside input: every field is
 // taken with bounds checks, never trusted (FuzzParseLog).
-func ParseLog(r io.Reader, role string, now time.Time) ([]events.Event, error) {
+func ParseLog(r io.Reader, role topology.Role, now time.Time) ([]events.Event, error) {
 	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -48,7 +49,7 @@ func ParseLog(r io.Reader, role string, now time.Time) ([]events.Event, error) {
 }
 
 type logParser struct {
-	role    string
+	role    topology.Role
 	now     time.Time
 	out     []events.Event
 	session map[string]int    // postfix/smtpd[pid] -> sessions it has opened, to name them

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // runTime is when the captured logs were written.
@@ -18,8 +19,9 @@ var runTime = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 // S through busybox syslogd, Postfix R's maillog_file).
 func TestParseCapturedLogs(t *testing.T) {
 	for _, tc := range []struct {
-		file, role string
-		opens      int
+		file  string
+		role  topology.Role
+		opens int
 	}{
 		{"courier-receiver.log", "receiver", 17},
 		{"postfix-receiver.log", "receiver", 10},
@@ -252,8 +254,10 @@ func FuzzParseLog(f *testing.F) {
 // recipients unknown).
 func TestParseCapturedCourierLines(t *testing.T) {
 	for _, tc := range []struct {
-		name, role, line string
-		want             []events.Event // Time and Role not compared
+		name string
+		role topology.Role
+		line string
+		want []events.Event // Time and Role not compared
 	}{
 		{"submit refuses a recipient", "receiver",
 			"Nov 28 12:39:57 b0c7e546e08e mail.err courieresmtpd: error,relay=::ffff:172.23.0.4,port=48310,ident=courier,from=<sender@example.com>,to=<nobody-2@2.foo.example.com>: 550 User <nobody-2> unknown",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -258,7 +259,7 @@ func TestDNSBLPolicies(t *testing.T) {
 	}
 	l := startLab(t, dnsConfig(clientZone(), bls), func(c *Config) {
 		c.Ident = false
-		c.BlacklistPolicy = map[string]Blacklist{
+		c.BlacklistPolicy = map[string]Block{
 			"mark.example.net":  {Policy: PolicyMark},
 			"txt.example.net":   {TXT: true},
 			"mark2.example.net": {Policy: PolicyMark},
@@ -315,7 +316,7 @@ func TestDNSBLMarkOnlyAndMessage(t *testing.T) {
 	bls := []dnsstub.Blacklist{{Zone: "bl1.example.net", Listed: []string{clientIP}}}
 	t.Run("mark", func(t *testing.T) {
 		l := startLab(t, dnsConfig(clientZone(), bls), func(c *Config) {
-			c.BlacklistPolicy = map[string]Blacklist{"bl1.example.net": {Policy: PolicyMark}}
+			c.BlacklistPolicy = map[string]Block{"bl1.example.net": {Policy: PolicyMark}}
 		})
 		l.send([]string{rcptFoo7}, message("marked@test"))
 		l.close()
@@ -325,7 +326,7 @@ func TestDNSBLMarkOnlyAndMessage(t *testing.T) {
 	})
 	t.Run("message", func(t *testing.T) {
 		l := startLab(t, dnsConfig(clientZone(), bls), func(c *Config) {
-			c.BlacklistPolicy = map[string]Blacklist{"bl1.example.net": {Message: "Go away, @."}}
+			c.BlacklistPolicy = map[string]Block{"bl1.example.net": {Message: "Go away, @."}}
 		})
 		cl, _ := l.client()
 		if err := cl.Mail("sender@example.com", nil); err != nil {
@@ -428,8 +429,8 @@ func TestDNSScheduleConfigurable(t *testing.T) {
 	dead := newSilentDNS(t)
 	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) {
 		c.DNSServers = []string{dead.conn.LocalAddr().String()}
-		c.DNSTimeout, c.DNSMultiplier, c.DNSRounds = 20*time.Millisecond, 2, 2
-		c.Blacklists = []string{"bl1.example.net"}
+		c.DNSTimeout, c.DNSMultiplier, c.DNSRounds = duration.Duration(20*time.Millisecond), 2, 2
+		c.DNSBL, c.Blacklists = true, []string{"bl1.example.net"}
 		c.Ident = false
 	})
 	h := l.dialFrom("127.0.0.1")
@@ -456,16 +457,16 @@ func TestDNSScheduleConfigurable(t *testing.T) {
 }
 
 func TestAdmissionValidate(t *testing.T) {
-	good := Admission{MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: PolicyMark, TXT: true}}}
+	good := Admission{MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Block{"bl1": {Policy: PolicyMark, TXT: true}}}
 	if err := good.Validate(); err != nil {
 		t.Errorf("valid settings: %v", err)
 	}
 	for name, a := range map[string]Admission{
 		"no sessions":  {},
 		"profile":      {MaxSessions: 1, Profile: "courier-2.0"},
-		"policy":       {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {Policy: "drop"}}},
-		"txt+message":  {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Blacklist{"bl1": {TXT: true, Message: "x"}}},
-		"unknown zone": {MaxSessions: 1, BlacklistPolicy: map[string]Blacklist{"bl9": {}}},
+		"policy":       {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Block{"bl1": {Policy: "drop"}}},
+		"txt+message":  {MaxSessions: 1, Blacklists: []string{"bl1"}, BlacklistPolicy: map[string]Block{"bl1": {TXT: true, Message: "x"}}},
+		"unknown zone": {MaxSessions: 1, BlacklistPolicy: map[string]Block{"bl9": {}}},
 		"negative":     {MaxSessions: 1, MaxPerIP: -1},
 	} {
 		if err := a.Validate(); err == nil {

@@ -286,11 +286,11 @@ func sendAll(cs []*smtp.Client, n int) error {
 	return first
 }
 
-// benchMessage is message i as the seed's loop writes it (From, To,
-// Subject "test i", body "test i") plus a Message-ID, and its recipient:
-// about 150 bytes.
+// benchMessage is message i as the 1999 benchmark's loop writes it (From,
+// To, Subject "test i", body "test i") plus a Message-ID, and its
+// recipient: about 150 bytes.
 func benchMessage(msg, rcpt []byte, i int) ([]byte, []byte) {
-	f := i%20 + 1 // the seed's $f, 1..20
+	f := i%20 + 1 // the 1999 benchmark's $f, 1..20
 	rcpt = append(rcpt, "recipient-foo-"...)
 	rcpt = strconv.AppendInt(rcpt, int64(f), 10)
 	rcpt = append(rcpt, '@')

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -42,7 +43,7 @@ func TestCloseReasons(t *testing.T) {
 		}
 	}
 
-	slow := startLab(t, dnsConfig(clientZone(), twoZones), func(c *Config) { c.CommandTimeout = 50 * time.Millisecond })
+	slow := startLab(t, dnsConfig(clientZone(), twoZones), func(c *Config) { c.CommandTimeout = duration.Duration(50 * time.Millisecond) })
 	_, idleAddr := slow.client()
 	waitForEvents(t, slow.log, events.ConnClose, 1)
 	if r := closeReasons(slow.log.Events())[idleAddr.String()]; r != "timeout" {

@@ -3,7 +3,7 @@
 // that delivers local mail into a Maildir.
 //
 // Contract, per accepted connection, as couriertcpd and courieresmtpd do
-// it (admission.go and session.go cite the Courier sources):
+// it (each file's header names the Courier sources it models):
 //  1. Admission: at most MaxSessions connections at once; at the limit the
 //     server stops accepting and connections wait in the kernel's backlog.
 //  2. Before the greeting, one after another: IDENT back to the client's
@@ -32,20 +32,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/resolver"
 )
-
-// Config is everything the receiver needs; the lab fills it from the
-// scenario and the live topology. Each part is defined beside the code
-// that reads it.
-type Config struct {
-	Hostname string `json:"hostname"`
-	Admission
-	SMTP
-	Delivery
-}
 
 // Server is a running receiver.
 type Server struct {
@@ -91,7 +82,7 @@ func New(cfg Config, log *events.Log) (*Server, error) {
 	if cfg.IdentTimeout <= 0 {
 		// identd.Query takes 0 as "no timeout": a client host that drops
 		// port 113 would hold the slot for the kernel's connect timeout.
-		cfg.IdentTimeout = 30 * time.Second
+		cfg.IdentTimeout = duration.Duration(30 * time.Second)
 	}
 	dir := maildir.Dir(cfg.Maildir)
 	if err := dir.Create(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/maildir"
@@ -133,14 +134,14 @@ func startLab(t testing.TB, dc dnsstub.Config, mod func(*Config)) *lab {
 	cfg := Config{
 		Hostname: hostname,
 		Admission: Admission{
-			MaxSessions:  4,
-			DNSServers:   []string{dnsAddr.String()},
-			DNSTimeout:   5 * time.Second,
-			ReverseDNS:   true,
-			Blacklists:   zones,
+			MaxSessions: 4,
+			DNSServers:  []string{dnsAddr.String()},
+			DNSTimeout:  duration.Duration(5 * time.Second),
+			ReverseDNS:  true,
+			Blacklists:  zones, DNSBL: true,
 			Ident:        true,
 			IdentPort:    l.identPort,
-			IdentTimeout: 10 * time.Second,
+			IdentTimeout: duration.Duration(10 * time.Second),
 		},
 		Delivery: Delivery{
 			LocalDomains: []string{".example.com"},
@@ -611,7 +612,7 @@ func TestChecksFail(t *testing.T) {
 		deadTCP.Close()
 		l := startLab(t, dnsConfig(clientZone(), twoZones), func(c *Config) {
 			c.DNSServers = []string{deadUDP.LocalAddr().String()}
-			c.DNSTimeout, c.DNSRounds = 20*time.Millisecond, 1 // a dead server costs Courier 155 s; not here
+			c.DNSTimeout, c.DNSRounds = duration.Duration(20*time.Millisecond), 1 // a dead server costs Courier 155 s; not here
 			c.IdentPort = deadTCP.Addr().(*net.TCPAddr).Port
 		})
 		l.send([]string{rcptFoo7}, message("dead@test"))
@@ -853,8 +854,9 @@ func (rc *rawConn) cmd(line string, want int) {
 	}
 }
 
-// A second MAIL without RSET used to reset the receiver's recipients but
-// not go-smtp's: DATA then answered 250 and delivered nothing.
+// A second MAIL without RSET is refused (503): resetting the receiver's
+// recipients but not go-smtp's would make DATA answer 250 and deliver
+// nothing.
 func TestNestedMail(t *testing.T) {
 	l := startLab(t, dnsConfig(clientZone(), nil), nil)
 	rc := l.raw()
@@ -916,7 +918,7 @@ func TestCloseDuringChecks(t *testing.T) {
 	}
 	defer silent.Close()
 	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) {
-		c.DNSServers, c.DNSTimeout, c.Ident = []string{silent.LocalAddr().String()}, time.Hour, false
+		c.DNSServers, c.DNSTimeout, c.Ident = []string{silent.LocalAddr().String()}, duration.Duration(time.Hour), false
 	})
 	c, err := net.Dial("tcp", l.addr)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 )
@@ -279,7 +280,11 @@ func TestBOFHCheckDNS(t *testing.T) {
 	t.Run("DNS down", func(t *testing.T) {
 		dc := dnsConfig(zone, nil)
 		dc.QueryDelay = time.Hour
-		l := startLab(t, dc, func(c *Config) { noChecks(c); c.BOFHCheckDNS = true; c.DNSTimeout = 10 * time.Millisecond })
+		l := startLab(t, dc, func(c *Config) {
+			noChecks(c)
+			c.BOFHCheckDNS = true
+			c.DNSTimeout = duration.Duration(10 * time.Millisecond)
+		})
 		w := l.dialWire(true)
 		w.cmd("EHLO "+heloName, 250)
 		if msg := w.cmd("MAIL FROM:<a@mx.example.org>", 417); !strings.Contains(msg, "DNS lookup failure: mx.example.org.") {
@@ -289,7 +294,7 @@ func TestBOFHCheckDNS(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.CommandTimeout = 100 * time.Millisecond })
+	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.CommandTimeout = duration.Duration(100 * time.Millisecond) })
 	w := l.dialWire(true)
 	if code, msg := w.reply(); code != 421 {
 		t.Errorf("idle client got %d %q, want 421", code, msg)
@@ -304,7 +309,7 @@ func TestIdleTimeout(t *testing.T) {
 // A client stalling inside DATA is cut off after DataTimeout; what it sent
 // is not delivered; a session running beside it is unharmed.
 func TestDataStall(t *testing.T) {
-	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.DataTimeout = 300 * time.Millisecond })
+	l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.DataTimeout = duration.Duration(300 * time.Millisecond) })
 	w := l.dialWire(true)
 	w.cmd("EHLO "+heloName, 250)
 	w.mailTo(rcptFoo7)
@@ -375,12 +380,13 @@ func TestReceivedHeader(t *testing.T) {
 	})
 }
 
-// The seed's spam filter is "enabled, no filter": the hook alone. The two
-// other modes: a fixed delay, and a command whose verdict decides.
+// The 1999 benchmark's spam filter is "enabled, no filter": the hook
+// alone. The two other modes: a fixed delay, and a command whose verdict
+// decides.
 func TestFilter(t *testing.T) {
 	t.Run("delay", func(t *testing.T) {
 		const delay = 50 * time.Millisecond
-		l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.Filter = Filter{Mode: FilterDelay, Delay: delay} })
+		l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.Filter = Filter{Mode: FilterDelay, Delay: duration.Duration(delay)} })
 		l.send([]string{rcptFoo7}, message("delay@test"))
 		l.close()
 		if len(maildirState(t, string(l.dir))) != 1 {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
@@ -38,7 +39,7 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 			vs = append(vs, Verdict{name, fmt.Sprintf("<= %d", *want), fmt.Sprint(got), got <= *want})
 		}
 	}
-	durMax := func(name string, want *scenario.Duration, got time.Duration) {
+	durMax := func(name string, want *duration.Duration, got time.Duration) {
 		if want != nil {
 			// To the microsecond: a rounded figure could read "3s" beside a
 			// failed "<= 3s".

@@ -5,12 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
 func intp(n int) *int { return &n }
 
-func durp(d time.Duration) *scenario.Duration { v := scenario.Duration(d); return &v }
+func durp(d time.Duration) *duration.Duration { v := duration.Duration(d); return &v }
 
 // Each expectation at its bound, just inside and just outside it.
 func TestCheckBounds(t *testing.T) {

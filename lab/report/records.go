@@ -4,7 +4,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Records are a run's details, one record per message, per connection,
@@ -39,10 +40,10 @@ type MessageRecord struct {
 
 // ConnectionRecord is one connection as the sender or the receiver saw it.
 type ConnectionRecord struct {
-	Role   string    `json:"role"` // "sender" or "receiver"
-	Conn   string    `json:"conn"`
-	Host   string    `json:"host"` // the far end
-	Opened time.Time `json:"opened"`
+	Role   topology.Role `json:"role"` // topology.Sender or topology.Receiver
+	Conn   string        `json:"conn"`
+	Host   string        `json:"host"` // the far end
+	Opened time.Time     `json:"opened"`
 	// Closed is zero for a connection still open when the events were read.
 	Closed   time.Time `json:"closed,omitzero"`
 	Messages int       `json:"messages"`
@@ -84,7 +85,7 @@ type QueryRecord struct {
 // FaultRecord is one fault applied.
 type FaultRecord struct {
 	Time     time.Time     `json:"time"`
-	Role     string        `json:"role"`
+	Role     topology.Role `json:"role"`
 	Fault    string        `json:"fault"`
 	Name     string        `json:"name,omitempty"` // the query or request it hit
 	Seq      int           `json:"seq,omitempty"`
@@ -92,93 +93,64 @@ type FaultRecord struct {
 	Reason   string        `json:"reason,omitempty"`
 }
 
-// BuildRecords builds the records of in.Events and in.Maildir. Lists are
-// in time order; they are empty, never nil, so the JSON holds [].
+// BuildRecords builds the records of in.Events and in.Maildir, from one
+// pass over the events (tallyEvents). Lists are in time order; they are
+// empty, never nil, so the JSON holds [].
 func BuildRecords(in Inputs) Records {
-	r := Records{Messages: []MessageRecord{}, Connections: []ConnectionRecord{}, Queries: []QueryRecord{}, Faults: []FaultRecord{}}
-	msgs := map[string]*MessageRecord{}
-	byQueue := map[string]*MessageRecord{}
-	conns := map[string]*ConnectionRecord{} // role+conn
-	var order []string
-	faultedKeys := map[string]bool{}
-	// First the messages and the faulted queries: the events come in any
-	// order (a real MTA's log has whole seconds, so a delivery can sort
-	// before its injection), and the loop below needs both.
-	for _, e := range in.Events {
-		switch {
-		case e.Kind == events.Fault:
-			for _, k := range e.Via {
-				faultedKeys[k] = true
-			}
-		case e.Role == "sender" && e.Kind == events.Queued && e.From != "":
-			m := &MessageRecord{MessageID: e.MessageID, QueueID: e.QueueID, Rcpts: e.Rcpts, Queued: e.Time}
-			if m.Rcpts == nil {
-				m.Rcpts = []string{}
-			}
-			msgs[e.MessageID] = m
-			byQueue[e.QueueID] = m
+	t := tallyEvents(in)
+	r := Records{
+		Messages:    t.messageRecords(in.Maildir),
+		Connections: t.connectionRecords(),
+		Queries:     t.dns.records,
+		Faults:      []FaultRecord{},
+	}
+	sort.SliceStable(r.Queries, func(i, j int) bool { return r.Queries[i].Seq < r.Queries[j].Seq })
+	for _, e := range t.faults {
+		r.Faults = append(r.Faults, FaultRecord{Time: e.Time, Role: e.Role, Fault: e.FaultName, Name: e.Name,
+			Seq: e.Seq, Duration: e.Duration, Reason: e.Reason})
+	}
+	return r
+}
+
+// messageRecords are the workload's messages, each with what the sender
+// and the receiver said of it and its copies in the Maildir, in the order
+// they were queued.
+func (t *tally) messageRecords(disk []maildir.Message) []MessageRecord {
+	msgs := map[string]*MessageRecord{}    // by Message-ID
+	byQueue := map[string]*MessageRecord{} // by queue id
+	for _, e := range t.sender.queued {
+		m := &MessageRecord{MessageID: e.MessageID, QueueID: e.QueueID, Rcpts: e.Rcpts, Queued: e.Time}
+		if m.Rcpts == nil {
+			m.Rcpts = []string{}
+		}
+		msgs[e.MessageID] = m
+		byQueue[e.QueueID] = m
+	}
+	for q, n := range t.sender.attempts {
+		if m := byQueue[q]; m != nil {
+			m.Attempts = n
 		}
 	}
-	conn := func(role, id string) *ConnectionRecord {
-		k := role + "\x00" + id
-		c := conns[k]
-		if c == nil {
-			c = &ConnectionRecord{Role: role, Conn: id}
-			conns[k] = c
-			order = append(order, k)
+	for q, conn := range t.sender.sentConn {
+		if m := byQueue[q]; m != nil {
+			m.SenderConn = conn
 		}
-		return c
 	}
-	for _, e := range in.Events {
-		switch {
-		case e.Role == "sender" && e.Kind == events.Attempt:
-			if m := byQueue[e.QueueID]; m != nil {
-				m.Attempts++
-			}
-		case e.Role == "sender" && e.Kind == events.Sent:
-			if m := byQueue[e.QueueID]; m != nil {
-				m.SenderConn = e.Conn
-			}
-		case e.Role == "sender" && e.Kind == events.Failed:
-			if m := byQueue[e.QueueID]; m != nil {
-				m.Error = e.Error
-			}
-		case (e.Role == "sender" || e.Role == "receiver") && e.Kind == events.ConnOpen:
-			c := conn(e.Role, e.Conn)
-			c.Host, c.Opened = e.Host, e.Time
-		case (e.Role == "sender" || e.Role == "receiver") && e.Kind == events.ConnClose:
-			c := conn(e.Role, e.Conn)
-			c.Closed, c.Reason = e.Time, e.Reason
-			if e.Role == "sender" {
-				c.Messages = e.Count
-			}
-		case e.Role == "receiver" && e.Kind == events.Greeting:
-			conn(e.Role, e.Conn).Greeting = e.Time
-		case e.Role == "receiver" && e.Kind == events.Check:
-			c := conn(e.Role, e.Conn)
-			cr := CheckRecord{Check: e.Check, Name: e.Name, QType: e.QType, Start: e.Time, Duration: e.Duration, Result: e.Result, Error: e.Error}
-			for _, k := range e.Via {
-				cr.Faulted = cr.Faulted || faultedKeys[k]
-			}
-			c.Checks = append(c.Checks, cr)
-		case e.Role == "receiver" && e.Kind == events.Delivered:
-			if m := msgs[e.MessageID]; m != nil && (m.Delivered.IsZero() || e.Time.Before(m.Delivered)) {
-				m.Delivered, m.ReceiverConn = e.Time, e.Conn
-			}
-			conn(e.Role, e.Conn).Messages++
-		case e.Role == "dns" && e.Kind == events.Query:
-			r.Queries = append(r.Queries, QueryRecord{Seq: e.Seq, Arrived: e.Time, Name: e.Name, QType: e.QType,
-				Class: queryClass(e, in.Blacklists), Result: e.Result, Duration: e.Duration, QueueWait: e.QueueWait,
-				OnLine: e.OnLine, Upstream: e.Upstream, SizeIn: e.SizeIn, SizeOut: e.SizeOut, Fault: e.FaultName})
-		case e.Kind == events.Fault:
-			r.Faults = append(r.Faults, FaultRecord{Time: e.Time, Role: e.Role, Fault: e.FaultName, Name: e.Name,
-				Seq: e.Seq, Duration: e.Duration, Reason: e.Reason})
+	for _, e := range t.sender.failed {
+		if m := byQueue[e.QueueID]; m != nil {
+			m.Error = e.Error
+		}
+	}
+	for id, d := range t.receiver.recordCopy {
+		if m := msgs[id]; m != nil {
+			m.Delivered, m.ReceiverConn = d.at, d.conn
 		}
 	}
 	copies := map[string]int{}
-	for _, m := range in.Maildir {
+	for _, m := range disk {
 		copies[m.MessageID]++
 	}
+	out := []MessageRecord{}
 	for _, m := range msgs {
 		m.Copies = copies[m.MessageID]
 		switch {
@@ -187,7 +159,7 @@ func BuildRecords(in Inputs) Records {
 			// without the file is no delivery (as in Build).
 			m.Delivered = time.Time{}
 		case m.Delivered.IsZero(): // on disk, no event: the file's time
-			m.Delivered = maildirTime(in.Maildir, m.MessageID)
+			m.Delivered = maildirTime(disk, m.MessageID)
 		}
 		switch {
 		case m.Copies > 1:
@@ -205,19 +177,39 @@ func BuildRecords(in Inputs) Records {
 			// delivered at once too.
 			m.Latency = max(m.Delivered.Sub(m.Queued), 0)
 		}
-		r.Messages = append(r.Messages, *m)
+		out = append(out, *m)
 	}
-	sort.Slice(r.Messages, func(i, j int) bool {
-		a, b := r.Messages[i], r.Messages[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if !a.Queued.Equal(b.Queued) {
 			return a.Queued.Before(b.Queued)
 		}
 		return a.MessageID < b.MessageID
 	})
-	for _, k := range order {
-		r.Connections = append(r.Connections, *conns[k])
+	return out
+}
+
+// connectionRecords are the sender's and the receiver's connections, in
+// the order they opened, each receiver session with its checks.
+func (t *tally) connectionRecords() []ConnectionRecord {
+	faultedKeys := map[string]bool{} // events.QueryKey of every query a fault hit
+	for _, f := range t.faults {
+		for _, k := range f.Via {
+			faultedKeys[k] = true
+		}
 	}
-	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Opened.Before(r.Connections[j].Opened) })
-	sort.SliceStable(r.Queries, func(i, j int) bool { return r.Queries[i].Seq < r.Queries[j].Seq })
-	return r
+	for _, e := range t.receiver.checks {
+		cr := CheckRecord{Check: e.Check, Name: e.Name, QType: e.QType, Start: e.Time, Duration: e.Duration, Result: e.Result, Error: e.Error}
+		for _, k := range e.Via {
+			cr.Faulted = cr.Faulted || faultedKeys[k]
+		}
+		c := t.conns.get(e.Role, e.Conn)
+		c.Checks = append(c.Checks, cr)
+	}
+	out := []ConnectionRecord{}
+	for _, c := range t.conns.order {
+		out = append(out, *c)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Opened.Before(out[j].Opened) })
+	return out
 }

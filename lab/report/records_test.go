@@ -8,11 +8,12 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // msgEv is an event about the one message of a record test, <m> in
 // queue q1.
-func msgEv(role string, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
+func msgEv(role topology.Role, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
 	return ev(role, kind, at, func(e *events.Event) {
 		e.MessageID, e.QueueID = "<m>", "q1"
 		if f != nil {

@@ -9,11 +9,12 @@ import (
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 
-func ev(role string, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
+func ev(role topology.Role, kind events.Kind, at time.Duration, f func(*events.Event)) events.Event {
 	e := events.Event{Role: role, Kind: kind, Time: t0.Add(at)}
 	if kind == events.Queued {
 		e.From = "sender@example.com" // the workload's; a DSN has none

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/duration"
 )
 
 // Real runs' result.json files validate against the schema, also after a
@@ -276,7 +276,7 @@ var (
 	// ownJSON are the types with their own MarshalJSON, and the JSON type
 	// each writes.
 	ownJSON = map[reflect.Type]string{
-		reflect.TypeFor[scenario.Duration](): "string",
+		reflect.TypeFor[duration.Duration](): "string",
 	}
 	// nulledFields are the types whose MarshalJSON writes their fields as
 	// encoding/json would, but some of them as null: walked as structs,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // PhaseOrder is the order phases are shown in, as a delivery meets them.
@@ -50,7 +52,7 @@ func Slowest(r *Result, n int) []Story {
 	})
 	conns := map[string]*ConnectionRecord{}
 	for i := range r.Connections {
-		if c := &r.Connections[i]; c.Role == "receiver" {
+		if c := &r.Connections[i]; c.Role == topology.Receiver {
 			conns[c.Conn] = c
 		}
 	}

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// In the real 1999 run kept as test data, one DNS query was stalled: the
-// slowest message's story names its session and the faulted check.
+// In the courier-1999 scenario's run kept as test data, one DNS query was
+// stalled: the slowest message's story names its session and the faulted
+// check.
 func TestSlowestTellsTheStall(t *testing.T) {
 	r, err := Load("testdata/courier-1999-result.json")
 	if err != nil {

@@ -94,7 +94,8 @@ func threeWay(t *testing.T, model, real Side) (title string, head []string, rows
 	return lines[0], head, rows
 }
 
-// The 1999 column is the seed's figures, whatever the runs' (Seed1999).
+// The 1999 column is the 1999 benchmark's figures, whatever the runs'
+// (Seed1999).
 var want1999 = map[string]string{
 	"delivered / injected":                                   "196 / 200",
 	"total time (first injection to last delivery)":          "65.00 s",

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/identd"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // A container started with --await answers 503 until it is given a spec,
@@ -50,7 +51,7 @@ func TestAwaitThenRun(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), "listn") {
 		t.Fatalf("bad spec: %d %q, want 400 naming the unknown field", resp.StatusCode, msg)
 	}
-	spec, _ := json.Marshal(Spec{Role: Identd, Listen: svc, Identd: &identd.Config{User: "courier"}})
+	spec, _ := json.Marshal(Spec{Role: topology.Identd, Listen: svc, Identd: &identd.Config{User: "courier"}})
 	resp, err = http.Post(base+"/spec", "application/json", bytes.NewReader(spec))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestAwaitThenRun(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /spec: %d, want 202", resp.StatusCode)
 	}
-	for !strings.Contains(out.String(), ReadyLine(Identd)) {
+	for !strings.Contains(out.String(), ReadyLine(topology.Identd)) {
 		select {
 		case err := <-done:
 			t.Fatalf("role ended: %v\n%s", err, out)
@@ -78,7 +79,7 @@ func TestAwaitThenRun(t *testing.T) {
 		t.Errorf("GET /status once running: %d", resp.StatusCode)
 	}
 	kept, err := ReadSpec(specPath)
-	if err != nil || kept.Role != Identd || kept.Control != ctl {
+	if err != nil || kept.Role != topology.Identd || kept.Control != ctl {
 		t.Errorf("kept spec %+v, %v", kept, err)
 	}
 	cancel()

@@ -7,17 +7,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // eventMetrics serves a role's live Prometheus metrics, built from its
 // event log as events are added: every role's events by kind, the time
 // each receiver check took, and each SMTP command's reply time. (The dns
 // role has metrics of its own, from lab/dnsstub.)
-func eventMetrics(role string, log *events.Log) http.Handler {
+func eventMetrics(role topology.Role, log *events.Log) http.Handler {
 	reg := prometheus.NewRegistry()
 	byKind := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "smtplab_events_total", Help: "Events the role logged, by kind.",
-		ConstLabels: prometheus.Labels{"role": role},
+		ConstLabels: prometheus.Labels{"role": string(role)},
 	}, []string{"kind"})
 	checks := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "smtplab_check_seconds", Help: "Time each pre-greeting check took (receiver).",

@@ -6,9 +6,10 @@
 // Control port contract (every role): GET /events (JSON lines), GET
 // /status (event counts by kind), GET /metrics (Prometheus); the dns role
 // also takes POST /zone; the sender serves GET /queue and GET /queue/size
-// and takes POST /inject (the workload's messages, injected with the seed's
-// loop); the receiver serves GET /maildir (its Maildir as tar). A container
-// started with --await serves POST /spec first (Await).
+// and takes POST /inject (the workload's messages, injected with the 1999
+// benchmark's loop); the receiver serves GET /maildir (its Maildir as
+// tar). A container started with --await serves POST /spec first (Await).
+// Handle (handle.go) is the lab's side of this contract.
 package role
 
 import (
@@ -27,20 +28,13 @@ import (
 	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/receiver"
 	"github.com/smtplab/smtplab/lab/sender"
-)
-
-// Names of the roles, also their network aliases.
-const (
-	DNS      = "dns"
-	Identd   = "identd"
-	Receiver = "receiver"
-	Sender   = "sender"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Spec is what one role's container is told: which role, where to listen,
 // and that role's configuration (exactly one of the pointers is set).
 type Spec struct {
-	Role     string           `json:"role"`
+	Role     topology.Role    `json:"role"`
 	Listen   string           `json:"listen"`  // the service: ":53", ":113", ":25"; unused by sender
 	Control  string           `json:"control"` // HTTP control address, ":8080"
 	DNS      *dnsstub.Config  `json:"dns,omitempty"`
@@ -63,7 +57,7 @@ func ReadSpec(path string) (Spec, error) {
 }
 
 // ReadyLine is printed once the role listens; the lab waits for it.
-func ReadyLine(role string) string { return "smtplab " + role + " ready" }
+func ReadyLine(role topology.Role) string { return "smtplab " + string(role) + " ready" }
 
 // Run starts the role in spec and serves until ctx ends.
 func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
@@ -73,7 +67,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 		closer  io.Closer
 	)
 	switch {
-	case spec.Role == DNS && spec.DNS != nil:
+	case spec.Role == topology.DNS && spec.DNS != nil:
 		srv, err := dnsstub.New(*spec.DNS, log)
 		if err != nil {
 			return err
@@ -82,13 +76,13 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 			return err
 		}
 		handler, closer = srv.Handler(), srv
-	case spec.Role == Identd && spec.Identd != nil:
+	case spec.Role == topology.Identd && spec.Identd != nil:
 		srv := identd.New(*spec.Identd, log)
 		if _, err := srv.Listen(spec.Listen); err != nil {
 			return err
 		}
 		closer = srv
-	case spec.Role == Receiver && spec.Receiver != nil:
+	case spec.Role == topology.Receiver && spec.Receiver != nil:
 		srv, err := receiver.New(*spec.Receiver, log)
 		if err != nil {
 			return err
@@ -101,7 +95,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 		mux.Handle("GET /maildir", maildirHandler(spec.Receiver.Delivery.Maildir))
 		mux.Handle("/", handler)
 		handler = mux
-	case spec.Role == Sender && spec.Sender != nil:
+	case spec.Role == topology.Sender && spec.Sender != nil:
 		srv, err := sender.New(*spec.Sender, log)
 		if err != nil {
 			return err
@@ -121,7 +115,7 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 	}
 	defer closer.Close()
 
-	if spec.Role != DNS { // the DNS server serves its own /metrics
+	if spec.Role != topology.DNS { // the DNS server serves its own /metrics
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", eventMetrics(spec.Role, log))
 		mux.Handle("/", handler)

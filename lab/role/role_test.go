@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/identd"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 func TestReadSpecRefusesUnknownFields(t *testing.T) {
@@ -26,7 +27,7 @@ func TestReadSpecRefusesUnknownFields(t *testing.T) {
 }
 
 func TestRunWithoutConfig(t *testing.T) {
-	err := Run(context.Background(), Spec{Role: Receiver}, &bytes.Buffer{})
+	err := Run(context.Background(), Spec{Role: topology.Receiver}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "receiver") {
 		t.Errorf("error %v", err)
 	}
@@ -59,9 +60,9 @@ func TestRunIdentdRole(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Spec{Role: Identd, Listen: svc, Control: ctl, Identd: &identd.Config{User: "courier"}}, out)
+		done <- Run(ctx, Spec{Role: topology.Identd, Listen: svc, Control: ctl, Identd: &identd.Config{User: "courier"}}, out)
 	}()
-	for !strings.Contains(out.String(), ReadyLine(Identd)) {
+	for !strings.Contains(out.String(), ReadyLine(topology.Identd)) {
 		select {
 		case err := <-done:
 			t.Fatalf("role ended: %v", err)

@@ -1,6 +1,9 @@
 package scenario
 
-import "github.com/smtplab/smtplab/lab/pace"
+import (
+	"github.com/smtplab/smtplab/lab/duration"
+	"github.com/smtplab/smtplab/lab/pace"
+)
 
 // Expect is what a run must show to pass: a gate for CI. Each field left
 // out is not checked. The lab checks them after the run (report.Check),
@@ -14,11 +17,11 @@ type Expect struct {
 	// duplicated, failed or refused at injection).
 	NoneLost bool `yaml:"none_lost" json:"none_lost,omitempty"`
 	// MaxTotalTime bounds first injection to last delivery.
-	MaxTotalTime *Duration `yaml:"max_total_time" json:"max_total_time,omitempty"`
+	MaxTotalTime *duration.Duration `yaml:"max_total_time" json:"max_total_time,omitempty"`
 	// MaxConnections bounds the ESMTP sessions the receiver served.
 	MaxConnections *int `yaml:"max_connections" json:"max_connections,omitempty"`
 	// MaxLatencyP99 bounds the 99th percentile of injection-to-Maildir.
-	MaxLatencyP99 *Duration `yaml:"max_latency_p99" json:"max_latency_p99,omitempty"`
+	MaxLatencyP99 *duration.Duration `yaml:"max_latency_p99" json:"max_latency_p99,omitempty"`
 	// MinMessagesPerSecond is the least delivery rate.
 	MinMessagesPerSecond float64 `yaml:"min_messages_per_second" json:"min_messages_per_second,omitempty"`
 	// MaxDNSQueries bounds the queries the DNS stub answered.
@@ -27,7 +30,7 @@ type Expect struct {
 	MaxHeldByFaults *int `yaml:"max_held_by_faults" json:"max_held_by_faults,omitempty"`
 	// MaxInjectionLag bounds how late any message was injected against
 	// the workload's schedule (pace mode rate only).
-	MaxInjectionLag *Duration `yaml:"max_injection_lag" json:"max_injection_lag,omitempty"`
+	MaxInjectionLag *duration.Duration `yaml:"max_injection_lag" json:"max_injection_lag,omitempty"`
 	// PaceHeld: the injection held the workload's pace (lab/pace). A run
 	// that did not always exits 4; this makes it a line of the gate too.
 	PaceHeld bool `yaml:"pace_held" json:"pace_held,omitempty"`
@@ -59,7 +62,7 @@ func (e Expect) problems(messages int, paceMode string, add func(path, format st
 	}
 	for _, d := range []struct {
 		path string
-		v    *Duration
+		v    *duration.Duration
 	}{{"expect.max_total_time", e.MaxTotalTime}, {"expect.max_latency_p99", e.MaxLatencyP99}, {"expect.max_injection_lag", e.MaxInjectionLag}} {
 		if d.v != nil && *d.v <= 0 {
 			add(d.path, "must be positive, got %s (leave it out to not check it)", *d.v)

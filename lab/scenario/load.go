@@ -14,6 +14,8 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/miekg/dns"
 
+	"github.com/smtplab/smtplab/lab/domain"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/pace"
 )
@@ -86,9 +88,9 @@ func decode(data []byte, s *Scenario) (err error) {
 }
 
 func yamlError(file string, err error) error {
-	var pe *positionError
-	if errors.As(err, &pe) && pe.line > 0 {
-		return fmt.Errorf("%s:%d:%d: %s", file, pe.line, pe.col, pe.msg)
+	var pe *duration.PositionError
+	if errors.As(err, &pe) && pe.Line > 0 {
+		return fmt.Errorf("%s:%d:%d: %s", file, pe.Line, pe.Col, pe.Msg)
 	}
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
@@ -120,215 +122,245 @@ func lineOf(f *ast.File, path string) int {
 
 type problem struct{ path, msg string }
 
+// checks collects problems: a value's YAML path and what is wrong with it.
+type checks struct{ ps []problem }
+
+func (c *checks) add(path, format string, args ...any) {
+	c.ps = append(c.ps, problem{path, fmt.Sprintf(format, args...)})
+}
+
+func (c *checks) atLeast(path string, v, min int) {
+	if v < min {
+		c.add(path, "must be at least %d, got %d", min, v)
+	}
+}
+
 // problems lists every impossible value; paths are YAML key paths with
 // list indexes as [i].
 func (s Scenario) problems() []problem {
-	var ps []problem
-	add := func(path, format string, args ...any) { ps = append(ps, problem{path, fmt.Sprintf(format, args...)}) }
-	atLeast := func(path string, v, min int) {
-		if v < min {
-			add(path, "must be at least %d, got %d", min, v)
+	var c checks
+	s.runProblems(&c)
+	s.workloadProblems(&c)
+	s.dnsProblems(&c)
+	s.receiverProblems(&c)
+	s.senderProblems(&c)
+	w := s.Workload
+	s.implProblems(c.add)
+	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, c.add)
+	for _, h := range w.Hosts() {
+		if !s.Sender.routed(h) {
+			c.add("workload.to", "recipient host %s has no route in sender.routes", h)
+			break
 		}
 	}
+	return c.ps
+}
+
+// runProblems checks the run's own settings.
+func (s Scenario) runProblems(c *checks) {
 	if !validName(s.Name) {
-		add("name", "%q must be letters, digits, '.', '_' or '-' (it names the run's folder)", s.Name)
+		c.add("name", "%q must be letters, digits, '.', '_' or '-' (it names the run's folder)", s.Name)
 	}
 	if s.Timeout <= 0 {
-		add("timeout", "must be positive, got %s", s.Timeout)
+		c.add("timeout", "must be positive, got %s", s.Timeout)
 	}
+}
+
+// workloadProblems checks the workload and its pace.
+func (s Scenario) workloadProblems(c *checks) {
 	w := s.Workload
-	atLeast("workload.rounds", w.Rounds, 1)
-	atLeast("workload.recipients", w.Recipients, 1)
+	c.atLeast("workload.rounds", w.Rounds, 1)
+	c.atLeast("workload.recipients", w.Recipients, 1)
 	if n := w.Rounds * w.Recipients; w.Rounds > maxMessages || w.Recipients > maxMessages || n > maxMessages {
-		add("workload", "rounds x recipients must be at most %d messages, got %d x %d", maxMessages, w.Rounds, w.Recipients)
+		c.add("workload", "rounds x recipients must be at most %d messages, got %d x %d", maxMessages, w.Rounds, w.Recipients)
 	}
 	for _, f := range []struct{ path, v string }{{"workload.subject", w.Subject}, {"workload.from_header", w.FromHeader}, {"workload.to_header", w.ToHeader}} {
 		if strings.ContainsAny(f.v, "\r\n") {
-			add(f.path, "must be one line (a line break would start a header of its own)")
+			c.add(f.path, "must be one line (a line break would start a header of its own)")
 		}
 	}
 	if !validAddress(w.From) {
-		add("workload.from", "%q is not a mail address (local@domain)", w.From)
+		c.add("workload.from", "%q is not a mail address (local@domain)", w.From)
 	}
 	if !validAddress(strings.ReplaceAll(w.To, "{n}", "1")) {
-		add("workload.to", "%q is not a mail address template (local@domain, {n} for the number)", w.To)
+		c.add("workload.to", "%q is not a mail address template (local@domain, {n} for the number)", w.To)
 	}
 	if p := w.Pace; p.Rate != 0 && p.Interval != 0 {
-		add("workload.pace", "give rate or interval, not both")
+		c.add("workload.pace", "give rate or interval, not both")
 	} else if p.Interval < 0 {
-		add("workload.pace.interval", "must be positive, got %s", p.Interval)
+		c.add("workload.pace.interval", "must be positive, got %s", p.Interval)
 	} else if err := s.PaceSpec().Validate(); err != nil {
-		add("workload.pace", "%v", err)
+		c.add("workload.pace", "%v", err)
 	} else if p.Mode == pace.Burst && s.Sender.Impl != ImplGo && s.Sender.Impl != "" {
-		add("workload.pace.mode", "burst holds the queue until the whole workload is in, which only the Go sender can (sender.impl %s): use a rate", s.Sender.Impl)
+		c.add("workload.pace.mode", "burst holds the queue until the whole workload is in, which only the Go sender can (sender.impl %s): use a rate", s.Sender.Impl)
 	}
+}
+
+// dnsProblems checks the DNS stub, its blacklists, line, records and faults, and the identd.
+func (s Scenario) dnsProblems(c *checks) {
 	if s.DNS.QueryDelay < 0 {
-		add("dns.query_delay", "must not be negative, got %s", s.DNS.QueryDelay)
+		c.add("dns.query_delay", "must not be negative, got %s", s.DNS.QueryDelay)
 	}
 	if !validDomain(s.DNS.LabDomain) {
-		add("dns.lab_domain", "%q is not a domain name", s.DNS.LabDomain)
+		c.add("dns.lab_domain", "%q is not a domain name", s.DNS.LabDomain)
 	}
 	for i, bl := range s.DNS.Blacklists {
 		if !validDomain(bl.Zone) {
-			add(fmt.Sprintf("dns.blacklists[%d].zone", i), "%q is not a domain name", bl.Zone)
+			c.add(fmt.Sprintf("dns.blacklists[%d].zone", i), "%q is not a domain name", bl.Zone)
 		}
 		if bl.Policy != "" && bl.Policy != "reject" && bl.Policy != "mark" {
-			add(fmt.Sprintf("dns.blacklists[%d].policy", i), "must be reject or mark, got %q", bl.Policy)
+			c.add(fmt.Sprintf("dns.blacklists[%d].policy", i), "must be reject or mark, got %q", bl.Policy)
 		}
 		if bl.Code != "" && net.ParseIP(bl.Code).To4() == nil {
-			add(fmt.Sprintf("dns.blacklists[%d].code", i), "%q is not an IPv4 address", bl.Code)
+			c.add(fmt.Sprintf("dns.blacklists[%d].code", i), "%q is not an IPv4 address", bl.Code)
 		}
 		for j, ip := range bl.Listed {
 			if v4 := net.ParseIP(ip).To4(); v4 == nil {
-				add(fmt.Sprintf("dns.blacklists[%d].listed[%d]", i, j), "%q is not an IPv4 address", ip)
+				c.add(fmt.Sprintf("dns.blacklists[%d].listed[%d]", i, j), "%q is not an IPv4 address", ip)
 			}
 		}
 	}
 	if err := s.LineConfig().Validate(); err != nil {
-		add("dns.line", "%v", strings.TrimPrefix(err.Error(), "line: "))
+		c.add("dns.line", "%v", strings.TrimPrefix(err.Error(), "line: "))
 	}
 	for i, rec := range s.DNS.Records {
 		if _, err := dns.NewRR(rec); err != nil {
-			add(fmt.Sprintf("dns.records[%d]", i), "%v", err)
+			c.add(fmt.Sprintf("dns.records[%d]", i), "%v", err)
 		}
 	}
 	for i, sp := range s.FaultSpecs() {
 		if _, err := fault.Build(sp); err != nil {
-			add(fmt.Sprintf("dns.faults[%d]", i), "%v", err)
+			c.add(fmt.Sprintf("dns.faults[%d]", i), "%v", err)
 		}
 	}
 	if s.Identd.User == "" || strings.ContainsAny(s.Identd.User, ":\r\n") {
-		add("identd.user", "must be a non-empty user name without ':' or line breaks, got %q", s.Identd.User)
+		c.add("identd.user", "must be a non-empty user name without ':' or line breaks, got %q", s.Identd.User)
 	} else if err := s.IdentdConfig().Validate(); err != nil {
-		add("identd", "%v", strings.TrimPrefix(err.Error(), "identd config: "))
+		c.add("identd", "%v", strings.TrimPrefix(err.Error(), "identd config: "))
 	}
+}
+
+// receiverProblems checks the receiver's settings.
+func (s Scenario) receiverProblems(c *checks) {
 	r := s.Receiver
-	atLeast("receiver.max_sessions", r.MaxSessions, 1)
-	atLeast("receiver.max_per_c", r.MaxPerC, 0)
-	atLeast("receiver.max_per_ip", r.MaxPerIP, 0)
-	atLeast("receiver.dns_multiplier", r.DNSMultiplier, 1)
-	atLeast("receiver.dns_rounds", r.DNSRounds, 1)
+	c.atLeast("receiver.max_sessions", r.MaxSessions, 1)
+	c.atLeast("receiver.max_per_c", r.MaxPerC, 0)
+	c.atLeast("receiver.max_per_ip", r.MaxPerIP, 0)
+	c.atLeast("receiver.dns_multiplier", r.DNSMultiplier, 1)
+	c.atLeast("receiver.dns_rounds", r.DNSRounds, 1)
 	if r.Profile != "1999" && r.Profile != "courier-1.0.16" {
-		add("receiver.profile", "must be 1999 or courier-1.0.16, got %q", r.Profile)
+		c.add("receiver.profile", "must be 1999 or courier-1.0.16, got %q", r.Profile)
 	}
 	if r.MaxMessage < 1 {
-		add("receiver.max_message_bytes", "must be positive, got %d", r.MaxMessage)
+		c.add("receiver.max_message_bytes", "must be positive, got %d", r.MaxMessage)
 	}
 	for _, d := range []struct {
 		path string
-		v    Duration
+		v    duration.Duration
 	}{{"receiver.command_timeout", r.CommandTimeout}, {"receiver.data_timeout", r.DataTimeout}} {
 		if d.v <= 0 {
-			add(d.path, "must be positive, got %s", d.v)
+			c.add(d.path, "must be positive, got %s", d.v)
 		}
 	}
 	switch r.Filter.Mode {
 	case "", "delay":
 	case "command":
 		if len(r.Filter.Command) == 0 {
-			add("receiver.filter.command", "mode command needs a command")
+			c.add("receiver.filter.command", "mode command needs a command")
 		}
 	default:
-		add("receiver.filter.mode", "must be empty (the hook alone), command or delay, got %q", r.Filter.Mode)
+		c.add("receiver.filter.mode", "must be empty (the hook alone), command or delay, got %q", r.Filter.Mode)
 	}
 	for i, rule := range r.Rules {
 		if rule.File != "" && !strings.HasPrefix(rule.File, "-") {
-			add(fmt.Sprintf("receiver.rules[%d].file", i), "must be empty or start with '-' (as .courier-EXT), got %q", rule.File)
+			c.add(fmt.Sprintf("receiver.rules[%d].file", i), "must be empty or start with '-' (as .courier-EXT), got %q", rule.File)
 		}
 		for j, m := range rule.Maildirs {
 			if !strings.HasPrefix(m, "/") {
-				add(fmt.Sprintf("receiver.rules[%d].maildirs[%d]", i, j), "must be an absolute path, got %q", m)
+				c.add(fmt.Sprintf("receiver.rules[%d].maildirs[%d]", i, j), "must be an absolute path, got %q", m)
 			}
 		}
 	}
 	if !validDomain(r.Hostname) {
-		add("receiver.hostname", "%q is not a host name", r.Hostname)
+		c.add("receiver.hostname", "%q is not a host name", r.Hostname)
 	}
 	if len(r.LocalDomains) == 0 {
-		add("receiver.local_domains", "must list at least one domain")
+		c.add("receiver.local_domains", "must list at least one domain")
 	}
 	for i, d := range r.LocalDomains {
 		if !validDomain(strings.TrimPrefix(d, ".")) {
-			add(fmt.Sprintf("receiver.local_domains[%d]", i), "%q is not a domain or .domain", d)
+			c.add(fmt.Sprintf("receiver.local_domains[%d]", i), "%q is not a domain or .domain", d)
 		}
 	}
-	for _, h := range w.Hosts() {
+	for _, h := range s.Workload.Hosts() {
 		local := false
 		for _, d := range r.LocalDomains {
-			local = local || DomainMatches(d, h)
+			local = local || domain.Matches(d, h)
 		}
 		if !local && len(r.LocalDomains) > 0 {
-			add("receiver.local_domains", "do not cover the workload's host %s: its mail would be refused as relaying", h)
+			c.add("receiver.local_domains", "do not cover the workload's host %s: its mail would be refused as relaying", h)
 			break
 		}
 	}
 	if r.Account == "" || strings.ContainsAny(r.Account, "@/ -") {
-		add("receiver.account", "must be a plain account name, got %q", r.Account)
+		c.add("receiver.account", "must be a plain account name, got %q", r.Account)
 	}
 	if !strings.HasPrefix(r.Maildir, "/") {
-		add("receiver.maildir", "must be an absolute path, got %q", r.Maildir)
+		c.add("receiver.maildir", "must be an absolute path, got %q", r.Maildir)
 	}
 	if r.DNSTimeout <= 0 {
-		add("receiver.dns_timeout", "must be positive, got %s", r.DNSTimeout)
+		c.add("receiver.dns_timeout", "must be positive, got %s", r.DNSTimeout)
 	}
 	if r.IdentTimeout <= 0 {
-		add("receiver.ident_timeout", "must be positive, got %s", r.IdentTimeout)
+		c.add("receiver.ident_timeout", "must be positive, got %s", r.IdentTimeout)
 	}
+}
+
+// senderProblems checks the sender's settings.
+func (s Scenario) senderProblems(c *checks) {
 	sd := s.Sender
 	if !validDomain(sd.Hostname) {
-		add("sender.hostname", "%q is not a host name", sd.Hostname)
+		c.add("sender.hostname", "%q is not a host name", sd.Hostname)
 	}
-	atLeast("sender.max_connections", sd.MaxConnections, 1)
-	atLeast("sender.max_per_host", sd.MaxPerHost, 1)
-	atLeast("sender.max_attempts", sd.MaxAttempts, 1)
-	atLeast("sender.max_in_memory", sd.MaxInMemory, 1)
-	atLeast("sender.max_per_connection", sd.MaxPerConnection, 0)
+	c.atLeast("sender.max_connections", sd.MaxConnections, 1)
+	c.atLeast("sender.max_per_host", sd.MaxPerHost, 1)
+	c.atLeast("sender.max_attempts", sd.MaxAttempts, 1)
+	c.atLeast("sender.max_in_memory", sd.MaxInMemory, 1)
+	c.atLeast("sender.max_per_connection", sd.MaxPerConnection, 0)
 	if sd.Bounce != "dsn" && sd.Bounce != "record" {
-		add("sender.bounce", "must be dsn or record, got %q", sd.Bounce)
+		c.add("sender.bounce", "must be dsn or record, got %q", sd.Bounce)
 	}
 	for _, d := range []struct {
 		path string
-		v    Duration
+		v    duration.Duration
 	}{{"sender.connect_timeout", sd.ConnectTimeout}, {"sender.greeting_timeout", sd.GreetingTimeout}, {"sender.helo_timeout", sd.HeloTimeout},
 		{"sender.mail_timeout", sd.MailTimeout}, {"sender.rcpt_timeout", sd.RcptTimeout}, {"sender.data_timeout", sd.DataTimeout},
 		{"sender.end_of_data_timeout", sd.EndOfDataTimeout}, {"sender.quit_timeout", sd.QuitTimeout}} {
 		if d.v <= 0 {
-			add(d.path, "must be positive, got %s", d.v)
+			c.add(d.path, "must be positive, got %s", d.v)
 		}
 	}
 	if sd.IdleClose < 0 {
-		add("sender.idle_close", "must not be negative, got %s", sd.IdleClose)
+		c.add("sender.idle_close", "must not be negative, got %s", sd.IdleClose)
 	}
 	if len(sd.Retry) == 0 {
-		add("sender.retry", "must list at least one wait between attempts")
+		c.add("sender.retry", "must list at least one wait between attempts")
 	}
 	for i, d := range sd.Retry {
 		if d <= 0 {
-			add(fmt.Sprintf("sender.retry[%d]", i), "must be positive, got %s", d)
+			c.add(fmt.Sprintf("sender.retry[%d]", i), "must be positive, got %s", d)
 		}
 	}
 	for i, rt := range sd.Routes {
 		if !validDomain(strings.TrimPrefix(rt.Domain, ".")) {
-			add(fmt.Sprintf("sender.routes[%d].domain", i), "%q is not a domain or .domain", rt.Domain)
-		}
-		if rt.To != "receiver" {
-			add(fmt.Sprintf("sender.routes[%d].to", i), "unknown route target %q (the lab has: receiver)", rt.To)
+			c.add(fmt.Sprintf("sender.routes[%d].domain", i), "%q is not a domain or .domain", rt.Domain)
 		}
 	}
-	s.implProblems(add)
-	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, add)
-	for _, h := range w.Hosts() {
-		if !s.Sender.routed(h) {
-			add("workload.to", "recipient host %s has no route in sender.routes", h)
-			break
-		}
-	}
-	return ps
 }
 
 func (sd Sender) routed(host string) bool {
 	for _, rt := range sd.Routes {
-		if DomainMatches(rt.Domain, host) {
+		if domain.Matches(rt.Domain, host) {
 			return true
 		}
 	}
@@ -384,7 +416,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
 		}
 		if r.Filter.Mode != "" {
-			add("receiver.filter.mode", "only receiver.impl go has filter modes; a real %s runs with filtering enabled and no filter (the seed's case)", r.Impl)
+			add("receiver.filter.mode", "only receiver.impl go has filter modes; a real %s runs with filtering enabled and no filter (the 1999 benchmark.s case)", r.Impl)
 		}
 		for i, bl := range s.DNS.Blacklists {
 			if bl.Policy == "mark" || bl.TXT || bl.Message != "" {

@@ -1,6 +1,6 @@
 // Package scenario describes one run of the lab: the workload, each role's
-// settings and the run's limits. A scenario is built in three layers:
-// defaults (Default), then a YAML file (Load), then command-line overrides;
+// settings and the run's limits. A scenario is built in two layers: the
+// 1999 benchmark's settings (Default), then a YAML file over them (Load);
 // Validate runs last, so nothing starts from an impossible description.
 //
 // Errors from a file always name file:line, whether the YAML is malformed,
@@ -13,17 +13,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/pace"
+	"github.com/smtplab/smtplab/lab/receiver"
+	"github.com/smtplab/smtplab/lab/sender"
 )
 
 // Scenario is one run of the lab.
 type Scenario struct {
-	Name        string   `yaml:"name" json:"name"`
-	Description string   `yaml:"description" json:"description,omitempty"`
-	Timeout     Duration `yaml:"timeout" json:"timeout"` // the whole run, injection to last delivery
+	Name        string            `yaml:"name" json:"name"`
+	Description string            `yaml:"description" json:"description,omitempty"`
+	Timeout     duration.Duration `yaml:"timeout" json:"timeout"` // the whole run, injection to last delivery
 	// Seed feeds every random choice of the run (line jitter, faults at
 	// random): the same seed makes the same decisions.
 	Seed     uint64   `yaml:"seed" json:"seed"`
@@ -51,16 +55,16 @@ func (s Scenario) Model() Scenario {
 	return m
 }
 
-// Workload is the seed's injection loop: for round in 1..Rounds, for n in
+// Workload is the 1999 benchmark.s injection loop: for round in 1..Rounds, for n in
 // 1..Recipients, one sendmail call with one recipient. In To, Subject and
-// Body, {n} stands for the recipient number, as $f did in the seed's loop.
+// Body, {n} stands for the recipient number, as $f did in the 1999 benchmark.s loop.
 type Workload struct {
 	Rounds     int    `yaml:"rounds" json:"rounds"`
 	Recipients int    `yaml:"recipients" json:"recipients"`
 	From       string `yaml:"from" json:"from"` // envelope sender (sendmail -f)
 	To         string `yaml:"to" json:"to"`     // envelope recipient
 	// FromHeader and ToHeader are the From: and To: lines of the message
-	// itself; the seed's loop wrote "From: sender" and "To: recipient".
+	// itself; the 1999 benchmark.s loop wrote "From: sender" and "To: recipient".
 	FromHeader string `yaml:"from_header" json:"from_header"`
 	ToHeader   string `yaml:"to_header" json:"to_header"`
 	Subject    string `yaml:"subject" json:"subject"`
@@ -74,11 +78,11 @@ type Workload struct {
 // queued before delivery starts) or loop (one after another as fast as
 // the machine goes, as the 1999 shell loop: machine-dependent).
 type Pace struct {
-	Mode     string   `yaml:"mode" json:"mode"`
-	Rate     float64  `yaml:"rate" json:"rate,omitempty"`         // messages per second
-	Interval Duration `yaml:"interval" json:"interval,omitempty"` // or: one message every Interval
-	Ramp     Duration `yaml:"ramp" json:"ramp,omitempty"`         // from 0 to Rate over this
-	MaxLag   Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts, or reaches the queue, later than this; 1s when 0
+	Mode     string            `yaml:"mode" json:"mode"`
+	Rate     float64           `yaml:"rate" json:"rate,omitempty"`         // messages per second
+	Interval duration.Duration `yaml:"interval" json:"interval,omitempty"` // or: one message every Interval
+	Ramp     duration.Duration `yaml:"ramp" json:"ramp,omitempty"`         // from 0 to Rate over this
+	MaxLag   duration.Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts, or reaches the queue, later than this; 1s when 0
 }
 
 // PaceSpec is the workload's schedule for lab/pace.
@@ -95,7 +99,7 @@ func (s Scenario) PaceSpec() pace.Spec {
 type DNS struct {
 	// QueryDelay holds every answer this long: a fixed stand-in for the
 	// 1999 dial-up line until the line model exists.
-	QueryDelay Duration `yaml:"query_delay" json:"query_delay"`
+	QueryDelay duration.Duration `yaml:"query_delay" json:"query_delay"`
 	// LabDomain names the lab's own hosts: sender.<LabDomain> and so on.
 	LabDomain  string      `yaml:"lab_domain" json:"lab_domain"`
 	Blacklists []Blacklist `yaml:"blacklists" json:"blacklists"`
@@ -109,147 +113,74 @@ type DNS struct {
 }
 
 // Blacklist is one DNSBL zone and what it lists.
+// What the zone lists and answers is the DNS stub's (lab/dnsstub); how
+// the receiver uses it, as couriertcpd's -block options, the receiver's
+// (lab/receiver): policy "reject" (every RCPT refused with the text; the
+// default) or "mark" (recorded only); txt asks for the TXT record (its
+// text is the refusal) instead of A; message replaces the text ('@'
+// becomes the client's address).
 type Blacklist struct {
-	Zone   string   `yaml:"zone" json:"zone"`
-	Listed []string `yaml:"listed" json:"listed,omitempty"`
-	Code   string   `yaml:"code" json:"code,omitempty"`     // A answer for a listed address; 127.0.0.2 when empty
-	Reason string   `yaml:"reason" json:"reason,omitempty"` // TXT answer for a listed address
-	// How the receiver uses the zone, as couriertcpd's -block options:
-	// Policy "reject" (every RCPT refused with the text; the default) or
-	// "mark" (recorded only); TXT asks for the TXT record (its text is the
-	// refusal) instead of A; Message replaces the text ('@' becomes the
-	// client's address).
-	Policy  string `yaml:"policy" json:"policy,omitempty"`
-	TXT     bool   `yaml:"txt" json:"txt,omitempty"`
-	Message string `yaml:"message" json:"message,omitempty"`
+	dnsstub.Blacklist `yaml:",inline"`
+	receiver.Block    `yaml:",inline"`
 }
 
 // Line is the simulated serial line between the receiver's resolver and
 // the DNS server (lab/line). Off unless enabled; the defaults are a 28.8k
 // modem.
 type Line struct {
-	Enabled       bool     `yaml:"enabled" json:"enabled"`
-	BitsPerSecond int      `yaml:"bits_per_second" json:"bits_per_second"` // per direction
-	FramingBytes  int      `yaml:"framing_bytes" json:"framing_bytes"`     // per packet: PPP + IP + UDP
-	Latency       Duration `yaml:"latency" json:"latency"`                 // one way
-	Jitter        Duration `yaml:"jitter" json:"jitter"`                   // up to this much more per packet, seeded
-	Upstream      Duration `yaml:"upstream" json:"upstream"`               // far-side cost of a name not in cache
-	CacheTTL      Duration `yaml:"cache_ttl" json:"cache_ttl"`             // far-side cache; 0s: none (the seed's case)
+	Enabled       bool              `yaml:"enabled" json:"enabled"`
+	BitsPerSecond int               `yaml:"bits_per_second" json:"bits_per_second"` // per direction
+	FramingBytes  int               `yaml:"framing_bytes" json:"framing_bytes"`     // per packet: PPP + IP + UDP
+	Latency       duration.Duration `yaml:"latency" json:"latency"`                 // one way
+	Jitter        duration.Duration `yaml:"jitter" json:"jitter"`                   // up to this much more per packet, seeded
+	Upstream      duration.Duration `yaml:"upstream" json:"upstream"`               // far-side cost of a name not in cache
+	CacheTTL      duration.Duration `yaml:"cache_ttl" json:"cache_ttl"`             // far-side cache; 0s: none (the 1999 benchmark.s case)
 }
 
 // Fault is one fault rule (lab/fault): its type, which queries it hits
 // (every selector set must hold) and its parameters.
 type Fault struct {
-	Type        string   `yaml:"type" json:"type"` // drop, stall, servfail, slow_upstream
-	Name        string   `yaml:"name" json:"name,omitempty"`
-	QType       string   `yaml:"qtype" json:"qtype,omitempty"`
-	Nth         []int    `yaml:"nth" json:"nth,omitempty"`
-	Probability *float64 `yaml:"probability" json:"probability,omitempty"` // absent: every matching query
-	Count       int      `yaml:"count" json:"count,omitempty"`
-	Duration    Duration `yaml:"duration" json:"duration,omitempty"`
-	Forever     bool     `yaml:"forever" json:"forever,omitempty"`
+	Type        string            `yaml:"type" json:"type"` // drop, stall, servfail, slow_upstream
+	Name        string            `yaml:"name" json:"name,omitempty"`
+	QType       string            `yaml:"qtype" json:"qtype,omitempty"`
+	Nth         []int             `yaml:"nth" json:"nth,omitempty"`
+	Probability *float64          `yaml:"probability" json:"probability,omitempty"` // absent: every matching query
+	Count       int               `yaml:"count" json:"count,omitempty"`
+	Duration    duration.Duration `yaml:"duration" json:"duration,omitempty"`
+	Forever     bool              `yaml:"forever" json:"forever,omitempty"`
 }
 
 // Identd configures the identd on the sending host (lab/identd).
 type Identd struct {
-	User    string   `yaml:"user" json:"user"`
-	OS      string   `yaml:"os" json:"os,omitempty"`           // UNIX when empty
-	Charset string   `yaml:"charset" json:"charset,omitempty"` // optional, after the OS
-	Mode    string   `yaml:"mode" json:"mode,omitempty"`       // userid (default), error, silent (never answers), closed (not listening)
-	Error   string   `yaml:"error" json:"error,omitempty"`     // mode error: NO-USER (default), HIDDEN-USER, INVALID-PORT, UNKNOWN-ERROR or an X-token
-	Delay   Duration `yaml:"delay" json:"delay,omitempty"`     // answer this late
+	User    string            `yaml:"user" json:"user"`
+	OS      string            `yaml:"os" json:"os,omitempty"`           // UNIX when empty
+	Charset string            `yaml:"charset" json:"charset,omitempty"` // optional, after the OS
+	Mode    string            `yaml:"mode" json:"mode,omitempty"`       // userid (default), error, silent (never answers), closed (not listening)
+	Error   string            `yaml:"error" json:"error,omitempty"`     // mode error: NO-USER (default), HIDDEN-USER, INVALID-PORT, UNKNOWN-ERROR or an X-token
+	Delay   duration.Duration `yaml:"delay" json:"delay,omitempty"`     // answer this late
 }
 
-// Receiver configures the model of Courier R (lab/receiver), or the real
-// MTA Impl names (lab/mta, docs/REAL-MTAS.md).
+// Receiver is the receiver's part of the scenario: what plays it (Impl)
+// and the settings of the model of Courier R (lab/receiver's Config,
+// declared there once with their YAML names). A real MTA takes the limits,
+// checks and local domains; the Go model's own knobs (profile, DNS
+// timeouts, filter modes, rules) it has no equivalent for
+// (docs/REAL-MTAS.md).
 type Receiver struct {
 	// Impl is what receives: "go" (the model, the default), "courier"
-	// (Debian's courier-mta) or "postfix". A real MTA takes the limits,
-	// checks and local domains below; the Go model's own knobs (profile,
-	// DNS timeouts, filter modes, rules) it has no equivalent for.
-	Impl        string `yaml:"impl" json:"impl"`
-	Hostname    string `yaml:"hostname" json:"hostname"`
-	MaxSessions int    `yaml:"max_sessions" json:"max_sessions"` // MAXDAEMONS
-	MaxPerC     int    `yaml:"max_per_c" json:"max_per_c"`       // MAXPERC: per client /24; 0: no limit
-	MaxPerIP    int    `yaml:"max_per_ip" json:"max_per_ip"`     // MAXPERIP; 0: no limit
-	// Profile is which lookups a connection costs: "1999" (PTR, A, one per
-	// DNSBL) or "courier-1.0.16" (ten: both ends' PTR, A and AAAA, each
-	// DNSBL in IPv4 and IPv6-mapped form).
-	Profile       string `yaml:"profile" json:"profile"`
-	DNSMultiplier int    `yaml:"dns_multiplier" json:"dns_multiplier"` // each later round's timeout is this times the last
-	DNSRounds     int    `yaml:"dns_rounds" json:"dns_rounds"`
-	// BOFHCheckDNS: the MAIL FROM domain must resolve (off in the seed).
-	BOFHCheckDNS   bool     `yaml:"bofh_check_dns" json:"bofh_check_dns"`
-	MaxMessage     int64    `yaml:"max_message_bytes" json:"max_message_bytes"` // SIZE
-	CommandTimeout Duration `yaml:"command_timeout" json:"command_timeout"`     // esmtptimeout
-	DataTimeout    Duration `yaml:"data_timeout" json:"data_timeout"`           // esmtptimeoutdata, per read in DATA
-	Filter         Filter   `yaml:"filter" json:"filter"`
-	// Rules map address extensions to Maildirs, as .courier-EXT files
-	// do: "-foo-default" catches recipient-foo-*; none: everything to
-	// Maildir (the seed's one .courier-foo-default).
-	Rules        []Rule   `yaml:"rules" json:"rules,omitempty"`
-	LocalDomains []string `yaml:"local_domains" json:"local_domains"` // "example.com" exact, ".example.com" any subdomain
-	Account      string   `yaml:"account" json:"account"`             // the one local account; address extensions (account-ext) land in its Maildir
-	Maildir      string   `yaml:"maildir" json:"maildir"`
-	ReverseDNS   bool     `yaml:"reverse_dns" json:"reverse_dns"` // PTR of the client, then A of that name
-	DNSBL        bool     `yaml:"dnsbl" json:"dnsbl"`             // one lookup per blacklist zone
-	Ident        bool     `yaml:"ident" json:"ident"`             // RFC 1413 query back to the client
-	DNSTimeout   Duration `yaml:"dns_timeout" json:"dns_timeout"` // first round; Courier multiplies by 5 for 3 rounds
-	IdentTimeout Duration `yaml:"ident_timeout" json:"ident_timeout"`
+	// (Debian's courier-mta) or "postfix".
+	Impl            string `yaml:"impl" json:"impl"`
+	receiver.Config `yaml:",inline"`
 }
 
-// Filter is the receiver's spam-filter hook: mode "" (enabled, no
-// filter: the seed's case), "command" (the message on the command's stdin;
-// exit 0 or 99 accepts) or "delay" (a fixed wait per message).
-type Filter struct {
-	Mode    string   `yaml:"mode" json:"mode,omitempty"`
-	Command []string `yaml:"command" json:"command,omitempty"`
-	Delay   Duration `yaml:"delay" json:"delay,omitempty"`
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
-}
-
-// Rule delivers the recipients an extension file matches to Maildirs.
-type Rule struct {
-	File     string   `yaml:"file" json:"file"` // "" (the bare account), "-foo-7", "-foo-default", "-default"
-	Maildirs []string `yaml:"maildirs" json:"maildirs,omitempty"`
-}
-
-// Sender configures the model of Courier S, or the real MTA Impl names.
+// Sender is the sender's part of the scenario: what plays it (Impl) and
+// the settings of the model of Courier S (lab/sender's Config). A real
+// Courier takes the routes, MAXDELS and MAXHOST.
 type Sender struct {
 	// Impl is what sends: "go" (the model, the default) or "courier"
-	// (Debian's courier-mta: routes, MAXDELS and MAXHOST from below).
-	Impl           string     `yaml:"impl" json:"impl"`
-	Hostname       string     `yaml:"hostname" json:"hostname"`
-	MaxConnections int        `yaml:"max_connections" json:"max_connections"` // in all (Courier's MAXDELS)
-	MaxPerHost     int        `yaml:"max_per_host" json:"max_per_host"`       // per recipient host (Courier's MAXHOST)
-	IdleClose      Duration   `yaml:"idle_close" json:"idle_close"`           // close a connection idle this long
-	Retry          []Duration `yaml:"retry" json:"retry"`                     // waits between attempts; the last repeats
-	MaxAttempts    int        `yaml:"max_attempts" json:"max_attempts"`
-	Routes         []Route    `yaml:"routes" json:"routes"`
-	// Bounce: "dsn" (a delivery status notification to the envelope
-	// sender on a permanent failure, as Courier does) or "record" (the
-	// failure is only reported).
-	Bounce      string `yaml:"bounce" json:"bounce"`
-	MaxInMemory int    `yaml:"max_in_memory" json:"max_in_memory"` // queued messages held in memory at once
-	// MaxPerConnection caps the messages one session carries; 0: no cap
-	// (Courier's esmtp client has none).
-	MaxPerConnection int `yaml:"max_per_connection" json:"max_per_connection"`
-	// Per-phase timeouts, Courier's esmtptimeout* settings.
-	ConnectTimeout   Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	GreetingTimeout  Duration `yaml:"greeting_timeout" json:"greeting_timeout"`
-	HeloTimeout      Duration `yaml:"helo_timeout" json:"helo_timeout"`
-	MailTimeout      Duration `yaml:"mail_timeout" json:"mail_timeout"`
-	RcptTimeout      Duration `yaml:"rcpt_timeout" json:"rcpt_timeout"`
-	DataTimeout      Duration `yaml:"data_timeout" json:"data_timeout"`
-	EndOfDataTimeout Duration `yaml:"end_of_data_timeout" json:"end_of_data_timeout"`
-	QuitTimeout      Duration `yaml:"quit_timeout" json:"quit_timeout"`
-}
-
-// Route sends mail for Domain ("example.com" exact, ".example.com" any
-// subdomain) to the role named in To, like Courier's esmtproutes.
-type Route struct {
-	Domain string `yaml:"domain" json:"domain"`
-	To     string `yaml:"to" json:"to"` // "receiver": the only route target the skeleton knows
+	// (Debian's courier-mta).
+	Impl          string `yaml:"impl" json:"impl"`
+	sender.Config `yaml:",inline"`
 }
 
 // What can play a role: the lab's Go model or a real MTA.
@@ -270,11 +201,11 @@ func (s Scenario) MTAs() []string {
 	return out
 }
 
-// Default returns the 1999 seed's settings; a file overrides them.
+// Default returns the 1999 benchmark.s settings; a file overrides them.
 func Default() Scenario {
 	return Scenario{
 		Name:    "unnamed",
-		Timeout: Duration(5 * time.Minute),
+		Timeout: duration.Duration(5 * time.Minute),
 		Workload: Workload{
 			Rounds: 10, Recipients: 20,
 			From:       "sender@example.com",
@@ -292,74 +223,69 @@ func Default() Scenario {
 			Line: Line{
 				BitsPerSecond: line.DefaultBitsPerSecond,
 				FramingBytes:  line.DefaultFramingBytes,
-				Latency:       Duration(line.DefaultLatency),
+				Latency:       duration.Duration(line.DefaultLatency),
 			},
 			Blacklists: []Blacklist{
-				{Zone: "bl1.example.net"}, {Zone: "bl2.example.net"},
+				{Blacklist: dnsstub.Blacklist{Zone: "bl1.example.net"}}, {Blacklist: dnsstub.Blacklist{Zone: "bl2.example.net"}},
 			},
 		},
 		Identd: Identd{User: "courier"},
-		Receiver: Receiver{
-			Impl:           ImplGo,
-			Hostname:       "receiver.lab.example.net",
-			MaxSessions:    40,
-			MaxPerC:        40, // the seed's one change to Courier R's limits
-			MaxPerIP:       40, // S and R shared one address in 1999
-			Profile:        "1999",
-			DNSMultiplier:  5,
-			DNSRounds:      3,
-			MaxMessage:     10 << 20,
-			CommandTimeout: Duration(10 * time.Minute),
-			DataTimeout:    Duration(5 * time.Minute),
-			LocalDomains:   []string{"example.com", ".example.com"},
-			Account:        "recipient",
-			Maildir:        "/var/mail/recipient/Maildir",
-			ReverseDNS:     true, DNSBL: true, Ident: true,
-			DNSTimeout:   Duration(5 * time.Second),
-			IdentTimeout: Duration(30 * time.Second),
-		},
-		Sender: Sender{
-			Impl:           ImplGo,
+		Receiver: Receiver{Impl: ImplGo, Config: receiver.Config{
+			Hostname: "receiver.lab.example.net",
+			Admission: receiver.Admission{
+				MaxSessions:   40,
+				MaxPerC:       40, // the 1999 benchmark's one change to Courier R's limits
+				MaxPerIP:      40, // S and R shared one address in 1999
+				Profile:       receiver.ProfileCourier1999,
+				DNSTimeout:    duration.Duration(5 * time.Second),
+				DNSMultiplier: 5,
+				DNSRounds:     3,
+				ReverseDNS:    true, DNSBL: true, Ident: true,
+				IdentTimeout: duration.Duration(30 * time.Second),
+			},
+			SMTP: receiver.SMTP{
+				MaxMessage:     10 << 20,
+				CommandTimeout: duration.Duration(receiver.DefaultCommandTimeout),
+				DataTimeout:    duration.Duration(receiver.DefaultDataTimeout),
+			},
+			Delivery: receiver.Delivery{
+				LocalDomains: []string{"example.com", ".example.com"},
+				Account:      "recipient",
+				Maildir:      "/var/mail/recipient/Maildir",
+			},
+		}},
+		Sender: Sender{Impl: ImplGo, Config: sender.Config{
 			Hostname:       "sender.lab.example.net",
 			MaxConnections: 40,
 			MaxPerHost:     4,
-			IdleClose:      Duration(60 * time.Second), // esmtptimeoutkeepalive, module.esmtp/esmtpconfig.c
-			Retry:          []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second)},
+			IdleClose:      duration.Duration(60 * time.Second), // esmtptimeoutkeepalive, module.esmtp/esmtpconfig.c
+			Retry:          []duration.Duration{duration.Duration(time.Second), duration.Duration(5 * time.Second), duration.Duration(30 * time.Second)},
 			MaxAttempts:    10,
-			Bounce:         "dsn",
+			Bounce:         sender.BounceDSN,
 			MaxInMemory:    10000,
 			// Courier's module.esmtp defaults (esmtpconfig.c).
-			ConnectTimeout:   Duration(time.Minute),
-			GreetingTimeout:  Duration(5 * time.Minute),
-			HeloTimeout:      Duration(5 * time.Minute),
-			MailTimeout:      Duration(10 * time.Minute),
-			RcptTimeout:      Duration(10 * time.Minute),
-			DataTimeout:      Duration(10 * time.Minute),
-			EndOfDataTimeout: Duration(5 * time.Minute),
-			QuitTimeout:      Duration(10 * time.Second),
-			Routes:           []Route{{Domain: "example.com", To: "receiver"}, {Domain: ".example.com", To: "receiver"}},
-		},
+			ConnectTimeout:   duration.Duration(sender.CourierTimeouts.Connect),
+			GreetingTimeout:  duration.Duration(sender.CourierTimeouts.Greeting),
+			HeloTimeout:      duration.Duration(sender.CourierTimeouts.Helo),
+			MailTimeout:      duration.Duration(sender.CourierTimeouts.Mail),
+			RcptTimeout:      duration.Duration(sender.CourierTimeouts.Rcpt),
+			DataTimeout:      duration.Duration(sender.CourierTimeouts.Data),
+			EndOfDataTimeout: duration.Duration(sender.CourierTimeouts.EndOfData),
+			QuitTimeout:      duration.Duration(sender.CourierTimeouts.Quit),
+			Routes:           []sender.Route{{Domain: "example.com"}, {Domain: ".example.com"}},
+		}},
 	}
 }
 
-// Message is one injected message of the workload.
-type Message struct {
-	Round, N int
-	From     string
-	To       string
-	// Data is the message as the seed's loop piped it to sendmail.
-	Data string
-}
-
 // Messages expands the workload in injection order.
-func (w Workload) Messages() []Message {
-	out := make([]Message, 0, w.Rounds*w.Recipients)
+func (w Workload) Messages() []sender.Message {
+	out := make([]sender.Message, 0, w.Rounds*w.Recipients)
 	for r := 1; r <= w.Rounds; r++ {
 		for n := 1; n <= w.Recipients; n++ {
 			sub := func(s string) string { return strings.ReplaceAll(s, "{n}", fmt.Sprint(n)) }
 			to := sub(w.To)
 			data := fmt.Sprintf("From: %s\nTo: %s\nSubject: %s\n\n%s\n", sub(w.FromHeader), sub(w.ToHeader), sub(w.Subject), sub(w.Body))
-			out = append(out, Message{Round: r, N: n, From: w.From, To: to, Data: data})
+			out = append(out, sender.Message{Round: r, N: n, From: w.From, To: to, Data: data})
 		}
 	}
 	return out
@@ -380,17 +306,6 @@ func (w Workload) Hosts() []string {
 		}
 	}
 	return out
-}
-
-// DomainMatches reports whether host is covered by pattern: "example.com"
-// matches itself only, ".example.com" any name below it (as Courier's
-// locals and esmtproutes read them).
-func DomainMatches(pattern, host string) bool {
-	pattern, host = strings.ToLower(pattern), strings.ToLower(strings.TrimSuffix(host, "."))
-	if strings.HasPrefix(pattern, ".") {
-		return strings.HasSuffix(host, pattern) && len(host) > len(pattern)
-	}
-	return host == pattern
 }
 
 // LineConfig is the line as lab/line takes it.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/smtplab/smtplab/lab/duration"
 )
 
 // sink is the fast receiver of the benchmarks: a go-smtp server on
@@ -48,20 +49,21 @@ func newSink(b testing.TB) *sink {
 	return s
 }
 
-// benchConfig is the seed's shape: 40 connections in all, Courier's 4 per
-// host, 20 recipient hosts all routed to the sink.
+// benchConfig is the 1999 benchmark's shape: 40 connections in all,
+// Courier's 4 per host, 20 recipient hosts all routed to the sink.
 func benchConfig(b testing.TB, addr string, noFsync bool) Config {
 	return Config{
 		Hostname: "sender.test", QueueDir: b.TempDir(),
-		MaxConnections: 40, MaxPerHost: 4, IdleClose: 100 * time.Millisecond,
-		Retry: []time.Duration{10 * time.Millisecond}, MaxAttempts: 100,
+		MaxConnections: 40, MaxPerHost: 4, IdleClose: duration.Duration(100 * time.Millisecond),
+		Retry: []duration.Duration{duration.Duration(10 * time.Millisecond)}, MaxAttempts: 100,
 		Routes:  []Route{{Domain: ".test", Relay: addr}},
 		NoFsync: noFsync, Bounce: BounceRecord,
-		CommandTimeout: 30 * time.Second,
+		CommandTimeout: duration.Duration(30 * time.Second),
 	}
 }
 
-// fill queues n one-recipient messages over 20 hosts, the seed's message.
+// fill queues n one-recipient messages over 20 hosts, the 1999 benchmark's
+// message.
 func fill(b testing.TB, q *Queue, n int) {
 	for i := 0; i < n; i++ {
 		h := i % 20

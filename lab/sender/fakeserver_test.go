@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -336,13 +337,13 @@ func testConfig(t *testing.T, addr string) Config {
 		QueueDir:       t.TempDir(),
 		MaxConnections: 4,
 		MaxPerHost:     2,
-		IdleClose:      30 * time.Millisecond,
-		Retry:          []time.Duration{10 * time.Millisecond},
+		IdleClose:      duration.Duration(30 * time.Millisecond),
+		Retry:          []duration.Duration{duration.Duration(10 * time.Millisecond)},
 		MaxAttempts:    100,
 		Routes:         []Route{{Domain: ".test", Relay: addr}},
-		ConnectTimeout: 5 * time.Second,
-		CommandTimeout: 5 * time.Second,
-		DataTimeout:    5 * time.Second,
+		ConnectTimeout: duration.Duration(5 * time.Second),
+		CommandTimeout: duration.Duration(5 * time.Second),
+		DataTimeout:    duration.Duration(5 * time.Second),
 	}
 }
 

@@ -14,15 +14,23 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/pace"
-	"github.com/smtplab/smtplab/lab/scenario"
 )
 
 // Injection is what an injection loop is given (POST /inject on the Go
 // sender, the workload file of a real one): the messages in order and
 // the schedule to inject them on.
 type Injection struct {
-	Pace     pace.Spec          `json:"pace"`
-	Messages []scenario.Message `json:"messages"`
+	Pace     pace.Spec `json:"pace"`
+	Messages []Message `json:"messages"`
+}
+
+// Message is one message of a workload, as one sendmail call takes it.
+type Message struct {
+	Round, N int
+	From     string // envelope sender (sendmail -f)
+	To       string // the one envelope recipient
+	// Data is the message as the workload's loop pipes it to sendmail.
+	Data string
 }
 
 // InjectResult says what an injection loop did.
@@ -58,7 +66,7 @@ func Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult 
 func injectEach(ctx context.Context, inj Injection, sendmail []string, queued func(i int, began time.Time)) InjectResult {
 	res := InjectResult{Start: time.Now()}
 	var mu sync.Mutex // res, queued
-	one := func(i int, m scenario.Message, due time.Duration) {
+	one := func(i int, m Message, due time.Duration) {
 		began := time.Now()
 		if ctx.Err() != nil {
 			mu.Lock()
@@ -73,7 +81,7 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(mctx, sendmail[0], args...)
-		cmd.Env = []string{} // env -, as the seed's loop ran sendmail
+		cmd.Env = []string{} // env -, as the 1999 benchmark's loop ran sendmail
 		cmd.Stdin = strings.NewReader(m.Data)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -142,7 +150,7 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 // timeout) still leaves the record of what it injected.
 func InjectExternal(ctx context.Context, inj Injection, sendmail []string, idHost string, log io.Writer) InjectResult {
 	msgs := inj.Messages
-	withIDs := make([]scenario.Message, len(msgs))
+	withIDs := make([]Message, len(msgs))
 	ids := make([]string, len(msgs))
 	start := time.Now()
 	for i, m := range msgs {

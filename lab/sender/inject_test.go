@@ -17,7 +17,6 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/pace"
-	"github.com/smtplab/smtplab/lab/scenario"
 )
 
 // asSendmail is the first argument that makes the test binary act as
@@ -62,13 +61,13 @@ func TestInject(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var msgs []scenario.Message
+	var msgs []Message
 	for i := 1; i <= 6; i++ {
 		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
 		if i == 4 {
 			to = "not-an-address"
 		}
-		msgs = append(msgs, scenario.Message{
+		msgs = append(msgs, Message{
 			Round: 1, N: i, From: "loop@src.test", To: to,
 			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i),
 		})
@@ -136,13 +135,13 @@ func TestInjectExternal(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var msgs []scenario.Message
+	var msgs []Message
 	for i := 1; i <= 4; i++ {
 		to := fmt.Sprintf("user%d@h.test", i)
 		if i == 2 {
 			to = "not-an-address" // refused: no Queued event
 		}
-		msgs = append(msgs, scenario.Message{Round: 1, N: i, From: "loop@src.test", To: to,
+		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to,
 			Data: fmt.Sprintf("From: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, i)})
 	}
 	var log bytes.Buffer
@@ -203,11 +202,11 @@ i=0; while [ $i -lt 2000 ]; do [ -e "$until" ] && exit 0; /bin/sleep 0.01; i=$((
 	return []string{"/bin/sh", "-c", script, "sh"}
 }
 
-func blockingMessages(n int) []scenario.Message {
-	var msgs []scenario.Message
+func blockingMessages(n int) []Message {
+	var msgs []Message
 	for i := 1; i <= n; i++ {
 		to := fmt.Sprintf("u%d@h.test", i)
-		msgs = append(msgs, scenario.Message{Round: 1, N: i, From: "loop@src.test", To: to, Data: "Subject: x\n\nx\n"})
+		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to, Data: "Subject: x\n\nx\n"})
 	}
 	return msgs
 }

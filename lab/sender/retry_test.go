@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -22,7 +23,7 @@ func TestRetrySchedule(t *testing.T) {
 		}
 	})
 	cfg := testConfig(t, f.addr)
-	cfg.Retry = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
+	cfg.Retry = []duration.Duration{duration.Duration(5 * time.Millisecond), duration.Duration(10 * time.Millisecond), duration.Duration(20 * time.Millisecond)}
 	q := openQueue(t, cfg.QueueDir)
 	put(t, q, "<r@retry.test>", "from@src.test", "u@h.test")
 	_, log := startSender(t, cfg)

@@ -1,5 +1,9 @@
 package sender
 
+// Routing: a recipient host's static route (Courier's esmtproutes, read by
+// smtproutes in courier/module.esmtp/smtproutes.c), else its MX and A
+// records (rfc1035_mxlist_create_x in Courier's rfc1035 library).
+
 import (
 	"context"
 	"errors"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/smtplab/smtplab/lab/domain"
 	"github.com/smtplab/smtplab/lab/resolver"
 )
 
@@ -98,4 +103,26 @@ func (s *Sender) resolveMX(ctx context.Context, domain string) ([]string, error)
 		return nil, perm("%s: no address for its mail exchangers %v", domain, names)
 	}
 	return addrs, nil
+}
+
+// groupByHost splits a message's recipients by host (lower case): one
+// job, one transaction, per host.
+func groupByHost(rcpts []string) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range rcpts {
+		h := strings.ToLower(r[strings.LastIndexByte(r, '@')+1:])
+		out[h] = append(out[h], r)
+	}
+	return out
+}
+
+// route finds the static route for host (Config.Routes, the first that
+// matches), as Courier's esmtproutes gives one; false: none, so MX routing.
+func (s *Sender) route(host string) (string, bool) {
+	for _, rt := range s.cfg.Routes {
+		if domain.Matches(rt.Domain, host) {
+			return rt.Relay, true
+		}
+	}
+	return "", false
 }

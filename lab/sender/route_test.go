@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/dnsstub"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/fault"
 )
@@ -77,7 +78,7 @@ func TestMXRouting(t *testing.T) {
 			// Only the dropped query may time out: 3 s is far beyond what
 			// a loopback answer takes on a busy machine, so the count of
 			// temporary attempts is the faults', not the machine's.
-			cfg.DNSFirstTimeout, cfg.DNSRounds = 3*time.Second, 1
+			cfg.DNSFirstTimeout, cfg.DNSRounds = duration.Duration(3*time.Second), 1
 			cfg.SMTPPort, _ = strconv.Atoi(port)
 			cfg.Bounce = BounceRecord
 			q := openQueue(t, cfg.QueueDir)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -119,7 +120,7 @@ func TestSchedulerYieldsToWaitingHost(t *testing.T) {
 	f := newFake(t)
 	cfg := testConfig(t, f.addr)
 	cfg.MaxConnections, cfg.MaxPerHost = 1, 1
-	cfg.IdleClose = time.Hour // the test would hang if the slot were not given up
+	cfg.IdleClose = duration.Duration(time.Hour) // the test would hang if the slot were not given up
 	q := openQueue(t, cfg.QueueDir)
 	_, log := startSender(t, cfg)
 	put(t, q, "<a@yield.test>", "from@src.test", "u@a.test")
@@ -228,7 +229,7 @@ func TestSchedulerYieldsLongestIdle(t *testing.T) {
 	f := newFake(t)
 	cfg := testConfig(t, f.addr)
 	cfg.MaxConnections, cfg.MaxPerHost = 2, 1
-	cfg.IdleClose = time.Hour
+	cfg.IdleClose = duration.Duration(time.Hour)
 	q := openQueue(t, cfg.QueueDir)
 	_, log := startSender(t, cfg)
 	for i, host := range []string{"a", "b", "c", "d"} {
@@ -254,7 +255,7 @@ func TestSchedulerKeepsSessions(t *testing.T) {
 	f := newFake(t)
 	cfg := testConfig(t, f.addr)
 	cfg.MaxConnections, cfg.MaxPerHost = 40, 4
-	cfg.IdleClose = time.Hour
+	cfg.IdleClose = duration.Duration(time.Hour)
 	q := openQueue(t, cfg.QueueDir)
 	_, log := startSender(t, cfg)
 	var want []string
@@ -282,7 +283,7 @@ func TestHoldKeepsTheQueue(t *testing.T) {
 	f := newFake(t)
 	cfg := testConfig(t, f.addr)
 	cfg.MaxConnections, cfg.MaxPerHost = 4, 2
-	cfg.IdleClose = time.Hour
+	cfg.IdleClose = duration.Duration(time.Hour)
 	q := openQueue(t, cfg.QueueDir)
 	s, log := startSender(t, cfg)
 	s.Hold()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -246,7 +247,7 @@ func TestReceiverBroken(t *testing.T) {
 			f := newFake(t)
 			f.set(tc.break_)
 			cfg := testConfig(t, f.addr)
-			cfg.CommandTimeout = 50 * time.Millisecond
+			cfg.CommandTimeout = duration.Duration(50 * time.Millisecond)
 			q := openQueue(t, cfg.QueueDir)
 			env := put(t, q, "<broken@broken.test>", "from@src.test", "u@h.test")
 			_, log := startSender(t, cfg)
@@ -277,7 +278,7 @@ func TestGiveUp(t *testing.T) {
 	f := newFake(t)
 	f.set(func(f *fake) { f.mute = true })
 	cfg := testConfig(t, f.addr)
-	cfg.CommandTimeout = 20 * time.Millisecond
+	cfg.CommandTimeout = duration.Duration(20 * time.Millisecond)
 	cfg.MaxAttempts = maxAttempts
 	cfg.Bounce = BounceRecord
 	q := openQueue(t, cfg.QueueDir)

@@ -41,9 +41,10 @@ type UsageError struct {
 
 func (e *UsageError) Error() string { return e.Msg }
 
-// ParseSendmailArgs reads sendmail's options as the seed's loop and common
-// callers use them: -f FROM (or -fFROM), -F NAME, -i, -oi, -t, and
-// recipients. Other -o options are accepted and ignored, as sendmail does.
+// ParseSendmailArgs reads sendmail's options as the 1999 benchmark's loop
+// and common callers use them: -f FROM (or -fFROM), -F NAME, -i, -oi, -t,
+// and recipients. Other -o options are accepted and ignored, as sendmail
+// does.
 func ParseSendmailArgs(args []string) (SendmailArgs, error) {
 	var a SendmailArgs
 	for i := 0; i < len(args); i++ {

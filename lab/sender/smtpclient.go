@@ -233,17 +233,6 @@ type outcome struct {
 	broken   error   // I/O error, timeout or garbage: the session is unusable
 }
 
-// accepted lists the recipients accepted at RCPT.
-func (o *outcome) accepted(rcpts []string) []string {
-	var out []string
-	for i := 0; i < o.answered; i++ {
-		if o.rcpt[i] == nil {
-			out = append(out, rcpts[i])
-		}
-	}
-	return out
-}
-
 // transaction sends one message to rcpts. With PIPELINING (RFC 2920) MAIL,
 // every RCPT and DATA leave in one write and the replies are read in
 // order, as Courier's do_pipeline_rcpt does; without it each command waits

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 )
 
@@ -120,12 +121,12 @@ func TestPhaseTimeouts(t *testing.T) {
 		reply string // the reply line the receiver swallows
 		set   func(c *Config)
 	}{
-		{"greeting:", "220 ", func(c *Config) { c.GreetingTimeout = short }},
-		{"EHLO:", "250-Hello ", func(c *Config) { c.HeloTimeout = short }},
-		{"MAIL:", "250 2.0.0 Roger", func(c *Config) { c.MailTimeout = short }},
-		{"RCPT TO:<u@h.test>:", "250 2.0.0 I'll make sure", func(c *Config) { c.RcptTimeout = short }},
-		{"DATA:", "354 ", func(c *Config) { c.DataTimeout = short }},
-		{"end of data:", "250 2.0.0 OK", func(c *Config) { c.EndOfDataTimeout = short }},
+		{"greeting:", "220 ", func(c *Config) { c.GreetingTimeout = duration.Duration(short) }},
+		{"EHLO:", "250-Hello ", func(c *Config) { c.HeloTimeout = duration.Duration(short) }},
+		{"MAIL:", "250 2.0.0 Roger", func(c *Config) { c.MailTimeout = duration.Duration(short) }},
+		{"RCPT TO:<u@h.test>:", "250 2.0.0 I'll make sure", func(c *Config) { c.RcptTimeout = duration.Duration(short) }},
+		{"DATA:", "354 ", func(c *Config) { c.DataTimeout = duration.Duration(short) }},
+		{"end of data:", "250 2.0.0 OK", func(c *Config) { c.EndOfDataTimeout = duration.Duration(short) }},
 	} {
 		t.Run(strings.TrimSuffix(tc.phase, ":"), func(t *testing.T) {
 			f := newFake(t)
@@ -134,8 +135,8 @@ func TestPhaseTimeouts(t *testing.T) {
 			})
 			cfg := testConfig(t, f.addr)
 			cfg.CommandTimeout = 0
-			cfg.GreetingTimeout, cfg.HeloTimeout, cfg.MailTimeout, cfg.RcptTimeout = time.Hour, time.Hour, time.Hour, time.Hour
-			cfg.DataTimeout, cfg.EndOfDataTimeout, cfg.QuitTimeout = time.Hour, time.Hour, time.Hour
+			cfg.GreetingTimeout, cfg.HeloTimeout, cfg.MailTimeout, cfg.RcptTimeout = duration.Duration(time.Hour), duration.Duration(time.Hour), duration.Duration(time.Hour), duration.Duration(time.Hour)
+			cfg.DataTimeout, cfg.EndOfDataTimeout, cfg.QuitTimeout = duration.Duration(time.Hour), duration.Duration(time.Hour), duration.Duration(time.Hour)
 			tc.set(&cfg)
 			q := openQueue(t, cfg.QueueDir)
 			put(t, q, "<slow@phase.test>", "from@src.test", "u@h.test")

@@ -7,26 +7,21 @@ import (
 	"strconv"
 
 	"github.com/moby/moby/client"
-	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Running is one running role's container, found by label.
 type Running struct {
-	Role        string
+	Role        topology.Role
 	RunID       string
 	ContainerID string
 	Control     string // base URL of its control port, from this machine
 }
 
-// Get fetches path from the role's control port, as Container.Get does.
-func (r Running) Get(ctx context.Context, path string) ([]byte, error) {
-	return role.Client{Role: r.Role, Base: r.Control}.Get(ctx, path)
-}
-
 // FindRunning lists the running containers of role (all runs, or runID's)
 // with their control port as mapped on this machine.
-func FindRunning(ctx context.Context, eng *Engine, role, runID string) ([]Running, error) {
-	f := make(client.Filters).Add("label", LabelLab+"=1", LabelRole+"="+role).Add("status", "running")
+func FindRunning(ctx context.Context, eng *Engine, role topology.Role, runID string) ([]Running, error) {
+	f := make(client.Filters).Add("label", LabelLab+"=1", LabelRole+"="+string(role)).Add("status", "running")
 	if runID != "" {
 		f.Add("label", LabelRun+"="+runID)
 	}
@@ -34,7 +29,7 @@ func FindRunning(ctx context.Context, eng *Engine, role, runID string) ([]Runnin
 	if err != nil {
 		return nil, fmt.Errorf("list %s containers: %w", role, err)
 	}
-	port, _ := strconv.Atoi(ControlPort)
+	port, _ := strconv.Atoi(topology.ControlPort)
 	host := os.Getenv("TESTCONTAINERS_HOST_OVERRIDE")
 	if host == "" {
 		host = "127.0.0.1"

@@ -3,16 +3,13 @@ package stack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sync"
 	"time"
-
-	"github.com/smtplab/smtplab/lab/maildir"
-
-	"github.com/smtplab/smtplab/lab/topology"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -21,14 +18,9 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
 
-	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/topology"
 )
-
-// SpecPath is where a role's container finds its role.Spec.
-const SpecPath = "/etc/smtplab/role.json"
-
-// ControlPort is the HTTP control port of every role but identd.
-const ControlPort = topology.ControlPort
 
 // Stack is one run's network and containers.
 type Stack struct {
@@ -42,16 +34,17 @@ type Stack struct {
 	containers []*Container // in start order
 }
 
-// Container is one running role.
+// Container is one running role's container.
 type Container struct {
-	Role    string
+	Role    topology.Role
 	IP      string // on the lab network
-	Control string // base URL of the control port, reachable from here; "" for a real MTA
-	MTA     string // the real MTA in it ("courier", "postfix"); "" for a Go role
+	Control string // base URL of its control port, reachable from here; "" when it has none
+	eng     *Engine
 	c       *tc.DockerContainer
 }
 
-// New creates the run's bridge network.
+// New creates the run's bridge network. img is the lab's own image, what
+// a Spec without an Image runs.
 func New(ctx context.Context, eng *Engine, img Image, runID string) (*Stack, error) {
 	configureTestcontainers()
 	labels := map[string]string{LabelLab: "1", LabelRun: runID}
@@ -65,117 +58,124 @@ func New(ctx context.Context, eng *Engine, img Image, runID string) (*Stack, err
 // Network is the name of the run's network.
 func (s *Stack) Network() string { return s.net.Name }
 
-// StartOption changes how a role's container starts.
-type StartOption func(*startConfig)
-
-type startConfig struct {
-	netnsOf *Container
-	files   []tc.ContainerFile
-	control string
-	expose  []string
-	aliases []string
+// Spec is one role's container: the same for the lab's Go roles and for
+// a real MTA's image, which differ only in image, command and files.
+type Spec struct {
+	Role  topology.Role
+	Image Image             // the lab's image when zero
+	Cmd   []string          // the image's own when empty
+	Files map[string][]byte // written into the container before it starts, mode 0644
+	Ready string            // the output line that says the role is up
+	// Wait is how long Ready may take; 60 s when zero.
+	Wait time.Duration
+	// Control is the control port to publish ("8080"); "" for none.
+	Control string
+	// NetNSOf starts the container in that container's network namespace:
+	// it shares its address, as a daemon on the same host would (identd on
+	// the sending host). Its control port must be one NetNSOf exposes.
+	NetNSOf *Container
+	// Expose publishes more ports of the container's namespace, for a
+	// container that will join it.
+	Expose []string
+	// Aliases are more names on the lab network besides the role's.
+	Aliases []string
+	// Labels are added to the run's labels.
+	Labels map[string]string
 }
 
-// InNetNS starts the container in other's network namespace: it shares
-// other's address, as a daemon on the same host would (identd on the
-// sending host). Its control port must be one other exposes (Expose).
-func InNetNS(other *Container, controlPort string) StartOption {
-	return func(c *startConfig) { c.netnsOf, c.control = other, controlPort }
-}
-
-// Alias gives the container more names on the lab network (the sender's
-// host also answers as "identd": the identd runs in its namespace).
-func Alias(names ...string) StartOption {
-	return func(c *startConfig) { c.aliases = append(c.aliases, names...) }
-}
-
-// Expose publishes extra ports of the container's network namespace, for
-// a container that will join it (InNetNS).
-func Expose(ports ...string) StartOption {
-	return func(c *startConfig) { c.expose = append(c.expose, ports...) }
-}
-
-// WithFile puts a file into the container before it starts.
-func WithFile(path string, data []byte) StartOption {
-	return func(c *startConfig) {
-		c.files = append(c.files, tc.ContainerFile{Reader: bytes.NewReader(data), ContainerFilePath: path, FileMode: 0o644})
+// Start runs spec's container with an init (the role's finished children
+// are reaped: sendmail processes, couriertcpd's sessions) and waits for its
+// ready line. Its network alias is the role's name.
+func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
+	img := spec.Image
+	if img.Ref == "" {
+		img = s.image
 	}
-}
-
-// Start runs one role from the lab image with spec, and waits for its
-// ready line. The network alias is the role's name.
-func (s *Stack) Start(ctx context.Context, spec role.Spec, opts ...StartOption) (*Container, error) {
-	cfg := startConfig{control: ControlPort}
-	for _, o := range opts {
-		o(&cfg)
+	labels := map[string]string{LabelRole: string(spec.Role)}
+	maps.Copy(labels, spec.Labels)
+	maps.Copy(labels, s.labels)
+	paths := slices.Sorted(maps.Keys(spec.Files))
+	files := make([]tc.ContainerFile, 0, len(paths))
+	for _, p := range paths {
+		files = append(files, tc.ContainerFile{Reader: bytes.NewReader(spec.Files[p]), ContainerFilePath: p, FileMode: 0o644})
 	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Role, err)
-	}
-	labels := map[string]string{LabelRole: spec.Role}
-	for k, v := range s.labels {
-		labels[k] = v
+	startup := spec.Wait
+	if startup == 0 {
+		startup = 60 * time.Second
 	}
 	custom := []tc.ContainerCustomizer{
-		tc.WithCmd("role", "--spec", SpecPath),
 		tc.WithLabels(labels),
-		tc.WithFiles(append(cfg.files, tc.ContainerFile{Reader: bytes.NewReader(specJSON), ContainerFilePath: SpecPath, FileMode: 0o644})...),
-		tc.WithWaitStrategy(wait.ForLog(role.ReadyLine(spec.Role)).WithStartupTimeout(60 * time.Second)),
-		tc.WithHostConfigModifier(func(hc *container.HostConfig) {
-			init := true
-			hc.Init = &init
-		}),
+		tc.WithFiles(files...),
+		tc.WithWaitStrategy(wait.ForLog(spec.Ready).WithStartupTimeout(startup)),
 	}
-	if cfg.netnsOf != nil {
-		other := cfg.netnsOf.c.GetContainerID()
-		custom = append(custom, tc.WithHostConfigModifier(func(hc *container.HostConfig) {
-			init := true
-			hc.Init = &init // the run's init reaps the role's children (the sendmail processes)
-			hc.NetworkMode = container.NetworkMode("container:" + other)
-		}))
-	} else {
-		ports := []string{cfg.control + "/tcp"}
-		for _, p := range cfg.expose {
-			ports = append(ports, p+"/tcp")
+	if len(spec.Cmd) > 0 {
+		custom = append(custom, tc.WithCmd(spec.Cmd...))
+	}
+	var ports []string
+	if spec.Control != "" && spec.NetNSOf == nil {
+		ports = append(ports, spec.Control+"/tcp")
+	}
+	for _, p := range spec.Expose {
+		ports = append(ports, p+"/tcp")
+	}
+	custom = append(custom, tc.WithHostConfigModifier(func(hc *container.HostConfig) {
+		init := true
+		hc.Init = &init
+		if spec.NetNSOf != nil {
+			hc.NetworkMode = container.NetworkMode("container:" + spec.NetNSOf.c.GetContainerID())
 		}
-		custom = append(custom, network.WithNetwork(append([]string{spec.Role}, cfg.aliases...), s.net), tc.WithExposedPorts(ports...))
+	}))
+	if spec.NetNSOf == nil {
+		aliases := append([]string{string(spec.Role)}, spec.Aliases...)
+		custom = append(custom, network.WithNetwork(aliases, s.net))
+		if len(ports) > 0 {
+			custom = append(custom, tc.WithExposedPorts(ports...))
+		}
 	}
-	c, err := tc.Run(ctx, s.image.Ref, custom...)
+	c, err := tc.Run(ctx, img.Ref, custom...)
+	var out *Container
 	if c != nil {
+		out = &Container{Role: spec.Role, eng: s.eng, c: c}
 		s.mu.Lock()
-		s.containers = append(s.containers, &Container{Role: spec.Role, c: c})
+		s.containers = append(s.containers, out)
 		s.mu.Unlock()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w%s", spec.Role, err, s.logsOf(ctx, c))
 	}
-	out := s.containers[len(s.containers)-1]
-	if cfg.netnsOf != nil {
-		out.IP = cfg.netnsOf.IP
-		ep, err := cfg.netnsOf.c.PortEndpoint(ctx, cfg.control+"/tcp", "http")
-		if err != nil {
-			return nil, fmt.Errorf("start %s: control port %s not exposed by %s: %w", spec.Role, cfg.control, cfg.netnsOf.Role, err)
-		}
-		out.Control = ep
+	if err := s.address(ctx, out, spec); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Role, err)
+	}
+	return out, nil
+}
+
+// address finds out's address on the lab network and its control port's
+// endpoint on this machine.
+func (s *Stack) address(ctx context.Context, out *Container, spec Spec) error {
+	at := out.c
+	if spec.NetNSOf != nil {
+		out.IP, at = spec.NetNSOf.IP, spec.NetNSOf.c
 	} else {
-		insp, err := c.Inspect(ctx)
+		insp, err := out.c.Inspect(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", spec.Role, err)
+			return err
 		}
 		if ep := insp.NetworkSettings.Networks[s.net.Name]; ep != nil && ep.IPAddress.IsValid() {
 			out.IP = ep.IPAddress.String()
 		}
-		ep, err := c.PortEndpoint(ctx, cfg.control+"/tcp", "http")
-		if err != nil {
-			return nil, fmt.Errorf("start %s: control port: %w", spec.Role, err)
-		}
-		out.Control = ep
 	}
 	if out.IP == "" {
-		return nil, fmt.Errorf("start %s: no address on network %s", spec.Role, s.net.Name)
+		return fmt.Errorf("no address on network %s", s.net.Name)
 	}
-	return out, nil
+	if spec.Control == "" {
+		return nil
+	}
+	ep, err := at.PortEndpoint(ctx, spec.Control+"/tcp", "http")
+	if err != nil {
+		return fmt.Errorf("control port %s: %w", spec.Control, err)
+	}
+	out.Control = ep
+	return nil
 }
 
 // logsOf returns the tail of a failed container's output, for errors.
@@ -205,24 +205,10 @@ func (c *Container) Exec(ctx context.Context, cmd ...string) (int, []byte, error
 	return code, out, err
 }
 
-// Client talks to c's control port.
-func (c *Container) Client() role.Client { return role.Client{Role: c.Role, Base: c.Control} }
-
-// Get fetches path from c's control port.
-func (c *Container) Get(ctx context.Context, path string) ([]byte, error) {
-	return c.Client().Get(ctx, path)
-}
-
-// Post sends body to path on c's control port.
-func (c *Container) Post(ctx context.Context, path string, body []byte) error {
-	_, err := c.Client().Post(ctx, path, body)
-	return err
-}
-
 // CopyDir copies folder src out of c into dst on this machine (a real copy
 // of the files, through the engine's archive API).
-func (c *Container) CopyDir(ctx context.Context, eng *Engine, src, dst string) error {
-	res, err := eng.CopyFromContainer(ctx, c.c.GetContainerID(), client.CopyFromContainerOptions{SourcePath: src})
+func (c *Container) CopyDir(ctx context.Context, src, dst string) error {
+	res, err := c.eng.CopyFromContainer(ctx, c.c.GetContainerID(), client.CopyFromContainerOptions{SourcePath: src})
 	if err != nil {
 		return fmt.Errorf("copy %s from %s: %w", src, c.Role, err)
 	}

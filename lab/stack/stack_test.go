@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // The image is tagged by content: a second build of unchanged code reuses it.
@@ -42,7 +44,9 @@ func TestCleanRemovesLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Start(ctx, role.Spec{Role: role.Identd, Listen: ":113", Control: ":" + stack.ControlPort, Identd: &identd.Config{User: "u"}}); err != nil {
+	spec, _ := json.Marshal(role.Spec{Role: topology.Identd, Listen: ":113", Control: ":" + topology.ControlPort, Identd: &identd.Config{User: "u"}})
+	if _, err := st.Start(ctx, stack.Spec{Role: topology.Identd, Cmd: []string{"role", "--spec", topology.SpecPath},
+		Files: map[string][]byte{topology.SpecPath: spec}, Ready: role.ReadyLine(topology.Identd), Control: topology.ControlPort}); err != nil {
 		st.Close()
 		t.Fatal(err)
 	}

@@ -13,9 +13,6 @@ const ComposeImage = "smtplab/lab:compose"
 // ComposeFile is the generated file, at the top of the repository.
 const ComposeFile = "docker-compose.yml"
 
-// DefaultScenario is what `lab` and `docker-compose up` run by default.
-const DefaultScenario = "scenarios/courier-1999.yaml"
-
 // Labels every compose container and network carries, as the lab's own
 // runs do, so `lab clean` and CI's leftover check find them.
 const composeRun = "compose"
@@ -72,16 +69,16 @@ func Compose() ([]byte, error) {
 			Image:   ComposeImage,
 			Command: []string{"role", "--await", ":" + s.Control},
 			Expose:  s.Exposes,
-			Labels:  map[string]string{"smtplab": "1", "smtplab.run": composeRun, "smtplab.role": s.Name},
+			Labels:  map[string]string{"smtplab": "1", "smtplab.run": composeRun, "smtplab.role": string(s.Name)},
 		}
 		if s.NetNSOf != "" {
-			cs.NetworkMode = "service:" + s.NetNSOf
-			cs.DependsOn = []string{s.NetNSOf}
+			cs.NetworkMode = "service:" + string(s.NetNSOf)
+			cs.DependsOn = []string{string(s.NetNSOf)}
 		} else {
 			cs.Networks = []string{"lab"}
 		}
-		f.Services = append(f.Services, yaml.MapItem{Key: s.Name, Value: cs})
-		all = append(all, s.Name)
+		f.Services = append(f.Services, yaml.MapItem{Key: string(s.Name), Value: cs})
+		all = append(all, string(s.Name))
 	}
 	f.Services = append(f.Services, yaml.MapItem{Key: "runner", Value: composeService{
 		Image:       ComposeImage,

@@ -17,15 +17,43 @@ const (
 	IdentdControl = "8113"
 )
 
+// Paths inside the roles' containers, and the scenario run by default.
+const (
+	// SpecPath is where a Go role's container finds its role spec.
+	SpecPath = "/etc/smtplab/role.json"
+	// QueueDir is the Go sender's queue, where `lab sendmail` commits.
+	QueueDir = "/var/spool/smtplab"
+	// WorkloadPath is the injection (pace and messages) in a real
+	// sender's container, read by `lab inject`.
+	WorkloadPath = "/etc/smtplab/workload.json"
+	// DefaultScenario is what `lab` and `docker-compose up` run by default.
+	DefaultScenario = "scenarios/courier-1999.yaml"
+)
+
+// Role names one of the lab's roles: its service, its network alias and
+// the Role of every event it logs (lab/events).
+type Role string
+
+// The lab's roles.
+const (
+	DNS      Role = "dns"
+	Receiver Role = "receiver"
+	Sender   Role = "sender"
+	Identd   Role = "identd"
+)
+
+// Roles are the lab's roles in start order (Services).
+func Roles() []Role { return []Role{DNS, Receiver, Sender, Identd} }
+
 // Service is one container of the lab.
 type Service struct {
-	Name    string // service name and network alias; also the role
+	Name    Role   // service name and network alias; also the role
 	Listen  string // the role's own service (":53"); "" for the sender
 	Control string // its control port
 	// NetNSOf names the service whose network namespace this one joins
 	// (identd answers on the sender's address, port 113, as the receiver's
 	// IDENT query expects).
-	NetNSOf string
+	NetNSOf Role
 	// Exposes are extra ports of this service's namespace that a service
 	// joining it listens on.
 	Exposes []string
@@ -36,15 +64,15 @@ type Service struct {
 // sender's namespace).
 func Services() []Service {
 	return []Service{
-		{Name: "dns", Listen: ":53", Control: ControlPort},
-		{Name: "receiver", Listen: ":25", Control: ControlPort},
-		{Name: "sender", Control: ControlPort, Exposes: []string{IdentdControl}},
-		{Name: "identd", Listen: ":113", Control: IdentdControl, NetNSOf: "sender"},
+		{Name: DNS, Listen: ":53", Control: ControlPort},
+		{Name: Receiver, Listen: ":25", Control: ControlPort},
+		{Name: Sender, Control: ControlPort, Exposes: []string{IdentdControl}},
+		{Name: Identd, Listen: ":113", Control: IdentdControl, NetNSOf: Sender},
 	}
 }
 
 // ByName returns the service called name.
-func ByName(name string) (Service, bool) {
+func ByName(name Role) (Service, bool) {
 	for _, s := range Services() {
 		if s.Name == name {
 			return s, true
@@ -61,7 +89,7 @@ func (s Service) Port() string {
 
 // Addr is host joined with the named service's port: where that service
 // answers on host ("10.0.0.2:53").
-func Addr(host, service string) string {
+func Addr(host string, service Role) string {
 	s, _ := ByName(service)
 	return net.JoinHostPort(host, s.Port())
 }

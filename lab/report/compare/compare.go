@@ -71,8 +71,8 @@ type Side struct {
 }
 
 // PaceHeld splits runs into those that held their pace (or had none to
-// hold: runs written before the pace was an input, loop runs) and the ids
-// of those that did not.
+// hold: runs whose result has no pace, loop runs) and the ids of those
+// that did not.
 func PaceHeld(runs []*report.Result) (held []*report.Result, notHeld []string) {
 	for _, r := range runs {
 		if p := r.Summary.Pace; p != nil && p.Held != nil && !*p.Held {

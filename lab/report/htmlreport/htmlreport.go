@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 //go:embed page.html.tmpl
@@ -221,7 +222,7 @@ func build(r *report.Result) (*page, error) {
 	tl := newTimeline(r)
 	pg.Slowest = slowMessages(r, tl)
 	for _, f := range r.Faults {
-		pg.Faults = append(pg.Faults, faultRow{At: at(tl, f.Time), Role: f.Role, Fault: f.Fault, Name: f.Name,
+		pg.Faults = append(pg.Faults, faultRow{At: at(tl, f.Time), Role: string(f.Role), Fault: f.Fault, Name: f.Name,
 			Seq: f.Seq, Duration: secs(f.Duration), Reason: f.Reason})
 	}
 	return pg, nil
@@ -340,7 +341,7 @@ func slowMessages(r *report.Result, tl timeline) []slowMessage {
 	ms = ms[:min(slowest, len(ms))]
 	recv := map[string]*report.ConnectionRecord{}
 	for i := range r.Connections {
-		if c := &r.Connections[i]; c.Role == "receiver" {
+		if c := &r.Connections[i]; c.Role == topology.Receiver {
 			recv[c.Conn] = c
 		}
 	}

@@ -1,22 +1,20 @@
 // Package stacktest gives tests a Docker engine, or skips them when none is
-// reachable, unless the environment demands one: with SMTPLAB_REQUIRE_DOCKER
-// set (CI sets it), a missing engine fails the test instead.
+// reachable, unless the environment demands one (labtest.Require): with
+// SMTPLAB_REQUIRE_DOCKER set, as CI sets it, a missing engine fails the
+// test instead.
 package stacktest
 
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/stack"
 )
-
-// RequireEnv is the variable that turns "no Docker, skipping" into a failure.
-const RequireEnv = "SMTPLAB_REQUIRE_DOCKER"
 
 // Engine connects to the engine or skips (fails, under RequireEnv) the
 // test. It also takes the machine's container-test lock for the rest of
@@ -27,12 +25,7 @@ func Engine(t testing.TB) *stack.Engine {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	eng, err := stack.Connect(ctx)
-	if err != nil {
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("%s is set and no Docker engine answers: %v", RequireEnv, err)
-		}
-		t.Skipf("no Docker engine reachable, skipping (set %s=1 to make this a failure): %v", RequireEnv, err)
-	}
+	labtest.Require(t, labtest.DockerEnv, "a Docker engine", err)
 	t.Cleanup(func() { eng.Close() })
 	return eng
 }
@@ -51,20 +44,11 @@ func NoLeftovers(t testing.TB, eng *stack.Engine, runID string) {
 	}
 }
 
-// RequireDebootstrapEnv turns "no debootstrap, skipping" into a failure
-// (CI installs debootstrap and sets it).
-const RequireDebootstrapEnv = "SMTPLAB_REQUIRE_DEBOOTSTRAP"
-
-// Debootstrap skips t (fails it, under RequireDebootstrapEnv) when
+// Debootstrap skips t (fails it, under labtest.DebootstrapEnv) when
 // debootstrap, which builds the real MTAs' images, is not installed.
 func Debootstrap(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		if os.Getenv(RequireDebootstrapEnv) != "" {
-			t.Fatalf("%s is set and debootstrap is not installed (apt-get install debootstrap): %v", RequireDebootstrapEnv, err)
-		}
-		t.Skipf("debootstrap is not installed, skipping the real MTAs (apt-get install debootstrap; set %s=1 to make this a failure)", RequireDebootstrapEnv)
-	}
+	labtest.Tool(t, "debootstrap", labtest.DebootstrapEnv)
 }
 
 // takeTurn makes the container tests of every package take turns on the

@@ -1,4 +1,8 @@
-package scenario
+// Package duration is the one way the lab writes a length of time in a
+// scenario, a role's configuration and a result: as Go writes it ("150ms",
+// "5s", "2m"), in YAML and in JSON alike, so a role's settings can be one
+// type shared by the scenario (YAML) and the role's spec (JSON).
+package duration
 
 import (
 	"encoding/json"
@@ -24,9 +28,9 @@ func (d *Duration) UnmarshalYAML(n ast.Node) error {
 	s := strings.Trim(strings.TrimSpace(n.String()), `"'`)
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		pe := &positionError{msg: fmt.Sprintf("%q is not a duration (write it like 150ms, 5s or 2m)", s)}
+		pe := &PositionError{Msg: fmt.Sprintf("%q is not a duration (write it like 150ms, 5s or 2m)", s)}
 		if tk := n.GetToken(); tk != nil {
-			pe.line, pe.col = tk.Position.Line, tk.Position.Column
+			pe.Line, pe.Col = tk.Position.Line, tk.Position.Column
 		}
 		return pe
 	}
@@ -34,14 +38,14 @@ func (d *Duration) UnmarshalYAML(n ast.Node) error {
 	return nil
 }
 
-// positionError is a decoding error found by this package's own
-// unmarshalers, with the line and column of the bad value.
-type positionError struct {
-	line, col int
-	msg       string
+// PositionError is a bad duration in a YAML file, with the line and column
+// of the value.
+type PositionError struct {
+	Line, Col int
+	Msg       string
 }
 
-func (e *positionError) Error() string { return e.msg }
+func (e *PositionError) Error() string { return e.Msg }
 
 // MarshalJSON writes the duration as a string, as the YAML has it.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }

@@ -1,0 +1,74 @@
+// Package labtest holds what the lab's tests share: one rule for a test
+// that needs a tool or service (skip where it is missing, fail where the
+// environment demands it, as CI does), and one way to wait for something
+// to happen without asserting how long it takes.
+package labtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+// The variables that turn a skip into a failure; CI sets them all.
+const (
+	DockerEnv      = "SMTPLAB_REQUIRE_DOCKER"      // a Docker engine and docker-compose
+	DebootstrapEnv = "SMTPLAB_REQUIRE_DEBOOTSTRAP" // debootstrap, which builds the real MTAs' images
+	ChromiumEnv    = "SMTPLAB_REQUIRE_CHROMIUM"    // headless chromium, which checks the HTML report
+)
+
+// Require skips t because what is missing (err says why), or fails it when
+// the environment variable env is set: CI sets it, so a test it must run
+// never skips there.
+func Require(t testing.TB, env, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(env) != "" {
+		t.Fatalf("%s is set and %s is missing: %v", env, what, err)
+	}
+	t.Skipf("%s is missing, skipping (set %s=1 to make this a failure): %v", what, env, err)
+}
+
+// Tool is the path of the program name, or Require's skip or failure.
+func Tool(t testing.TB, name, env string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	Require(t, env, name+" (apt-get install "+name+")", err)
+	return path
+}
+
+// Until polls cond until it holds. It gives up, failing t with what, only
+// after two minutes: a hang, not a speed, so a test asserts that
+// something happens, never how fast, and a busy machine passes it.
+func Until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited two minutes for %s (a hang, not a timing assertion)", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Events waits until log holds at least n events of kind and returns them.
+func Events(t testing.TB, log *events.Log, kind events.Kind, n int) []events.Event {
+	t.Helper()
+	var got []events.Event
+	Until(t, fmt.Sprintf("%d %s events", n, kind), func() bool {
+		got = got[:0]
+		for _, e := range log.Events() {
+			if e.Kind == kind {
+				got = append(got, e)
+			}
+		}
+		return len(got) >= n
+	})
+	return got
+}

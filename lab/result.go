@@ -1,0 +1,83 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/pace"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/sender"
+)
+
+// newResult is a run's result before anything ran: its id (the scenario's
+// name and the start time), the scenario, and where it will be written.
+func newResult(sc scenario.Scenario, start time.Time, resultsDir string, env report.Environment) *Result {
+	runID := strings.ReplaceAll(fmt.Sprintf("%s-%s", sc.Name, start.UTC().Format("20060102-150405.000")), ".", "")
+	env.GoVersion = runtime.Version()
+	env.OS = runtime.GOOS + "/" + runtime.GOARCH
+	if env.CPUs == 0 {
+		env.CPUs = runtime.NumCPU()
+	}
+	if resultsDir == "" {
+		resultsDir = "results"
+	}
+	return &Result{
+		Schema: report.SchemaVersion, RunID: runID, Scenario: sc, Started: start, Seed1999: report.Seed1999,
+		Expectations: []report.Verdict{}, Records: report.BuildRecords(report.Inputs{}),
+		Environment: env, Dir: filepath.Join(resultsDir, runID),
+	}
+}
+
+// conclude builds res's figures, records and verdicts from the run's
+// evidence (its events and the Maildir on disk) and says how the run
+// ended: nil, or an error wrapping ErrNotDelivered, ErrPaceNotHeld or
+// ErrExpectation (the first that applies, in that order).
+func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maildir.Message, inj sender.InjectResult) error {
+	sc := p.Scenario
+	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
+		Expected: len(p.Injection.Messages), Line: p.Line(),
+		RealSender: !r.sender.FullLog(), RealReceiver: !r.receiver.FullLog()}
+	res.Events = evs
+	res.Summary, res.Outcome = report.Build(in)
+	kept := pace.Judge(p.Injection.Pace, inj.Starts)
+	res.Summary.Pace = &kept
+	res.Injections = inj.Starts
+	res.Records = report.BuildRecords(in)
+	res.Expectations = report.Check(sc.Expect, res.Summary, res.Outcome)
+	res.Complete = true
+	if !res.Outcome.OK() {
+		return fmt.Errorf("run %s: %w", res.RunID, ErrNotDelivered)
+	}
+	if msg := kept.NotHeld(); msg != "" {
+		return fmt.Errorf("run %s: %s: %w", res.RunID, msg, ErrPaceNotHeld)
+	}
+	if f := report.Failed(res.Expectations); len(f) > 0 {
+		return fmt.Errorf("run %s: %d of %d expectations failed: %w", res.RunID, len(f), len(res.Expectations), ErrExpectation)
+	}
+	return nil
+}
+
+// writeResult puts res in its folder, whatever happened: result.json
+// (with err's text), events.jsonl and report.html. It returns err with
+// any failure to write joined.
+func writeResult(res *Result, lastDelivery time.Time, err error) error {
+	res.Overhead.DeliveryToExit = time.Since(lastDelivery)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if werr := res.Write(); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if werr := htmlreport.WriteFile(res); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	return err
+}

@@ -1,0 +1,189 @@
+package sender
+
+// One connection's life and what each reply does to the queue, as the
+// child processes of Courier's module.esmtp do it (esmtpchild and
+// sendesmtp in courier/module.esmtp/esmtpclient.c in Courier's source):
+// find the servers, take the first that greets, then deliver every
+// message the scheduler hands the connection.
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/smtplab/smtplab/lab/events"
+)
+
+// open finds the servers for j's host (its static route, else MX and A)
+// and opens a session with the first that greets. Like Courier, a 5xx
+// greeting or HELO ends the search (permanent); other failures move on to
+// the next server.
+func (s *Sender) open(j *job) (*smtpConn, error) {
+	addrs := []string{j.relay}
+	if j.relay == "" {
+		var err error
+		if addrs, err = s.resolveMX(s.ctx, j.host); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	for _, a := range addrs {
+		var c *smtpConn
+		c, err = dialSMTP(s.ctx, a, s.cfg.Hostname, s.cfg.timeouts())
+		if err == nil {
+			return c, nil
+		}
+		if permanent(err) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// connection is one SMTP connection's life: resolve and dial, then
+// deliver the first job and every job the scheduler hands it, until it
+// has none. The slot is held while the DNS is asked, as Courier's esmtp
+// child holds its delivery slot, and given back only once the connection
+// is closed and its ConnClose logged.
+func (s *Sender) connection(w *worker, first *job) {
+	defer s.sched.release(w)
+	id := "s" + strconv.FormatInt(s.conns.Add(1), 10)
+	c, err := s.open(first)
+	if err != nil {
+		first.attempt++ // a refused connection or greeting is a try too
+		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})
+		if permanent(err) {
+			s.log.Add(events.Event{Kind: events.Attempt, QueueID: first.env.ID, Conn: id, Host: first.host, Code: code(err), Result: "permanent", Error: err.Error()})
+			s.fail(first, failuresOf(first, code(err), err))
+			return
+		}
+		s.retry(first, id, code(err), err)
+		return
+	}
+	s.log.Add(events.Event{Kind: events.ConnOpen, Conn: id, Host: first.host})
+	count, reason := 0, ""
+	for j := first; ; {
+		ok := s.deliver(c, id, j)
+		if !ok {
+			reason = "broken"
+			c.close()
+			break
+		}
+		count++
+		if s.cfg.MaxPerConnection > 0 && count >= s.cfg.MaxPerConnection {
+			reason = "cap" // the next message for this host gets a fresh session
+			c.quit()
+			break
+		}
+		var why string
+		if j, why = s.sched.next(w); j == nil {
+			reason = why
+			c.quit()
+			break
+		}
+	}
+	s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Count: count, Reason: reason})
+}
+
+// permanent reports a 5xx reply or a permanent routing failure.
+func permanent(err error) bool {
+	var r *Reply
+	var re *routeError
+	return errors.As(err, &r) && r.Permanent() || errors.As(err, &re) && re.permanent
+}
+
+func code(err error) int {
+	var r *Reply
+	if errors.As(err, &r) {
+		return r.Code
+	}
+	return 0
+}
+
+func failuresOf(j *job, code int, err error) []failure {
+	out := make([]failure, len(j.rcpts))
+	for i, r := range j.rcpts {
+		out[i] = failure{rcpt: r, host: j.host, code: code, err: err}
+	}
+	return out
+}
+
+// deliver sends one job in one transaction. It returns false when the
+// connection can no longer be used. Every recipient of j ends up done,
+// failed or handed to retry, whatever the receiver does.
+func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
+	j.attempt++
+	text, err := s.q.Text(j.env.ID)
+	if err != nil {
+		s.fail(j, failuresOf(j, 0, err))
+		return true
+	}
+	o := c.transaction(j.env.From, j.rcpts, text)
+
+	var perm []failure
+	var later []string
+	var laterErr error
+	// refused sorts recipients refused by err: 5xx fails them, else they
+	// are tried again.
+	refused := func(rcpts []string, err error) {
+		if len(rcpts) == 0 {
+			return
+		}
+		if !permanent(err) {
+			later, laterErr = append(later, rcpts...), err
+			return
+		}
+		s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code(err), Result: "permanent", Error: err.Error()})
+		for _, r := range rcpts {
+			perm = append(perm, failure{rcpt: r, host: j.host, mta: c.remoteHost(), code: code(err), err: err})
+		}
+	}
+	if o.mail != nil {
+		refused(j.rcpts, o.mail)
+	} else {
+		var accepted []string
+		for i, r := range j.rcpts {
+			switch {
+			case i >= o.answered:
+				// The connection broke before this RCPT was answered.
+				later, laterErr = append(later, r), o.broken
+			case o.rcpt[i] != nil:
+				refused([]string{r}, o.rcpt[i])
+			default:
+				accepted = append(accepted, r)
+			}
+		}
+		switch {
+		case o.sent:
+			s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: 250, Result: "ok"})
+			if _, derr := s.q.Done(j.env.ID, accepted); derr != nil {
+				// The receiver has the message; failing to record it would
+				// send it twice. Say so loudly, and never load it again in
+				// this process (s.bad): a restart would resend it, and the
+				// Failed event says why.
+				s.mu.Lock()
+				s.bad[j.env.ID] = true
+				s.mu.Unlock()
+				s.log.Add(events.Event{Kind: events.Failed, QueueID: j.env.ID, MessageID: j.env.MessageID, Rcpts: accepted, Error: "delivered but not marked done: " + derr.Error()})
+			}
+			s.log.Add(events.Event{Kind: events.Sent, QueueID: j.env.ID, MessageID: j.env.MessageID, Conn: conn, Host: j.host, Rcpts: accepted})
+			s.finish(j.env.ID, len(accepted))
+		case o.data != nil:
+			refused(accepted, o.data)
+		default:
+			later, laterErr = append(later, accepted...), o.broken
+		}
+	}
+	if len(perm) > 0 {
+		s.fail(j, perm)
+	}
+	if len(later) > 0 {
+		s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: later, attempt: j.attempt}, conn, code(laterErr), laterErr)
+	}
+	if o.broken != nil {
+		return false
+	}
+	if !o.sent {
+		return c.reset() == nil
+	}
+	return true
+}
