@@ -13,6 +13,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/line"
 )
 
@@ -123,7 +124,7 @@ func TestLineSchedule(t *testing.T) {
 		}()
 	}
 	// All five are on the uplink at t0: the live gauge says so.
-	waitFor(t, func() bool { return clk.sleepers() == n })
+	labtest.Until(t, "the line", func() bool { return clk.sleepers() == n })
 	if d := gauge(t, srv, "smtplab_dns_line_queue_depth", "up"); d != n {
 		t.Errorf("queue depth up %v, want %d", d, n)
 	}
@@ -131,13 +132,13 @@ func TestLineSchedule(t *testing.T) {
 	// move to the next wake-up.
 	done := 0
 	for done < n {
-		waitFor(t, func() bool { return clk.sleepers()+done+len(answered) >= n })
+		labtest.Until(t, "the line", func() bool { return clk.sleepers()+done+len(answered) >= n })
 		for len(answered) > 0 {
 			<-answered
 			done++
 		}
 		if done < n && !clk.step() {
-			waitFor(t, func() bool { return clk.sleepers() > 0 || len(answered) > 0 })
+			labtest.Until(t, "the line", func() bool { return clk.sleepers() > 0 || len(answered) > 0 })
 		}
 	}
 	wg.Wait()
@@ -175,17 +176,6 @@ func TestLineSchedule(t *testing.T) {
 		if want := time.Duration(k) * down; w != want {
 			t.Errorf("query %d waited %s in the queues, want %s", k, w, want)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("gave up waiting (a hang, not a timing assertion)")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -229,7 +219,7 @@ func TestFaults(t *testing.T) {
 		_, _, err := c.Exchange(new(dns.Msg).SetQuestion("never.lab.example.net.", dns.TypeA), addr)
 		never <- err
 	}()
-	waitFor(t, func() bool { return len(faultEvents(log)) == 4 })
+	labtest.Until(t, "the line", func() bool { return len(faultEvents(log)) == 4 })
 	s.Close() // releases the query stalled forever, unanswered
 	if err := <-never; err == nil {
 		t.Error("a query stalled forever was answered")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // hang is how long a test waits for something that must happen before it
@@ -90,28 +91,6 @@ func (rc *rawConn) expectDropped() {
 	got, err := rc.r.ReadString('\n')
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || got != "" {
 		rc.t.Errorf("want the connection closed without a reply; read %q, %v", got, err)
-	}
-}
-
-// waitEvents polls log until it holds at least n events of kind and
-// returns those.
-func waitEvents(t *testing.T, log *events.Log, kind events.Kind, n int) []events.Event {
-	t.Helper()
-	deadline := time.Now().Add(hang)
-	for {
-		var got []events.Event
-		for _, e := range log.Events() {
-			if e.Kind == kind {
-				got = append(got, e)
-			}
-		}
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited for %d %s events, have %d", n, kind, len(got))
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -367,7 +346,7 @@ func TestModeDelayTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoAnswer) || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("got %v, want only context.DeadlineExceeded", err)
 	}
-	waitEvents(t, log, events.Fault, 1)
+	labtest.Events(t, log, events.Fault, 1)
 	closeReturns(t, s)
 	// The held query is logged, unanswered, by the time Close returns.
 	q := ofKind(log, events.IdentQuery)
@@ -380,7 +359,7 @@ func TestCloseDuringDelay(t *testing.T) {
 	s, log, addr := start(t, Config{User: "sender", Delay: time.Hour})
 	rc := dialRaw(t, addr)
 	rc.send("1, 2\r\n")
-	waitEvents(t, log, events.Fault, 1) // the server is holding the answer
+	labtest.Events(t, log, events.Fault, 1) // the server is holding the answer
 	closeReturns(t, s)
 	rc.expectDropped()
 }
@@ -391,17 +370,17 @@ func TestModeSilent(t *testing.T) {
 	s, log, addr := start(t, Config{Mode: ModeSilent, User: "sender", IdleTimeout: time.Nanosecond})
 	a := dialRaw(t, addr)
 	a.send("1, 2\r\n")
-	waitEvents(t, log, events.IdentQuery, 1)
+	labtest.Events(t, log, events.IdentQuery, 1)
 	a.expectNoReply()
 
 	// A second client is read and logged while the first is held, malformed
 	// requests included, and is not answered either.
 	b := dialRaw(t, addr)
 	b.send("3, 4\r\nnonsense\r\n")
-	q := waitEvents(t, log, events.IdentQuery, 3)
+	q := labtest.Events(t, log, events.IdentQuery, 3)
 	b.expectNoReply()
 	a.send("5, 6\r\n")
-	q = waitEvents(t, log, events.IdentQuery, 4)
+	q = labtest.Events(t, log, events.IdentQuery, 4)
 	a.expectNoReply()
 
 	f := ofKind(log, events.Fault)
@@ -437,7 +416,7 @@ func TestModeSilentClientCloses(t *testing.T) {
 	s, log, addr := start(t, Config{Mode: ModeSilent})
 	rc := dialRaw(t, addr)
 	rc.send("1, 2\r\n")
-	waitEvents(t, log, events.IdentQuery, 1)
+	labtest.Events(t, log, events.IdentQuery, 1)
 	rc.c.Close()
 	// The server notices and frees the connection by itself.
 	deadline := time.Now().Add(hang)
@@ -467,8 +446,8 @@ func TestStuckClientBlocksNoOne(t *testing.T) {
 	dialRaw(t, daddr).send("1, 2\r\n")
 	_, slog, saddr := start(t, Config{Mode: ModeSilent})
 	dialRaw(t, saddr).send("1, 2\r\n")
-	waitEvents(t, dlog, events.Fault, 1)
-	waitEvents(t, slog, events.IdentQuery, 1)
+	labtest.Events(t, dlog, events.Fault, 1)
+	labtest.Events(t, slog, events.IdentQuery, 1)
 
 	r, err := Query(context.Background(), addr, 7, 25, hang)
 	if err != nil || r.UserID != "sender" {
@@ -677,7 +656,7 @@ func TestQueryCancel(t *testing.T) {
 		errc <- err
 	}()
 	// Cancel once the query is held, so it is the read that is cut short.
-	waitEvents(t, log, events.IdentQuery, 1)
+	labtest.Events(t, log, events.IdentQuery, 1)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) || errors.Is(err, ErrNoAnswer) {
 		t.Errorf("got %v, want Canceled", err)

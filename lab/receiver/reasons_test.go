@@ -6,6 +6,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // closeReasons maps each client address to the reason its ConnClose gave.
@@ -34,7 +35,7 @@ func TestCloseReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	hangup.Close()
-	waitForEvents(t, l.log, events.ConnClose, 2)
+	labtest.Events(t, l.log, events.ConnClose, 2)
 	l.close() // the third session is still open
 	got := closeReasons(l.log.Events())
 	for addr, want := range map[string]string{quitAddr.String(): "quit", hangupAddr.String(): "client closed", openAddr.String(): "server closed"} {
@@ -45,19 +46,8 @@ func TestCloseReasons(t *testing.T) {
 
 	slow := startLab(t, dnsConfig(clientZone(), twoZones), func(c *Config) { c.CommandTimeout = duration.Duration(50 * time.Millisecond) })
 	_, idleAddr := slow.client()
-	waitForEvents(t, slow.log, events.ConnClose, 1)
+	labtest.Events(t, slow.log, events.ConnClose, 1)
 	if r := closeReasons(slow.log.Events())[idleAddr.String()]; r != "timeout" {
 		t.Errorf("an idle session closed with %q, want timeout", r)
-	}
-}
-
-func waitForEvents(t *testing.T, log *events.Log, kind events.Kind, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // a hang detector, not a timing assertion
-	for log.Counts()[kind] < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d %s events, waited for %d", log.Counts()[kind], kind, n)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

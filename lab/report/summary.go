@@ -9,7 +9,7 @@ import (
 	"github.com/smtplab/smtplab/lab/pace"
 )
 
-// Seed1999 is what the 1999 benchmark reported (docs/SEED.md): the
+// Seed1999 is what the 1999 benchmark reported (docs/BENCHMARK-1999.md): the
 // figures every run is shown beside, and result.json's seed_1999.
 var Seed1999 = Summary{
 	Injected: 200, Delivered: 196, HeldByFaults: 4,

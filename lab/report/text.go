@@ -63,7 +63,7 @@ func Rows(s, s99 Summary) []Row {
 	var rows []Row
 	add := func(name, now, then string) { rows = append(rows, Row{name, now, then}) }
 	if s.Pace != nil {
-		add("pace (when each message was injected)", PaceText(*s.Pace), "a shell loop of sendmail: about 3 msg/s (assumed, docs/SEED.md)")
+		add("pace (when each message was injected)", PaceText(*s.Pace), "a shell loop of sendmail: about 3 msg/s (assumed, docs/BENCHMARK-1999.md)")
 		if s.Pace.Mode == pace.Rate {
 			add("injection lag p50 / p99 / max (bound)", fmt.Sprintf("%s / %s / %s (%s): %s", secs(s.Pace.LagP50), secs(s.Pace.LagP99), secs(s.Pace.LagMax), secs(s.Pace.MaxLag), heldText(*s.Pace)), "not reported")
 			add("latest into the sender's queue after its time", secs(s.Pace.QueueLagMax), "not reported")

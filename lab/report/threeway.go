@@ -54,7 +54,7 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		return PaceText(*s.Pace) + "; " + heldText(*s.Pace)
 	}
 	if m.Pace != nil || r.Pace != nil {
-		row("pace (when each message was injected)", paceOf(m), paceOf(r), "a shell loop of sendmail: about 3 msg/s (assumed, docs/SEED.md)")
+		row("pace (when each message was injected)", paceOf(m), paceOf(r), "a shell loop of sendmail: about 3 msg/s (assumed, docs/BENCHMARK-1999.md)")
 	}
 	row("delivered / injected", delivered(m), delivered(r), delivered(s99))
 	row("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), secs(s99.TotalTime))

@@ -416,7 +416,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
 		}
 		if r.Filter.Mode != "" {
-			add("receiver.filter.mode", "only receiver.impl go has filter modes; a real %s runs with filtering enabled and no filter (the 1999 benchmark.s case)", r.Impl)
+			add("receiver.filter.mode", "only receiver.impl go has filter modes; a real %s runs with filtering enabled and no filter (the 1999 benchmark's case)", r.Impl)
 		}
 		for i, bl := range s.DNS.Blacklists {
 			if bl.Policy == "mark" || bl.TXT || bl.Message != "" {

@@ -55,16 +55,16 @@ func (s Scenario) Model() Scenario {
 	return m
 }
 
-// Workload is the 1999 benchmark.s injection loop: for round in 1..Rounds, for n in
+// Workload is the 1999 benchmark's injection loop: for round in 1..Rounds, for n in
 // 1..Recipients, one sendmail call with one recipient. In To, Subject and
-// Body, {n} stands for the recipient number, as $f did in the 1999 benchmark.s loop.
+// Body, {n} stands for the recipient number, as $f did in the 1999 benchmark's loop.
 type Workload struct {
 	Rounds     int    `yaml:"rounds" json:"rounds"`
 	Recipients int    `yaml:"recipients" json:"recipients"`
 	From       string `yaml:"from" json:"from"` // envelope sender (sendmail -f)
 	To         string `yaml:"to" json:"to"`     // envelope recipient
 	// FromHeader and ToHeader are the From: and To: lines of the message
-	// itself; the 1999 benchmark.s loop wrote "From: sender" and "To: recipient".
+	// itself; the 1999 benchmark's loop wrote "From: sender" and "To: recipient".
 	FromHeader string `yaml:"from_header" json:"from_header"`
 	ToHeader   string `yaml:"to_header" json:"to_header"`
 	Subject    string `yaml:"subject" json:"subject"`
@@ -134,7 +134,7 @@ type Line struct {
 	Latency       duration.Duration `yaml:"latency" json:"latency"`                 // one way
 	Jitter        duration.Duration `yaml:"jitter" json:"jitter"`                   // up to this much more per packet, seeded
 	Upstream      duration.Duration `yaml:"upstream" json:"upstream"`               // far-side cost of a name not in cache
-	CacheTTL      duration.Duration `yaml:"cache_ttl" json:"cache_ttl"`             // far-side cache; 0s: none (the 1999 benchmark.s case)
+	CacheTTL      duration.Duration `yaml:"cache_ttl" json:"cache_ttl"`             // far-side cache; 0s: none (the 1999 benchmark's case)
 }
 
 // Fault is one fault rule (lab/fault): its type, which queries it hits
@@ -201,7 +201,7 @@ func (s Scenario) MTAs() []string {
 	return out
 }
 
-// Default returns the 1999 benchmark.s settings; a file overrides them.
+// Default returns the 1999 benchmark's settings; a file overrides them.
 func Default() Scenario {
 	return Scenario{
 		Name:    "unnamed",
@@ -214,7 +214,7 @@ func Default() Scenario {
 			ToHeader:   "recipient",
 			Subject:    "test {n}",
 			Body:       "test {n}",
-			// 196 messages in 65 s: about 3 a second (docs/SEED.md).
+			// 196 messages in 65 s: about 3 a second (docs/BENCHMARK-1999.md).
 			Pace: Pace{Mode: pace.Rate, Rate: 3},
 		},
 		Seed: 1999,

@@ -41,7 +41,7 @@ func TestSeedWorkload(t *testing.T) {
 	if m.To != "recipient-foo-7@7.foo.example.com" || m.From != "sender@example.com" {
 		t.Errorf("message 27: %+v", m)
 	}
-	want := "From: sender\nTo: recipient\nSubject: test 7\n\ntest 7\n" // as the 1999 benchmark.s loop wrote it
+	want := "From: sender\nTo: recipient\nSubject: test 7\n\ntest 7\n" // as the 1999 benchmark's loop wrote it
 	if m.Data != want {
 		t.Errorf("data %q, want %q", m.Data, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestDSN: a recipient refused with 550 at RCPT gets the original sender
@@ -24,7 +25,7 @@ func TestDSN(t *testing.T) {
 	q := openQueue(t, cfg.QueueDir)
 	orig := put(t, q, "<orig@dsn.test>", "author@src.test", "bad@h.test", "good@h.test")
 	_, log := startSender(t, cfg)
-	waitFor(t, "the DSN delivered and the queue empty", func() bool {
+	labtest.Until(t, "the DSN delivered and the queue empty", func() bool {
 		return len(queueIDs(t, q)) == 0 && countEvents(log, events.Sent, "") == 2
 	})
 
@@ -141,7 +142,7 @@ func TestNoDSN(t *testing.T) {
 			// A DSN is committed to the queue before the Failed event that
 			// names it is logged, so once every Failed event is in and the
 			// queue is empty, no DSN can still come.
-			waitFor(t, "every failure logged and the queue empty", func() bool {
+			labtest.Until(t, "every failure logged and the queue empty", func() bool {
 				return countEvents(log, events.Failed, "") == tc.queued && len(queueIDs(t, q)) == 0
 			})
 			if n := countEvents(log, events.Queued, ""); n != tc.queued {

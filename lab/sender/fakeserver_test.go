@@ -382,19 +382,6 @@ func put(t *testing.T, q *Queue, msgID, from string, rcpts ...string) Envelope {
 	return env
 }
 
-// waitFor polls cond until it holds; a generous deadline only turns a hang
-// into a failure.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute) // a hang, not a speed: a busy machine keeps this
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func queueIDs(t *testing.T, q *Queue) []string {
 	t.Helper()
 	ids, err := q.IDs()

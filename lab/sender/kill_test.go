@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // asSender is the first argument that makes the test binary a sender
@@ -161,7 +163,7 @@ func TestKillDuringData(t *testing.T) {
 	// queue.go admits, between a 250 and its done record, and the test
 	// would not be deterministic: on a busy machine a transaction started
 	// before the held one can still be in flight when the held one comes.
-	waitFor(t, "every unheld delivery complete and marked done", func() bool {
+	labtest.Until(t, "every unheld delivery complete and marked done", func() bool {
 		ds := get(f, func(f *fake) []delivery { return slices.Clone(f.deliveries) })
 		if len(ds) != holdFrom-1 {
 			return false
@@ -197,7 +199,7 @@ func TestKillDuringData(t *testing.T) {
 	f.set(func(f *fake) { f.dataErr = nil })
 	close(release)
 	p2 := startSenderProcess(t, cfg)
-	waitFor(t, "queue empty", queueEmpty(t, q))
+	labtest.Until(t, "queue empty", queueEmpty(t, q))
 	p2.stop(t)
 	checkOnce(t, f, want)
 }

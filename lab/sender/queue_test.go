@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 func TestQueuePutReadsBack(t *testing.T) {
@@ -125,7 +126,7 @@ func TestResumeQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, log := startSender(t, cfg)
-	waitFor(t, "queue empty", queueEmpty(t, q))
+	labtest.Until(t, "queue empty", queueEmpty(t, q))
 	checkOnce(t, f, want)
 	if _, err := os.Stat(half); !os.IsNotExist(err) {
 		t.Errorf("tmp/ file not removed at start: %v", err)
@@ -161,7 +162,7 @@ func TestRestart(t *testing.T) {
 	want = append(want, "<both@restart.test> a@up.test", "<both@restart.test> b@down.test")
 
 	s1, log1 := startSender(t, cfg)
-	waitFor(t, "up.test delivered and down.test refused", func() bool {
+	labtest.Until(t, "up.test delivered and down.test refused", func() bool {
 		return countEvents(log1, events.Sent, "") == len(up)+1 && countEvents(log1, events.Attempt, "temporary") >= 2*len(down)
 	})
 	s1.Close()
@@ -177,7 +178,7 @@ func TestRestart(t *testing.T) {
 
 	f.set(func(f *fake) { f.rcptErr = nil })
 	_, log2 := startSender(t, cfg)
-	waitFor(t, "queue empty", queueEmpty(t, q))
+	labtest.Until(t, "queue empty", queueEmpty(t, q))
 	checkOnce(t, f, want)
 	if n := countEvents(log2, events.Queued, ""); n != len(down) {
 		t.Errorf("second sender queued %d messages, want %d", n, len(down))
@@ -206,6 +207,6 @@ func TestAllDoneOnDisk(t *testing.T) {
 	}
 	put(t, q, "<next@q>", "f@src.test", "b@h.test")
 	_, _ = startSender(t, cfg)
-	waitFor(t, "queue empty", queueEmpty(t, q))
+	labtest.Until(t, "queue empty", queueEmpty(t, q))
 	checkOnce(t, f, []string{"<next@q> b@h.test"})
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // The retry schedule is honoured: after the k-th temporary failure of a
@@ -27,7 +28,7 @@ func TestRetrySchedule(t *testing.T) {
 	q := openQueue(t, cfg.QueueDir)
 	put(t, q, "<r@retry.test>", "from@src.test", "u@h.test")
 	_, log := startSender(t, cfg)
-	waitFor(t, "the message sent", func() bool { return countEvents(log, events.Sent, "") == 1 })
+	labtest.Until(t, "the message sent", func() bool { return countEvents(log, events.Sent, "") == 1 })
 	var waits []time.Duration
 	for _, e := range eventsOf(log, events.Attempt) {
 		if e.Result == "temporary" {
@@ -64,7 +65,7 @@ func TestPerConnectionCap(t *testing.T) {
 		want = append(want, id+" u@one.test")
 	}
 	_, log := startSender(t, cfg)
-	waitFor(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == 10 })
+	labtest.Until(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == 10 })
 	checkOnce(t, f, want)
 	caps := 0
 	for _, e := range eventsOf(log, events.ConnClose) {

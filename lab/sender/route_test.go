@@ -12,6 +12,7 @@ import (
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestMXRouting: with no static route, the sender asks a real dnsstub
@@ -86,7 +87,7 @@ func TestMXRouting(t *testing.T) {
 			rcpt := "u@" + tc.domain
 			put(t, q, msgID, "from@src.test", rcpt)
 			_, log := startSender(t, cfg)
-			waitFor(t, "queue empty and the outcome logged", func() bool {
+			labtest.Until(t, "queue empty and the outcome logged", func() bool {
 				return len(queueIDs(t, q)) == 0 && countEvents(log, events.Sent, "")+countEvents(log, events.Failed, "") > 0
 			})
 			for _, f := range []*fake{low, high} {

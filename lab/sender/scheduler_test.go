@@ -7,6 +7,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestSchedulerLimits sends 60 messages to 6 hosts through one receiver
@@ -38,11 +39,11 @@ func TestSchedulerLimits(t *testing.T) {
 		want = append(want, id+" "+rcpt)
 	}
 	_, log := startSender(t, cfg)
-	waitFor(t, "every message sent", func() bool {
+	labtest.Until(t, "every message sent", func() bool {
 		return countEvents(log, events.Sent, "") == len(want) && len(queueIDs(t, q)) == 0
 	})
 	// Let the idle connections close, so every ConnClose is in.
-	waitFor(t, "every connection closed", func() bool {
+	labtest.Until(t, "every connection closed", func() bool {
 		return get(f, func(f *fake) int { return f.open }) == 0 &&
 			countEvents(log, events.ConnClose, "") == countEvents(log, events.ConnOpen, "")
 	})
@@ -125,10 +126,10 @@ func TestSchedulerYieldsToWaitingHost(t *testing.T) {
 	_, log := startSender(t, cfg)
 	put(t, q, "<a@yield.test>", "from@src.test", "u@a.test")
 	wake(cfg.QueueDir)
-	waitFor(t, "first message sent", func() bool { return countEvents(log, events.Sent, "") == 1 })
+	labtest.Until(t, "first message sent", func() bool { return countEvents(log, events.Sent, "") == 1 })
 	put(t, q, "<b@yield.test>", "from@src.test", "u@b.test")
 	wake(cfg.QueueDir)
-	waitFor(t, "second message sent", func() bool { return countEvents(log, events.Sent, "") == 2 })
+	labtest.Until(t, "second message sent", func() bool { return countEvents(log, events.Sent, "") == 2 })
 	checkOnce(t, f, []string{"<a@yield.test> u@a.test", "<b@yield.test> u@b.test"})
 	var reasons []string
 	for _, e := range eventsOf(log, events.ConnClose) {
@@ -156,7 +157,7 @@ func TestCloseWaitsForConnections(t *testing.T) {
 		put(t, q, fmt.Sprintf("<c%d@close.test>", i), "from@src.test", fmt.Sprintf("u%d@h%d.test", i, i%4))
 	}
 	s, log := startSender(t, cfg)
-	waitFor(t, "some deliveries", func() bool { return len(f.delivered()) >= 4 })
+	labtest.Until(t, "some deliveries", func() bool { return len(f.delivered()) >= 4 })
 	s.Close()
 
 	if o, c := countEvents(log, events.ConnOpen, ""), countEvents(log, events.ConnClose, ""); o != c {
@@ -204,13 +205,13 @@ func TestNothingAfterClose(t *testing.T) {
 		put(t, q, fmt.Sprintf("<n%d@after.test>", i), "from@src.test", fmt.Sprintf("u@h%d.test", i))
 	}
 	s, log := startSender(t, cfg)
-	waitFor(t, "the first connection", func() bool { return get(f, func(f *fake) int { return f.accepted }) > 0 })
+	labtest.Until(t, "the first connection", func() bool { return get(f, func(f *fake) int { return f.accepted }) > 0 })
 	s.Close()
 	before := len(log.Events())
 	// Commands the sender wrote before Close returned may still be on
 	// their way to the fake: count its transactions once it has seen every
 	// connection end (all that was sent, read), then look again later.
-	waitFor(t, "the fake to see every connection end", func() bool { return get(f, func(f *fake) int { return f.open }) == 0 })
+	labtest.Until(t, "the fake to see every connection end", func() bool { return get(f, func(f *fake) int { return f.open }) == 0 })
 	mails := get(f, func(f *fake) int { return f.mails })
 	time.Sleep(100 * time.Millisecond) // room for stragglers to show
 	if after := len(log.Events()); after != before {
@@ -235,7 +236,7 @@ func TestSchedulerYieldsLongestIdle(t *testing.T) {
 	for i, host := range []string{"a", "b", "c", "d"} {
 		put(t, q, fmt.Sprintf("<%s@lru.test>", host), "from@src.test", "u@"+host+".test")
 		wake(cfg.QueueDir)
-		waitFor(t, host+" sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
+		labtest.Until(t, host+" sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
 	}
 	var reasons []string
 	for _, e := range eventsOf(log, events.ConnClose) {
@@ -264,7 +265,7 @@ func TestSchedulerKeepsSessions(t *testing.T) {
 		put(t, q, id, "from@src.test", rcpt)
 		want = append(want, id+" "+rcpt)
 		wake(cfg.QueueDir)
-		waitFor(t, "message sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
+		labtest.Until(t, "message sent", func() bool { return countEvents(log, events.Sent, "") == i+1 })
 	}
 	checkOnce(t, f, want)
 	if n := countEvents(log, events.ConnOpen, ""); n != 4 {
@@ -299,7 +300,7 @@ func TestHoldKeepsTheQueue(t *testing.T) {
 		t.Fatalf("held sender took %d messages off its queue", n)
 	}
 	s.Release()
-	waitFor(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == len(want) })
+	labtest.Until(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == len(want) })
 	checkOnce(t, f, want)
 	if n := countEvents(log, events.ConnOpen, ""); n != 4 {
 		t.Errorf("%d connections for a burst of 12 to 2 hosts with 2 slots each, want 4", n)

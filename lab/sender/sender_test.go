@@ -9,6 +9,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestTemporaryFailures: the receiver answers 451 to the first few
@@ -44,7 +45,7 @@ func TestTemporaryFailures(t *testing.T) {
 				want = append(want, id+" "+rcpt)
 			}
 			_, log := startSender(t, cfg)
-			waitFor(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == len(want) })
+			labtest.Until(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == len(want) })
 			checkOnce(t, f, want)
 			if n := countEvents(log, events.Attempt, "temporary"); n != failures {
 				t.Errorf("%d temporary attempts, want %d", n, failures)
@@ -81,7 +82,7 @@ func TestTemporaryRecipient(t *testing.T) {
 	q := openQueue(t, cfg.QueueDir)
 	put(t, q, "<two@temp.test>", "from@src.test", "a@h.test", "b@h.test")
 	_, log := startSender(t, cfg)
-	waitFor(t, "both sent", func() bool { return countEvents(log, events.Sent, "") == 2 })
+	labtest.Until(t, "both sent", func() bool { return countEvents(log, events.Sent, "") == 2 })
 	if ids := queueIDs(t, q); len(ids) != 0 {
 		t.Errorf("queue not empty: %v", ids)
 	}
@@ -180,7 +181,7 @@ func TestPermanentFailures(t *testing.T) {
 			env := put(t, q, "<perm@perm.test>", tc.from, tc.rcpts...)
 			_, log := startSender(t, cfg)
 			// Sent and Failed are logged once the queue is updated.
-			waitFor(t, "queue empty and every outcome logged", func() bool {
+			labtest.Until(t, "queue empty and every outcome logged", func() bool {
 				return len(queueIDs(t, q)) == 0 &&
 					countEvents(log, events.Failed, "") > 0 &&
 					countEvents(log, events.Sent, "") >= len(tc.delivered)
@@ -251,7 +252,7 @@ func TestReceiverBroken(t *testing.T) {
 			q := openQueue(t, cfg.QueueDir)
 			env := put(t, q, "<broken@broken.test>", "from@src.test", "u@h.test")
 			_, log := startSender(t, cfg)
-			waitFor(t, "three failed tries", func() bool { return get(f, tc.broken) >= 3 })
+			labtest.Until(t, "three failed tries", func() bool { return get(f, tc.broken) >= 3 })
 			if ids := queueIDs(t, q); !slices.Equal(ids, []string{env.ID}) {
 				t.Errorf("while the receiver is broken, queue holds %v, want [%s]", ids, env.ID)
 			}
@@ -259,7 +260,7 @@ func TestReceiverBroken(t *testing.T) {
 				t.Errorf("%d deliveries by a broken receiver", n)
 			}
 			f.set(tc.recover)
-			waitFor(t, "queue empty", queueEmpty(t, q))
+			labtest.Until(t, "queue empty", queueEmpty(t, q))
 			checkOnce(t, f, []string{"<broken@broken.test> u@h.test"})
 			if n := countEvents(log, events.Attempt, "temporary"); n < 3 {
 				t.Errorf("%d temporary attempts, want at least 3", n)
@@ -284,10 +285,10 @@ func TestGiveUp(t *testing.T) {
 	q := openQueue(t, cfg.QueueDir)
 	put(t, q, "<giveup@giveup.test>", "from@src.test", "u@h.test")
 	_, log := startSender(t, cfg)
-	waitFor(t, "queue empty and the failure logged", func() bool {
+	labtest.Until(t, "queue empty and the failure logged", func() bool {
 		return len(queueIDs(t, q)) == 0 && countEvents(log, events.Failed, "") > 0
 	})
-	waitFor(t, "every connection accepted", func() bool {
+	labtest.Until(t, "every connection accepted", func() bool {
 		return get(f, func(f *fake) int { return len(f.mutedConns) }) >= maxAttempts
 	})
 	if n := countEvents(log, events.Attempt, "temporary"); n != maxAttempts {

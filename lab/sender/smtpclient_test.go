@@ -9,6 +9,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestPipelining: against a server offering PIPELINING the sender writes
@@ -42,7 +43,7 @@ func TestPipelining(t *testing.T) {
 			q := openQueue(t, cfg.QueueDir)
 			put(t, q, "<p@pipe.test>", "from@src.test", "a@h.test", "b@h.test", "c@h.test")
 			_, log := startSender(t, cfg)
-			waitFor(t, "queue empty", func() bool {
+			labtest.Until(t, "queue empty", func() bool {
 				return len(queueIDs(t, q)) == 0 && countEvents(log, events.Sent, "") == 2
 			})
 			checkOnce(t, f, []string{"<p@pipe.test> b@h.test", "<p@pipe.test> c@h.test"})
@@ -88,7 +89,7 @@ func TestPipelining(t *testing.T) {
 			put(t, q, "<refused@pipe.test>", tc.from, "a@h.test")
 			put(t, q, "<next@pipe.test>", "from@src.test", "c@h.test")
 			_, log := startSender(t, cfg)
-			waitFor(t, "queue empty", func() bool {
+			labtest.Until(t, "queue empty", func() bool {
 				return len(queueIDs(t, q)) == 0 && countEvents(log, events.Sent, "") == 1 && countEvents(log, events.Failed, "") == 1
 			})
 			checkOnce(t, f, []string{"<next@pipe.test> c@h.test"})
@@ -141,7 +142,7 @@ func TestPhaseTimeouts(t *testing.T) {
 			q := openQueue(t, cfg.QueueDir)
 			put(t, q, "<slow@phase.test>", "from@src.test", "u@h.test")
 			_, log := startSender(t, cfg)
-			waitFor(t, "sent after a retry", func() bool { return countEvents(log, events.Sent, "") == 1 })
+			labtest.Until(t, "sent after a retry", func() bool { return countEvents(log, events.Sent, "") == 1 })
 			tries := eventsOf(log, events.Attempt)
 			if len(tries) < 2 || tries[0].Result != "temporary" || !strings.HasPrefix(tries[0].Error, tc.phase) ||
 				!strings.Contains(tries[0].Error, "i/o timeout") {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // TestQueueOldest: Oldest returns the n oldest IDs not skipped, in order,
@@ -66,8 +67,8 @@ func TestWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	waitFor(t, "queue empty", queueEmpty(t, q))
-	waitFor(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == n })
+	labtest.Until(t, "queue empty", queueEmpty(t, q))
+	labtest.Until(t, "every message sent", func() bool { return countEvents(log, events.Sent, "") == n })
 	checkOnce(t, f, want)
 	mu.Lock()
 	if peak != window {

@@ -33,7 +33,7 @@ import (
 //     packages>: built once per machine (about a minute), reused after.
 //  2. the configuration: images/<name>/Dockerfile FROM that base, its
 //     files (start script, static settings) and the lab's own static
-//     binary (/lab inject runs the 1999 benchmark.s loop with the MTA's sendmail).
+//     binary (/lab inject runs the 1999 benchmark's loop with the MTA's sendmail).
 //     Tagged smtplab/<name>:<key of the base and every file>: rebuilt in
 //     about a second when a file changes.
 //

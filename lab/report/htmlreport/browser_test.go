@@ -8,7 +8,6 @@ import (
 	"image/color"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // The browser tests open the page in headless Chromium, as a reader
@@ -32,14 +32,7 @@ import (
 // test ends.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		msg := "no chromium binary on PATH; on Debian or Ubuntu install it with: apt-get install -y chromium"
-		if os.Getenv("SMTPLAB_REQUIRE_CHROMIUM") == "1" {
-			t.Fatal(msg + " (SMTPLAB_REQUIRE_CHROMIUM=1 makes this a failure)")
-		}
-		t.Skip(msg)
-	}
+	path := labtest.Tool(t, "chromium", labtest.ChromiumEnv)
 	// A guard against a hung browser, not a speed: a test's pages take
 	// seconds on a quiet machine and minutes with both cores busy.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
