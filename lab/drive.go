@@ -97,7 +97,7 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			idleFor = 0
 			continue
 		}
-		if allIdle(ctx, r) {
+		if othersIdle(ctx, r) {
 			idleFor++
 		} else {
 			idleFor = 0
@@ -109,8 +109,13 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 	}
 }
 
-func allIdle(ctx context.Context, r running) bool {
+// othersIdle says whether every role but the sender (read just before)
+// is idle now.
+func othersIdle(ctx context.Context, r running) bool {
 	for _, h := range r.all {
+		if h == Handle(r.sender) {
+			continue
+		}
 		if idle, err := h.Idle(ctx); err != nil || !idle {
 			return false
 		}

@@ -44,7 +44,7 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	sc := p.Scenario
 	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
 		Expected: len(p.Injection.Messages), Line: p.Line(),
-		RealSender: !r.sender.FullLog(), RealReceiver: !r.receiver.FullLog()}
+		SenderLogPartial: !r.sender.FullLog(), ReceiverLogPartial: !r.receiver.FullLog()}
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)

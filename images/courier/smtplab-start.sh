@@ -33,7 +33,7 @@ if [ "$SMTPLAB_ROLE" = receiver ]; then
 	id "$SMTPLAB_ACCOUNT" >/dev/null 2>&1 || useradd -M -d "$home" -s /bin/sh "$SMTPLAB_ACCOUNT"
 	[ -d "$SMTPLAB_MAILDIR" ] || maildirmake "$SMTPLAB_MAILDIR"
 	# One catch-all: every account-EXT address into the one Maildir, as
-	# the seed's .courier-foo-default did.
+	# the 1999 benchmark's .courier-foo-default did.
 	echo "$SMTPLAB_MAILDIR" > "$home/.courier-default"
 	chown -R "$SMTPLAB_ACCOUNT" "$home"
 fi

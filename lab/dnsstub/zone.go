@@ -42,7 +42,7 @@ type Zone struct {
 
 // Config is the whole configuration of a Server.
 type Config struct {
-	QueryDelay time.Duration `json:"query_delay_ns"` // fixed delay before every answer (a placeholder for the dial-up line model)
+	QueryDelay time.Duration `json:"query_delay_ns"` // fixed delay before every answer, besides the line
 	Blacklists []Blacklist   `json:"blacklists"`
 	Zone       Zone          `json:"zone"`
 	// Origins are the zones whose SOA goes into negative answers for the

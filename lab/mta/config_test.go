@@ -13,7 +13,7 @@ import (
 	"github.com/smtplab/smtplab/lab/scenario"
 )
 
-func seed(t *testing.T) scenario.Scenario {
+func benchmark1999(t *testing.T) scenario.Scenario {
 	t.Helper()
 	sc, err := scenario.Load("../../scenarios/courier-1999-real.yaml")
 	if err != nil {
@@ -34,8 +34,8 @@ func settings(b []byte) map[string]string {
 	return out
 }
 
-func TestCourierReceiverSeed(t *testing.T) {
-	f := CourierReceiver(seed(t), "10.0.0.53")
+func TestCourierReceiver1999(t *testing.T) {
+	f := CourierReceiver(benchmark1999(t), "10.0.0.53")
 	esmtpd := settings(f["/etc/courier/esmtpd.smtplab"])
 	want := map[string]string{
 		"MAXDAEMONS": "40", "MAXPERC": "40", "MAXPERIP": "40", "BOFHCHECKDNS": "0", "PORT": "25",
@@ -70,7 +70,7 @@ func TestCourierReceiverBlockArgs(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh:", err)
 	}
-	sc := seed(t)
+	sc := benchmark1999(t)
 	sc.DNS.Blacklists = append(sc.DNS.Blacklists, scenario.Blacklist{Blacklist: dnsstub.Blacklist{Zone: "zen.spam-list.example."}})
 	file := filepath.Join(t.TempDir(), "esmtpd")
 	if err := os.WriteFile(file, CourierReceiver(sc, "10.0.0.53")["/etc/courier/esmtpd.smtplab"], 0o644); err != nil {
@@ -103,7 +103,7 @@ func TestCourierReceiverBlockArgs(t *testing.T) {
 
 // The checks a scenario turns off become couriertcpd's options.
 func TestCourierReceiverChecksOff(t *testing.T) {
-	sc := seed(t)
+	sc := benchmark1999(t)
 	sc.Receiver.Ident, sc.Receiver.DNSBL, sc.Receiver.ReverseDNS, sc.Receiver.BOFHCheckDNS = false, false, false, true
 	sc.Receiver.MaxPerC, sc.Receiver.MaxPerIP = 0, 3
 	esmtpd := settings(CourierReceiver(sc, "10.0.0.53")["/etc/courier/esmtpd.smtplab"])
@@ -120,7 +120,7 @@ func TestCourierReceiverChecksOff(t *testing.T) {
 }
 
 func TestCourierSender(t *testing.T) {
-	sc := seed(t)
+	sc := benchmark1999(t)
 	sc.Sender.MaxConnections, sc.Sender.MaxPerHost = 12, 3
 	f := CourierSender(sc, "10.0.0.25", "10.0.0.53")
 	if got, want := string(f["/etc/courier/esmtproutes"]), "example.com: [10.0.0.25]\n.example.com: [10.0.0.25]\n"; got != want {
@@ -136,7 +136,7 @@ func TestCourierSender(t *testing.T) {
 }
 
 func TestPostfixReceiver(t *testing.T) {
-	sc := seed(t)
+	sc := benchmark1999(t)
 	f := PostfixReceiver(sc, "10.0.0.53")
 	conf := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(string(f["/etc/smtplab/postconf"])), "\n") {

@@ -33,8 +33,6 @@ type Handle struct {
 	mta     string // Courier or Postfix
 	c       Container
 	maildir string // a receiver's Maildir, in its container
-	// queued are the Queued events of the injection, once it returned.
-	queued []events.Event
 }
 
 // NewHandle is the handle of mta (Courier or Postfix) playing role in c;
@@ -117,8 +115,8 @@ func (h *Handle) Events(ctx context.Context) ([]events.Event, error) {
 		return nil, err
 	}
 	if h.role == topology.Sender {
-		queued, _ := h.Injected(ctx)
-		TieInjected(evs, append(queued, h.queued...))
+		queued, _ := h.Injected(ctx) // all of them, also when the loop was cut short
+		TieInjected(evs, queued)
 	}
 	return evs, nil
 }
@@ -157,7 +155,6 @@ func (h *Handle) Inject(ctx context.Context, _ sender.Injection) sender.InjectRe
 	if err != nil || code != 0 {
 		res.Errors = append(res.Errors, fmt.Sprintf("injection loop failed (exit %d): %v: %s", code, err, bytes.TrimSpace(out)))
 	}
-	h.queued = res.Queued
 	return res
 }
 

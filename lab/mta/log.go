@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,7 +263,9 @@ func (p *logParser) courierClient(l Line) {
 // from the injection's Queued events: the one message injected with that
 // envelope sender and recipient. Where several were (the same recipient in
 // more than one round), the log cannot tell which one failed and the event
-// is left as it is; so is a bounce's (null sender). It changes evs in place.
+// is left as it is; so is a bounce's (null sender). A Queued event given
+// twice (the loop's answer and its file both hold it) counts once. It
+// changes evs in place.
 func TieInjected(evs, queued []events.Event) {
 	type envelope struct{ from, rcpt string }
 	ids := map[envelope][]string{}
@@ -272,7 +275,9 @@ func TieInjected(evs, queued []events.Event) {
 		}
 		for _, r := range q.Rcpts {
 			k := envelope{q.From, r}
-			ids[k] = append(ids[k], q.MessageID)
+			if !slices.Contains(ids[k], q.MessageID) {
+				ids[k] = append(ids[k], q.MessageID)
+			}
 		}
 	}
 	for i, e := range evs {

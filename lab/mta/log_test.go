@@ -324,7 +324,7 @@ func TestTieInjected(t *testing.T) {
 		{Kind: events.Queued, MessageID: "<c@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-3@3.foo.example.com"}},
 		{Kind: events.Queued, MessageID: "<d@inject.smtplab>", From: "sender@example.com", Rcpts: []string{"nobody-3@3.foo.example.com"}},
 	}
-	TieInjected(evs, queued)
+	TieInjected(evs, append(queued, queued...)) // each twice: the loop's answer and its file both hold it
 	tied := map[string]string{}
 	failed := 0
 	for _, e := range evs {

@@ -41,12 +41,12 @@ type Inputs struct {
 	Blacklists []string          // DNSBL zones, to tell their queries apart
 	Line       *line.Config      // the DNS line, nil when there was none
 	Expected   int               // messages the workload injects
-	// RealSender and RealReceiver say that a real MTA played the role
-	// (sender.impl, receiver.impl courier or postfix), not the Go model.
-	// Its mail log (lab/mta) has fewer events than a Go role writes: the
-	// figures made from the missing ones are left unmeasured
-	// (Summary.Unmeasured) rather than counted as 0.
-	RealSender, RealReceiver bool
+	// SenderLogPartial and ReceiverLogPartial say that the role's log has
+	// fewer events than a Go role writes (a real MTA's mail log, lab/mta;
+	// the run asks the role's Handle): the figures made from the missing
+	// ones are left unmeasured (Summary.Unmeasured) rather than counted as
+	// 0.
+	SenderLogPartial, ReceiverLogPartial bool
 }
 
 // Build computes the summary and the outcome, from one pass over the
@@ -162,13 +162,13 @@ func (t *tally) heldByFaults(copies map[string]int) int {
 // events alone: a Go sender that never connected opened 0 connections, a
 // real one logs none either way.
 func leaveUnmeasured(s *Summary, in Inputs, faulted []events.Event) {
-	if in.RealSender {
+	if in.SenderLogPartial {
 		// Courier S logs deliveries, not the connections that carried
 		// them: no ConnOpen, Sent or ConnClose (lab/mta/log.go).
 		s.SenderConnections, s.SenderReused, s.SenderCloses = 0, 0, nil
 		s.Unmeasured = append(s.Unmeasured, KeySenderConnections, KeySenderReused, KeySenderCloses)
 	}
-	if in.RealReceiver && delayedAny(faulted) {
+	if in.ReceiverLogPartial && delayedAny(faulted) {
 		// Held messages are traced through the receiver's Check events
 		// (which queries each connection's checks sent) and the
 		// connection of each Delivered event; a real receiver's log has

@@ -63,7 +63,7 @@ const (
 // result.json and "not measured" in the text, never 0.
 func TestRealSenderConnectionsNotMeasured(t *testing.T) {
 	evs, disk := deliveredRun()
-	s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, RealSender: true})
+	s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, SenderLogPartial: true})
 	want := []string{KeySenderConnections, KeySenderReused, KeySenderCloses}
 	if !slices.Equal(s.Unmeasured, want) || s.SenderCloses != nil {
 		t.Errorf("unmeasured %q, closes %v; want %q and no closes", s.Unmeasured, s.SenderCloses, want)
@@ -140,7 +140,7 @@ func TestRealReceiverHeldByFaults(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			evs, disk := deliveredRun(fault(c.fault))
-			s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, RealReceiver: c.real})
+			s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, ReceiverLogPartial: c.real})
 			if s.Measured(KeyHeldByFaults) != c.measured {
 				t.Fatalf("held by faults measured %v, want %v (unmeasured %q)", s.Measured(KeyHeldByFaults), c.measured, s.Unmeasured)
 			}
@@ -186,7 +186,7 @@ func TestCheckUnmeasuredFails(t *testing.T) {
 // in Unmeasured, still null.
 func TestUnmeasuredRoundTrip(t *testing.T) {
 	evs, disk := deliveredRun(ev("dns", events.Fault, time.Second, func(e *events.Event) { e.FaultName = "stall" }))
-	s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, RealSender: true, RealReceiver: true})
+	s, _ := Build(Inputs{Events: evs, Maildir: disk, Expected: 1, SenderLogPartial: true, ReceiverLogPartial: true})
 	r := Result{RunID: "real-20260101-000000000", Complete: true, Summary: s, Seed1999: Seed1999}
 	r.Dir = t.TempDir()
 	if err := r.Write(); err != nil {

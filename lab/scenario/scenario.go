@@ -97,8 +97,8 @@ func (s Scenario) PaceSpec() pace.Spec {
 
 // DNS configures the stub DNS/DNSBL server.
 type DNS struct {
-	// QueryDelay holds every answer this long: a fixed stand-in for the
-	// 1999 dial-up line until the line model exists.
+	// QueryDelay holds every answer this long: a fixed delay, simpler than
+	// the line (below) and added to it when both are on.
 	QueryDelay duration.Duration `yaml:"query_delay" json:"query_delay"`
 	// LabDomain names the lab's own hosts: sender.<LabDomain> and so on.
 	LabDomain  string      `yaml:"lab_domain" json:"lab_domain"`

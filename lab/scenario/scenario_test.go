@@ -28,7 +28,7 @@ func TestShippedScenariosLoad(t *testing.T) {
 	}
 }
 
-func TestSeedWorkload(t *testing.T) {
+func TestBenchmarkWorkload(t *testing.T) {
 	s, err := Load("../../scenarios/courier-1999.yaml")
 	if err != nil {
 		t.Fatal(err)
