@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 func testConfig() Config {
@@ -259,10 +260,7 @@ func TestMalformed(t *testing.T) {
 	if m := query(t, "udp", addr, "sender.lab.", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
 		t.Errorf("after malformed packets: %v", m)
 	}
-	deadline := time.Now().Add(20 * time.Second) // a failure bound, not a measurement
-	for len(log.Events()) < 7 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	labtest.Until(t, "7 events", func() bool { return len(log.Events()) >= 7 })
 	var results []string
 	for _, e := range log.Events() {
 		results = append(results, e.Result)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/line"
 
 	"github.com/smtplab/smtplab/lab/events"
@@ -90,10 +91,7 @@ func TestMetrics(t *testing.T) {
 	if _, err := c.Write([]byte{1, 2, 3, 4, 5}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second) // a failure bound, not a measurement
-	for log.Counts()[events.Query] < 9 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	labtest.Events(t, log, events.Query, 9)
 
 	m := s.Metrics()
 	m.AddLineBytes(line.Up, 100)

@@ -16,6 +16,7 @@ import (
 	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
 
 // held is a raw client connection and its reader.
@@ -114,9 +115,7 @@ func TestMaxPerIP(t *testing.T) {
 	a.c.Close()
 	// a's ConnClose frees its place; wait for it, the way a client would
 	// retry later.
-	for l.log.Counts()[events.ConnClose] < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	labtest.Events(t, l.log, events.ConnClose, 2)
 	greeted(t, l.dialFrom("127.0.0.1"))
 	l.close()
 
