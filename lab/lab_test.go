@@ -227,6 +227,7 @@ dns:
 		if !strings.HasPrefix(line, "delivered ") {
 			return
 		}
+		stacktest.PublishedOnLoopback(t, eng, runID)
 		running, err := stack.FindRunning(context.Background(), eng, topology.Sender, runID)
 		if err != nil || len(running) != 1 {
 			t.Errorf("running senders %v, %v", running, err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/moby/moby/client"
@@ -46,10 +47,17 @@ func configureTestcontainers() {
 		if os.Getenv("SMTPLAB_DEBUG") == "" {
 			tclog.SetDefault(tclog.NewNoopLogger())
 		}
-		if h := os.Getenv("DOCKER_HOST"); h == "" || h[:min(len(h), 7)] == "unix://" {
-			setDefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+		if localEngine() {
+			setDefault("TESTCONTAINERS_HOST_OVERRIDE", Loopback)
 		}
 	})
+}
+
+// localEngine says whether the Docker engine runs on this host (a Unix
+// socket), so that ports it publishes on its loopback are reachable here.
+func localEngine() bool {
+	h := os.Getenv("DOCKER_HOST")
+	return h == "" || strings.HasPrefix(h, "unix://")
 }
 
 // Engine is a connection to the Docker engine.

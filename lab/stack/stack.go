@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	mnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	tc "github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
@@ -123,6 +125,16 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 		hc.Init = &init
 		if spec.NetNSOf != nil {
 			hc.NetworkMode = container.NetworkMode("container:" + spec.NetNSOf.c.GetContainerID())
+		}
+		// On a local engine, published on the loopback address only: the
+		// control ports have no authentication, and nothing outside this
+		// host needs them. (A remote engine's ports must be reached from
+		// here, so they are published as the engine does by default.)
+		if localEngine() {
+			hc.PortBindings = mnet.PortMap{}
+			for _, p := range ports {
+				hc.PortBindings[mnet.MustParsePort(p)] = []mnet.PortBinding{{HostIP: netip.MustParseAddr(Loopback)}}
+			}
 		}
 	}))
 	if spec.NetNSOf == nil {
@@ -241,3 +253,6 @@ func (s *Stack) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Loopback is the only host address the lab publishes a port on.
+const Loopback = "127.0.0.1"

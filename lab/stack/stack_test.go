@@ -50,6 +50,7 @@ func TestCleanRemovesLeftovers(t *testing.T) {
 		st.Close()
 		t.Fatal(err)
 	}
+	stacktest.PublishedOnLoopback(t, eng, runID)
 	// The run "dies" here: no st.Close.
 	before, err := stack.Find(ctx, eng, runID)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/stack"
 )
@@ -73,4 +74,34 @@ func takeTurn(t testing.TB) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	})
+}
+
+// PublishedOnLoopback fails t when a running container of the run (of
+// every run when runID is "") publishes a port on any host address but
+// the loopback: the roles' control ports have no authentication.
+func PublishedOnLoopback(t testing.TB, eng *stack.Engine, runID string) {
+	t.Helper()
+	f := make(client.Filters).Add("label", stack.LabelLab+"=1")
+	if runID != "" {
+		f.Add("label", stack.LabelRun+"="+runID)
+	}
+	list, err := eng.ContainerList(context.Background(), client.ContainerListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := 0
+	for _, c := range list.Items {
+		for _, p := range c.Ports {
+			if p.PublicPort == 0 {
+				continue
+			}
+			published++
+			if !p.IP.IsLoopback() {
+				t.Errorf("container %s publishes port %d on %s, not on the loopback", c.Labels[stack.LabelRole], p.PrivatePort, p.IP)
+			}
+		}
+	}
+	if published == 0 {
+		t.Errorf("run %q publishes no port: nothing was checked", runID)
+	}
 }
