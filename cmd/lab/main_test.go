@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/labtest"
+	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 )
 
@@ -99,4 +102,53 @@ func TestInterruptCleansUp(t *testing.T) {
 		t.Errorf("an interrupted run exited 0")
 	}
 	stacktest.NoLeftovers(t, eng, runID)
+}
+
+// kill -9 of the lab in the middle of a run: the run's reaper
+// (lab/stack/reaper.go) removes every container and network of the run,
+// with no `lab clean`. (The wait is a hang bound, not a speed.)
+func TestKilledLabLeavesNothing(t *testing.T) {
+	eng := stacktest.Engine(t)
+	bin := buildLab(t)
+	dir := t.TempDir()
+	slow := filepath.Join(dir, "slow.yaml")
+	os.WriteFile(slow, []byte("name: killed\ntimeout: 5m\ndns:\n  query_delay: 1h\n"), 0o644)
+	cmd := exec.Command(bin, "run", slow, "--results", filepath.Join(dir, "results"))
+	cmd.Dir = "../.."
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runID := ""
+	sc := bufio.NewScanner(stderr)
+	started := regexp.MustCompile(`^run (\S+): starting`)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if m := started.FindStringSubmatch(sc.Text()); m != nil {
+			runID = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "delivered ") {
+			break
+		}
+	}
+	if runID == "" {
+		cmd.Process.Kill()
+		t.Fatalf("no run started; output:\n%s", strings.Join(lines, "\n"))
+	}
+	before, err := stack.Find(context.Background(), eng, runID)
+	if err != nil || len(before.Containers) < 5 || len(before.Networks) != 1 {
+		t.Errorf("before the kill: %+v, %v; want the 4 roles, the reaper and the network", before, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	killed := time.Now()
+	labtest.Until(t, "the killed run's containers and network to go", func() bool {
+		l, err := stack.Find(context.Background(), eng, runID)
+		return err == nil && len(l.Containers)+len(l.Networks) == 0
+	})
+	t.Logf("run %s removed %.1f s after kill -9 of the lab", runID, time.Since(killed).Seconds())
 }

@@ -87,7 +87,7 @@ func Root() *cobra.Command {
 		},
 	}
 	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
-	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), imagesCmd())
+	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd())
 	// A typo on the command line is bad input (exit 2), like a bad
 	// scenario, never "a message was lost" (exit 1).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -232,6 +232,23 @@ func roleCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&spec, "spec", topology.SpecPath, "role spec (JSON); with --await, where the spec received is kept")
 	c.Flags().StringVar(&await, "await", "", "serve this control address until a spec arrives (POST /spec), then run it (docker compose)")
+	return c
+}
+
+// reaperCmd is the run's reaper (lab/stack/reaper.go), in its container.
+func reaperCmd() *cobra.Command {
+	var runID, listen string
+	c := &cobra.Command{
+		Use:    "reaper --run ID",
+		Short:  "remove the run when the lab that started it is gone (inside its container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return stack.Reap(cmd.Context(), listen, runID, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&runID, "run", "", "the run to watch")
+	c.Flags().StringVar(&listen, "listen", ":"+stack.ReaperPort, "where the lab connects")
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -34,6 +35,9 @@ type Stack struct {
 
 	mu         sync.Mutex
 	containers []*Container // in start order
+
+	reaper     *Container // removes the run if the lab dies (reaper.go)
+	reaperConn net.Conn   // held open for the run's life
 }
 
 // Container is one running role's container.
@@ -50,11 +54,19 @@ type Container struct {
 func New(ctx context.Context, eng *Engine, img Image, runID string) (*Stack, error) {
 	configureTestcontainers()
 	labels := map[string]string{LabelLab: "1", LabelRun: runID}
+	s := &Stack{eng: eng, image: img, runID: runID, labels: labels}
+	// The reaper first: from here on, a killed lab leaves nothing behind.
+	if err := s.startReaper(ctx); err != nil {
+		s.closeReaper()
+		return nil, err
+	}
 	nw, err := network.New(ctx, network.WithLabels(labels), network.WithDriver("bridge"))
 	if err != nil {
+		s.closeReaper()
 		return nil, fmt.Errorf("create network: %w", err)
 	}
-	return &Stack{eng: eng, image: img, runID: runID, labels: labels, net: nw}, nil
+	s.net = nw
+	return s, nil
 }
 
 // Network is the name of the run's network.
@@ -133,7 +145,7 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 		if localEngine() {
 			hc.PortBindings = mnet.PortMap{}
 			for _, p := range ports {
-				hc.PortBindings[mnet.MustParsePort(p)] = []mnet.PortBinding{{HostIP: netip.MustParseAddr(Loopback)}}
+				hc.PortBindings[mnet.MustParsePort(p)] = []mnet.PortBinding{{HostIP: loopbackAddr()}}
 			}
 		}
 	}))
@@ -251,8 +263,26 @@ func (s *Stack) Close() error {
 	if err := s.net.Remove(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("remove network: %w", err))
 	}
+	if err := s.closeReaper(); err != nil {
+		errs = append(errs, fmt.Errorf("remove the run's reaper: %w", err))
+	}
 	return errors.Join(errs...)
 }
+
+// closeReaper lets the reaper go, once the run has removed all it made.
+func (s *Stack) closeReaper() error {
+	if s.reaperConn != nil {
+		s.reaperConn.Close()
+	}
+	if s.reaper == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return s.reaper.c.Terminate(ctx, tc.StopTimeout(0))
+}
+
+func loopbackAddr() netip.Addr { return netip.MustParseAddr(Loopback) }
 
 // Loopback is the only host address the lab publishes a port on.
 const Loopback = "127.0.0.1"

@@ -56,14 +56,14 @@ func TestCleanRemovesLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(before.Containers) != 1 || len(before.Networks) != 1 {
-		t.Fatalf("found %d containers, %d networks of the run; want 1 and 1", len(before.Containers), len(before.Networks))
+	if len(before.Containers) != 2 || len(before.Networks) != 1 {
+		t.Fatalf("found %d containers, %d networks of the run; want 2 (the role and the run's reaper) and 1", len(before.Containers), len(before.Networks))
 	}
 	removed, err := stack.Clean(ctx, eng, runID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(removed.Containers) != 1 || len(removed.Networks) != 1 {
+	if len(removed.Containers) != 2 || len(removed.Networks) != 1 {
 		t.Errorf("removed %+v", removed)
 	}
 	stacktest.NoLeftovers(t, eng, runID)
