@@ -52,14 +52,14 @@ func TestBadScenarioRefused(t *testing.T) {
 	}
 }
 
-// Ctrl-C in the middle of a run stops it and removes every container and
-// network of the run.
-func TestInterruptCleansUp(t *testing.T) {
-	eng := stacktest.Engine(t)
-	bin := buildLab(t)
+// startStalled starts `lab run` on a scenario whose DNS answers never
+// come, named name, and reads its output until delivery has begun: the
+// run's id, and its output so far. The rest of the output is drained.
+func startStalled(t *testing.T, bin, name string) (*exec.Cmd, string, []string) {
+	t.Helper()
 	dir := t.TempDir()
 	slow := filepath.Join(dir, "slow.yaml")
-	os.WriteFile(slow, []byte("name: interrupted\ntimeout: 5m\ndns:\n  query_delay: 1h\n"), 0o644)
+	os.WriteFile(slow, []byte("name: "+name+"\ntimeout: 5m\ndns:\n  query_delay: 1h\n"), 0o644)
 	cmd := exec.Command(bin, "run", slow, "--results", filepath.Join(dir, "results"))
 	cmd.Dir = "../.."
 	stderr, err := cmd.StderrPipe()
@@ -79,7 +79,6 @@ func TestInterruptCleansUp(t *testing.T) {
 			runID = m[1]
 		}
 		if strings.HasPrefix(sc.Text(), "delivered ") {
-			cmd.Process.Signal(syscall.SIGINT)
 			break
 		}
 	}
@@ -87,19 +86,29 @@ func TestInterruptCleansUp(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
+	return cmd, runID, lines
+}
+
+// Ctrl-C in the middle of a run stops it and removes every container and
+// network of the run.
+func TestInterruptCleansUp(t *testing.T) {
+	eng := stacktest.Engine(t)
+	bin := buildLab(t)
+	cmd, runID, lines := startStalled(t, bin, "interrupted")
+	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case err = <-done:
+	case err := <-done:
+		if err == nil {
+			t.Errorf("an interrupted run exited 0")
+		}
 	case <-time.After(3 * time.Minute):
 		cmd.Process.Kill()
 		t.Fatalf("lab did not stop after SIGINT; output:\n%s", strings.Join(lines, "\n"))
 	}
 	if runID == "" {
 		t.Fatalf("no run started; output:\n%s", strings.Join(lines, "\n"))
-	}
-	if err == nil {
-		t.Errorf("an interrupted run exited 0")
 	}
 	stacktest.NoLeftovers(t, eng, runID)
 }
@@ -110,31 +119,7 @@ func TestInterruptCleansUp(t *testing.T) {
 func TestKilledLabLeavesNothing(t *testing.T) {
 	eng := stacktest.Engine(t)
 	bin := buildLab(t)
-	dir := t.TempDir()
-	slow := filepath.Join(dir, "slow.yaml")
-	os.WriteFile(slow, []byte("name: killed\ntimeout: 5m\ndns:\n  query_delay: 1h\n"), 0o644)
-	cmd := exec.Command(bin, "run", slow, "--results", filepath.Join(dir, "results"))
-	cmd.Dir = "../.."
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	runID := ""
-	sc := bufio.NewScanner(stderr)
-	started := regexp.MustCompile(`^run (\S+): starting`)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if m := started.FindStringSubmatch(sc.Text()); m != nil {
-			runID = m[1]
-		}
-		if strings.HasPrefix(sc.Text(), "delivered ") {
-			break
-		}
-	}
+	cmd, runID, lines := startStalled(t, bin, "killed")
 	if runID == "" {
 		cmd.Process.Kill()
 		t.Fatalf("no run started; output:\n%s", strings.Join(lines, "\n"))
