@@ -87,6 +87,18 @@ const (
 	// the request line, Result the reply ("" when none was sent), Seq its
 	// number; Reason "malformed" for a request that did not parse.
 	IdentQuery Kind = "ident_query"
+	// Outage: lab. A mail-path fault (lab/outage) on Role, written by the
+	// lab, which runs it: Reason "begin" or "end"; FaultName its type
+	// ("kill", "pause", "partition"); Name the rule ("faults[0]"), Result
+	// its trigger as the scenario gave it ("after 50 delivered"), Seq the
+	// rule's number (1-based); on "end", Duration how long the role was
+	// out. A kill without restart has no "end".
+	Outage Kind = "outage"
+	// LinkFault: sender. The modelled SMTP link between sender and
+	// receiver (lab/line) hit a connection: FaultName "loss" (a segment
+	// lost and sent again: Duration the wait it cost) or "reset" (the
+	// connection was reset: Count the bytes it had carried). Conn, Host.
+	LinkFault Kind = "link_fault"
 )
 
 // Event is one thing that happened in one role.
