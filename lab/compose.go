@@ -74,7 +74,7 @@ func configureCompose(ctx context.Context, p Plan, say func(string, ...any)) (ru
 	say("compose: dns %s, receiver %s, sender %s (identd in its network)", a[topology.DNS], a[topology.Receiver], a[topology.Sender])
 	var hs []Handle
 	for _, s := range topology.Services() {
-		h := role.NewHandle(s.Name, "http://"+net.JoinHostPort(a[s.Name], s.Control))
+		h := role.NewHandle(s.Name, "http://"+net.JoinHostPort(a[s.Name], s.Control), nil)
 		if err := h.Configure(ctx, p.Spec(s.Name, a)); err != nil {
 			return running{}, fmt.Errorf("compose service %w", err)
 		}

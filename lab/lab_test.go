@@ -233,7 +233,7 @@ dns:
 			t.Errorf("running senders %v, %v", running, err)
 			return
 		}
-		now, err := role.NewHandle(running[0].Role, running[0].Control).Queue(context.Background())
+		now, err := role.NewHandle(running[0].Role, running[0].Control, nil).Queue(context.Background())
 		if err != nil {
 			t.Error(err)
 			return

@@ -92,7 +92,7 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, role.NewHandle(svc.Name, c.Control), nil
+	return c, role.NewHandle(svc.Name, c.Control, c.Locate), nil
 }
 
 // startMTA starts a real MTA's image (lab/stack/debian.go) in a role,

@@ -357,7 +357,7 @@ func queueCmd() *cobra.Command {
 }
 
 func fetchQueue(ctx context.Context, s stack.Running) ([]sender.Envelope, error) {
-	return role.NewHandle(s.Role, s.Control).Queue(ctx)
+	return role.NewHandle(s.Role, s.Control, nil).Queue(ctx)
 }
 
 // withEngine runs f with a connection to the Docker engine, closed after.

@@ -23,16 +23,19 @@ import (
 // over HTTP. The lab's run and its compose runner both hold one per Go
 // role; they differ only in how they learned the control port's address.
 type Handle struct {
-	client Client
+	client *Client
 	// injected is how many messages the sender's injection reported, once
 	// Inject has returned.
 	injected int
 }
 
 // NewHandle is the handle of the Go role called name whose control port
-// answers at base ("http://host:port").
-func NewHandle(name topology.Role, base string) *Handle {
-	return &Handle{client: Client{Role: string(name), Base: base}}
+// answers at base ("http://host:port"). locate, when set, finds the port
+// again after a restart or reconnection gave it a new address (Client).
+func NewHandle(name topology.Role, base string, locate func(context.Context) (string, error)) *Handle {
+	c := NewClient(string(name), base)
+	c.Locate = locate
+	return &Handle{client: c}
 }
 
 // Role is the role's name.

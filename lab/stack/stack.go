@@ -47,6 +47,9 @@ type Container struct {
 	Control string // base URL of its control port, reachable from here; "" when it has none
 	eng     *Engine
 	c       *tc.DockerContainer
+	st      *Stack
+	spec    Spec
+	mu      sync.Mutex // IP and Control, which a restart or reconnection may change
 }
 
 // New creates the run's bridge network. img is the lab's own image, what
@@ -159,7 +162,7 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	c, err := tc.Run(ctx, img.Ref, custom...)
 	var out *Container
 	if c != nil {
-		out = &Container{Role: spec.Role, eng: s.eng, c: c}
+		out = &Container{Role: spec.Role, eng: s.eng, c: c, st: s, spec: spec}
 		s.mu.Lock()
 		s.containers = append(s.containers, out)
 		s.mu.Unlock()
@@ -178,7 +181,7 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 func (s *Stack) address(ctx context.Context, out *Container, spec Spec) error {
 	at := out.c
 	if spec.NetNSOf != nil {
-		out.IP, at = spec.NetNSOf.IP, spec.NetNSOf.c
+		out.IP, at = spec.NetNSOf.Addr(), spec.NetNSOf.c
 	} else {
 		insp, err := out.c.Inspect(ctx)
 		if err != nil {
