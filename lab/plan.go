@@ -86,7 +86,7 @@ func (p Plan) Line() *line.Config { return p.dns.Line }
 // talks to.
 func (p Plan) Spec(r topology.Role, a Addrs) role.Spec {
 	s, _ := topology.ByName(r)
-	spec := role.Spec{Role: r, Listen: s.Listen, Control: ":" + s.Control}
+	spec := role.Spec{Role: r, Listen: s.Listen, Control: ":" + s.Control, Spool: topology.SpoolPath}
 	switch r {
 	case topology.DNS:
 		dns := p.dns

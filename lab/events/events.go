@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -154,6 +155,7 @@ type Log struct {
 	n         int
 	counts    map[Kind]int
 	observers []func(Event)
+	spool     *os.File // Spool: the log on disk too; nil: memory only
 }
 
 const chunkSize = 4096
@@ -181,6 +183,21 @@ func (l *Log) Add(e Event) {
 		e.Time = l.now()
 	}
 	l.mu.Lock()
+	l.append(e)
+	if l.spool != nil {
+		if b, err := json.Marshal(&e); err == nil {
+			_, _ = l.spool.Write(append(b, '\n'))
+		}
+	}
+	obs := l.observers
+	for _, f := range obs {
+		f(e)
+	}
+	l.mu.Unlock()
+}
+
+// append adds e to the memory log; l.mu is held.
+func (l *Log) append(e Event) {
 	if len(l.chunks) == 0 || len(l.chunks[len(l.chunks)-1]) == chunkSize {
 		l.chunks = append(l.chunks, make([]Event, 0, chunkSize))
 	}
@@ -188,11 +205,6 @@ func (l *Log) Add(e Event) {
 	*last = append(*last, e)
 	l.n++
 	l.counts[e.Kind]++
-	obs := l.observers
-	for _, f := range obs {
-		f(e)
-	}
-	l.mu.Unlock()
 }
 
 // Events returns a copy of every event so far, in the order added.

@@ -34,9 +34,12 @@ import (
 // Spec is what one role's container is told: which role, where to listen,
 // and that role's configuration (exactly one of the pointers is set).
 type Spec struct {
-	Role     topology.Role    `json:"role"`
-	Listen   string           `json:"listen"`  // the service: ":53", ":113", ":25"; unused by sender
-	Control  string           `json:"control"` // HTTP control address, ":8080"
+	Role    topology.Role `json:"role"`
+	Listen  string        `json:"listen"`  // the service: ":53", ":113", ":25"; unused by sender
+	Control string        `json:"control"` // HTTP control address, ":8080"
+	// Spool keeps the role's events in this file too, so they survive a
+	// kill -9 and a restart (events.Log.Spool); "": memory only.
+	Spool    string           `json:"spool,omitempty"`
 	DNS      *dnsstub.Config  `json:"dns,omitempty"`
 	Identd   *identd.Config   `json:"identd,omitempty"`
 	Receiver *receiver.Config `json:"receiver,omitempty"`
@@ -62,6 +65,11 @@ func ReadyLine(role topology.Role) string { return "smtplab " + string(role) + "
 // Run starts the role in spec and serves until ctx ends.
 func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 	log := events.NewLog(spec.Role)
+	if spec.Spool != "" {
+		if err := log.Spool(spec.Spool); err != nil {
+			return err
+		}
+	}
 	var (
 		handler http.Handler = log.Handler()
 		closer  io.Closer

@@ -21,6 +21,9 @@ const (
 const (
 	// SpecPath is where a Go role's container finds its role spec.
 	SpecPath = "/etc/smtplab/role.json"
+	// SpoolPath is where a Go role keeps its events on disk, to serve them
+	// again after a kill -9 and restart.
+	SpoolPath = "/var/lib/smtplab/events.jsonl"
 	// QueueDir is the Go sender's queue, where `lab sendmail` commits.
 	QueueDir = "/var/spool/smtplab"
 	// WorkloadPath is the injection (pace and messages) in a real

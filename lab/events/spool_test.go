@@ -1,0 +1,57 @@
+package events
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/topology"
+)
+
+// TestSpoolSurvivesRestart: a second log on the same spool (the role
+// started again after kill -9) has the first one's events, without the
+// line the kill tore, and goes on after them.
+func TestSpoolSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool", "events.jsonl")
+	a := NewLog(topology.Receiver)
+	if err := a.Spool(path); err != nil {
+		t.Fatal(err)
+	}
+	a.Add(Event{Kind: ConnOpen, Conn: "c1"})
+	a.Add(Event{Kind: Delivered, MessageID: "<1@x>"})
+	// The kill tears the next line half way.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-12-05T00:00:00Z","kind":"deliv`)
+	f.Close()
+
+	b := NewLog(topology.Receiver)
+	if err := b.Spool(path); err != nil {
+		t.Fatal(err)
+	}
+	b.Add(Event{Kind: Delivered, MessageID: "<2@x>"})
+	got := b.Events()
+	if len(got) != 3 || got[1].MessageID != "<1@x>" || got[2].MessageID != "<2@x>" {
+		t.Fatalf("after the restart the log holds %+v", got)
+	}
+	if c := b.Counts(); c[Delivered] != 2 || c[ConnOpen] != 1 {
+		t.Errorf("counts after the restart: %v", c)
+	}
+	c := NewLog(topology.Receiver)
+	if err := c.Spool(path); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Events()); n != 3 {
+		t.Errorf("a third start reads %d events, want 3 (the torn line dropped, the new one kept)", n)
+	}
+}
+
+func TestSpoolRefusesGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	os.WriteFile(path, []byte("not json\n"), 0o644)
+	if err := NewLog(topology.DNS).Spool(path); err == nil {
+		t.Error("a spool of garbage was read")
+	}
+}
