@@ -17,7 +17,9 @@ import (
 	"github.com/smtplab/smtplab/lab/domain"
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/fault"
+	"github.com/smtplab/smtplab/lab/outage"
 	"github.com/smtplab/smtplab/lab/pace"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Load reads a scenario file over the defaults and validates it.
@@ -144,6 +146,7 @@ func (s Scenario) problems() []problem {
 	s.dnsProblems(&c)
 	s.receiverProblems(&c)
 	s.senderProblems(&c)
+	s.outageProblems(&c)
 	w := s.Workload
 	s.implProblems(c.add)
 	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, c.add)
@@ -154,6 +157,26 @@ func (s Scenario) problems() []problem {
 		}
 	}
 	return c.ps
+}
+
+// outageProblems checks the faults on the mail path.
+func (s Scenario) outageProblems(c *checks) {
+	for i, sp := range s.OutageSpecs() {
+		if _, err := outage.Build(sp); err != nil {
+			c.add(fmt.Sprintf("faults[%d]", i), "%v", err)
+			continue
+		}
+		impl := ImplGo
+		switch sp.Role {
+		case topology.Receiver:
+			impl = s.Receiver.Impl
+		case topology.Sender:
+			impl = s.Sender.Impl
+		}
+		if impl != ImplGo && impl != "" && sp.Type == "kill" && sp.Restart {
+			c.add(fmt.Sprintf("faults[%d].role", i), "restarting %s after a kill needs the Go model (impl %s is not restarted by the lab yet)", sp.Role, impl)
+		}
+	}
 }
 
 // runProblems checks the run's own settings.

@@ -18,9 +18,11 @@ import (
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/identd"
 	"github.com/smtplab/smtplab/lab/line"
+	"github.com/smtplab/smtplab/lab/outage"
 	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/receiver"
 	"github.com/smtplab/smtplab/lab/sender"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Scenario is one run of the lab.
@@ -36,6 +38,10 @@ type Scenario struct {
 	Identd   Identd   `yaml:"identd" json:"identd"`
 	Receiver Receiver `yaml:"receiver" json:"receiver"`
 	Sender   Sender   `yaml:"sender" json:"sender"`
+	// Faults are the faults on the mail path (lab/outage): a role killed,
+	// paused or partitioned, each on a trigger. The DNS faults are
+	// dns.faults; the SMTP link is sender.link.
+	Faults []Outage `yaml:"faults" json:"faults,omitempty"`
 	// Expect is what the run must show to pass (a CI gate); empty checks
 	// only that every message was delivered exactly once.
 	Expect Expect `yaml:"expect" json:"expect"`
@@ -148,6 +154,34 @@ type Fault struct {
 	Count       int               `yaml:"count" json:"count,omitempty"`
 	Duration    duration.Duration `yaml:"duration" json:"duration,omitempty"`
 	Forever     bool              `yaml:"forever" json:"forever,omitempty"`
+}
+
+// Outage is one fault on the mail path (lab/outage): its type, the role
+// it hits, one trigger, and how long the role stays out.
+type Outage struct {
+	Type string        `yaml:"type" json:"type"` // kill, pause, partition
+	Role topology.Role `yaml:"role" json:"role"` // receiver, sender, dns, identd
+	// Triggers: exactly one.
+	At             duration.Duration `yaml:"at" json:"at,omitempty"`                           // after injection began
+	AfterDelivered int               `yaml:"after_delivered" json:"after_delivered,omitempty"` // messages in the Maildir
+	AfterQueued    int               `yaml:"after_queued" json:"after_queued,omitempty"`       // messages the sender queued
+	OnConnection   int               `yaml:"on_connection" json:"on_connection,omitempty"`     // the receiver's Nth connection
+	Probability    *float64          `yaml:"probability" json:"probability,omitempty"`         // absent: always
+	// Duration: how long the role stays out (pause, partition; a kill
+	// with restart: how long it stays down, 0 for at once).
+	Duration duration.Duration `yaml:"duration" json:"duration,omitempty"`
+	Restart  bool              `yaml:"restart" json:"restart,omitempty"` // kill: start it again
+}
+
+// OutageSpecs are the mail-path faults as lab/outage takes them.
+func (s Scenario) OutageSpecs() []outage.Spec {
+	out := make([]outage.Spec, len(s.Faults))
+	for i, f := range s.Faults {
+		out[i] = outage.Spec{Type: f.Type, Role: f.Role, At: f.At.D(), AfterDelivered: f.AfterDelivered,
+			AfterQueued: f.AfterQueued, OnConnection: f.OnConnection, Probability: f.Probability,
+			Duration: f.Duration.D(), Restart: f.Restart}
+	}
+	return out
 }
 
 // Identd configures the identd on the sending host (lab/identd).

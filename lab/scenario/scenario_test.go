@@ -75,6 +75,10 @@ func TestBadScenarios(t *testing.T) {
 		{"huge workload", "workload: {rounds: 100000, recipients: 100000}\n", "x.yaml:1: workload:"},
 		{"header injection", "workload:\n  subject: \"a\\nBcc: x@y\"\n", "x.yaml:2: workload.subject"},
 		{"not local", "receiver:\n  local_domains: [example.org]\n", "x.yaml:2: receiver.local_domains: do not cover the workload's host 1.foo.example.com"},
+		{"unknown outage", "faults:\n  - {type: kill, role: receiver, at: 1s}\n  - {type: melt, role: receiver, at: 1s}\n", `x.yaml:3: faults[1]: unknown fault type "melt"`},
+		{"outage without trigger", "faults:\n  - {type: pause, role: dns, duration: 10s}\n", "x.yaml:2: faults[0]: give exactly one trigger"},
+		{"outage on a stranger", "faults:\n  - {type: pause, role: mx, at: 1s, duration: 1s}\n", `x.yaml:2: faults[0]: role "mx"`},
+		{"real MTA restart", "receiver: {impl: postfix}\nfaults:\n  - {type: kill, role: receiver, at: 1s, restart: true}\n", "x.yaml:3: faults[0].role: restarting receiver"},
 		{"bad code", "dns:\n  blacklists:\n    - {zone: bl.example, code: nine}\n", "x.yaml:3: dns.blacklists[0].code"},
 	}
 	for _, c := range cases {
