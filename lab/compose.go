@@ -36,7 +36,7 @@ func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Re
 	if err != nil {
 		return res, err
 	}
-	lastDelivery, err = drive(ctx, r, p, opt, res, start)
+	lastDelivery, err = drive(ctx, r, p, opt, res, start, nil)
 	return res, err
 }
 
@@ -47,6 +47,9 @@ func ComposeCan(sc scenario.Scenario) error {
 		if impl := implOf(sc, svc.Name); impl != scenario.ImplGo {
 			return fmt.Errorf("%s.impl %s: docker compose runs the Go roles only; run real MTAs with go run ./cmd/lab run", svc.Name, impl)
 		}
+	}
+	if len(sc.Faults) > 0 {
+		return fmt.Errorf("faults: docker compose owns the containers, so the lab cannot kill, pause or partition them; run faults with go run ./cmd/lab run")
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
-	"github.com/smtplab/smtplab/lab/sender"
 )
 
 // drive runs the measured part on roles that are up and configured:
@@ -18,16 +17,23 @@ import (
 // Ctrl-C), collects every role's events and evidence (the Maildir into
 // the run's folder), and concludes res. It returns when the last delivery
 // was, for the overhead figures.
-func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, start time.Time) (lastDelivery time.Time, err error) {
+func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, start time.Time, o *outages) (lastDelivery time.Time, err error) {
 	sc := p.Scenario
 	res.Overhead.StartToInjection = time.Since(start)
 	runCtx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
 	defer cancel()
-	injected := make(chan sender.InjectResult, 1)
+	watchCtx, stopWatch := context.WithCancel(runCtx)
+	defer stopWatch()
+	if o != nil {
+		go o.watch(watchCtx, r, time.Now())
+	}
+	injected := make(chan injection, 1)
 	go func() {
-		injected <- r.sender.Inject(runCtx, p.Injection)
+		injected <- inject(runCtx, r, p.Injection, o)
 	}()
-	inj, waitErr := waitForDelivery(runCtx, r, len(p.Injection.Messages), injected, opt)
+	inj, waitErr := waitForDelivery(runCtx, r, len(p.Injection.Messages), injected, opt, o)
+	stopWatch()
+	outageEvents := o.finish() // every outage ended: no role left paused or cut off
 	lastDelivery = time.Now()
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
@@ -40,6 +46,7 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	if cerr != nil {
 		return lastDelivery, errors.Join(waitErr, cerr)
 	}
+	evs = merged(evs, outageEvents)
 	more, _ := r.sender.Injected(cctx)
 	evs = withInjected(evs, append(inj.Queued, more...))
 	for _, h := range r.all {
@@ -61,13 +68,23 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	return lastDelivery, end
 }
 
+// merged adds more events to evs, in time order.
+func merged(evs, more []events.Event) []events.Event {
+	if len(more) == 0 {
+		return evs
+	}
+	all := append(append([]events.Event{}, evs...), more...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	return all
+}
+
 // waitForDelivery shows progress until the sender is idle after
 // injection and the run is finished, or ctx ends (the scenario's timeout,
 // or Ctrl-C).
-func waitForDelivery(ctx context.Context, r running, total int, injected <-chan sender.InjectResult, opt Options) (sender.InjectResult, error) {
+func waitForDelivery(ctx context.Context, r running, total int, injected <-chan injection, opt Options, o *outages) (injection, error) {
 	start := time.Now()
 	view := newProgressView(opt, total)
-	var inj sender.InjectResult
+	var inj injection
 	var last Snapshot
 	done := false
 	idleFor := 0 // polls every role has read idle in a row
@@ -84,24 +101,32 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			view.done(last, true)
 			return inj, fmt.Errorf("waiting for delivery: %w", ctx.Err())
 		}
-		snap, err := snapshot(ctx, r, total, start)
+		// Each poll has a deadline of its own: a role paused or cut off
+		// by an outage does not answer, and the run goes on without it.
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		snap, err := snapshot(pctx, r, total, start)
 		if err != nil {
+			pcancel()
 			continue
 		}
 		last = snap
 		view.show(snap)
-		if !done {
-			continue
-		}
-		if idle, err := r.sender.Idle(ctx); err != nil || !idle {
+		if !done || o.busy() {
+			pcancel()
 			idleFor = 0
 			continue
 		}
-		if othersIdle(ctx, r) {
+		if idle, err := r.sender.Idle(pctx); err != nil || !idle {
+			pcancel()
+			idleFor = 0
+			continue
+		}
+		if othersIdle(pctx, r) {
 			idleFor++
 		} else {
 			idleFor = 0
 		}
+		pcancel()
 		if finished(snap.Delivered, inj.Injected, idleFor, r.settle()) {
 			view.done(snap, false)
 			return inj, nil

@@ -14,7 +14,6 @@ import (
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/report/htmlreport"
 	"github.com/smtplab/smtplab/lab/scenario"
-	"github.com/smtplab/smtplab/lab/sender"
 )
 
 // newResult is a run's result before anything ran: its id (the scenario's
@@ -40,7 +39,7 @@ func newResult(sc scenario.Scenario, start time.Time, resultsDir string, env rep
 // evidence (its events and the Maildir on disk) and says how the run
 // ended: nil, or an error wrapping ErrNotDelivered, ErrPaceNotHeld or
 // ErrExpectation (the first that applies, in that order).
-func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maildir.Message, inj sender.InjectResult) error {
+func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maildir.Message, inj injection) error {
 	sc := p.Scenario
 	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
 		Expected: len(p.Injection.Messages), Line: p.Line(),
@@ -48,6 +47,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)
+	if inj.Cut != "" {
+		kept.Held = nil // the schedule was broken by the fault, not by the machine
+	}
 	res.Summary.Pace = &kept
 	res.Injections = inj.Starts
 	res.Records = report.BuildRecords(in)

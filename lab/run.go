@@ -109,6 +109,10 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err != nil {
 		return res, err
 	}
-	lastDelivery, err = drive(ctx, r, p, opt, res, start)
+	o, err := s.outages(r)
+	if err != nil {
+		return res, err
+	}
+	lastDelivery, err = drive(ctx, r, p, opt, res, start, o)
 	return res, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/mta"
+	"github.com/smtplab/smtplab/lab/outage"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack"
@@ -111,4 +112,29 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 		return nil, nil, fmt.Errorf("%w (%s)", err, impl)
 	}
 	return c, mta.NewHandle(svc.Name, impl, c, s.plan.Scenario.Receiver.Maildir), nil
+}
+
+// outages are the run's faults on the mail path (nil when it has none),
+// acting on the roles' containers. A role back from one is given again
+// what start gave it: the DNS stub its zone.
+func (s *starter) outages(r running) (*outages, error) {
+	specs := s.plan.Scenario.OutageSpecs()
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	sched, err := outage.New(specs, s.plan.Scenario.Seed)
+	if err != nil {
+		return nil, err
+	}
+	targets := map[topology.Role]outage.Target{}
+	for role, c := range s.cs {
+		targets[role] = c
+	}
+	restored := func(ctx context.Context, role topology.Role) error {
+		if role == topology.DNS {
+			return r.dns.SetZone(ctx, s.plan.Zone(s.addrs))
+		}
+		return nil
+	}
+	return newOutages(sched, targets, restored), nil
 }

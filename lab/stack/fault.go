@@ -44,7 +44,7 @@ func (c *Container) Start(ctx context.Context) error {
 }
 
 func (c *Container) startAndWait(ctx context.Context) error {
-	since := time.Now()
+	since, old := time.Now(), c.Addr()
 	if _, err := c.eng.ContainerStart(ctx, c.id(), client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start %s again: %w", c.Role, err)
 	}
@@ -57,8 +57,14 @@ func (c *Container) startAndWait(ctx context.Context) error {
 	if err := c.awaitLine(wctx, since, c.spec.Ready); err != nil {
 		return fmt.Errorf("start %s again: %w%s", c.Role, err, c.st.logsOf(ctx, c.c))
 	}
-	_, err := c.Locate(ctx)
-	return err
+	if _, err := c.Locate(ctx); err != nil {
+		return err
+	}
+	// Its peers know it by address (the zone, the sender's route).
+	if ip := c.Addr(); ip != old {
+		return fmt.Errorf("start %s again: the engine gave it %s, not its address %s: its peers cannot find it", c.Role, ip, old)
+	}
+	return nil
 }
 
 // awaitLine follows the container's output from since until a line holds
