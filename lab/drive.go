@@ -42,6 +42,7 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	if err := r.sender.StopInjection(cctx); err != nil {
 		return lastDelivery, errors.Join(waitErr, err)
 	}
+	r = withGone(r, o, p.Scenario.Receiver.Maildir)
 	evs, cerr := collectEvents(cctx, r)
 	if cerr != nil {
 		return lastDelivery, errors.Join(waitErr, cerr)
@@ -115,6 +116,12 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			pcancel()
 			idleFor = 0
 			continue
+		}
+		if o != nil && o.gone() != "" {
+			// Nothing more can arrive: what is missing was lost to the kill.
+			pcancel()
+			view.done(snap, false)
+			return inj, nil
 		}
 		if idle, err := r.sender.Idle(pctx); err != nil || !idle {
 			pcancel()

@@ -37,6 +37,12 @@ func newOutages(sched *outage.Schedule, targets map[topology.Role]outage.Target,
 // watch fires the rules as the run's progress meets their triggers, until
 // ctx ends or no rule is left.
 func (o *outages) watch(ctx context.Context, r running, began time.Time) {
+	for _, rule := range o.sched.Rules() {
+		if rule.Skipped { // its seeded draw said no: on record all the same
+			o.log(events.Event{Role: rule.Spec.Role, Kind: events.Outage, FaultName: rule.Outage.Name(),
+				Name: rule.Name(), Result: rule.Spec.Trigger(), Seq: rule.Index + 1}, "skipped", began, 0, nil)
+		}
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for o.sched.Pending() {

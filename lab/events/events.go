@@ -89,7 +89,8 @@ const (
 	// number; Reason "malformed" for a request that did not parse.
 	IdentQuery Kind = "ident_query"
 	// Outage: lab. A mail-path fault (lab/outage) on Role, written by the
-	// lab, which runs it: Reason "begin" or "end"; FaultName its type
+	// lab, which runs it: Reason "begin" or "end" ("skipped" at the start
+	// for a rule whose seeded draw said no); FaultName its type
 	// ("kill", "pause", "partition"); Name the rule ("faults[0]"), Result
 	// its trigger as the scenario gave it ("after 50 delivered"), Seq the
 	// rule's number (1-based); on "end", Duration how long the role was
