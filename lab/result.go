@@ -47,8 +47,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)
-	if inj.Cut != "" {
-		kept.Held = nil // the schedule was broken by the fault, not by the machine
+	if inj.Cut != "" && kept.Held != nil {
+		// The schedule was broken by the fault, not by the machine.
+		kept.Held, kept.NotJudged = nil, "the injection loop runs in the sender, which "+inj.Cut+" hit"
 	}
 	res.Summary.Pace = &kept
 	res.Injections = inj.Starts

@@ -170,9 +170,12 @@ type Kept struct {
 	// due time (rate runs).
 	QueueLagMax time.Duration `json:"queue_lag_max_ns,omitempty"`
 	MaxLag      time.Duration `json:"max_lag_ns,omitempty"` // the bound (rate runs)
-	// Held is nil for a loop run (no schedule), else whether every
-	// message started within MaxLag of its time.
+	// Held is nil for a loop run (no schedule) or one NotJudged, else
+	// whether every message started within MaxLag of its time.
 	Held *bool `json:"held"`
+	// NotJudged says why a schedule was not judged: a fault hit the
+	// sender, where the injection loop runs ("" when it was judged).
+	NotJudged string `json:"not_judged,omitempty"`
 }
 
 // ErrNotHeld is wrapped by errors about a run that did not keep its pace.
