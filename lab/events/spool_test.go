@@ -55,3 +55,26 @@ func TestSpoolRefusesGarbage(t *testing.T) {
 		t.Error("a spool of garbage was read")
 	}
 }
+
+// BenchmarkAdd is what logging one event costs, in memory only and with
+// the spool (one write(2) per event), side by side in one run:
+// go test ./lab/events -run '^$' -bench Add -count 5
+func BenchmarkAdd(b *testing.B) {
+	e := Event{Kind: Delivered, MessageID: "<1796507700086873992.1653.1@sender.lab.example.net>",
+		Rcpts: []string{"recipient-foo-20@20.foo.example.com"}, Path: "/maildir/new/1796507700.M1P2.receiver", Conn: "r20"}
+	b.Run("memory", func(b *testing.B) {
+		l := NewLog(topology.Receiver)
+		for b.Loop() {
+			l.Add(e)
+		}
+	})
+	b.Run("spool", func(b *testing.B) {
+		l := NewLog(topology.Receiver)
+		if err := l.Spool(filepath.Join(b.TempDir(), "events.jsonl")); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			l.Add(e)
+		}
+	})
+}
