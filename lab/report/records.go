@@ -16,6 +16,11 @@ type Records struct {
 	Connections []ConnectionRecord `json:"connections"`
 	Queries     []QueryRecord      `json:"queries"`
 	Faults      []FaultRecord      `json:"faults"`
+	// Outages are the faults on the mail path (lab/outage), one per rule
+	// as it happened, in the order they began; Link the modelled SMTP
+	// link's faults, nil when it had none (outage.go).
+	Outages []OutageRecord `json:"outages,omitempty"`
+	Link    *LinkRecord    `json:"link_faults,omitempty"`
 }
 
 // MessageRecord is one injected message's story.
@@ -36,6 +41,8 @@ type MessageRecord struct {
 	SenderConn   string `json:"sender_conn,omitempty"`   // the connection that carried it
 	ReceiverConn string `json:"receiver_conn,omitempty"` // the session it arrived in
 	Error        string `json:"error,omitempty"`         // why it failed
+	// Faults are the faults on the mail path that touched it (outage.go).
+	Faults []MessageFault `json:"faults,omitempty"`
 }
 
 // ConnectionRecord is one connection as the sender or the receiver saw it.
@@ -105,6 +112,11 @@ func BuildRecords(in Inputs) Records {
 		Faults:      []FaultRecord{},
 	}
 	sort.SliceStable(r.Queries, func(i, j int) bool { return r.Queries[i].Seq < r.Queries[j].Seq })
+	p := t.pathFaults(in)
+	r.Outages, r.Link = p.outages, p.link
+	for i := range r.Messages {
+		r.Messages[i].Faults = p.touched[r.Messages[i].MessageID]
+	}
 	for _, e := range t.faults {
 		r.Faults = append(r.Faults, FaultRecord{Time: e.Time, Role: e.Role, Fault: e.FaultName, Name: e.Name,
 			Seq: e.Seq, Duration: e.Duration, Reason: e.Reason})

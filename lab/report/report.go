@@ -41,6 +41,10 @@ type Inputs struct {
 	Blacklists []string          // DNSBL zones, to tell their queries apart
 	Line       *line.Config      // the DNS line, nil when there was none
 	Expected   int               // messages the workload injects
+	// Workload are the Message-IDs the workload meant to inject, in
+	// workload order; when given, each one never queued is named in
+	// Outcome.NotQueued (Expected only counts them).
+	Workload []string
 	// SenderLogPartial and ReceiverLogPartial say that the role's log has
 	// fewer events than a Go role writes (a real MTA's mail log, lab/mta;
 	// the run asks the role's Handle): the figures made from the missing
@@ -63,7 +67,7 @@ func Build(in Inputs) (Summary, Outcome) {
 	for _, m := range in.Maildir {
 		copies[m.MessageID]++
 	}
-	o := t.outcome(&s, in, copies)
+	o := t.outcome(&s, in, copies, t.pathFaults(in))
 	s.HeldByFaults = t.heldByFaults(copies)
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
@@ -75,15 +79,16 @@ func Build(in Inputs) (Summary, Outcome) {
 
 // outcome matches the injected messages to the Maildir's copies: it
 // fills in s the figures of what arrived (how many, how late, the total
-// time) and says what did not arrive exactly once.
-func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int) Outcome {
+// time) and says what did not arrive exactly once, each with the fault
+// on the mail path that explains it (p) when the run had any.
+func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int, p *pathFaults) Outcome {
 	var o Outcome
 	queued := t.sender.queuedAt
 	for _, e := range t.sender.failed {
 		_, ok := queued[e.MessageID]
 		switch {
 		case ok:
-			o.Failed = append(o.Failed, fmt.Sprintf("%s: %s", t.sender.name(e.MessageID), e.Error))
+			o.Failed = append(o.Failed, fmt.Sprintf("%s: %s%s", t.sender.name(e.MessageID), e.Error, p.explain(e.MessageID, "failed")))
 		case e.From == "":
 			s.DSNsFailed++ // a bounce (null sender) that could not be delivered either
 		default:
@@ -95,7 +100,9 @@ func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int) Outcome {
 	}
 	s.Injected = len(queued)
 	o.NotQueued = in.NotQueued
-	if missing := in.Expected - len(queued); missing > 0 {
+	if len(in.Workload) > 0 {
+		o.NotQueued = append(o.NotQueued, t.neverQueued(in.Workload, p)...)
+	} else if missing := in.Expected - len(queued); missing > 0 {
 		o.NotQueued = append(o.NotQueued, fmt.Sprintf("%d of the workload's %d messages never reached the queue", missing, in.Expected))
 	}
 
@@ -104,10 +111,10 @@ func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int) Outcome {
 	for id, qt := range queued {
 		switch n := copies[id]; {
 		case n == 0:
-			o.Lost = append(o.Lost, t.sender.name(id))
+			o.Lost = append(o.Lost, t.sender.name(id)+p.explain(id, "lost"))
 			continue
 		case n > 1:
-			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)", t.sender.name(id), n))
+			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)%s", t.sender.name(id), n, p.explain(id, "duplicated")))
 		}
 		s.Delivered++
 		d, ok := t.receiver.firstCopy[id]

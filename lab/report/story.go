@@ -67,8 +67,9 @@ func Slowest(r *Result, n int) []Story {
 	return out
 }
 
-// WriteDetails prints where the time went, per phase, and the slowest
-// messages with their stories.
+// WriteDetails prints where the time went, per phase, the slowest
+// messages with their stories, and the faults on the mail path
+// (WriteFaults).
 func WriteDetails(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(r.Summary.Phases) > 0 {
@@ -82,15 +83,13 @@ func WriteDetails(w io.Writer, r *Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	stories := Slowest(r, 5)
-	if len(stories) == 0 {
-		return nil
+	if stories := Slowest(r, 5); len(stories) > 0 {
+		fmt.Fprintf(w, "\nthe slowest messages\n")
+		for _, s := range stories {
+			fmt.Fprintf(w, "  %s\n", s.Line())
+		}
 	}
-	fmt.Fprintf(w, "\nthe slowest messages\n")
-	for _, s := range stories {
-		fmt.Fprintf(w, "  %s\n", s.Line())
-	}
-	return nil
+	return WriteFaults(w, r)
 }
 
 // Line tells the story in one line.

@@ -24,7 +24,12 @@ type tally struct {
 	// faults are every role's Fault events, in event order: the DNS
 	// stub's and the identd's.
 	faults []events.Event
-	conns  *connBook
+	// outages are the lab's Outage events and links the sender's
+	// LinkFault events, in event order: the faults on the mail path
+	// (pathFaults).
+	outages, links []events.Event
+	end            time.Time // the latest event's time: the run's end
+	conns          *connBook
 }
 
 // tallyEvents makes the one pass over in.Events.
@@ -41,8 +46,16 @@ func tallyEvents(in Inputs) *tally {
 		if name, d := phaseOf(e); name != "" {
 			t.phases.add(name, d, e.Error != "")
 		}
-		if e.Kind == events.Fault {
+		switch e.Kind {
+		case events.Fault:
 			t.faults = append(t.faults, e)
+		case events.Outage:
+			t.outages = append(t.outages, e)
+		case events.LinkFault:
+			t.links = append(t.links, e)
+		}
+		if e.Time.After(t.end) {
+			t.end = e.Time
 		}
 		switch e.Role {
 		case topology.Sender:

@@ -126,6 +126,8 @@ func PaceText(k pace.Kept) string {
 
 func heldText(k pace.Kept) string {
 	switch {
+	case k.NotJudged != "":
+		return "not judged: " + k.NotJudged
 	case k.Held == nil:
 		return "no schedule to hold"
 	case *k.Held:
@@ -174,4 +176,79 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// touchedShown is how many touched messages the reports tell one by one.
+const touchedShown = 10
+
+// WriteFaults prints the faults on the mail path, when the run had any:
+// each outage, the link's faults, the messages they touched (the first
+// touchedShown, the rest counted) and the exceptions they explain.
+// Times are offsets from the run's first queued message.
+func WriteFaults(w io.Writer, r *Result) error {
+	if len(r.Outages) == 0 && r.Link == nil {
+		return nil
+	}
+	var zero time.Time
+	if len(r.Messages) > 0 {
+		zero = r.Messages[0].Queued // in the order queued
+	}
+	fmt.Fprintf(w, "\nFaults on the mail path (times from the first message queued)\n")
+	for _, o := range r.Outages {
+		fmt.Fprintf(w, "  %s\n", o.Line(zero))
+	}
+	if r.Link != nil {
+		fmt.Fprintf(w, "  the link: %s\n", r.Link)
+	}
+	touched := r.Touched()
+	fmt.Fprintf(w, "  messages touched: %d of %d\n", len(touched), len(r.Messages))
+	for _, m := range touched[:min(touchedShown, len(touched))] {
+		fmt.Fprintf(w, "    %s\n", m.FaultStory())
+	}
+	if n := len(touched) - touchedShown; n > 0 {
+		fmt.Fprintf(w, "    and %d more\n", n)
+	}
+	ex := r.Outcome.Exceptions()
+	if len(ex) == 0 {
+		_, err := fmt.Fprintf(w, "  no exception: every injected message was delivered exactly once\n")
+		return err
+	}
+	fmt.Fprintf(w, "  exceptions, with the fault that explains each\n")
+	for _, e := range ex {
+		if _, err := fmt.Fprintf(w, "    %s\n", e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Line tells an outage in one line, its times as offsets from zero:
+// "faults[0] kill receiver (after 50 delivered): began +12.30 s, out
+// 5.00 s, back +17.30 s".
+func (o OutageRecord) Line(zero time.Time) string {
+	head := fmt.Sprintf("%s %s %s (%s)", o.Rule, o.Fault, o.Role, o.Trigger)
+	switch {
+	case o.Skipped:
+		return head + ": skipped (its seeded draw said no)"
+	case o.Began.IsZero():
+		return head + ": did not begin: " + o.Error
+	}
+	s := fmt.Sprintf("%s: began %s, out %s", head, Offset(zero, o.Began), secs(o.Duration))
+	if o.Ended.IsZero() {
+		s += ", never back (to the run's end)"
+	} else {
+		s += ", back " + Offset(zero, o.Ended)
+	}
+	if o.Error != "" {
+		s += " (" + o.Error + ")"
+	}
+	return s
+}
+
+// Offset is t as an offset from zero: "+12.30 s", "-500 ms".
+func Offset(zero, t time.Time) string {
+	if d := t.Sub(zero); d < 0 {
+		return "-" + secs(-d)
+	}
+	return "+" + secs(t.Sub(zero))
 }

@@ -98,6 +98,7 @@ type page struct {
 	Charts      []*chart
 	Slowest     []slowMessage
 	Faults      []faultRow
+	MailPath    *mailPath // nil when the run had no fault on the mail path
 	Scenario    string
 	Environment []row
 }
@@ -152,6 +153,27 @@ type checkStory struct {
 	Check, Name, QType, Start, Duration, Result, Error string
 	Faulted                                            bool
 	Percent                                            int // of the time to the greeting, for the bar
+}
+
+// mailPath is the faults on the mail path: the outages, the link's
+// faults, the messages they touched and the exceptions they explain.
+type mailPath struct {
+	Outages    []outageRow
+	Link       string
+	Touched    []touchedRow
+	Count      int // messages touched
+	More       int // touched messages not shown
+	Total      int // messages in the run
+	Exceptions []string
+}
+
+type outageRow struct {
+	Rule, Fault, Role, Trigger, Began, Out, Back, Error string
+}
+
+type touchedRow struct {
+	MessageID, Rcpts, Faults, Status string
+	Attempts, Copies                 int
 }
 
 type faultRow struct {
@@ -225,7 +247,55 @@ func build(r *report.Result) (*page, error) {
 		pg.Faults = append(pg.Faults, faultRow{At: at(tl, f.Time), Role: string(f.Role), Fault: f.Fault, Name: f.Name,
 			Seq: f.Seq, Duration: secs(f.Duration), Reason: f.Reason})
 	}
+	pg.MailPath = mailPathOf(r, tl)
 	return pg, nil
+}
+
+// mailPathOf is report.WriteFaults as a section: nil when the run had
+// no fault on the mail path.
+func mailPathOf(r *report.Result, tl timeline) *mailPath {
+	if len(r.Outages) == 0 && r.Link == nil {
+		return nil
+	}
+	mp := &mailPath{Total: len(r.Messages), Exceptions: r.Outcome.Exceptions()}
+	for _, o := range r.Outages {
+		row := outageRow{Rule: o.Rule, Fault: o.Fault, Role: string(o.Role), Trigger: o.Trigger, Error: o.Error}
+		switch {
+		case o.Skipped:
+			row.Began = "skipped (its seeded draw said no)"
+		case o.Began.IsZero():
+			row.Began = "did not begin"
+		default:
+			row.Began, row.Out, row.Back = at(tl, o.Began), secs(o.Duration), at(tl, o.Ended)
+		}
+		mp.Outages = append(mp.Outages, row)
+	}
+	if r.Link != nil {
+		mp.Link = r.Link.String()
+	}
+	touched := r.Touched()
+	for _, m := range touched[:min(slowest, len(touched))] {
+		var fs []string
+		for _, f := range m.Faults {
+			fs = append(fs, faultText(f))
+		}
+		mp.Touched = append(mp.Touched, touchedRow{MessageID: m.MessageID, Rcpts: strings.Join(m.Rcpts, ", "),
+			Faults: strings.Join(fs, "; "), Status: m.Status, Attempts: m.Attempts, Copies: m.Copies})
+	}
+	mp.Count, mp.More = len(touched), len(touched)-len(mp.Touched)
+	return mp
+}
+
+// faultText says what one fault did to a message, for its table cell.
+func faultText(f report.MessageFault) string {
+	if f.Rule != "" {
+		return fmt.Sprintf("%s in %s (%s %s)", secs(f.Waited), f.Rule, f.Fault, f.Role)
+	}
+	s := fmt.Sprintf("link %s ×%d on %s", f.Fault, f.Count, f.Conn)
+	if f.Waited > 0 {
+		s += " (" + secs(f.Waited) + " waited)"
+	}
+	return s
 }
 
 func glance(s, s99 report.Summary) []figure {
