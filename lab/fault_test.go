@@ -74,6 +74,10 @@ func TestMailPathFaults(t *testing.T) {
 				t.Errorf("outage events %q, want %q", got, want)
 			}
 			exactlyOnce(t, res.Dir, res.Events, len(o.Duplicated))
+			var text strings.Builder
+			if err := report.WriteDetails(&text, res); err != nil || !strings.Contains(text.String(), "faults[0]") {
+				t.Errorf("the text report does not tell the fault (faults[0]): %v\n%s", err, text.String())
+			}
 			for _, f := range []string{report.ResultFile, report.HTMLFile} {
 				b, err := os.ReadFile(filepath.Join(res.Dir, f))
 				if err != nil {

@@ -173,6 +173,12 @@ func (s Scenario) outageProblems(c *checks) {
 		case topology.Sender:
 			impl = s.Sender.Impl
 		}
+		switch {
+		case sp.AfterQueued > 0 && s.Sender.Impl != ImplGo && s.Sender.Impl != "":
+			c.add(fmt.Sprintf("faults[%d].after_queued", i), "counts the Go sender's queue; sender.impl %s does not report it: use at or after_delivered", s.Sender.Impl)
+		case sp.OnConnection > 0 && s.Receiver.Impl != ImplGo && s.Receiver.Impl != "":
+			c.add(fmt.Sprintf("faults[%d].on_connection", i), "counts the Go receiver's connections; receiver.impl %s does not report them: use at or after_delivered", s.Receiver.Impl)
+		}
 		if impl != ImplGo && impl != "" && sp.Type == "kill" && sp.Restart {
 			c.add(fmt.Sprintf("faults[%d].role", i), "restarting %s after a kill needs the Go model (impl %s is not restarted by the lab yet)", sp.Role, impl)
 		}
