@@ -131,6 +131,7 @@ func (p Plan) senderConfig(a Addrs) sender.Config {
 	}
 	sc.DNSServers = []string{topology.Addr(a[topology.DNS], topology.DNS)}
 	sc.SMTPPort = port(topology.Receiver)
+	sc.Seed = p.Scenario.Seed // the link's loss and jitter
 	return sc
 }
 

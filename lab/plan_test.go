@@ -39,6 +39,8 @@ func fill(t *testing.T, v reflect.Value, path string, n *int) []string {
 			fv.SetBool(!fv.Bool())
 		case reflect.Int, reflect.Int64:
 			fv.SetInt(int64(1000 + *n)) // also a duration: 1000+n ns
+		case reflect.Float64:
+			fv.SetFloat(1 / float64(*n+1)) // in (0, 1): also a probability
 		case reflect.Slice:
 			s := reflect.MakeSlice(fv.Type(), 1, 1)
 			el := s.Index(0)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/duration"
+	"github.com/smtplab/smtplab/lab/line"
 )
 
 // Route sends mail for Domain ("example.com" exact, ".example.com" any
@@ -81,6 +82,13 @@ type Config struct {
 	EndOfDataTimeout duration.Duration `yaml:"end_of_data_timeout" json:"end_of_data_timeout"`
 	QuitTimeout      duration.Duration `yaml:"quit_timeout" json:"quit_timeout"`
 	CommandTimeout   duration.Duration `yaml:"-" json:"command_timeout,omitempty"`
+
+	// Link carries the sender's SMTP connections over a modelled line
+	// (lab/line's link: bandwidth, latency, jitter, loss, reset after N
+	// bytes); off unless enabled. Seed seeds its loss and jitter (the
+	// scenario's seed, filled in by the lab).
+	Link line.LinkConfig `yaml:"link" json:"link"`
+	Seed uint64          `yaml:"-" json:"seed,omitempty"`
 }
 
 // setDefaults fills in the defaults named in Config's comments.
@@ -147,6 +155,9 @@ func (c *Config) validate() error {
 	}
 	if c.Bounce != BounceDSN && c.Bounce != BounceRecord {
 		return fmt.Errorf("sender: bounce %q: want %q or %q", c.Bounce, BounceDSN, BounceRecord)
+	}
+	if err := c.Link.Validate(); err != nil {
+		return fmt.Errorf("sender: %w", err)
 	}
 	if c.MaxInMemory < 1 {
 		return fmt.Errorf("sender: max_in_memory must be at least 1, got %d", c.MaxInMemory)

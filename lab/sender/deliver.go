@@ -8,16 +8,18 @@ package sender
 
 import (
 	"errors"
+	"net"
 	"strconv"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/line"
 )
 
 // open finds the servers for j's host (its static route, else MX and A)
 // and opens a session with the first that greets. Like Courier, a 5xx
 // greeting or HELO ends the search (permanent); other failures move on to
 // the next server.
-func (s *Sender) open(j *job) (*smtpConn, error) {
+func (s *Sender) open(j *job, wrap func(net.Conn) net.Conn) (*smtpConn, error) {
 	addrs := []string{j.relay}
 	if j.relay == "" {
 		var err error
@@ -28,7 +30,7 @@ func (s *Sender) open(j *job) (*smtpConn, error) {
 	var err error
 	for _, a := range addrs {
 		var c *smtpConn
-		c, err = dialSMTP(s.ctx, a, s.cfg.Hostname, s.cfg.timeouts())
+		c, err = dialSMTP(s.ctx, a, s.cfg.Hostname, s.cfg.timeouts(), wrap)
 		if err == nil {
 			return c, nil
 		}
@@ -46,8 +48,9 @@ func (s *Sender) open(j *job) (*smtpConn, error) {
 // is closed and its ConnClose logged.
 func (s *Sender) connection(w *worker, first *job) {
 	defer s.sched.release(w)
-	id := "s" + strconv.FormatInt(s.conns.Add(1), 10)
-	c, err := s.open(first)
+	n := s.conns.Add(1)
+	id := "s" + strconv.FormatInt(n, 10)
+	c, err := s.open(first, s.overLink(int(n), id, first.host))
 	if err != nil {
 		first.attempt++ // a refused connection or greeting is a try too
 		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})
@@ -186,4 +189,17 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 		return c.reset() == nil
 	}
 	return true
+}
+
+// overLink wraps connection number n (id, to host) in the modelled SMTP
+// link, logging what the link does to it; nil without a link.
+func (s *Sender) overLink(n int, id, host string) func(net.Conn) net.Conn {
+	if s.link == nil {
+		return nil
+	}
+	return func(nc net.Conn) net.Conn {
+		return s.link.Wrap(nc, n, func(f line.Fault) {
+			s.log.Add(events.Event{Kind: events.LinkFault, FaultName: f.Kind, Duration: f.Wait, Count: f.Bytes, Conn: id, Host: host})
+		})
+	}
 }

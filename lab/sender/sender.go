@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/line"
 	"github.com/smtplab/smtplab/lab/resolver"
 )
 
@@ -56,6 +57,7 @@ type Sender struct {
 	wake  net.PacketConn
 	kick  chan struct{} // asks the loader for a scan; buffered 1, so kicks coalesce
 	conns atomic.Int64
+	link  *line.Link // the modelled SMTP path; nil: none
 	// held keeps the loader from taking new messages off the queue (Hold):
 	// a burst fills the queue before any delivery starts.
 	held atomic.Bool
@@ -83,6 +85,11 @@ func New(cfg Config, log *events.Log) (*Sender, error) {
 	s := &Sender{cfg: cfg, log: log, q: q, ctx: ctx, stop: stop, kick: make(chan struct{}, 1),
 		known: map[string]int{}, bad: map[string]bool{},
 		res: &resolver.Resolver{Servers: cfg.DNSServers, FirstTimeout: cfg.DNSFirstTimeout.D(), Rounds: cfg.DNSRounds}}
+	if cfg.Link.Enabled {
+		if s.link, err = line.NewLink(cfg.Link, cfg.Seed); err != nil {
+			return nil, fmt.Errorf("sender: %w", err)
+		}
+	}
 	s.sched = newScheduler(cfg.MaxConnections, cfg.MaxPerHost, cfg.IdleClose.D(), s.startConnection)
 	return s, nil
 }

@@ -78,11 +78,14 @@ const maxReplyLines = 100
 // EHLO is refused as unknown). A 5xx greeting or HELO is returned as a
 // *Reply (permanent, as Courier takes it); any other failure is an error
 // naming its phase.
-func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts) (*smtpConn, error) {
+func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(net.Conn) net.Conn) (*smtpConn, error) {
 	d := net.Dialer{Timeout: t.Connect}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if wrap != nil {
+		nc = wrap(nc) // the modelled SMTP link (lab/line)
 	}
 	c := &smtpConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 8192), t: t}
 	// Closing the socket when ctx ends unblocks a greeting or EHLO still
