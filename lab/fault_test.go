@@ -37,6 +37,7 @@ func TestMailPathFaults(t *testing.T) {
 		{"fault-dns-pause.yaml", topology.DNS, "pause"},
 		{"fault-identd-pause.yaml", topology.Identd, "pause"},
 		{"fault-receiver-partition.yaml", topology.Receiver, "partition"},
+		{"fault-link.yaml", topology.Sender, "link"},
 	} {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {
 			sc, err := scenario.Load(filepath.Join("..", "scenarios", c.file))
@@ -53,7 +54,7 @@ func TestMailPathFaults(t *testing.T) {
 			// (SMTP's at-least-once window), and must say so.
 			o := res.Outcome
 			for _, ex := range slices.Concat(o.Lost, o.Duplicated, o.Failed, o.NotQueued, o.Unexpected) {
-				if !strings.Contains(ex, "faults[0]") {
+				if !strings.Contains(ex, "faults[0]") && !strings.Contains(ex, "link") {
 					t.Errorf("an exception the fault does not explain: %s", ex)
 				}
 			}
@@ -70,21 +71,32 @@ func TestMailPathFaults(t *testing.T) {
 				}
 			}
 			want := []string{"faults[0] " + c.kind + " " + string(c.role) + " begin", "faults[0] " + c.kind + " " + string(c.role) + " end"}
+			// What each output must name: the text, result.json, report.html.
+			tell := map[string]string{"text": "faults[0]", report.ResultFile: "faults[0]", report.HTMLFile: "faults[0]"}
+			if c.kind == "link" {
+				// The link's faults are the sender's: one event per lost
+				// segment (1% of them) and no outage.
+				want = nil
+				tell = map[string]string{"text": "the link: ", report.ResultFile: `"link_faults"`, report.HTMLFile: "The link between sender and receiver: "}
+				if n := countKind(res.Events, events.LinkFault); n == 0 {
+					t.Error("no link_fault event: 1% loss lost no segment")
+				}
+			}
 			if !slices.Equal(got, want) {
 				t.Errorf("outage events %q, want %q", got, want)
 			}
 			exactlyOnce(t, res.Dir, res.Events, len(o.Duplicated))
 			var text strings.Builder
-			if err := report.WriteDetails(&text, res); err != nil || !strings.Contains(text.String(), "faults[0]") {
-				t.Errorf("the text report does not tell the fault (faults[0]): %v\n%s", err, text.String())
+			if err := report.WriteDetails(&text, res); err != nil || !strings.Contains(text.String(), tell["text"]) {
+				t.Errorf("the text report does not tell the fault (%s): %v\n%s", tell["text"], err, text.String())
 			}
 			for _, f := range []string{report.ResultFile, report.HTMLFile} {
 				b, err := os.ReadFile(filepath.Join(res.Dir, f))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !strings.Contains(string(b), "faults[0]") {
-					t.Errorf("%s does not tell the fault (faults[0])", f)
+				if !strings.Contains(string(b), tell[f]) {
+					t.Errorf("%s does not tell the fault (%s)", f, tell[f])
 				}
 			}
 		})
@@ -175,4 +187,14 @@ func TestFaultDecisionsRepeat(t *testing.T) {
 	if fired+skipped != 4 || fired == 0 || skipped == 0 {
 		t.Errorf("seed %d fired %d and skipped %d of 4 rules: choose a seed that does both, so the test can tell", sc.Seed, fired, skipped)
 	}
+}
+
+func countKind(evs []events.Event, k events.Kind) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
 }

@@ -163,3 +163,47 @@ func TestLinkTime(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLinkWrite is what the link's bookkeeping costs a 1 KB write
+// (two segments) on a line too fast to wait on, beside the bare socket
+// in the same run: go test ./lab/line -run '^$' -bench LinkWrite -count 5
+func BenchmarkLinkWrite(b *testing.B) {
+	msg := bytes.Repeat([]byte("x"), 1024)
+	for _, wrapped := range []bool{false, true} {
+		name := "bare"
+		if wrapped {
+			name = "link"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					io.Copy(io.Discard, c)
+				}
+			}()
+			var c net.Conn
+			if c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if wrapped {
+				l, err := NewLink(LinkConfig{Enabled: true, BitsPerSecond: 1 << 40, Latency: duration.Duration(time.Nanosecond)}, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c = l.Wrap(c, 1, nil)
+			}
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
