@@ -57,7 +57,13 @@ func inject(ctx context.Context, r running, inj sender.Injection, o *outages) in
 			}
 			down, comesBack, back = o.down(topology.Sender)
 		}
-		rest, err := notQueued(ctx, r.sender, all)
+		var asked Handle = r.sender
+		if down { // killed for good: its evidence is in its stopped container
+			if g := withGone(running{all: []Handle{r.sender}}, o, "").all; len(g) == 1 {
+				asked = g[0]
+			}
+		}
+		rest, err := notQueued(ctx, asked, all)
 		if err != nil {
 			out.Errors = append(out.Errors, fmt.Sprintf("injection after %s: %v", out.Cut, err))
 			return out
@@ -81,7 +87,7 @@ func inject(ctx context.Context, r running, inj sender.Injection, o *outages) in
 // workload order: what its events and its queue on disk show, counted
 // per envelope (the workload's messages to one recipient are alike, so
 // the first rounds count as the ones queued).
-func notQueued(ctx context.Context, s SenderHandle, all []sender.Message) ([]sender.Message, error) {
+func notQueued(ctx context.Context, s Handle, all []sender.Message) ([]sender.Message, error) {
 	type queuer interface {
 		Queue(context.Context) ([]sender.Envelope, error)
 	}
