@@ -19,8 +19,9 @@ package outage
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,14 +116,7 @@ var types = map[string]func(Spec) (Outage, error){
 }
 
 // Types lists the fault types.
-func Types() []string {
-	out := make([]string, 0, len(types))
-	for t := range types {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
+func Types() []string { return slices.Sorted(maps.Keys(types)) }
 
 // Roles are the roles a fault can hit.
 var Roles = []topology.Role{topology.Receiver, topology.Sender, topology.DNS, topology.Identd}
