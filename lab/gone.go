@@ -44,7 +44,8 @@ func (g goneHandle) Events(ctx context.Context) ([]events.Event, error) {
 	return evs, nil
 }
 
-// Idle is true: a dead role holds nothing in transit any more.
+// Idle is true: a dead role holds nothing in transit any more (nor does
+// an identd whose host died).
 func (g goneHandle) Idle(context.Context) (bool, error) { return true, nil }
 
 // Keep copies the receiver's Maildir out of the stopped container.
@@ -63,9 +64,15 @@ func withGone(r running, o *outages, maildir string) running {
 	}
 	out := r
 	out.all = nil
+	deadForGood := func(role topology.Role) bool {
+		down, comesBack, _ := o.down(role)
+		return down && !comesBack
+	}
 	for _, h := range r.all {
 		c, ok := o.targets[h.Role()].(*stack.Container)
-		if down, comesBack, _ := o.down(h.Role()); !down || comesBack || !ok || !h.FullLog() {
+		// A role in a dead role's network namespace (identd on a killed
+		// sender's host) lives on, but its control port died with the host.
+		if !ok || !h.FullLog() || !deadForGood(h.Role()) && (c.Host() == "" || !deadForGood(c.Host())) {
 			out.all = append(out.all, h)
 			continue
 		}

@@ -24,14 +24,15 @@ type outages struct {
 
 	mu     sync.Mutex
 	evs    []events.Event
-	active int                    // outages begun and not ended
-	killed map[topology.Role]bool // down now by a kill: true when it will come back
-	back   chan struct{}          // closed and replaced whenever an outage ends
+	active int                      // outages begun and not ended
+	killed map[topology.Role]bool   // down now by a kill: true when it will come back
+	cause  map[topology.Role]string // the last outage begun on each role
+	back   chan struct{}            // closed and replaced whenever an outage ends
 	wg     sync.WaitGroup
 }
 
 func newOutages(sched *outage.Schedule, targets map[topology.Role]outage.Target, restored func(context.Context, topology.Role) error) *outages {
-	return &outages{sched: sched, targets: targets, restored: restored, killed: map[topology.Role]bool{}, back: make(chan struct{})}
+	return &outages{sched: sched, targets: targets, restored: restored, killed: map[topology.Role]bool{}, cause: map[topology.Role]string{}, back: make(chan struct{})}
 }
 
 // watch fires the rules as the run's progress meets their triggers, until
@@ -105,6 +106,8 @@ func (o *outages) fire(ctx context.Context, rule *outage.Rule) {
 	_, kill := rule.Outage.(outage.Kill)
 	o.mu.Lock()
 	o.active++
+	// Named before it acts: whoever sees the role fail asks explain().
+	o.cause[sp.Role] = fmt.Sprintf("%s (%s %s %s)", rule.Name(), rule.Outage.Name(), sp.Role, sp.Trigger())
 	if kill {
 		// Marked before the kill: whoever sees the role die asks down().
 		o.killed[sp.Role] = rule.Outage.Ends()
@@ -193,13 +196,7 @@ func (o *outages) explain(role topology.Role) string {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for i := len(o.evs) - 1; i >= 0; i-- {
-		e := o.evs[i]
-		if e.Role == role && e.Reason == "begin" {
-			return fmt.Sprintf("%s (%s %s %s)", e.Name, e.FaultName, e.Role, e.Result)
-		}
-	}
-	return ""
+	return o.cause[role]
 }
 
 // finish waits for every outage under way to end (a role is never left

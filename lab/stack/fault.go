@@ -9,6 +9,8 @@ import (
 
 	mnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // What a mail-path fault (lab/outage) does to a role's container, through
@@ -184,4 +186,13 @@ func (s *Stack) dependents(c *Container) []*Container {
 		}
 	}
 	return out
+}
+
+// Host is the role whose network namespace c joined ("" for none): when
+// that role dies, c cannot be reached on its control port either.
+func (c *Container) Host() topology.Role {
+	if c.spec.NetNSOf == nil {
+		return ""
+	}
+	return c.spec.NetNSOf.Role
 }
