@@ -173,7 +173,13 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 		case o.data != nil:
 			refused(accepted, o.data)
 		default:
-			later, laterErr = append(later, accepted...), o.broken
+			// Not sent: the connection broke, or no recipient was taken.
+			// A refusal already recorded (a 450 at RCPT) stays the reason:
+			// it is the peer's own word, which a DSN must carry.
+			later = append(later, accepted...)
+			if o.broken != nil || laterErr == nil {
+				laterErr = o.broken
+			}
 		}
 	}
 	if len(perm) > 0 {

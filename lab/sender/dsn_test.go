@@ -159,3 +159,42 @@ func TestNoDSN(t *testing.T) {
 		})
 	}
 }
+
+// TestDSNAfterTemporaryFailures: a recipient the peer keeps answering
+// 450 at RCPT fails for good after max_attempts; the DSN's
+// Diagnostic-Code is the peer's last reply, the 450 itself (RFC 3464
+// 2.3.6: the diagnostic the remote MTA gave), not the lab's words.
+func TestDSNAfterTemporaryFailures(t *testing.T) {
+	f := newFake(t)
+	f.set(func(f *fake) { f.rcptErr = rejectRcpt("busy@h.test", 450) })
+	cfg := testConfig(t, f.addr)
+	cfg.MaxAttempts = 3
+	q := openQueue(t, cfg.QueueDir)
+	orig := put(t, q, "<busy@dsn.test>", "author@src.test", "busy@h.test")
+	_, log := startSender(t, cfg)
+	labtest.Until(t, "the DSN delivered and the queue empty", func() bool {
+		return len(queueIDs(t, q)) == 0 && countEvents(log, events.Sent, "") == 1
+	})
+	var dsn *delivery
+	for _, d := range get(f, func(f *fake) []delivery { return f.deliveries }) {
+		if d.MessageID != orig.MessageID {
+			dsn = &d
+		}
+	}
+	if dsn == nil {
+		t.Fatal("no DSN delivered")
+	}
+	body := string(bytes.ReplaceAll(dsn.Body, []byte("\r\n"), []byte("\n")))
+	if !strings.Contains(body, "Diagnostic-Code: smtp; 450 ") || !strings.Contains(body, "fake says 450") {
+		t.Errorf("the DSN does not carry the peer's 450:\n%s", body)
+	}
+	tries := 0
+	for _, e := range eventsOf(log, events.Attempt) {
+		if e.Result != "ok" {
+			tries++
+		}
+	}
+	if tries != 3 {
+		t.Errorf("%d failed attempts, want max_attempts 3", tries)
+	}
+}
