@@ -213,12 +213,12 @@ func checkFuzzMaildir(t *testing.T, l *lab, accepted int) {
 		br := bufio.NewReader(bytes.NewReader(data))
 		first, _ := br.ReadString('\n')
 		rcpt, ok := strings.CutPrefix(first, "Delivered-To: ")
-		rcpt, ok2 := strings.CutSuffix(rcpt, "\r\n")
+		rcpt, ok2 := strings.CutSuffix(rcpt, "\n")
 		if !ok || !ok2 || !localRecipient(rcpt) {
 			t.Errorf("message for a non-local recipient: %q", first)
 		}
 		second, _ := br.ReadString('\n')
-		if !strings.HasPrefix(second, "Return-Path: <") || !strings.HasSuffix(second, ">\r\n") {
+		if !strings.HasPrefix(second, "Return-Path: <") || !strings.HasSuffix(second, ">\n") {
 			t.Errorf("Return-Path: line %q", second)
 		}
 		// Received: and its continuation lines carry nothing from the
@@ -231,7 +231,7 @@ func checkFuzzMaildir(t *testing.T, l *lab, accepted int) {
 				}
 				break
 			}
-			if strings.ContainsFunc(strings.TrimSuffix(line, "\r\n"), func(r rune) bool { return r < ' ' || r >= 0x7f }) {
+			if strings.ContainsFunc(strings.TrimSuffix(line, "\n"), func(r rune) bool { return r < ' ' || r >= 0x7f }) {
 				t.Errorf("Received: line %q", line)
 			}
 		}

@@ -99,13 +99,18 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 		took time.Duration // write, fsync, rename: the disk's share
 	}
 	var done []copyOf
+	// Courier keeps mail with Unix line ends: submit takes the CRs of
+	// SMTP's CRLFs off before the message is stored, and courierlocal
+	// writes the stored lines into the Maildir file (RFC 5321 2.3.8's CRLF
+	// is the wire's, not the mailbox's).
+	head, body = unixLines(head), unixLines(body)
 	for _, rc := range ss.rcpts {
 		for _, dir := range rc.dirs {
 			var buf bytes.Buffer
 			buf.Grow(len(body) + len(head) + 128)
 			// courierlocal's deliver.c writes these two on top of each
 			// copy (mkdelheaders).
-			fmt.Fprintf(&buf, "Delivered-To: %s\r\nReturn-Path: <%s>\r\n", rc.addr, headerSafe(ss.from))
+			fmt.Fprintf(&buf, "Delivered-To: %s\nReturn-Path: <%s>\n", rc.addr, headerSafe(ss.from))
 			buf.Write(head)
 			buf.Write(body)
 			t0 := time.Now()
@@ -124,3 +129,6 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 	}
 	return nil
 }
+
+// unixLines turns CRLF line ends into LF.
+func unixLines(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }

@@ -900,7 +900,7 @@ func TestReceivedHeloSanitized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(data), "\r\nReceived: from evil_X-Injected:_yes ("+clientName+" ") {
+	if !strings.Contains(string(data), "\nReceived: from evil_X-Injected:_yes ("+clientName+" ") {
 		t.Errorf("HELO name not written as one word:\n%q", data)
 	}
 }

@@ -131,7 +131,7 @@ func maildirState(t *testing.T, dir string) map[string][]byte {
 
 // bodyOf is what follows the header of a stored message.
 func bodyOf(data []byte) string {
-	_, body, _ := strings.Cut(string(data), "\r\n\r\n")
+	_, body, _ := strings.Cut(string(data), "\n\n") // a Maildir file has LF line ends, as Courier's
 	return body
 }
 
@@ -339,10 +339,10 @@ func TestDataStall(t *testing.T) {
 	}
 }
 
-var receivedRE = regexp.MustCompile(`^Received: from ` + regexp.QuoteMeta(heloName) + ` \(` + regexp.QuoteMeta(clientName) + ` \[127\.0\.0\.1\]\)\r\n` +
-	`  \(IDENT: ` + identUser + `\)\r\n` +
-	`  by ` + regexp.QuoteMeta(hostname) + ` with ESMTP\r\n` +
-	`  id [0-9A-F]{16}\.[0-9A-F]{16}\.[0-9A-F]{8}; (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n$`)
+var receivedRE = regexp.MustCompile(`^Received: from ` + regexp.QuoteMeta(heloName) + ` \(` + regexp.QuoteMeta(clientName) + ` \[127\.0\.0\.1\]\)\n` +
+	`  \(IDENT: ` + identUser + `\)\n` +
+	`  by ` + regexp.QuoteMeta(hostname) + ` with ESMTP\n` +
+	`  id [0-9A-F]{16}\.[0-9A-F]{16}\.[0-9A-F]{8}; (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$`)
 
 // The top of each stored message, as Courier writes it: courierlocal's
 // Delivered-To and Return-Path, then submit's Received.
@@ -356,7 +356,7 @@ func TestReceivedHeader(t *testing.T) {
 	if !ok {
 		t.Fatalf("no Received: header in %q", data)
 	}
-	if want := "Delivered-To: " + rcptFoo7 + "\r\nReturn-Path: <sender@example.com>\r\n"; head != want {
+	if want := "Delivered-To: " + rcptFoo7 + "\nReturn-Path: <sender@example.com>\n"; head != want {
 		t.Errorf("first lines %q, want %q", head, want)
 	}
 	rcv, _, _ := strings.Cut("Received: "+rest, "Message-ID:")
@@ -374,7 +374,7 @@ func TestReceivedHeader(t *testing.T) {
 		w.cmd("QUIT", 221)
 		l.close()
 		data := string(maildirState(t, string(l.dir))["<bare@test>"])
-		if !strings.Contains(data, "\r\nReceived: from odd_name_ ([127.0.0.1])\r\n  by "+hostname+" with ESMTP\r\n  id ") {
+		if !strings.Contains(data, "\nReceived: from odd_name_ ([127.0.0.1])\n  by "+hostname+" with ESMTP\n  id ") {
 			t.Errorf("Received: without PTR and IDENT wrong:\n%s", data)
 		}
 	})
@@ -537,7 +537,7 @@ func TestExtensionRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dt, _, _ := strings.Cut(string(data), "\r\n")
+			dt, _, _ := strings.Cut(string(data), "\n")
 			out = append(out, strings.TrimPrefix(dt, "Delivered-To: "))
 		}
 		slices.Sort(out)
@@ -662,7 +662,7 @@ func TestBadInput(t *testing.T) {
 		// "\n.\n" does not end the message (no smuggling), a NUL is kept.
 		body := "bare\nline\n.\nstill in\x00side\r\n"
 		w.cmd("Message-ID: <lf@test>\r\n\r\n"+body+".", 250)
-		bodies["<lf@test>"] = body
+		bodies["<lf@test>"] = strings.ReplaceAll(body, "\r\n", "\n")
 		w.cmd("QUIT", 221)
 		goodSend()
 	})
@@ -680,7 +680,7 @@ func TestBadInput(t *testing.T) {
 		if code, msg := w.reply(); code != 250 {
 			t.Errorf("end of data: %d %q", code, msg)
 		}
-		bodies["<dots@test>"] = ".\r\n..x\r\n \r\nend.\r\n"
+		bodies["<dots@test>"] = ".\n..x\n \nend.\n"
 		// A message of no lines at all.
 		w.mailTo(rcptFoo7)
 		w.cmd("DATA", 354)
