@@ -28,6 +28,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,9 @@ type Server struct {
 	mu        sync.Mutex
 	servers   []*dns.Server
 	waiting   atomic.Int64 // queries sleeping in the delay now; lets tests see concurrency without clocks
+
+	pmu     sync.Mutex
+	pending map[int]events.Event // queries not yet answered nor dropped, by Seq
 }
 
 // New returns a server for cfg that adds a Query event to log for every
@@ -247,6 +251,12 @@ func (s *Server) Handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		// The log, then the queries still held (a stalled one the run
+		// ended on), so that no query is missing from the evidence.
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_ = events.WriteJSONL(w, append(s.log.Events(), s.Pending()...))
+	})
 	mux.Handle("/", s.log.Handler())
 	return mux
 }
@@ -272,4 +282,36 @@ func (s *Server) now() time.Time {
 		return s.clock.Now()
 	}
 	return time.Now()
+}
+
+// Pending are the queries not answered (nor dropped) yet, as Query events
+// with Result "PENDING" and Duration how long they have waited so far, in
+// arrival order.
+func (s *Server) Pending() []events.Event {
+	now := s.now()
+	s.pmu.Lock()
+	out := make([]events.Event, 0, len(s.pending))
+	for _, e := range s.pending {
+		e.Result, e.Duration = "PENDING", now.Sub(e.Time)
+		out = append(out, e)
+	}
+	s.pmu.Unlock()
+	slices.SortFunc(out, func(a, b events.Event) int { return a.Seq - b.Seq })
+	return out
+}
+
+// pend notes a query as held until unpend.
+func (s *Server) pend(e events.Event) {
+	s.pmu.Lock()
+	if s.pending == nil {
+		s.pending = map[int]events.Event{}
+	}
+	s.pending[e.Seq] = e
+	s.pmu.Unlock()
+}
+
+func (s *Server) unpend(seq int) {
+	s.pmu.Lock()
+	delete(s.pending, seq)
+	s.pmu.Unlock()
 }

@@ -2,6 +2,7 @@ package dnsstub
 
 import (
 	"context"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -220,7 +221,24 @@ func TestFaults(t *testing.T) {
 		never <- err
 	}()
 	labtest.Until(t, "the line", func() bool { return len(faultEvents(log)) == 4 })
+	// Still held, it is in the evidence all the same (GET /events).
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/events", nil))
+	evs, err := events.ReadJSONL(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for _, e := range evs {
+		if e.Kind == events.Query && e.Result == "PENDING" {
+			held = append(held, e.Name+" "+e.FaultName)
+		}
+	}
+	if !slices.Equal(held, []string{"never.lab.example.net stall"}) {
+		t.Errorf("queries served as pending: %q, want the one stalled forever", held)
+	}
 	s.Close() // releases the query stalled forever, unanswered
+	labtest.Until(t, "the stalled query logged as dropped, no longer pending", func() bool { return len(s.Pending()) == 0 })
 	if err := <-never; err == nil {
 		t.Error("a query stalled forever was answered")
 	}

@@ -109,6 +109,9 @@ func (s *Server) logFaults(x *exchange, eff fault.Effect) {
 			FaultName: name, Reason: name, Duration: eff.Hold, Host: x.ev.Host, Via: x.ev.Via})
 	}
 	x.ev.FaultName = strings.Join(eff.Applied, ",")
+	if len(eff.Applied) > 0 {
+		s.pend(x.ev) // with the fault that holds it
+	}
 }
 
 // arrived is where a query enters: it gets its sequence number and its
@@ -125,6 +128,7 @@ func (s *Server) arrived(r *dns.Msg, remote net.Addr, tcp bool) *exchange {
 	}
 	r.Compress = true
 	x.ev.SizeIn = r.Len()
+	s.pend(x.ev)
 	return x
 }
 
@@ -140,6 +144,7 @@ func (s *Server) finish(w dns.ResponseWriter, x *exchange) {
 		}
 	}
 	x.ev.Duration = s.now().Sub(x.start)
+	s.unpend(x.ev.Seq)
 	s.log.Add(x.ev)
 	s.metrics.query(x.req, x.ev.Result)
 	if x.wire != nil {

@@ -79,7 +79,7 @@ type QueryRecord struct {
 	Name      string        `json:"name"`
 	QType     string        `json:"qtype"`
 	Class     string        `json:"class"`  // PTR, A, DNSBL, ... (as in Summary.DNSQueriesByType)
-	Result    string        `json:"result"` // the rcode, or DROPPED
+	Result    string        `json:"result"` // the rcode, DROPPED, or PENDING (still held when the run ended; Duration: held so far)
 	Duration  time.Duration `json:"duration_ns"`
 	QueueWait time.Duration `json:"queue_wait_ns"`
 	OnLine    time.Duration `json:"on_line_ns"`
