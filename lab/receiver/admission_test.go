@@ -239,6 +239,13 @@ func TestProfile1016Queries(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("checks\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The AAAA lookups get NODATA (the names have an A only): an answer,
+	// not a failed check.
+	for _, e := range ofKind(l.log.Events(), events.Check) {
+		if e.QType == "AAAA" && (e.Result != "NODATA" || e.Error != "") {
+			t.Errorf("AAAA check %s: result %q, error %q; want NODATA and no error", e.Name, e.Result, e.Error)
+		}
+	}
 	// The client's name is confirmed by its A record.
 	checks := ofKind(l.log.Events(), events.Check)
 	if checks[0].Check != "reverse" || checks[3].Check != "local_reverse" || checks[3].Host != "127.0.0.1" {

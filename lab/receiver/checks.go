@@ -8,6 +8,7 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -91,6 +92,15 @@ func (k *checker) timed(check, host, name, qtype string, f func(ctx context.Cont
 	result, reason, err := f(resolver.WithTrace(k.ctx, tr))
 	if err != nil && result == "" {
 		result = resolver.Result(err)
+	}
+	var le *resolver.LookupError
+	if errors.As(err, &le) && le.NotFound && le.Result() == "NODATA" {
+		// NODATA is an answer, not a failure: the name exists without
+		// records of the type (an AAAA asked of a name with an A only, as
+		// the 1.0.16 profile asks of every name). A lookup with no answer
+		// (a timeout, SERVFAIL) and a name that does not exist (NXDOMAIN)
+		// stay failed checks.
+		err = nil
 	}
 	e := events.Event{Time: start, Kind: events.Check, Conn: k.c.id, Host: host, Check: check, Name: name, QType: qtype,
 		Result: result, Reason: reason, Duration: time.Since(start), Via: tr.Keys()}
