@@ -102,14 +102,14 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			view.done(last, true)
 			return inj, fmt.Errorf("waiting for delivery: %w", ctx.Err())
 		}
-		// Each poll has a deadline of its own: a role paused or cut off
-		// by an outage does not answer, and the run goes on without it.
 		if done && !o.busy() && o.gone() != "" {
 			// The receiver or the sender is dead for good: nothing more can
 			// arrive, and what is missing was lost to the kill.
 			view.done(last, false)
 			return inj, nil
 		}
+		// Each poll has a deadline of its own: a role paused or cut off
+		// by an outage does not answer, and the run goes on without it.
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		snap, err := snapshot(pctx, r, total, start)
 		if err != nil {
@@ -123,7 +123,6 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 			idleFor = 0
 			continue
 		}
-
 		if idle, err := r.sender.Idle(pctx); err != nil || !idle {
 			pcancel()
 			idleFor = 0
