@@ -174,6 +174,8 @@ func (s Scenario) outageProblems(c *checks) {
 			impl = s.Sender.Impl
 		}
 		switch {
+		case sp.Type == "partition" && sp.Role == topology.Identd:
+			c.add(fmt.Sprintf("faults[%d].role", i), "identd shares the sender's network: partition the sender to cut the sending host off")
 		case sp.AfterQueued > 0 && s.Sender.Impl != ImplGo && s.Sender.Impl != "":
 			c.add(fmt.Sprintf("faults[%d].after_queued", i), "counts the Go sender's queue; sender.impl %s does not report it: use at or after_delivered", s.Sender.Impl)
 		case sp.OnConnection > 0 && s.Receiver.Impl != ImplGo && s.Receiver.Impl != "":

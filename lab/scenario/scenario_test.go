@@ -79,6 +79,7 @@ func TestBadScenarios(t *testing.T) {
 		{"outage without trigger", "faults:\n  - {type: pause, role: dns, duration: 10s}\n", "x.yaml:2: faults[0]: give exactly one trigger"},
 		{"outage on a stranger", "faults:\n  - {type: pause, role: mx, at: 1s, duration: 1s}\n", `x.yaml:2: faults[0]: role "mx"`},
 		{"real MTA restart", "receiver: {impl: postfix}\nfaults:\n  - {type: kill, role: receiver, at: 1s, restart: true}\n", "x.yaml:3: faults[0].role: restarting receiver"},
+		{"identd cut off alone", "faults:\n  - {type: partition, role: identd, at: 1s, duration: 1s}\n", "x.yaml:2: faults[0].role: identd shares the sender's network"},
 		{"queue count of a real sender", "sender: {impl: courier}\nfaults:\n  - {type: pause, role: dns, after_queued: 5, duration: 1s}\n", "x.yaml:3: faults[0].after_queued"},
 		{"bad code", "dns:\n  blacklists:\n    - {zone: bl.example, code: nine}\n", "x.yaml:3: dns.blacklists[0].code"},
 	}
