@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -18,16 +19,29 @@ import (
 //
 // What is modelled, per direction, on one Line shared by every connection
 // of the sender (one modem carries them all): each segment (at most
-// Segment bytes of a write or a read) waits for the line, is clocked onto
-// it at BitsPerSecond with FramingBytes of PPP, IP and TCP headers, and
-// arrives Latency (plus seeded Jitter) later. A lost segment (Loss) is
-// sent again after Retransmit, TCP's retransmission timeout, and crosses
-// the line a second time. ResetAfterBytes resets a connection (RST) once
-// it has carried that many bytes, both directions together, in the manner
-// of toxiproxy's limit_data and reset_peer. Not modelled: congestion
-// control and windows (a write is not held for acknowledgements),
-// reordering, and the real TCP underneath, which still runs at the
-// bridge's speed.
+// Segment bytes) waits for the line, is clocked onto it at BitsPerSecond
+// with FramingBytes of PPP, IP and TCP headers, and arrives Latency (plus
+// seeded Jitter) later.
+//   - A write's segments are handed to the line together, as the socket
+//     takes a whole write, so they cross back to back; each goes to the
+//     socket when it arrives.
+//   - A read takes at most one segment from the socket and returns it
+//     once it has crossed down.
+//   - A lost segment (Loss) used the line for nothing: TCP sends it again
+//     Retransmit (its retransmission timeout) after it first went out,
+//     and it crosses a second time. The segments behind it on its
+//     connection wait for it (TCP delivers in order); the other
+//     connections keep the line meanwhile.
+//   - ResetAfterBytes resets a connection (RST) before the segment that
+//     would carry it past that many bytes, both directions together, in
+//     the manner of toxiproxy's limit_data and reset_peer.
+//
+// Not modelled: congestion control and windows (a write is not held for
+// acknowledgements, and a loss does not slow the connection down),
+// reordering, fast retransmit, and the real TCP underneath, which still
+// runs at the bridge's speed. Deadlines hold: a crossing ends at the
+// connection's deadline as the socket's own wait would (a deadline set
+// during a crossing counts from the next segment), and Close ends it.
 //
 // Loss decisions are drawn from a generator seeded by (Seed, the
 // connection's number, its direction, the segment's number in that
@@ -76,19 +90,34 @@ func (c LinkConfig) WithDefaults() LinkConfig {
 	return c
 }
 
-// Validate names the first impossible value.
+// maxLinkBytes bounds segment and framing_bytes: an IPv4 datagram's
+// largest size, and far from overflowing the line's arithmetic.
+const maxLinkBytes = 65535
+
+// Validate names the first impossible value, enabled or not: a scenario
+// that sets one is wrong either way.
 func (c LinkConfig) Validate() error {
-	switch {
-	case !c.Enabled:
-		return nil
-	case math.IsNaN(c.Loss) || c.Loss < 0 || c.Loss > 1:
-		return fmt.Errorf("link: loss must be in [0, 1], got %g", c.Loss)
-	case c.BitsPerSecond < 0:
-		return fmt.Errorf("link: bits_per_second must be positive, got %d", c.BitsPerSecond)
-	case c.FramingBytes < 0, c.Segment < 0, c.ResetAfterBytes < 0:
-		return fmt.Errorf("link: framing_bytes, segment and reset_after_bytes must not be negative")
-	case c.Latency < 0, c.Jitter < 0, c.Retransmit < 0:
-		return fmt.Errorf("link: latency, jitter and retransmit must not be negative")
+	if math.IsNaN(c.Loss) || c.Loss < 0 || c.Loss > 1 {
+		return fmt.Errorf("link: loss must be a probability in [0, 1], got %g", c.Loss)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"bits_per_second", c.BitsPerSecond}, {"framing_bytes", c.FramingBytes}, {"segment", c.Segment}, {"reset_after_bytes", c.ResetAfterBytes}} {
+		if f.v < 0 {
+			return fmt.Errorf("link: %s must not be negative, got %d", f.name, f.v)
+		}
+	}
+	if c.Segment > maxLinkBytes || c.FramingBytes > maxLinkBytes {
+		return fmt.Errorf("link: segment and framing_bytes must be at most %d bytes, got %d and %d", maxLinkBytes, c.Segment, c.FramingBytes)
+	}
+	for _, f := range []struct {
+		name string
+		v    duration.Duration
+	}{{"latency", c.Latency}, {"jitter", c.Jitter}, {"retransmit", c.Retransmit}} {
+		if f.v < 0 {
+			return fmt.Errorf("link: %s must not be negative, got %s", f.name, f.v)
+		}
 	}
 	return nil
 }
@@ -125,7 +154,8 @@ func (l *Link) Lost(conn int, d Direction, n int) bool {
 }
 
 // Fault is what the link did to a connection, for its event log: kind
-// "loss" (Wait is what the loss cost) or "reset" (Bytes carried so far).
+// "loss" (Wait is how much later the segment arrived than it would have)
+// or "reset" (Bytes carried before it, both directions).
 type Fault struct {
 	Kind  string
 	Wait  time.Duration
@@ -150,61 +180,108 @@ type linkConn struct {
 	conn    int
 	onFault func(Fault)
 
-	mu        sync.Mutex
-	segs      [2]int // segments so far, per direction
-	carried   int    // bytes, both directions
-	reset     bool
+	mu       sync.Mutex
+	segs     [2]int       // segments so far, per direction
+	carried  int          // bytes, both directions
+	reset    bool         // the link reset the connection
+	deadline [2]time.Time // Up: the write deadline; Down: the read deadline
+
+	wmu sync.Mutex // one Write at a time: its segments go out in order
+
+	rmu   sync.Mutex // one Read at a time, and the segment read so far:
+	rbuf  []byte     // room for one segment
+	rdata []byte     // read from the socket, not yet returned
+	rseg  *segment   // rdata's crossing, while it has not arrived
+	rerr  error      // the socket's error that came with rdata
+
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-// cross carries size bytes in direction d: segment by segment over the
-// line, sleeping until the last arrives. It returns ErrReset when the
-// link's byte limit is crossed (the connection is then reset).
-func (c *linkConn) cross(d Direction, size int) error {
-	cfg := c.l.cfg
-	for size > 0 {
-		n := min(size, cfg.Segment)
-		size -= n
-		c.mu.Lock()
-		if c.reset {
-			c.mu.Unlock()
-			return ErrReset
-		}
-		c.segs[d]++
-		seg := c.segs[d]
-		c.carried += n
-		over := cfg.ResetAfterBytes > 0 && c.carried > cfg.ResetAfterBytes
-		carried := c.carried
-		c.mu.Unlock()
-		if over {
-			c.resetNow(carried)
-			return ErrReset
-		}
-		t := c.l.line.Send(d, time.Now(), n)
-		arrive := t.Deliver
-		if c.l.Lost(c.conn, d, seg) {
-			again := c.l.line.Send(d, t.Deliver.Add(cfg.Retransmit.D()), n)
-			arrive = again.Deliver
-			c.onFault(Fault{Kind: "loss", Wait: arrive.Sub(t.Deliver)})
-		}
-		if err := c.sleepUntil(arrive); err != nil {
-			return err
-		}
-	}
-	return nil
+// segment is one segment's crossing.
+type segment struct {
+	n      int
+	first  Transit   // its first copy
+	again  time.Time // lost: when TCP sends it again
+	arrive time.Time // zero while a lost segment is not yet sent again
 }
 
-func (c *linkConn) sleepUntil(t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
+// book claims size bytes in direction d, cut into segments handed to the
+// line now. over says the byte limit stopped it short (the segments
+// returned are those under the limit); a connection already reset
+// returns ErrReset.
+func (c *linkConn) book(d Direction, size int) (segs []segment, over bool, err error) {
+	cfg := c.l.cfg
+	var nums []int
+	c.mu.Lock()
+	if c.reset {
+		c.mu.Unlock()
+		return nil, false, ErrReset
 	}
-	tm := time.NewTimer(d)
+	for size > 0 {
+		n := min(size, cfg.Segment)
+		if cfg.ResetAfterBytes > 0 && c.carried+n > cfg.ResetAfterBytes {
+			over = true
+			break
+		}
+		size -= n
+		c.carried += n
+		c.segs[d]++
+		nums = append(nums, c.segs[d])
+		segs = append(segs, segment{n: n})
+	}
+	c.mu.Unlock()
+	now := time.Now()
+	for i := range segs {
+		s := &segs[i]
+		s.first = c.l.line.Send(d, now, s.n)
+		if c.l.Lost(c.conn, d, nums[i]) {
+			s.again = s.first.Start.Add(cfg.Retransmit.D())
+		} else {
+			s.arrive = s.first.Deliver
+		}
+	}
+	return segs, over, nil
+}
+
+// arrive sleeps until s has arrived at the far end, first sending it
+// again if it was lost. The retransmission is booked on the line only
+// when it is due, so the line stays free for others until then.
+func (c *linkConn) arrive(d Direction, s *segment) error {
+	if s.arrive.IsZero() {
+		if err := c.sleepUntil(d, s.again); err != nil {
+			return err
+		}
+		s.arrive = c.l.line.Send(d, s.again, s.n).Deliver
+		c.onFault(Fault{Kind: "loss", Wait: max(s.arrive.Sub(s.first.Deliver), 0)})
+	}
+	return c.sleepUntil(d, s.arrive)
+}
+
+// sleepUntil waits until t, or until direction d's deadline (a timeout
+// error) or Close (net.ErrClosed), whichever comes first.
+func (c *linkConn) sleepUntil(d Direction, t time.Time) error {
+	c.mu.Lock()
+	dl := c.deadline[d]
+	c.mu.Unlock()
+	var err error
+	if !dl.IsZero() && dl.Before(t) {
+		t, err = dl, os.ErrDeadlineExceeded
+	}
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	default:
+	}
+	wait := time.Until(t)
+	if wait <= 0 {
+		return err
+	}
+	tm := time.NewTimer(wait)
 	defer tm.Stop()
 	select {
 	case <-tm.C:
-		return nil
+		return err
 	case <-c.closed:
 		return net.ErrClosed
 	}
@@ -212,13 +289,14 @@ func (c *linkConn) sleepUntil(t time.Time) error {
 
 // resetNow ends the connection with an RST: the peer reads "connection
 // reset by peer", as when a router or a modem drops a session.
-func (c *linkConn) resetNow(carried int) {
+func (c *linkConn) resetNow() {
 	c.mu.Lock()
 	if c.reset {
 		c.mu.Unlock()
 		return
 	}
 	c.reset = true
+	carried := c.carried
 	c.mu.Unlock()
 	if tc, ok := c.Conn.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
@@ -227,23 +305,105 @@ func (c *linkConn) resetNow(carried int) {
 	c.Close()
 }
 
-// Write carries p to the far end, then hands it to the socket.
+// Write carries p to the far end segment by segment, handing each to
+// the socket as it arrives. Stopped short (a deadline, Close, the reset),
+// it returns what reached the socket.
 func (c *linkConn) Write(p []byte) (int, error) {
-	if err := c.cross(Up, len(p)); err != nil {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	segs, over, err := c.book(Up, len(p))
+	if err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
-}
-
-// Read takes what the socket has, then holds it for its crossing.
-func (c *linkConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		if cerr := c.cross(Down, n); cerr != nil {
-			return 0, cerr
+	done := 0
+	for i := 0; i < len(segs); i++ {
+		if err := c.arrive(Up, &segs[i]); err != nil {
+			return done, err
+		}
+		// The segments behind it that have arrived too go in the same
+		// write: one system call, not one per segment, on a fast line.
+		end := done + segs[i].n
+		for now := time.Now(); i+1 < len(segs) && !segs[i+1].arrive.IsZero() && !segs[i+1].arrive.After(now); i++ {
+			end += segs[i+1].n
+		}
+		n, err := c.Conn.Write(p[done:end])
+		done += n
+		if err != nil {
+			return done, err
 		}
 	}
+	if over {
+		c.resetNow()
+		return done, ErrReset
+	}
+	return done, nil
+}
+
+// Read takes at most one segment from the socket and returns it once it
+// has crossed down. A segment whose crossing a deadline cut short is
+// kept for the next Read, so no byte is lost to a timeout.
+func (c *linkConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.rdata) == 0 {
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, c.l.cfg.Segment)
+		}
+		n, err := c.Conn.Read(c.rbuf[:min(len(c.rbuf), len(p))])
+		if n == 0 {
+			return 0, err
+		}
+		segs, over, berr := c.book(Down, n)
+		if berr != nil {
+			return 0, berr
+		}
+		if over {
+			c.resetNow()
+			return 0, ErrReset
+		}
+		c.rdata, c.rseg, c.rerr = c.rbuf[:n], &segs[0], err
+	}
+	if c.rseg != nil {
+		if err := c.arrive(Down, c.rseg); err != nil {
+			return 0, err
+		}
+		c.rseg = nil
+	}
+	n := copy(p, c.rdata)
+	c.rdata = c.rdata[n:]
+	var err error
+	if len(c.rdata) == 0 {
+		err, c.rerr = c.rerr, nil
+	}
 	return n, err
+}
+
+func (c *linkConn) setDeadline(d Direction, t time.Time) {
+	c.mu.Lock()
+	c.deadline[d] = t
+	c.mu.Unlock()
+}
+
+// SetDeadline sets the socket's deadlines and the crossings'.
+func (c *linkConn) SetDeadline(t time.Time) error {
+	c.setDeadline(Up, t)
+	c.setDeadline(Down, t)
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the socket's read deadline and the reads' crossings'.
+func (c *linkConn) SetReadDeadline(t time.Time) error {
+	c.setDeadline(Down, t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the socket's write deadline and the writes' crossings'.
+func (c *linkConn) SetWriteDeadline(t time.Time) error {
+	c.setDeadline(Up, t)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // Close closes the socket and wakes a crossing in progress.

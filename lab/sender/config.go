@@ -131,6 +131,9 @@ func (c *Config) setDefaults() {
 			*p.v = duration.Duration(p.def)
 		}
 	}
+	if c.Link.Enabled {
+		c.Link = c.Link.WithDefaults() // a 28.8k modem, RFC 879's segment, a 1 s RTO
+	}
 }
 
 // timeouts are the per-phase limits of c's SMTP sessions.
