@@ -1,8 +1,7 @@
 package events
 
 import (
-	"encoding/json"
-	"errors"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -46,29 +45,15 @@ func (l *Log) Spool(path string) error {
 	return nil
 }
 
-// readSpool reads the whole lines of a spool and how many bytes they take.
+// readSpool reads the whole lines of a spool (ReadJSONL, the log's one
+// parser) and how many bytes they take: what follows the last newline was
+// torn by a kill.
 func readSpool(f *os.File) ([]Event, int64, error) {
 	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []Event
-	var kept int64
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
-		}
-		if i == len(b) {
-			break // no newline: torn by a kill
-		}
-		var e Event
-		if err := json.Unmarshal(b[:i], &e); err != nil {
-			return nil, 0, errors.New("a line that is not an event: " + err.Error())
-		}
-		out = append(out, e)
-		kept += int64(i + 1)
-		b = b[i+1:]
-	}
-	return out, kept, nil
+	whole := b[:bytes.LastIndexByte(b, '\n')+1]
+	evs, err := ReadJSONL(bytes.NewReader(whole))
+	return evs, int64(len(whole)), err
 }

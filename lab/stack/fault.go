@@ -59,14 +59,7 @@ func (c *Container) startAndWait(ctx context.Context) error {
 	if err := c.awaitLine(wctx, since, c.spec.Ready); err != nil {
 		return fmt.Errorf("start %s again: %w%s", c.Role, err, c.st.logsOf(ctx, c.c))
 	}
-	if _, err := c.Locate(ctx); err != nil {
-		return err
-	}
-	// Its peers know it by address (the zone, the sender's route).
-	if ip := c.Addr(); ip != old {
-		return fmt.Errorf("start %s again: the engine gave it %s, not its address %s: its peers cannot find it", c.Role, ip, old)
-	}
-	return nil
+	return c.relocate(ctx, "start "+string(c.Role)+" again", old)
 }
 
 // awaitLine follows the container's output from since until a line holds
@@ -137,11 +130,8 @@ func (c *Container) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("end the partition of %s: %w", c.Role, err)
 	}
-	if _, err := c.Locate(ctx); err != nil {
+	if err := c.relocate(ctx, "end the partition of "+string(c.Role), old); err != nil {
 		return err
-	}
-	if ip := c.Addr(); ip != old {
-		return fmt.Errorf("end the partition of %s: the engine gave it %s, not its address %s: its peers cannot find it", c.Role, ip, old)
 	}
 	for _, d := range c.st.dependents(c) {
 		if _, err := d.Locate(ctx); err != nil {
@@ -164,6 +154,18 @@ func (c *Container) Locate(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("locate %s: %w", c.Role, err)
 	}
 	return c.Control, nil
+}
+
+// relocate finds c again after op (Locate) and checks it kept its address
+// old: its peers know it by address (the zone, the sender's route).
+func (c *Container) relocate(ctx context.Context, op, old string) error {
+	if _, err := c.Locate(ctx); err != nil {
+		return err
+	}
+	if ip := c.Addr(); ip != old {
+		return fmt.Errorf("%s: the engine gave it %s, not its address %s: its peers cannot find it", op, ip, old)
+	}
+	return nil
 }
 
 // Addr is the container's address on the run's network now.
