@@ -39,7 +39,7 @@ type exchange struct {
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	_, tcp := w.LocalAddr().(*net.TCPAddr)
 	x := s.arrived(r, w.RemoteAddr(), tcp)
-	eff := s.faults.Decide(fault.Query{Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType})
+	eff := s.faults.Decide(fault.Query{Seq: x.ev.Seq, Name: x.ev.Name, QType: x.ev.QType, Key: x.ev.Via[0], At: x.start})
 	s.logFaults(x, eff)
 	switch {
 	case eff.Drop: // lost on the way: it took the uplink, then vanished

@@ -24,6 +24,13 @@ type Query struct {
 	Seq   int    // 1-based, in arrival order
 	Name  string // lower case, no trailing dot
 	QType string // "A", "PTR", ...
+	// Key names the resolver's question: its socket and the query id
+	// (events.QueryKey). A resolver that asks again on the same socket with
+	// the same id, as Courier's rfc1035 library does (courier-libs
+	// rfc1035/rfc1035resolve.c builds the query once and resends it), keeps
+	// the key; a rule that follows retries finds them by it.
+	Key string
+	At  time.Time // when the query arrived
 }
 
 // Effect is what the faults decided for one query.
@@ -42,11 +49,45 @@ type Fault interface {
 	Apply(*Effect)
 }
 
+// Follower is a fault that can follow the lookup it hit (Spec.Follow):
+// Until says when it lets go of a lookup first hit at t, and Follow
+// applies it to a later query of that lookup that arrived left before then.
+type Follower interface {
+	Fault
+	Until(t time.Time) time.Time
+	Follow(e *Effect, left time.Duration)
+}
+
+// The ways a rule can follow the lookup it hit (Spec.Follow).
+const (
+	// FollowRetries: every retry of the hit query from the same resolver
+	// socket with the same id (Query.Key).
+	FollowRetries = "retries"
+	// FollowName: every query for the same name and type, whoever asks: a
+	// caching resolver between the clients and the line with one question
+	// outstanding upstream, to which it attaches every later client asking
+	// the same.
+	FollowName = "name"
+)
+
+// forever is how long a rule that never lets go holds on.
+var forever = time.Unix(1<<62, 0)
+
 // Drop loses the query.
 type Drop struct{}
 
 func (Drop) Name() string    { return "drop" }
 func (Drop) Apply(e *Effect) { e.Drop = true }
+
+// FollowDrop is a drop that follows its lookup for Window: every retry
+// that arrives meanwhile is lost too.
+type FollowDrop struct {
+	Drop
+	Window time.Duration
+}
+
+func (d FollowDrop) Until(t time.Time) time.Time { return t.Add(d.Window) }
+func (FollowDrop) Follow(e *Effect, _ time.Duration) { e.Drop = true }
 
 // ServFail answers SERVFAIL.
 type ServFail struct{}
@@ -70,6 +111,25 @@ func (s Stall) Apply(e *Effect) {
 	e.Forever = e.Forever || s.Forever
 }
 
+// Until: a stall lets go of its lookup when the first query's hold ends.
+func (s Stall) Until(t time.Time) time.Time {
+	if s.Forever {
+		return forever
+	}
+	return t.Add(s.Duration)
+}
+
+// Follow holds a later query of a stalled lookup until the stall ends, so
+// that all of them go on together, as packets a stalled line or server
+// kept do.
+func (s Stall) Follow(e *Effect, left time.Duration) {
+	if s.Forever {
+		e.Forever = true
+		return
+	}
+	e.Hold += left
+}
+
 // SlowUpstream adds Extra to the far side's cost.
 type SlowUpstream struct{ Extra time.Duration }
 
@@ -86,6 +146,10 @@ type Spec struct {
 	Nth         []int    `json:"nth,omitempty"`         // the Nth queries matching Name and QType (1-based)
 	Probability *float64 `json:"probability,omitempty"` // each matching query with this chance; nil: every one (0: none)
 	Count       int      `json:"count,omitempty"`       // at most this many hits; 0: no limit
+	// Follow keeps hitting the lookup a rule hit, outside the selectors
+	// above, until the fault lets go of it (a stall's end, a drop's
+	// Duration): FollowRetries or FollowName; "" hits each query alone.
+	Follow string `json:"follow,omitempty"`
 	// Parameters.
 	Duration time.Duration `json:"duration_ns,omitempty"` // stall: the hold; slow_upstream: the extra cost
 	Forever  bool          `json:"forever,omitempty"`     // stall: never answer
@@ -94,7 +158,18 @@ type Spec struct {
 // types is every fault type, by the name a Spec gives in Type: each builds
 // its fault from a Spec, checking the parameters it takes.
 var types = map[string]func(Spec) (Fault, error){
-	"drop":     func(Spec) (Fault, error) { return Drop{}, nil },
+	"drop": func(s Spec) (Fault, error) {
+		if s.Follow != "" {
+			if s.Duration <= 0 {
+				return nil, fmt.Errorf("drop with follow needs a positive duration: how long the retries are lost")
+			}
+			return FollowDrop{Window: s.Duration}, nil
+		}
+		if s.Duration != 0 {
+			return nil, fmt.Errorf("drop takes a duration only with follow")
+		}
+		return Drop{}, nil
+	},
 	"servfail": func(Spec) (Fault, error) { return ServFail{}, nil },
 	"stall": func(s Spec) (Fault, error) {
 		if s.Duration <= 0 && !s.Forever {
@@ -127,6 +202,18 @@ type rule struct {
 	nth     map[int]bool
 	matched int // queries that matched Name and QType so far
 	hits    int
+	// held is the lookups the rule follows, by followKey, and when it
+	// lets go of each.
+	held     map[string]time.Time
+	followed int // later queries of those lookups it hit
+}
+
+// followKey is what a rule that follows recognises a lookup by.
+func (r *rule) followKey(q Query, name string) string {
+	if r.spec.Follow == FollowName {
+		return strings.ToUpper(q.QType) + " " + name
+	}
+	return q.Key
 }
 
 // Set is the scenario's rules, in order.
@@ -145,7 +232,7 @@ func New(specs []Spec, seed uint64) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("faults[%d]: %w", i, err)
 		}
-		r := &rule{index: i, spec: sp, fault: f, nth: map[int]bool{}}
+		r := &rule{index: i, spec: sp, fault: f, nth: map[int]bool{}, held: map[string]time.Time{}}
 		for _, n := range sp.Nth {
 			r.nth[n] = true
 		}
@@ -165,7 +252,14 @@ func Build(sp Spec) (Fault, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown fault type %q (known: %s)", sp.Type, strings.Join(Types(), ", "))
 	}
-	return build(sp)
+	f, err := build(sp)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := f.(Follower); sp.Follow != "" && !ok {
+		return nil, fmt.Errorf("%s cannot follow a lookup (follow works with drop and stall)", sp.Type)
+	}
+	return f, nil
 }
 
 func check(sp Spec) error {
@@ -185,6 +279,11 @@ func check(sp Spec) error {
 	if sp.Count < 0 || sp.Duration < 0 {
 		return fmt.Errorf("count and duration must not be negative")
 	}
+	switch sp.Follow {
+	case "", FollowRetries, FollowName:
+	default:
+		return fmt.Errorf("follow must be %q or %q, got %q", FollowRetries, FollowName, sp.Follow)
+	}
 	return nil
 }
 
@@ -199,6 +298,14 @@ func (s *Set) Decide(q Query) Effect {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
+		if f, ok := r.fault.(Follower); ok && r.spec.Follow != "" {
+			if until, held := r.held[r.followKey(q, name)]; held && q.At.Before(until) {
+				r.followed++
+				f.Follow(&e, until.Sub(q.At))
+				e.Applied = append(e.Applied, r.fault.Name())
+				continue
+			}
+		}
 		if r.spec.Name != "" {
 			if ok, _ := path.Match(r.spec.Name, name); !ok {
 				continue
@@ -225,6 +332,9 @@ func (s *Set) Decide(q Query) Effect {
 		r.hits++
 		r.fault.Apply(&e)
 		e.Applied = append(e.Applied, r.fault.Name())
+		if f, ok := r.fault.(Follower); ok && r.spec.Follow != "" {
+			r.held[r.followKey(q, name)] = f.Until(q.At)
+		}
 	}
 	return e
 }
@@ -238,7 +348,7 @@ func (s *Set) Hits() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
-		out[r.fault.Name()] += r.hits
+		out[r.fault.Name()] += r.hits + r.followed
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,105 @@ func TestProbabilityZeroIsOff(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		if s.Decide(Query{Seq: i, Name: "a"}).Drop {
 			t.Fatalf("query %d dropped at probability 0", i)
+		}
+	}
+}
+
+// A stall that follows retries holds the retries of the lookup it hit (same
+// resolver socket and id) until the first query's hold ends, and nothing
+// else: another connection asking the same name goes through.
+func TestStallFollowsRetries(t *testing.T) {
+	s, err := New([]Spec{{Type: "stall", Name: "*.bl2.example.net", Nth: []int{2}, Duration: 60 * time.Second, Follow: FollowRetries}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	q := func(seq int, key string, after time.Duration) Effect {
+		return s.Decide(Query{Seq: seq, Name: "1.0.0.127.bl2.example.net", QType: "A", Key: key, At: t0.Add(after)})
+	}
+	if e := q(1, "10.0.0.5:4001#7", 0); len(e.Applied) != 0 {
+		t.Fatalf("first lookup hit: %+v", e)
+	}
+	if e := q(2, "10.0.0.5:4002#9", 0); e.Hold != 60*time.Second {
+		t.Fatalf("the chosen query: %+v", e)
+	}
+	// Courier's resolver asks again after 5 s and after 30 s, same socket, same id.
+	if e := q(3, "10.0.0.5:4002#9", 5*time.Second); e.Hold != 55*time.Second || len(e.Applied) != 1 {
+		t.Errorf("first retry: %+v", e)
+	}
+	if e := q(4, "10.0.0.5:4003#9", 6*time.Second); len(e.Applied) != 0 {
+		t.Errorf("another socket with the same id was hit: %+v", e)
+	}
+	if e := q(5, "10.0.0.5:4002#9", 30*time.Second); e.Hold != 30*time.Second {
+		t.Errorf("second retry: %+v", e)
+	}
+	if e := q(6, "10.0.0.5:4002#9", 61*time.Second); len(e.Applied) != 0 {
+		t.Errorf("a retry after the stall ended was hit: %+v", e)
+	}
+	if h := s.Hits(); h["stall"] != 3 {
+		t.Errorf("hits %v, want the query and its two retries", h)
+	}
+}
+
+// A rule that follows the name holds every query for that name and type
+// while the stall lasts, whoever asks (a caching resolver's one
+// outstanding question), and lets them all go at the same instant.
+func TestStallFollowsName(t *testing.T) {
+	s, err := New([]Spec{{Type: "stall", Name: "*.bl2.example.net", Nth: []int{1}, Duration: 75 * time.Second, Follow: FollowName}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	for i, c := range []struct {
+		at    time.Duration
+		name  string
+		qtype string
+		hold  time.Duration
+	}{
+		{0, "1.0.0.127.bl2.example.net", "A", 75 * time.Second},
+		{20 * time.Second, "1.0.0.127.bl2.example.net", "A", 55 * time.Second},
+		{20 * time.Second, "1.0.0.127.bl2.example.net", "TXT", 0},
+		{21 * time.Second, "1.0.0.127.bl1.example.net", "A", 0},
+		{74 * time.Second, "1.0.0.127.bl2.example.net", "A", time.Second},
+		{75 * time.Second, "1.0.0.127.bl2.example.net", "A", 0},
+	} {
+		e := s.Decide(Query{Seq: i + 1, Name: c.name, QType: c.qtype, Key: "k" + c.at.String(), At: t0.Add(c.at)})
+		if e.Hold != c.hold {
+			t.Errorf("query %d (%s %s at %v): hold %v, want %v", i+1, c.qtype, c.name, c.at, e.Hold, c.hold)
+		}
+	}
+}
+
+// A drop that follows retries loses every retry in its window; the first
+// one after it is answered.
+func TestDropFollowsRetries(t *testing.T) {
+	s, err := New([]Spec{{Type: "drop", Nth: []int{1}, Duration: 40 * time.Second, Follow: FollowRetries}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	var lost []bool
+	for i, at := range []time.Duration{0, 5 * time.Second, 30 * time.Second, 155 * time.Second} {
+		lost = append(lost, s.Decide(Query{Seq: i + 1, Name: "x.example", QType: "A", Key: "s#1", At: t0.Add(at)}).Drop)
+	}
+	if want := []bool{true, true, true, false}; !slices.Equal(lost, want) {
+		t.Errorf("lost %v, want %v", lost, want)
+	}
+}
+
+func TestFollowSpecs(t *testing.T) {
+	for _, c := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Type: "stall", Duration: time.Second, Follow: "socket"}, `follow must be "retries" or "name"`},
+		{Spec{Type: "servfail", Follow: FollowRetries}, "servfail cannot follow"},
+		{Spec{Type: "drop", Follow: FollowRetries}, "drop with follow needs a positive duration"},
+		{Spec{Type: "drop", Duration: time.Second}, "drop takes a duration only with follow"},
+	} {
+		_, err := Build(c.spec)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.spec, err, c.want)
 		}
 	}
 }

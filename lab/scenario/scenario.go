@@ -154,6 +154,7 @@ type Fault struct {
 	Count       int               `yaml:"count" json:"count,omitempty"`
 	Duration    duration.Duration `yaml:"duration" json:"duration,omitempty"`
 	Forever     bool              `yaml:"forever" json:"forever,omitempty"`
+	Follow      string            `yaml:"follow" json:"follow,omitempty"` // retries, name: keep hitting the lookup (lab/fault)
 }
 
 // Outage is one fault on the mail path (lab/outage): its type, the role
@@ -357,7 +358,7 @@ func (s Scenario) FaultSpecs() []fault.Spec {
 	out := make([]fault.Spec, len(s.DNS.Faults))
 	for i, f := range s.DNS.Faults {
 		out[i] = fault.Spec{Type: f.Type, Name: f.Name, QType: f.QType, Nth: f.Nth, Probability: f.Probability,
-			Count: f.Count, Duration: f.Duration.D(), Forever: f.Forever}
+			Count: f.Count, Duration: f.Duration.D(), Forever: f.Forever, Follow: f.Follow}
 	}
 	return out
 }
