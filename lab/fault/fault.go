@@ -86,7 +86,7 @@ type FollowDrop struct {
 	Window time.Duration
 }
 
-func (d FollowDrop) Until(t time.Time) time.Time { return t.Add(d.Window) }
+func (d FollowDrop) Until(t time.Time) time.Time     { return t.Add(d.Window) }
 func (FollowDrop) Follow(e *Effect, _ time.Duration) { e.Drop = true }
 
 // ServFail answers SERVFAIL.
