@@ -48,7 +48,7 @@ func (t *dnsTally) add(e events.Event) {
 		}
 		t.records = append(t.records, QueryRecord{Seq: e.Seq, Arrived: e.Time, Name: e.Name, QType: e.QType,
 			Class: class, Result: e.Result, Duration: e.Duration, QueueWait: e.QueueWait,
-			OnLine: e.OnLine, Upstream: e.Upstream, SizeIn: e.SizeIn, SizeOut: e.SizeOut, Fault: e.FaultName})
+			OnLine: e.OnLine, Upstream: e.Upstream, SizeIn: e.SizeIn, SizeOut: e.SizeOut, Fault: e.FaultName, Key: first(e.Via)})
 	case events.Fault:
 		if t.faults == nil {
 			t.faults = map[string]int{}
@@ -127,4 +127,12 @@ func heldConnections(faulted, checks []events.Event) map[string]time.Time {
 // delayedAny reports whether a delaying fault hit any query.
 func delayedAny(faulted []events.Event) bool {
 	return slices.ContainsFunc(faulted, func(f events.Event) bool { return delaying[f.FaultName] })
+}
+
+// first is the first of keys, or "".
+func first(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return keys[0]
 }

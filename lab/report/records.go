@@ -70,6 +70,19 @@ type CheckRecord struct {
 	Result   string        `json:"result,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Faulted  bool          `json:"faulted,omitempty"` // one of its queries was hit by a fault
+	// Tries are the queries the check sent, as the DNS server saw them, in
+	// order: a resolver that asks again on the same socket with the same id
+	// (Courier's, lab/resolver) sends one lookup several times.
+	Tries []CheckTry `json:"tries,omitempty"`
+}
+
+// CheckTry is one query a check sent: when it reached the DNS server,
+// after the check began, and what became of it.
+type CheckTry struct {
+	Seq    int           `json:"seq"`
+	After  time.Duration `json:"after_ns"`
+	Result string        `json:"result"` // the rcode, DROPPED or PENDING
+	Fault  string        `json:"fault,omitempty"`
 }
 
 // QueryRecord is one DNS query as the stub saw it.
@@ -87,6 +100,7 @@ type QueryRecord struct {
 	SizeIn    int           `json:"size_in"`
 	SizeOut   int           `json:"size_out"`
 	Fault     string        `json:"fault,omitempty"`
+	Key       string        `json:"key,omitempty"` // the resolver's socket and the query id (events.QueryKey)
 }
 
 // FaultRecord is one fault applied.
@@ -210,11 +224,21 @@ func (t *tally) connectionRecords() []ConnectionRecord {
 			faultedKeys[k] = true
 		}
 	}
+	byKey := map[string][]QueryRecord{}
+	for _, q := range t.dns.records {
+		if q.Key != "" {
+			byKey[q.Key] = append(byKey[q.Key], q)
+		}
+	}
 	for _, e := range t.receiver.checks {
 		cr := CheckRecord{Check: e.Check, Name: e.Name, QType: e.QType, Start: e.Time, Duration: e.Duration, Result: e.Result, Error: e.Error}
 		for _, k := range e.Via {
 			cr.Faulted = cr.Faulted || faultedKeys[k]
+			for _, q := range byKey[k] {
+				cr.Tries = append(cr.Tries, CheckTry{Seq: q.Seq, After: max(q.Arrived.Sub(e.Time), 0), Result: q.Result, Fault: q.Fault})
+			}
 		}
+		sort.Slice(cr.Tries, func(i, j int) bool { return cr.Tries[i].Seq < cr.Tries[j].Seq })
 		c := t.conns.get(e.Role, e.Conn)
 		c.Checks = append(c.Checks, cr)
 	}

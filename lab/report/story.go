@@ -123,6 +123,9 @@ func (s Story) Line() string {
 		if ck.Faulted {
 			p += " (hit by a fault)"
 		}
+		if len(ck.Tries) > 1 {
+			p += " (" + ck.triesText() + ")"
+		}
 		if ck.Error != "" {
 			p += " (" + ck.Error + ")"
 		}
@@ -132,4 +135,19 @@ func (s Story) Line() string {
 		fmt.Fprintf(&b, "; slowest checks: %s", strings.Join(parts, ", "))
 	}
 	return b.String()
+}
+
+// triesText tells a check's queries: "3 tries: 0 s stall, 5.0 s stall,
+// 30.0 s stall; NOERROR".
+func (ck CheckRecord) triesText() string {
+	var at []string
+	for _, t := range ck.Tries {
+		p := secs(t.After)
+		if t.Fault != "" {
+			p += " " + t.Fault
+		}
+		at = append(at, p)
+	}
+	last := ck.Tries[len(ck.Tries)-1].Result
+	return fmt.Sprintf("%d tries: %s; last %s", len(ck.Tries), strings.Join(at, ", "), last)
 }
