@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/line"
 )
@@ -292,6 +293,9 @@ func (s *Server) Pending() []events.Event {
 	s.pmu.Lock()
 	out := make([]events.Event, 0, len(s.pending))
 	for _, e := range s.pending {
+		// Stamped as the log stamps the events it holds: the report
+		// counts a role's queries by it.
+		e.Role = topology.DNS
 		e.Result, e.Duration = "PENDING", now.Sub(e.Time)
 		out = append(out, e)
 	}

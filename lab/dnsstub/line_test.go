@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/line"
@@ -231,6 +232,9 @@ func TestFaults(t *testing.T) {
 	var held []string
 	for _, e := range evs {
 		if e.Kind == events.Query && e.Result == "PENDING" {
+			if e.Role != topology.DNS {
+				t.Errorf("pending query %s served with role %q, want %q", e.Name, e.Role, topology.DNS)
+			}
 			held = append(held, e.Name+" "+e.FaultName)
 		}
 	}
