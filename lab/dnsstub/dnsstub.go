@@ -37,9 +37,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtplab/smtplab/lab/events"
-	"github.com/smtplab/smtplab/lab/topology"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/line"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Server answers DNS queries over UDP and TCP from its Config.

@@ -13,10 +13,10 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/events"
-	"github.com/smtplab/smtplab/lab/topology"
 	"github.com/smtplab/smtplab/lab/fault"
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/line"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // manualClock stands still until the test advances it: the line's schedule
