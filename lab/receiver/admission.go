@@ -204,17 +204,17 @@ func (c *sessionConn) endReason() string {
 	return "error: " + c.readErr.Error()
 }
 
-// chanListener hands checked connections to go-smtp's Serve.
+// chanListener hands checked connections to go-smtp's Serve, each behind
+// its front (front.go).
 type chanListener struct{ s *Server }
 
 func (l chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.s.conns:
 		// go-smtp writes the 220 as soon as it has the connection.
-		if sc, ok := c.(*sessionConn); ok {
-			l.s.log.Add(events.Event{Kind: events.Greeting, Conn: sc.id})
-		}
-		return c, nil
+		sc := c.(*sessionConn)
+		l.s.log.Add(events.Event{Kind: events.Greeting, Conn: sc.id})
+		return newFront(sc, l.s.cfg.CommandTimeout.D(), l.s.cfg.DataTimeout.D()), nil
 	case <-l.s.done:
 		return nil, net.ErrClosed
 	}

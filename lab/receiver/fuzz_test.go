@@ -8,14 +8,12 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// fuzzMaxMessage bounds the receiver's messages and the BDAT chunks the
-// fuzzer sends.
+// fuzzMaxMessage bounds the receiver's messages.
 const fuzzMaxMessage = 64 << 10
 
 // FuzzSession plays whole SMTP sessions, one per input, over a real
@@ -24,8 +22,12 @@ const fuzzMaxMessage = 64 << 10
 // sent as a command and its reply read; after a 354 the following lines are
 // the message, up to a "." line, or after a 354 and a "RAW" line the rest
 // of the input is sent as it is, bare LF, NUL and all, with the end of
-// data after it. After each session:
+// data after it. Every line goes through front.go, the parser of the
+// client's lines in front of go-smtp. After each session:
 //   - go-smtp recovered no panic (a panic elsewhere kills the fuzzer);
+//   - every command drew exactly one reply: a HELP sent after the input's
+//     lines (unless the session ended or went RAW) is answered by the next
+//     reply, the only 214 there is;
 //   - every message in the Maildir is for a local recipient: its
 //     Delivered-To is one address whose domain is local and whose local
 //     part is the account or account-extension; Return-Path follows;
@@ -40,6 +42,7 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nMAIL FROM:<c@d>\nDATA\nhi\n.\n",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nBDAT 10\nBDAT 20 LAST\nQUIT",
 		"EHLO x\nBDAT 70000\nNOOP",
+		"\nAB\nXYZZY\nHELLO x\nMAIL \nHELP\nhelp me\nLHLO x\nSTARTTLSX\n" + strings.Repeat("z", 5200) + "\nNOOP",
 		"\x00\xff\n\n\nHELO\nEHLO \r\nRSET\nNOOP\nVRFY x\nAUTH PLAIN AAAA\nSTARTTLS\nHELP\n",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient-x%evil.org@7.foo.example.com>\nRCPT TO:<evil.org!recipient@x.example.com>\nDATA\nhi\n.\n",
 		"EHLO x\nMAIL FROM:<a@b> SIZE=10\nRCPT TO:<RECIPIENT@X.EXAMPLE.COM.>\nRCPT TO:<recipient@[127.0.0.1]>\nRCPT TO:<recipient@example.com>\nDATA\n.\n",
@@ -50,6 +53,7 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nRAW\nMessage-ID: <raw@fuzz>\n\nbare\n.\nlf\x00nul\r.\r\nend.",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nRAW\n.\r\nQUIT\r\nMAIL FROM:<smuggled@b>",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\nSubject: \x00\r\x7f\n\n" + strings.Repeat("y", 1990) + "\n.\nNOOP",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nDATA\n" + strings.Repeat("y", 3000) + "\n.\nNOOP",
 	} {
 		f.Add([]byte(s))
 	}
@@ -64,7 +68,7 @@ func FuzzSession(f *testing.F) {
 }
 
 // fuzzSession plays in and returns how many messages the receiver accepted
-// (250 to the end of DATA or to BDAT ... LAST).
+// (250 to the end of DATA).
 func fuzzSession(t *testing.T, addr string, in []byte) (accepted int) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -102,22 +106,9 @@ func fuzzSession(t *testing.T, addr string, in []byte) (accepted int) {
 		if !send(append(line, '\r', '\n')) {
 			return accepted
 		}
-		size, last, isBDAT := bdat(string(line))
-		if isBDAT && size > fuzzMaxMessage {
-			// Refused with 552, then the server reads on for size bytes:
-			// nothing after this can be answered.
-			reply(string(line))
-			return accepted
-		}
-		if isBDAT && !send(chunk(size)) {
-			return accepted
-		}
 		code, ok := reply(string(line))
 		if !ok || code == 221 {
 			return accepted
-		}
-		if isBDAT && last && code == 250 {
-			accepted++
 		}
 		if code != 354 {
 			continue
@@ -154,31 +145,14 @@ func fuzzSession(t *testing.T, addr string, in []byte) (accepted int) {
 			accepted++
 		}
 	}
+	// One reply per command: had any line drawn two, or none, the next
+	// reply would not be HELP's 214.
+	if send([]byte("HELP\r\n")) {
+		if code, ok := reply("HELP"); ok && code != 214 {
+			t.Fatalf("HELP after the session answered %d: a command drew more or fewer than one reply", code)
+		}
+	}
 	return accepted
-}
-
-// bdat reads line as go-smtp does: a BDAT command with a chunk size the
-// server will read after it.
-func bdat(line string) (size uint64, last, ok bool) {
-	if len(line) < 6 || !strings.EqualFold(line[:4], "BDAT") || line[4] != ' ' || strings.HasPrefix(strings.ToUpper(line), "STARTTLS") {
-		return 0, false, false
-	}
-	args := strings.Fields(strings.TrimSpace(line[5:]))
-	if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
-		return 0, false, false
-	}
-	size, err := strconv.ParseUint(args[0], 10, 32)
-	return size, len(args) == 2, err == nil
-}
-
-// chunk is size bytes of a plausible message.
-func chunk(size uint64) []byte {
-	tmpl := []byte(message("bdat@fuzz"))
-	out := make([]byte, 0, size)
-	for uint64(len(out)) < size {
-		out = append(out, tmpl[:min(uint64(len(tmpl)), size-uint64(len(out)))]...)
-	}
-	return out
 }
 
 // localRecipient is the test's own reading of the receiver's contract for

@@ -17,7 +17,9 @@
 //     the session goes on.
 //  3. The SMTP session: a recipient in a local domain whose address
 //     extension matches a .courier-EXT rule is accepted; any other domain
-//     gets 550 (never an open relay). Each accepted message passes the
+//     gets 550 (never an open relay). A front
+//     before go-smtp (front.go) gives RFC 5321's reply codes where go-smtp
+//     does not, and the EHLO list Courier gave. Each accepted message passes the
 //     filter hook and is written once per recipient into its Maildir with
 //     Courier's Received: header, and logged as events.Delivered once it
 //     is in new/.

@@ -44,16 +44,22 @@ func (s *Server) newSMTPServer(loc *local) *smtp.Server {
 	srv.WriteTimeout = s.cfg.DataTimeout.D()
 	srv.MaxMessageBytes = s.cfg.MaxMessage
 	srv.MaxRecipients = 100
+	// No line limit in go-smtp: the front (front.go) bounds command lines
+	// as courieresmtpd does, and a message line may be as long as the
+	// message, as courieresmtpd's data() and submit take it (RFC 5321
+	// 4.5.3.1 asks for no limit where one can be avoided); MaxMessageBytes
+	// bounds the message.
+	srv.MaxLineLength = 0
 	srv.EnableSMTPUTF8 = false
 	return srv
 }
 
 func (s *Server) newSession(c *smtp.Conn, loc *local) (smtp.Session, error) {
-	sc, ok := c.Conn().(*sessionConn)
+	f, ok := c.Conn().(*front)
 	if !ok {
 		return nil, errors.New("receiver: connection did not pass admission")
 	}
-	return &session{s: s, conn: sc, helo: c.Hostname, loc: loc}, nil
+	return &session{s: s, conn: f.sessionConn, helo: c.Hostname, loc: loc}, nil
 }
 
 type session struct {

@@ -153,26 +153,26 @@ func TestEHLOExtensions(t *testing.T) {
 	w.cmd("QUIT", 221)
 }
 
-// The codes a client gets for what it got wrong. Courier answers every
-// command out of sequence "502 ESMTP command error" (courieresmtpd.c), and
-// go-smtp, which answers those before the session sees them, says 502
-// too; the session's own sequence error, a nested MAIL, is RFC 5321's 503.
+// The codes a client gets for what it got wrong. A command out of
+// sequence is RFC 5321's 503 (4.3.2), where Courier says "502 ESMTP command
+// error" (courieresmtpd.c): front.go has go-smtp's 502 say 503, and the
+// session's own sequence error, a nested MAIL, is 503 as well.
 func TestReplyCodes(t *testing.T) {
 	l := startLab(t, dnsConfig(clientZone(), nil), nil)
 	w := l.dialWire(true)
-	w.cmd("MAIL FROM:<a@example.org>", 502) // before HELO
+	w.cmd("MAIL FROM:<a@example.org>", 503) // before HELO
 	w.cmd("HELO", 501)                      // no argument
 	w.cmd("EHLO "+heloName, 250)
 	w.cmd("FROB x", 500) // unknown command
-	w.cmd("RCPT TO:<"+rcptFoo7+">", 502)
-	w.cmd("DATA", 502)
+	w.cmd("RCPT TO:<"+rcptFoo7+">", 503)
+	w.cmd("DATA", 503)
 	w.cmd("MAIL FROM:<a@example.org", 501) // unclosed
 	w.cmd("MAIL FROM:<a@example.org> BOGUS=1", 500)
 	w.cmd("MAIL FROM:<a@example.org>", 250)
 	w.cmd("MAIL FROM:<b@example.org>", 503)
 	w.cmd("RCPT TO:<"+rcptFoo7, 501)
 	w.cmd("RCPT TO:<recipient@elsewhere.org>", 550)
-	w.cmd("DATA", 502) // no recipient accepted
+	w.cmd("DATA", 503) // no recipient accepted
 	w.cmd("RCPT TO:<"+rcptFoo7+">", 250)
 	w.cmd("DATA x", 501)
 	w.cmd("RSET", 250)
@@ -621,25 +621,29 @@ func TestBadInput(t *testing.T) {
 		w := l.dialWire(true)
 		w.cmd("EHLO "+heloName, 250)
 		w.cmd("MAIL FROM:<<a@b>>", 501)
-		w.cmd("RCPT", 502)
+		w.cmd("RCPT", 503)
 		w.cmd("MAIL FROM:<a@b> SIZE=abc", 501)
 		w.cmd("EHLO "+heloName+"\x00x", 250)
 		w.cmd("NOOP", 250)
 		goodSend()
-		w.cmd("\x00\x00\x00", 501)
-		w.cmd("BDAT", 501)
+		w.cmd("\x00\x00\x00", 500)
+		w.cmd("BDAT", 500)
 		w.cmd("MAIL FROM:<a@b>", 250)
 		w.cmd("RCPT TO:<recipient-\x00@x.example.com>", 553)
 		w.cmd("QUIT", 221)
 		w.closed()
 	})
 	t.Run("over-long line", func(t *testing.T) {
+		// One reply, and the session goes on, as courieresmtpd's
+		// iovreadline (esmtpiov.c) answers what fits and skips the rest.
 		w := l.dialWire(true)
 		w.cmd("EHLO "+heloName, 250)
-		w.send("NOOP " + strings.Repeat("x", 2000) + "\r\n")
-		if code, msg := w.reply(); code != 500 || !strings.Contains(msg, "Too long line") {
-			t.Errorf("2000-byte line: %d %q", code, msg)
+		w.send("NOOP " + strings.Repeat("x", maxCommandLine) + "\r\n")
+		if code, msg := w.reply(); code != 500 || !strings.Contains(msg, "Line too long") {
+			t.Errorf("%d-byte line: %d %q", maxCommandLine+7, code, msg)
 		}
+		w.cmd("NOOP", 250)
+		w.cmd("QUIT", 221)
 		w.closed()
 		goodSend()
 	})
