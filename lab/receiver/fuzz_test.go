@@ -42,6 +42,7 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nMAIL FROM:<c@d>\nDATA\nhi\n.\n",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient@x.example.com>\nBDAT 10\nBDAT 20 LAST\nQUIT",
 		"EHLO x\nBDAT 70000\nNOOP",
+		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<postmaster>\nRCPT TO:<PostMaster@x.example.com>\nRCPT TO:<postmaster@evil.org>\nDATA\nhi\n.\n",
 		"\nAB\nXYZZY\nHELLO x\nMAIL \nHELP\nhelp me\nLHLO x\nSTARTTLSX\n" + strings.Repeat("z", 5200) + "\nNOOP",
 		"\x00\xff\n\n\nHELO\nEHLO \r\nRSET\nNOOP\nVRFY x\nAUTH PLAIN AAAA\nSTARTTLS\nHELP\n",
 		"EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<recipient-x%evil.org@7.foo.example.com>\nRCPT TO:<evil.org!recipient@x.example.com>\nDATA\nhi\n.\n",
@@ -164,6 +165,9 @@ func localRecipient(addr string) bool {
 	}
 	d := strings.ToLower(strings.TrimSuffix(domain, "."))
 	local = strings.ToLower(local)
+	if local == "postmaster" && (d == hostname || strings.HasSuffix(d, ".example.com") && len(d) > len(".example.com")) {
+		return true // RFC 5321 4.5.1: at every local domain, and alone (qualified with the hostname)
+	}
 	return strings.HasSuffix(d, ".example.com") && len(d) > len(".example.com") &&
 		(local == account || strings.HasPrefix(local, account+"-"))
 }

@@ -2,11 +2,14 @@ package receiver
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/maildir"
 )
 
 // The protocol details front.go and the session answer: one test per
@@ -110,6 +113,86 @@ func TestProtocolHELP(t *testing.T) {
 	l.close()
 	if n := len(l.files("new")); n != 1 {
 		t.Errorf("%d messages, want 1", n)
+	}
+}
+
+// Postmaster is accepted in any case at every local domain and alone
+// (RFC 5321 4.5.1; go-smtp reads the bare form since v0.26.0), with a
+// library client, and goes where the bare account's mail goes; at a
+// domain the receiver does not serve it is relaying.
+func TestProtocolPostmaster(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "Other")
+	cases := []struct {
+		name  string
+		rules []Rule
+		dir   func(l *lab) string // where postmaster's mail goes
+	}{
+		{"default delivery", nil, func(l *lab) string { return string(l.dir) }},
+		{"the account's .courier", []Rule{{File: "", Maildirs: []string{other}}, {File: "-default"}}, func(*lab) string { return other }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startLab(t, dnsConfig(clientZone(), nil), func(c *Config) { c.Rules = tc.rules })
+			c, _ := l.client()
+			if err := c.Mail("sender@example.org", nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []string{"postmaster@7.foo.example.com", "Postmaster@X.Example.COM.", "postmaster@x.example.com", "POSTMASTER"} {
+				if err := c.Rcpt(r, nil); err != nil {
+					t.Errorf("RCPT %s: %v", r, err)
+				}
+			}
+			if code, _, _ := smtpCode(c.Rcpt("postmaster@elsewhere.org", nil)); code != 550 {
+				t.Errorf("RCPT postmaster@elsewhere.org: %d, want 550", code)
+			}
+			wc, err := c.Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(wc, message("pm@test"))
+			if err := wc.Close(); err != nil {
+				t.Fatalf("end of data: %v", err)
+			}
+			c.Quit()
+			l.close()
+
+			msgs, err := maildir.Dir(tc.dir(l)).List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, m := range msgs {
+				data, err := os.ReadFile(m.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				first, _, _ := strings.Cut(string(data), "\n")
+				got[first] = true
+			}
+			want := []string{"Delivered-To: postmaster@7.foo.example.com", "Delivered-To: postmaster@x.example.com", "Delivered-To: postmaster@" + hostname}
+			if len(msgs) != len(want) {
+				t.Errorf("%d copies, want %d: %v", len(msgs), len(want), got)
+			}
+			for _, w := range want {
+				if !got[w] {
+					t.Errorf("no copy with %q: %v", w, got)
+				}
+			}
+			if tc.rules != nil {
+				l.expectEmptyMaildirOnly()
+			}
+		})
+	}
+}
+
+// expectEmptyMaildirOnly checks that the default Maildir got nothing (mail
+// went elsewhere by a rule).
+func (l *lab) expectEmptyMaildirOnly() {
+	l.t.Helper()
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if f := l.files(sub); len(f) != 0 {
+			l.t.Errorf("%d files in %s/ of the default Maildir: %v", len(f), sub, f)
+		}
 	}
 }
 

@@ -16,8 +16,9 @@
 //     the query as the DNS server logs it; a failed lookup is logged and
 //     the session goes on.
 //  3. The SMTP session: a recipient in a local domain whose address
-//     extension matches a .courier-EXT rule is accepted; any other domain
-//     gets 550 (never an open relay). A front
+//     extension matches a .courier-EXT rule is accepted, and postmaster
+//     at a local domain or alone (it goes where the bare account's mail
+//     goes); any other domain gets 550 (never an open relay). A front
 //     before go-smtp (front.go) gives RFC 5321's reply codes where go-smtp
 //     does not, and the EHLO list Courier gave. Each accepted message passes the
 //     filter hook and is written once per recipient into its Maildir with

@@ -466,7 +466,11 @@ func TestRelayDenied(t *testing.T) {
 		{"recipient@example.com", 550, relay}, // bare domain, not listed
 		{"nobody@7.foo.example.com", 550, unknown},
 		{"recipientfoo@7.foo.example.com", 550, unknown},
+		// Postmaster is taken at every local domain and alone
+		// (TestProtocolPostmaster); RFC 5321 4.5.1 asks for no more, so
+		// at a domain not served it is relaying like any address.
 		{"postmaster@example.com", 550, relay},
+		{"postmaster@elsewhere.org", 550, relay},
 		// Addresses that read two ways are refused outright.
 		{"recipient-x@evil.org@7.foo.example.com", 553, syntax},
 		{"recipient@7.foo.example.com@evil.org", 553, syntax},

@@ -148,29 +148,35 @@ func (ss *session) rcpt(to string) error {
 		// recipient with the BLOCK text.
 		return ss.reject(blockReply(ss.conn.block))
 	}
-	local, host, ok := splitAddress(to)
-	if !ok {
-		return ss.reject(errSyntax)
+	var local, host string
+	if strings.EqualFold(to, postmaster) {
+		// RCPT TO:<Postmaster>, which RFC 5321 (4.1.1.3, 4.5.1) makes
+		// every server take without a domain: Courier qualifies an
+		// address without one with its default domain, which is "me"
+		// unless set (courier/courier/libs/cdefaultdomain.c).
+		local, host = postmaster, ss.s.cfg.Hostname
+	} else {
+		var ok bool
+		if local, host, ok = splitAddress(to); !ok {
+			return ss.reject(errSyntax)
+		}
 	}
 	// Courier lower-cases the domain, and the local part of a local
 	// address (submit.C, udomainlower and ulocallower), and strips
 	// trailing dots (stripdots).
 	local = strings.ToLower(local)
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	isLocal := false
+	isLocal := strings.EqualFold(to, postmaster)
 	for _, d := range ss.s.cfg.LocalDomains {
 		isLocal = isLocal || domain.Matches(d, host)
 	}
 	if !isLocal {
+		// RFC 5321 4.5.1 asks for postmaster at the domains the server
+		// serves, not at every domain: elsewhere it is relaying.
 		return ss.reject(errRelay)
 	}
-	acct := strings.ToLower(ss.s.cfg.Account)
-	ext, isAcct := strings.CutPrefix(local, acct)
-	if isAcct && ext != "" {
-		ext, isAcct = strings.CutPrefix(ext, "-")
-		isAcct = isAcct && ext != ""
-	}
-	if !isAcct {
+	ext, known := ss.accountExtension(local)
+	if !known {
 		return ss.reject(errUser)
 	}
 	dirs, _, ok := ss.loc.lookup(ext)
@@ -178,6 +184,9 @@ func (ss *session) rcpt(to string) error {
 		return ss.reject(errUser)
 	}
 	addr := local + "@" + host
+	if host == "" {
+		addr = local // a bare <postmaster> and no hostname configured
+	}
 	for _, r := range ss.rcpts {
 		if r.addr == addr {
 			return nil // one copy per mailbox, however often it is named
@@ -185,6 +194,31 @@ func (ss *session) rcpt(to string) error {
 	}
 	ss.rcpts = append(ss.rcpts, rcpt{addr: addr, dirs: dirs})
 	return nil
+}
+
+// postmaster is the mailbox RFC 5321 4.5.1 makes every server accept, in
+// any case, at each of its domains and alone.
+const postmaster = "postmaster"
+
+// accountExtension reads a local part (in lower case) as the account's:
+// "" for the account itself, "foo-7" for account-foo-7. Postmaster is the
+// account itself: Courier delivers postmaster's mail where the aliases
+// file's "postmaster:" line sends it, which courier/courier/aliases.config
+// asks the administrator to point at a non-root account; the model's one
+// account is that account, so postmaster's mail goes where mail for the
+// bare account goes (its .courier rule, else Maildir), and each copy's
+// Delivered-To names postmaster at the domain it was sent to.
+func (ss *session) accountExtension(local string) (ext string, ok bool) {
+	if local == postmaster {
+		return "", true
+	}
+	acct := strings.ToLower(ss.s.cfg.Account)
+	ext, ok = strings.CutPrefix(local, acct)
+	if ok && ext != "" {
+		ext, ok = strings.CutPrefix(ext, "-")
+		ok = ok && ext != ""
+	}
+	return ext, ok
 }
 
 // splitAddress splits a recipient as go-smtp passes it (a quoted local part
