@@ -42,9 +42,14 @@ func (s Side) Heading() string {
 func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", title)
-	fmt.Fprintf(tw, "\t%s\t%s\t1999\n", model.Heading(), real.Heading())
+	fmt.Fprintf(tw, "\t%s\t%s\t%s\t1999\n", model.Heading(), real.Heading(), RatioHeading)
 	m, r, s99 := model.Summary, real.Summary, Seed1999
-	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, a, b, c) }
+	// row is a figure with no ratio (text, or counts that do not divide);
+	// figure one whose model / real ratio says how alike the two are.
+	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, a, b, noRatio, c) }
+	figure := func(name, a, b string, x, y float64, c string) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, a, b, ratio(x, y), c)
+	}
 	delivered := func(s Summary) string { return fmt.Sprintf("%d / %d", s.Delivered, s.Injected) }
 	// The pace first: the two columns compare only if both runs kept it.
 	paceOf := func(s Summary) string {
@@ -57,17 +62,17 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		row("pace (when each message was injected)", paceOf(m), paceOf(r), "a shell loop of sendmail: about 3 msg/s (assumed, docs/BENCHMARK-1999.md)")
 	}
 	row("delivered / injected", delivered(m), delivered(r), delivered(s99))
-	row("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), secs(s99.TotalTime))
-	row("messages per second", fmt.Sprintf("%.1f", m.MessagesPerSecond), fmt.Sprintf("%.1f", r.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
-	row("ESMTP connections (receiver)", fmt.Sprint(m.Connections), fmt.Sprint(r.Connections), fmt.Sprint(s99.Connections))
+	figure("total time (first injection to last delivery)", secs(m.TotalTime), secs(r.TotalTime), m.TotalTime.Seconds(), r.TotalTime.Seconds(), secs(s99.TotalTime))
+	figure("messages per second", fmt.Sprintf("%.1f", m.MessagesPerSecond), fmt.Sprintf("%.1f", r.MessagesPerSecond), m.MessagesPerSecond, r.MessagesPerSecond, fmt.Sprintf("%.1f", s99.MessagesPerSecond))
+	figure("ESMTP connections (receiver)", fmt.Sprint(m.Connections), fmt.Sprint(r.Connections), float64(m.Connections), float64(r.Connections), fmt.Sprint(s99.Connections))
 	senderConns := func(s Summary) string {
 		return s.IfMeasured(KeySenderConnections, fmt.Sprintf("%d, %d", s.SenderConnections, s.SenderReused))
 	}
 	row("sender connections: opened, messages over a reused one", senderConns(m), senderConns(r), "57, not reported")
-	row("messages per connection", fmt.Sprintf("%.1f", m.MessagesPerConn), fmt.Sprintf("%.1f", r.MessagesPerConn), fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
+	figure("messages per connection", fmt.Sprintf("%.1f", m.MessagesPerConn), fmt.Sprintf("%.1f", r.MessagesPerConn), m.MessagesPerConn, r.MessagesPerConn, fmt.Sprintf("%.1f", float64(s99.Delivered)/float64(s99.Connections)))
 	lookups := func(s Summary) string { return fmt.Sprintf("%d (%s)", s.DNSQueries, byType(s.DNSQueriesByType)) }
-	row("DNS lookups", lookups(m), lookups(r), "not measured")
-	row("DNS lookups per connection", fmt.Sprintf("%.1f", m.LookupsPerConnection), fmt.Sprintf("%.1f", r.LookupsPerConnection), fmt.Sprintf("%.0f", s99.LookupsPerConnection))
+	figure("DNS lookups", lookups(m), lookups(r), float64(m.DNSQueries), float64(r.DNSQueries), "not measured")
+	figure("DNS lookups per connection", fmt.Sprintf("%.1f", m.LookupsPerConnection), fmt.Sprintf("%.1f", r.LookupsPerConnection), m.LookupsPerConnection, r.LookupsPerConnection, fmt.Sprintf("%.0f", s99.LookupsPerConnection))
 	ident := func(sd Side) string {
 		if sd.Receiver == "postfix" {
 			return "none: Postfix makes no IDENT lookup"
@@ -79,8 +84,9 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		return fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99))
 	}
 	row("delivery latency p50 / p90 / p99", lat(m), lat(r), "not reported")
-	row("delivery latency max", secs(m.Latency.Max), secs(r.Latency.Max), "50-75 s")
-	row("messages over 10 s", fmt.Sprint(m.DeliveredLateMessages), fmt.Sprint(r.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
+	figure("delivery latency p50", secs(m.Latency.P50), secs(r.Latency.P50), m.Latency.P50.Seconds(), r.Latency.P50.Seconds(), "not reported")
+	figure("delivery latency max", secs(m.Latency.Max), secs(r.Latency.Max), m.Latency.Max.Seconds(), r.Latency.Max.Seconds(), "50-75 s")
+	figure("messages over 10 s", fmt.Sprint(m.DeliveredLateMessages), fmt.Sprint(r.DeliveredLateMessages), float64(m.DeliveredLateMessages), float64(r.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
 	if m.LineFloor > 0 || r.LineFloor > 0 {
 		row("DNS line floor", secs(m.LineFloor), secs(r.LineFloor), "not reported")
 	}
@@ -88,6 +94,25 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 	held := func(s Summary) string { return s.IfMeasured(KeyHeldByFaults, fmt.Sprint(s.HeldByFaults)) }
 	row("messages held by a faulted query", held(m), held(r), fmt.Sprint(s99.HeldByFaults))
 	return tw.Flush()
+}
+
+// RatioHeading heads the column that divides the Go model's figure by the
+// real MTAs' (1.00x: alike; timings are noisy on a shared machine, so the
+// ratio of two runs made side by side is what compares, not either time).
+const RatioHeading = "model / real"
+
+// noRatio fills the ratio column where a figure does not divide.
+const noRatio = "-"
+
+// ratio is x / y as "1.03x"; noRatio when y is 0 (and "1.00x" when both are).
+func ratio(x, y float64) string {
+	switch {
+	case y == 0 && x == 0:
+		return "1.00x"
+	case y == 0:
+		return noRatio
+	}
+	return fmt.Sprintf("%.2fx", x/y)
 }
 
 // RealMTANotes says which of WriteText's figures a real MTA in a role

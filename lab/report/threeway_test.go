@@ -69,7 +69,7 @@ var tableCell = regexp.MustCompile(`\s{2,}`)
 
 // threeWay runs WriteThreeWay and returns its title, column headings and
 // rows (name -> the Go model, real MTAs and 1999 cells).
-func threeWay(t *testing.T, model, real Side) (title string, head []string, rows map[string][]string) {
+func threeWay(t *testing.T, model, real Side) (title string, head []string, rows map[string][]string, ratios map[string]string) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := WriteThreeWay(&b, "scenario x: three ways", model, real); err != nil {
@@ -80,18 +80,23 @@ func threeWay(t *testing.T, model, real Side) (title string, head []string, rows
 		t.Fatalf("want a title, a blank line, a heading and rows; got\n%s", b.String())
 	}
 	head = tableCell.Split(strings.TrimSpace(lines[2]), -1)
-	rows = map[string][]string{}
+	if len(head) == 4 && head[2] == RatioHeading {
+		head = []string{head[0], head[1], head[3]}
+	}
+	rows, ratios = map[string][]string{}, map[string]string{}
 	for _, l := range lines[3:] {
 		cells := tableCell.Split(l, -1)
-		if len(cells) != 4 {
-			t.Fatalf("row %q has %d cells, want a name and three columns", l, len(cells))
+		if len(cells) != 5 {
+			t.Fatalf("row %q has %d cells, want a name and four columns", l, len(cells))
 		}
 		if _, dup := rows[cells[0]]; dup {
 			t.Fatalf("row %q twice", cells[0])
 		}
-		rows[cells[0]] = cells[1:]
+		// The ratio column is checked on its own (TestThreeWayRatios).
+		rows[cells[0]] = []string{cells[1], cells[2], cells[4]}
+		ratios[cells[0]] = cells[3]
 	}
-	return lines[0], head, rows
+	return lines[0], head, rows, ratios
 }
 
 // The 1999 column is the 1999 benchmark's figures, whatever the runs'
@@ -107,6 +112,7 @@ var want1999 = map[string]string{
 	"DNS lookups per connection":                             "4",
 	"IDENT lookups":                                          "one per connection",
 	"delivery latency p50 / p90 / p99":                       "not reported",
+	"delivery latency p50":                                   "not reported",
 	"delivery latency max":                                   "50-75 s",
 	"messages over 10 s":                                     "4",
 	"faults applied":                                         "one stalled DNS query",
@@ -125,6 +131,7 @@ var wantModel = map[string]string{
 	"DNS lookups per connection":                             "4.0",
 	"IDENT lookups":                                          "61",
 	"delivery latency p50 / p90 / p99":                       "150 ms / 2.00 s / 12.50 s",
+	"delivery latency p50":                                   "150 ms",
 	"delivery latency max":                                   "51.00 s",
 	"messages over 10 s":                                     "5",
 	"faults applied":                                         "stall 1",
@@ -145,6 +152,7 @@ func realColumn(sender, ident, faults, held string) map[string]string {
 		"DNS lookups per connection":                             "2.0",
 		"IDENT lookups":                                          ident,
 		"delivery latency p50 / p90 / p99":                       "300 ms / 800 ms / 1.20 s",
+		"delivery latency p50":                                   "300 ms",
 		"delivery latency max":                                   "1.50 s",
 		"messages over 10 s":                                     "0",
 		"faults applied":                                         faults,
@@ -193,7 +201,7 @@ func TestWriteThreeWay(t *testing.T) {
 			sum := realSummary
 			// A count where the figure is unmeasured must not show.
 			sum.SenderConnections, sum.Faults, sum.Unmeasured = 9, c.faults, c.unmeasured
-			title, head, rows := threeWay(t, model, Side{Receiver: c.receiver, Sender: c.sender, Summary: sum})
+			title, head, rows, _ := threeWay(t, model, Side{Receiver: c.receiver, Sender: c.sender, Summary: sum})
 			if title != "scenario x: three ways" {
 				t.Errorf("title %q", title)
 			}
@@ -234,7 +242,7 @@ func TestWriteThreeWayLineFloor(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m, r := modelSummary, realSummary
 			m.LineFloor, r.LineFloor = c.model, c.real
-			_, _, rows := threeWay(t, Side{Receiver: "go", Sender: "go", Summary: m}, Side{Receiver: "courier", Sender: "courier", Summary: r})
+			_, _, rows, _ := threeWay(t, Side{Receiver: "go", Sender: "go", Summary: m}, Side{Receiver: "courier", Sender: "courier", Summary: r})
 			got, ok := rows[row]
 			switch {
 			case c.want == nil && ok:
@@ -277,6 +285,31 @@ func TestRealMTANotes(t *testing.T) {
 		traced := strings.Contains(strings.Join(got, "\n"), "messages held by a faulted query are not traced")
 		if traced != (c.receiver != "go") {
 			t.Errorf("RealMTANotes(%s, %s): says held messages are not traced: %v", c.receiver, c.sender, traced)
+		}
+	}
+}
+
+// The ratio column divides the model's figure by the real run's where both
+// are numbers, says "-" where a figure does not divide, and never divides
+// by a real 0.
+func TestThreeWayRatios(t *testing.T) {
+	m, r := modelSummary, realSummary
+	r.DeliveredLateMessages = 0
+	_, head, _, ratios := threeWay(t, Side{Receiver: "go", Sender: "go", Summary: m}, Side{Receiver: "courier", Sender: "courier", Summary: r})
+	if len(head) != 3 {
+		t.Fatalf("headings %q", head)
+	}
+	for row, want := range map[string]string{
+		"total time (first injection to last delivery)": "4.94x", // 42.00 s / 8.51 s
+		"ESMTP connections (receiver)":                  "3.59x", // 61 / 17
+		"DNS lookups per connection":                    "2.00x", // 4.0 / 2.0
+		"delivery latency p50":                          "0.50x", // 150 ms / 300 ms
+		"messages over 10 s":                            "-",     // 5 / 0
+		"delivered / injected":                          "-",
+		"faults applied":                                "-",
+	} {
+		if got := ratios[row]; got != want {
+			t.Errorf("%q: ratio %q, want %q", row, got, want)
 		}
 	}
 }
