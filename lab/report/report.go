@@ -68,7 +68,7 @@ func Build(in Inputs) (Summary, Outcome) {
 		copies[m.MessageID]++
 	}
 	o := t.outcome(&s, in, copies, t.pathFaults(in))
-	s.HeldByFaults = t.heldByFaults(copies)
+	s.HeldByFaults, s.HeldInSession = t.heldByFaults(copies)
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
 		s.MessagesPerConn = float64(s.Delivered) / float64(s.Connections) // as 1999's 196/57
@@ -151,16 +151,22 @@ func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int, p *pathFau
 
 // heldByFaults counts the delivered messages that came over a receiver
 // connection held by a faulted query (heldConnections) and were queued
-// before its check ended (Summary.HeldByFaults).
-func (t *tally) heldByFaults(copies map[string]int) int {
+// before its check ended (Summary.HeldByFaults), and how many of them
+// were the first queued of those over their connection: the message the
+// session was opened for (Summary.HeldInSession).
+func (t *tally) heldByFaults(copies map[string]int) (n, inSession int) {
 	held := heldConnections(t.dns.faulted, t.receiver.checks)
-	n := 0
+	first := map[string]time.Time{} // by receiver connection: the earliest held message's queue time
 	for id, qt := range t.sender.queuedAt {
-		if end, ok := held[t.receiver.firstCopy[id].conn]; ok && copies[id] > 0 && qt.Before(end) {
+		conn := t.receiver.firstCopy[id].conn
+		if end, ok := held[conn]; ok && copies[id] > 0 && qt.Before(end) {
 			n++
+			if f, seen := first[conn]; !seen || qt.Before(f) {
+				first[conn] = qt
+			}
 		}
 	}
-	return n
+	return n, len(first)
 }
 
 // leaveUnmeasured clears the figures a real MTA's mail log gives no
@@ -180,7 +186,7 @@ func leaveUnmeasured(s *Summary, in Inputs, faulted []events.Event) {
 		// (which queries each connection's checks sent) and the
 		// connection of each Delivered event; a real receiver's log has
 		// neither. With no query delayed, none was held: 0 is measured.
-		s.HeldByFaults = 0
+		s.HeldByFaults, s.HeldInSession = 0, 0
 		s.Unmeasured = append(s.Unmeasured, KeyHeldByFaults)
 	}
 }

@@ -157,6 +157,10 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 	if s.HeldByFaults != 2 {
 		t.Errorf("held %d, want 2 (<a> and <b> over r1)", s.HeldByFaults)
 	}
+	// r1 was opened for one of them; the other waited for it.
+	if want := "2 (1 in sessions waiting on it, 1 waiting for a session to their host)"; s.HeldInSession != 1 || HeldText(s) != want {
+		t.Errorf("held in session %d, %q; want 1, %q", s.HeldInSession, HeldText(s), want)
+	}
 	if ct := s.Checks["dnsbl"]; ct.Count != 2 || ct.Failed != 1 || ct.Total != 6500*time.Millisecond || !near(ct.Max, 6*time.Second) {
 		t.Errorf("check times %+v", s.Checks)
 	}

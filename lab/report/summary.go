@@ -12,7 +12,7 @@ import (
 // Seed1999 is what the 1999 benchmark reported (docs/BENCHMARK-1999.md): the
 // figures every run is shown beside, and result.json's seed_1999.
 var Seed1999 = Summary{
-	Injected: 200, Delivered: 196, HeldByFaults: 4,
+	Injected: 200, Delivered: 196, HeldByFaults: 4, HeldInSession: 4,
 	TotalTime:             65 * time.Second,
 	Connections:           57,
 	LookupsPerConnection:  4,
@@ -56,6 +56,11 @@ type Summary struct {
 	// one stalled DNS query). Not measured with a real receiver when a
 	// fault delayed a query (Build).
 	HeldByFaults int `json:"held_by_faults"`
+	// HeldInSession is how many of HeldByFaults opened the session whose
+	// check waited (the first message over it); the others waited for a
+	// session to their host while every one it could have was waiting too
+	// (at most max_per_host to a host). Left out when 0 or not measured.
+	HeldInSession int `json:"held_in_session,omitempty"`
 	// DNSLineWait is the time answered queries waited in the line's queues
 	// (both directions), and DNSOnLine their time on the line itself.
 	DNSLineWait Latency `json:"dns_line_wait"`

@@ -107,7 +107,7 @@ func Rows(s, s99 Summary) []Row {
 		add("DNS line floor (least time the line allows for these lookups)", secs(s.LineFloor), "not reported")
 	}
 	add("faults applied", orNone(byType(s.Faults)), "one stalled DNS query")
-	add("messages held by a faulted query", s.IfMeasured(KeyHeldByFaults, fmt.Sprint(s.HeldByFaults)), fmt.Sprint(s99.HeldByFaults))
+	add("messages held by a faulted query", s.IfMeasured(KeyHeldByFaults, HeldText(s)), fmt.Sprint(s99.HeldByFaults))
 	return rows
 }
 
@@ -251,4 +251,14 @@ func Offset(zero, t time.Time) string {
 		return "-" + secs(-d)
 	}
 	return "+" + secs(t.Sub(zero))
+}
+
+// HeldText is Summary.HeldByFaults, split when some of the held messages
+// waited for a session rather than in one: "10 (4 in sessions waiting on
+// it, 6 waiting for a session to their host)".
+func HeldText(s Summary) string {
+	if s.HeldInSession == 0 || s.HeldInSession == s.HeldByFaults {
+		return fmt.Sprint(s.HeldByFaults)
+	}
+	return fmt.Sprintf("%d (%d in sessions waiting on it, %d waiting for a session to their host)", s.HeldByFaults, s.HeldInSession, s.HeldByFaults-s.HeldInSession)
 }

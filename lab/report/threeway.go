@@ -91,7 +91,7 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		row("DNS line floor", secs(m.LineFloor), secs(r.LineFloor), "not reported")
 	}
 	row("faults applied", orNone(byType(m.Faults)), orNone(byType(r.Faults)), "one stalled DNS query")
-	held := func(s Summary) string { return s.IfMeasured(KeyHeldByFaults, fmt.Sprint(s.HeldByFaults)) }
+	held := func(s Summary) string { return s.IfMeasured(KeyHeldByFaults, HeldText(s)) }
 	row("messages held by a faulted query", held(m), held(r), fmt.Sprint(s99.HeldByFaults))
 	return tw.Flush()
 }
