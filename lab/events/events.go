@@ -40,8 +40,13 @@ const (
 	// messages the connection carried.
 	ConnClose Kind = "conn_close"
 	// Attempt: sender. One try to hand a message to a host. QueueID, Conn,
-	// Host, Code, Result ("ok", "temporary", "permanent"), Error; for a
-	// temporary failure Duration is the wait before the next try.
+	// Host, Result ("ok", "temporary", "permanent"); for a temporary
+	// failure Duration is the wait before the next try. The peer's reply
+	// that decided the try: Code, Enhanced, and its text as it came, in
+	// Reason for "ok" ("250 2.0.0 queued"), in Error after the command it
+	// answered for a failure ("RCPT TO:<a@b.test>: 450 4.3.0 busy"). When
+	// no server answered (refused, unreachable, timed out), Code is 0,
+	// Enhanced empty, and Error is "no reply: " and what happened instead.
 	Attempt Kind = "attempt"
 	// Sent: sender. The receiver answered 2xx to the end of data; the
 	// message (for Rcpts) left the queue. QueueID, MessageID, Conn, Host.
@@ -119,6 +124,9 @@ type Event struct {
 	QType     string        `json:"qtype,omitempty"`
 	Result    string        `json:"result,omitempty"`
 	Code      int           `json:"code,omitempty"`
+	// Enhanced is the RFC 3463 status code that began the reply of Code
+	// ("4.3.0"), empty when the reply had none.
+	Enhanced  string        `json:"enhanced,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Reason    string        `json:"reason,omitempty"`
 	Path      string        `json:"path,omitempty"`

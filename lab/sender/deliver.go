@@ -18,27 +18,34 @@ import (
 // open finds the servers for j's host (its static route, else MX and A)
 // and opens a session with the first that greets. Like Courier, a 5xx
 // greeting or HELO ends the search (permanent); other failures move on to
-// the next server.
-func (s *Sender) open(j *job, wrap func(net.Conn) net.Conn) (*smtpConn, error) {
+// the next server. When none greets, err is the last server's failure and
+// mta that server's address if the connection was made ("" when it was
+// refused or never answered, or no server was found).
+func (s *Sender) open(j *job, wrap func(net.Conn) net.Conn) (c *smtpConn, mta string, err error) {
 	addrs := []string{j.relay}
 	if j.relay == "" {
-		var err error
 		if addrs, err = s.resolveMX(s.ctx, j.host); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	var err error
 	for _, a := range addrs {
-		var c *smtpConn
 		c, err = dialSMTP(s.ctx, a, s.cfg.Hostname, s.cfg.timeouts(), wrap)
 		if err == nil {
-			return c, nil
+			return c, "", nil
+		}
+		mta = a
+		if h, _, serr := net.SplitHostPort(a); serr == nil {
+			mta = h
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			mta = "" // refused, unreachable or unanswered: no server reached
 		}
 		if permanent(err) {
-			return nil, err
+			break
 		}
 	}
-	return nil, err
+	return nil, mta, err
 }
 
 // connection is one SMTP connection's life: resolve and dial, then
@@ -50,16 +57,16 @@ func (s *Sender) connection(w *worker, first *job) {
 	defer s.sched.release(w)
 	n := s.conns.Add(1)
 	id := "s" + strconv.FormatInt(n, 10)
-	c, err := s.open(first, s.overLink(int(n), id, first.host))
+	c, mta, err := s.open(first, s.overLink(int(n), id, first.host))
 	if err != nil {
 		first.attempt++ // a refused connection or greeting is a try too
 		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})
 		if permanent(err) {
-			s.log.Add(events.Event{Kind: events.Attempt, QueueID: first.env.ID, Conn: id, Host: first.host, Code: code(err), Result: "permanent", Error: err.Error()})
-			s.fail(first, failuresOf(first, code(err), err))
+			s.log.Add(attemptEvent(first, id, "permanent", err))
+			s.fail(first, failuresOf(first, mta, err))
 			return
 		}
-		s.retry(first, id, code(err), err)
+		s.retry(first, id, mta, err)
 		return
 	}
 	s.log.Add(events.Event{Kind: events.ConnOpen, Conn: id, Host: first.host})
@@ -94,20 +101,45 @@ func permanent(err error) bool {
 	return errors.As(err, &r) && r.Permanent() || errors.As(err, &re) && re.permanent
 }
 
+// code is the reply code err carries, 0 when no server answered.
 func code(err error) int {
-	var r *Reply
-	if errors.As(err, &r) {
+	if r := replyOf(err); r != nil {
 		return r.Code
 	}
 	return 0
 }
 
-func failuresOf(j *job, code int, err error) []failure {
+// failuresOf fails every recipient of j for err, which the server mta
+// gave ("" when no server did).
+func failuresOf(j *job, mta string, err error) []failure {
 	out := make([]failure, len(j.rcpts))
 	for i, r := range j.rcpts {
-		out[i] = failure{rcpt: r, host: j.host, code: code, err: err}
+		out[i] = failure{rcpt: r, host: j.host, mta: mta, code: code(err), err: err}
 	}
 	return out
+}
+
+// attemptEvent is the Attempt event of a try of j on conn that came to
+// result, with the peer's reply that decided it, placed as events.Attempt
+// says. why is that reply for "ok"; for a failure it is the error, which
+// carries the reply when a server gave one.
+func attemptEvent(j *job, conn, result string, why error) events.Event {
+	e := events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Result: result}
+	r := replyOf(why)
+	if r != nil {
+		e.Code, e.Enhanced = r.Code, r.Enhanced()
+	}
+	switch {
+	case result == "ok":
+		if r != nil {
+			e.Reason = r.Error()
+		}
+	case r == nil:
+		e.Error = "no reply: " + why.Error()
+	default:
+		e.Error = why.Error()
+	}
+	return e
 }
 
 // deliver sends one job in one transaction. It returns false when the
@@ -117,7 +149,7 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 	j.attempt++
 	text, err := s.q.Text(j.env.ID)
 	if err != nil {
-		s.fail(j, failuresOf(j, 0, err))
+		s.fail(j, failuresOf(j, "", err))
 		return true
 	}
 	o := c.transaction(j.env.From, j.rcpts, text)
@@ -135,7 +167,7 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 			later, laterErr = append(later, rcpts...), err
 			return
 		}
-		s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code(err), Result: "permanent", Error: err.Error()})
+		s.log.Add(attemptEvent(j, conn, "permanent", err))
 		for _, r := range rcpts {
 			perm = append(perm, failure{rcpt: r, host: j.host, mta: c.remoteHost(), code: code(err), err: err})
 		}
@@ -157,7 +189,7 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 		}
 		switch {
 		case o.sent:
-			s.log.Add(events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: 250, Result: "ok"})
+			s.log.Add(attemptEvent(j, conn, "ok", o.done))
 			if _, derr := s.q.Done(j.env.ID, accepted); derr != nil {
 				// The receiver has the message; failing to record it would
 				// send it twice. Say so loudly, and never load it again in
@@ -186,7 +218,9 @@ func (s *Sender) deliver(c *smtpConn, conn string, j *job) bool {
 		s.fail(j, perm)
 	}
 	if len(later) > 0 {
-		s.retry(&job{env: j.env, host: j.host, relay: j.relay, rcpts: later, attempt: j.attempt}, conn, code(laterErr), laterErr)
+		rest := *j // its tries so far, and the last that reached a server
+		rest.rcpts = later
+		s.retry(&rest, conn, c.remoteHost(), laterErr)
 	}
 	if o.broken != nil {
 		return false

@@ -3,9 +3,9 @@ package sender
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,36 +23,38 @@ type failure struct {
 // when there was one (RFC 3464 2.3.6, type "smtp"), else the lab's own
 // words under an X- type.
 func (f failure) diagnostic() string {
-	var r *Reply
-	if errors.As(f.err, &r) {
+	if r := replyOf(f.err); r != nil {
 		return "smtp; " + r.Error()
 	}
 	return "X-Smtplab; " + oneLine(f.err.Error())
 }
 
-// status is the RFC 3463 status of a failure: the enhanced code the server
-// gave when it gave one, else 5.0.0.
+// status is the RFC 3463 status of a failure (RFC 3464 2.3.4): the
+// enhanced code of the reply that decided it; for a reply without one, its
+// class alone ("4.0.0", "5.0.0": RFC 3463 3.1 keeps X.0.0 for an error of
+// which only the class is known); 5.0.0 when no server answered.
+//
+// A recipient given up after temporary replies keeps their class: after
+// repeated "450 4.3.0" the DSN says Action: failed, Status: 4.3.0. RFC 3463
+// section 2 defines 4.X.X as a temporary condition whose persistence made
+// the attempts be abandoned, and says that beside a delivery failure it
+// tells the sender a later try may succeed: the truth about such a
+// recipient, in the peer's own code. Mapping it to 5.3.0 would claim a
+// permanent failure nobody reported. Courier's DSN differs here: dodsn in
+// courier/module.dsn/dsn.C writes 5.0.0 for every failed recipient,
+// whatever the peer said, and leaves the peer's words to Diagnostic-Code
+// (which the lab writes as Courier does). The lab takes Status from the
+// reply, for a 4xx as for a 5xx.
 func (f failure) status() string {
-	var r *Reply
-	if errors.As(f.err, &r) {
-		if s := strings.Fields(r.Text); len(s) > 0 && isEnhanced(s[0]) && s[0][0] == '5' {
-			return s[0]
-		}
+	r := replyOf(f.err)
+	switch {
+	case r == nil || r.Code < 400:
+		return "5.0.0"
+	case r.Enhanced() != "":
+		return r.Enhanced()
+	default:
+		return strconv.Itoa(r.Code/100) + ".0.0"
 	}
-	return "5.0.0"
-}
-
-func isEnhanced(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" || strings.Trim(p, "0123456789") != "" {
-			return false
-		}
-	}
-	return true
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

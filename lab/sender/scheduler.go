@@ -12,6 +12,11 @@ type job struct {
 	relay   string
 	rcpts   []string
 	attempt int
+	// peerErr is why the latest try that reached a server failed, and
+	// peerMTA that server: what the DSN reports if the job fails for good
+	// (gaveUp).
+	peerErr error
+	peerMTA string
 }
 
 // worker is one connection's claim on the scheduler: a slot for its host.

@@ -238,7 +238,7 @@ func (s *Sender) scan() {
 			j := &job{env: env, host: host, rcpts: groups[host]}
 			relay, ok := s.route(host)
 			if !ok && len(s.cfg.DNSServers) == 0 {
-				s.fail(j, failuresOf(j, 0, errors.New("no route to "+host)))
+				s.fail(j, failuresOf(j, "", errors.New("no route to "+host)))
 				continue
 			}
 			j.relay = relay // "" for MX routing, done by the connection
@@ -268,16 +268,20 @@ func (s *Sender) finish(id string, n int) {
 	}
 }
 
-// retry logs a temporary failure and re-queues the job after its wait, or
-// fails it when attempts are used up.
-func (s *Sender) retry(j *job, conn string, code int, err error) {
+// retry logs a temporary failure of a try of j on conn (err, from the
+// server mta; "" when the try reached none) and re-queues the job after
+// its wait, or fails it when attempts are used up.
+func (s *Sender) retry(j *job, conn, mta string, err error) {
 	if err == nil {
 		err = errors.New("temporary failure")
 	}
-	ev := events.Event{Kind: events.Attempt, QueueID: j.env.ID, Conn: conn, Host: j.host, Code: code, Result: "temporary", Error: err.Error()}
+	if mta != "" {
+		j.peerErr, j.peerMTA = err, mta
+	}
+	ev := attemptEvent(j, conn, "temporary", err)
 	if j.attempt >= s.cfg.MaxAttempts {
 		s.log.Add(ev)
-		s.fail(j, failuresOf(j, code, fmt.Errorf("gave up after %d attempts: %w", j.attempt, err)))
+		s.fail(j, failuresOf(j, j.peerMTA, gaveUp(j, mta, err)))
 		return
 	}
 	wait := retryWait(s.cfg.retry(), j.attempt)
@@ -290,6 +294,20 @@ func (s *Sender) retry(j *job, conn string, code int, err error) {
 			s.sched.enqueue(j)
 		}
 	})
+}
+
+// gaveUp is why j fails for good after its last try came to err (from
+// the server mta, "" when it reached none). The failure reported, and so
+// the DSN's Status, Remote-MTA and Diagnostic-Code, is that of the latest
+// try that reached a server, even when later ones reached none, as in
+// Courier's DSN: find_delivery_info in courier/module.dsn/dsn.C prefers
+// the last delivery made to a connected peer, whose reply says why the
+// peer deferred the message, to a later connection refused.
+func gaveUp(j *job, mta string, err error) error {
+	if mta != "" || j.peerErr == nil {
+		return fmt.Errorf("gave up after %d attempts: %w", j.attempt, err)
+	}
+	return fmt.Errorf("gave up after %d attempts (the last: %v): %w", j.attempt, err, j.peerErr)
 }
 
 // retryWait is the wait after the attempt-th try: Retry[attempt-1], the

@@ -61,6 +61,42 @@ func (r *Reply) Error() string {
 // Permanent reports a 5xx reply.
 func (r *Reply) Permanent() bool { return r.Code >= 500 }
 
+// Enhanced is the RFC 3463 status code the reply's text begins with, as
+// RFC 2034 servers put it ("450 4.3.0 try later" gives "4.3.0"); "" when
+// there is none, or when its class is not the reply code's first digit (a
+// 450 cannot report a permanent 5.x.x).
+func (r *Reply) Enhanced() string {
+	f := strings.Fields(r.Text)
+	if len(f) == 0 || !isEnhanced(f[0]) || f[0][0] != byte('0'+r.Code/100) {
+		return ""
+	}
+	return f[0]
+}
+
+// isEnhanced reports whether s has the form of an RFC 3463 status code:
+// three dot-separated numbers.
+func isEnhanced(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// replyOf is the server's reply err carries, nil when no server answered.
+func replyOf(err error) *Reply {
+	var r *Reply
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
+
 // smtpConn is one client session.
 type smtpConn struct {
 	nc         net.Conn
@@ -233,6 +269,7 @@ type outcome struct {
 	answered int     // how many RCPT replies were read
 	data     error   // DATA or the end of data refused, for the accepted ones
 	sent     bool    // the end of data was answered 2xx
+	done     *Reply  // that 2xx, when sent
 	broken   error   // I/O error, timeout or garbage: the session is unusable
 }
 
@@ -352,7 +389,7 @@ func (c *smtpConn) transaction(from string, rcpts []string, text []byte) (o outc
 		o.data = fmt.Errorf("end of data: %w", r)
 		return o
 	}
-	o.sent = true
+	o.sent, o.done = true, r
 	return o
 }
 

@@ -118,7 +118,7 @@ func refuseFrom(from string) error {
 func TestPhaseTimeouts(t *testing.T) {
 	const short = 30 * time.Millisecond
 	for _, tc := range []struct {
-		phase string // the attempt's error starts with this
+		phase string // the attempt's error starts with this, after "no reply: "
 		reply string // the reply line the receiver swallows
 		set   func(c *Config)
 	}{
@@ -144,8 +144,8 @@ func TestPhaseTimeouts(t *testing.T) {
 			_, log := startSender(t, cfg)
 			labtest.Until(t, "sent after a retry", func() bool { return countEvents(log, events.Sent, "") == 1 })
 			tries := eventsOf(log, events.Attempt)
-			if len(tries) < 2 || tries[0].Result != "temporary" || !strings.HasPrefix(tries[0].Error, tc.phase) ||
-				!strings.Contains(tries[0].Error, "i/o timeout") {
+			if len(tries) < 2 || tries[0].Result != "temporary" || !strings.HasPrefix(tries[0].Error, "no reply: "+tc.phase) ||
+				!strings.Contains(tries[0].Error, "i/o timeout") || tries[0].Code != 0 || tries[0].Enhanced != "" {
 				t.Errorf("attempts %+v, want a timeout in %q first", tries, tc.phase)
 			}
 		})
