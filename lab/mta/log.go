@@ -243,7 +243,7 @@ func (p *logParser) courierClient(l Line) {
 		from = ""
 	}
 	e := events.Event{Time: l.Time, QueueID: kv["id"], From: from, Rcpts: []string{rcpt},
-		Code: replyCode(reply), Error: reply}
+		Code: replyCode(reply), Enhanced: replyEnhanced(reply), Error: reply}
 	switch strings.TrimSpace(status) {
 	case "deferred":
 		e.Kind, e.Result = events.Attempt, "temporary"
@@ -387,6 +387,25 @@ func replyCode(s string) int {
 		return 0
 	}
 	return code
+}
+
+// replyEnhanced is the RFC 3463 code that opens a reply's text ("550
+// 5.1.1 User unknown." gives "5.1.1"), when its class is the reply's; "".
+func replyEnhanced(s string) string {
+	f := strings.Fields(s)
+	if len(f) < 2 || replyCode(s) == 0 {
+		return ""
+	}
+	parts := strings.Split(f[1], ".")
+	if len(parts) != 3 || parts[0] != f[0][:1] {
+		return ""
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return ""
+		}
+	}
+	return f[1]
 }
 
 // postfixClientIP is the ip of the first "name[ip]" in s.

@@ -279,12 +279,17 @@ func TestParseCapturedCourierLines(t *testing.T) {
 			"Nov 28 12:39:51 287e47364bb9 mail.info courieresmtp: id=0000000000123B35.000000006B0ACB97.00000062,from=<sender@example.com>,addr=<nobody-1@1.foo.example.com>: 550 5.1.1 User unknown.\n" +
 				"Nov 28 12:39:51 287e47364bb9 mail.info courieresmtp: id=0000000000123B35.000000006B0ACB97.00000062,from=<sender@example.com>,addr=<nobody-1@1.foo.example.com>,status: failure",
 			[]events.Event{{Kind: events.Failed, QueueID: "0000000000123B35.000000006B0ACB97.00000062", From: "sender@example.com",
-				Rcpts: []string{"nobody-1@1.foo.example.com"}, Code: 550, Error: "550 5.1.1 User unknown."}}},
+				Rcpts: []string{"nobody-1@1.foo.example.com"}, Code: 550, Enhanced: "5.1.1", Error: "550 5.1.1 User unknown."}}},
 		{"Courier S: a bounce that failed too", "sender",
 			"Nov 28 12:39:52 287e47364bb9 mail.info courieresmtp: id=0000000000123B51.000000006B0ACB98.0000006B,from=<>,addr=<sender@example.com>: 550 5.1.1 User unknown.\n" +
 				"Nov 28 12:39:52 287e47364bb9 mail.info courieresmtp: id=0000000000123B51.000000006B0ACB98.0000006B,from=<>,addr=<sender@example.com>,status: failure",
 			[]events.Event{{Kind: events.Failed, QueueID: "0000000000123B51.000000006B0ACB98.0000006B",
-				Rcpts: []string{"sender@example.com"}, Code: 550, Error: "550 5.1.1 User unknown."}}},
+				Rcpts: []string{"sender@example.com"}, Code: 550, Enhanced: "5.1.1", Error: "550 5.1.1 User unknown."}}},
+		{"Courier S: a deferral with no enhanced code", "sender",
+			"Nov 28 12:39:53 287e47364bb9 mail.info courieresmtp: id=0000000000123B52.000000006B0ACB98.0000006C,from=<sender@example.com>,addr=<a@1.foo.example.com>: 451 Try later.\n" +
+				"Nov 28 12:39:53 287e47364bb9 mail.info courieresmtp: id=0000000000123B52.000000006B0ACB98.0000006C,from=<sender@example.com>,addr=<a@1.foo.example.com>,status: deferred",
+			[]events.Event{{Kind: events.Attempt, Result: "temporary", QueueID: "0000000000123B52.000000006B0ACB98.0000006C", From: "sender@example.com",
+				Rcpts: []string{"a@1.foo.example.com"}, Code: 451, Error: "451 Try later."}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			evs, err := ParseLog(strings.NewReader(tc.line), tc.role, runTime)
