@@ -46,6 +46,17 @@ type hostState struct {
 //   - a job goes to an idle connection to its host first (session reuse),
 //     else to a new connection if both limits allow, else it waits;
 //   - hosts waiting for a slot are served round-robin;
+//   - when a delivery ends, the connection does not simply take its own
+//     host's next job: courierd (cdmsgq3.C, msgq::completed) moves the
+//     finished host to the front of its recently-used list, then, "to
+//     avoid starvation", the least recently used host in front of that,
+//     and gives the freed delivery slot to the first host in that order
+//     with mail waiting and fewer than four deliveries under way
+//     (pickAfter). When that is another host, the connection goes idle and
+//     the job goes to an idle connection to its own host, else to a new
+//     one; with every slot taken, the longest-idle connection, often the
+//     one that just finished, closes to make room. Under a backlog this
+//     turns sessions over instead of reusing them;
 //   - a connection with nothing left for its host stays open, idle, for
 //     idleClose (esmtptimeoutkeepalive, 60 s by default in
 //     module.esmtp/esmtpconfig.c) waiting for more mail to its host;
@@ -66,6 +77,7 @@ type scheduler struct {
 	hosts    map[string]*hostState
 	order    []string // hosts by first appearance, for round-robin
 	next0    int      // where the next round-robin pass starts
+	recent   []string // hosts, most recently finished first (pickAfter)
 	total    int
 	evicting int // connections closing to make room, not yet released
 	closed   bool
@@ -81,8 +93,63 @@ func (s *scheduler) state(host string) *hostState {
 		h = &hostState{}
 		s.hosts[host] = h
 		s.order = append(s.order, host)
+		s.recent = append(s.recent, host) // never served: least recent
 	}
 	return h
+}
+
+// pickAfter is courierd's choice when a delivery to done ends
+// (cdmsgq3.C, msgq::completed): done moves to the front of the
+// recently-used hosts, then the least recently used one moves in front of
+// it; the first host in that order with a job waiting and room for one
+// more delivery gets the freed slot. "" when no job waits. Called with mu
+// held.
+func (s *scheduler) pickAfter(done string) string {
+	s.toFront(done)
+	if n := len(s.recent); n > 1 {
+		s.toFront(s.recent[n-1])
+	}
+	for _, name := range s.recent {
+		h := s.hosts[name]
+		// done's finishing connection is still its delivery slot.
+		if len(h.pending) > 0 && (name == done || len(h.idle) > 0 || h.conns < s.maxPerHost) {
+			return name
+		}
+	}
+	return ""
+}
+
+func (s *scheduler) toFront(host string) {
+	for i, name := range s.recent {
+		if name == host {
+			copy(s.recent[1:i+1], s.recent[:i])
+			s.recent[0] = host
+			return
+		}
+	}
+}
+
+// startFor gives host's first waiting job to an idle connection to it, or
+// a new connection if the limits allow; else the job keeps waiting and an
+// idle connection is asked to make room. Called with mu held.
+func (s *scheduler) startFor(host string) {
+	h := s.hosts[host]
+	j := h.pending[0]
+	if n := len(h.idle); n > 0 {
+		h.pending = h.pending[1:]
+		w := h.idle[n-1]
+		h.idle = h.idle[:n-1]
+		w.jobs <- j
+		return
+	}
+	if s.total < s.maxTotal && h.conns < s.maxPerHost {
+		h.pending = h.pending[1:]
+		h.conns++
+		s.total++
+		s.run(&worker{host: host, jobs: make(chan *job, 1)}, j)
+		return
+	}
+	s.makeRoom()
 }
 
 // enqueue hands each job to an idle connection to its host, or queues
@@ -183,7 +250,8 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 		s.mu.Unlock()
 		return nil, "shutdown"
 	}
-	if len(h.pending) > 0 {
+	pick := s.pickAfter(w.host)
+	if pick == w.host {
 		j = h.pending[0]
 		h.pending = h.pending[1:]
 		s.mu.Unlock()
@@ -191,6 +259,9 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 	}
 	w.idleSince = time.Now()
 	h.idle = append(h.idle, w)
+	if pick != "" {
+		s.startFor(pick) // may hand w's slot to another host's new connection
+	}
 	s.makeRoom() // may pick w itself, if it has been idle longest
 	s.mu.Unlock()
 
