@@ -198,3 +198,75 @@ func countKind(evs []events.Event, k events.Kind) int {
 	}
 	return n
 }
+
+// TestStalledQuestion runs the shipped 1999 scenario, whose one stalled
+// DNSBL question holds every session asking it (follow: name): the
+// stalled host's four sessions (at most four to a host) each hold the
+// message they were opened for, each session's resolver asked three times
+// on one socket with one id (Courier's 5 s and 25 s rounds, all within
+// the stall), and the host's later messages waited for one of those
+// sessions. Counts and events only: how long they were held is the
+// scenario's business (docs/BENCHMARK-1999.md).
+func TestStalledQuestion(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Load("../scenarios/courier-1999.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	s := res.Summary
+	if s.Delivered != s.Injected || s.Injected != 200 {
+		t.Fatalf("delivered %d of %d", s.Delivered, s.Injected)
+	}
+	if s.HeldInSession != 4 {
+		t.Errorf("%d messages held in sessions waiting on the stalled question, want 4 (%s)", s.HeldInSession, report.HeldText(s))
+	}
+	// The stalled host's other messages waited for one of its sessions.
+	if s.HeldByFaults <= s.HeldInSession {
+		t.Errorf("held %d in all, %d in sessions: none waited for a session", s.HeldByFaults, s.HeldInSession)
+	}
+	hosts := map[string]bool{}
+	stalledChecks := 0
+	for _, c := range res.Connections {
+		for _, ck := range c.Checks {
+			if !ck.Faulted {
+				continue
+			}
+			stalledChecks++
+			if ck.Check != "dnsbl" || !strings.HasSuffix(ck.Name, ".bl2.example.net") {
+				t.Errorf("session %s: a %s check of %s was faulted, want only bl2's", c.Conn, ck.Check, ck.Name)
+			}
+			stalled := 0
+			for _, tr := range ck.Tries {
+				if tr.Fault == "stall" {
+					stalled++
+				}
+			}
+			if len(ck.Tries) != 3 || stalled != 3 {
+				t.Errorf("session %s: tries %+v, want 3, all stalled (one socket, one id)", c.Conn, ck.Tries)
+			}
+		}
+	}
+	if stalledChecks != 4 {
+		t.Errorf("%d sessions waited on the stalled question, want 4", stalledChecks)
+	}
+	held := map[string]bool{}
+	for _, c := range res.Connections {
+		for _, ck := range c.Checks {
+			if ck.Faulted {
+				held[c.Conn] = true
+			}
+		}
+	}
+	for _, m := range res.Messages {
+		if held[m.ReceiverConn] {
+			hosts[strings.SplitN(m.Rcpts[0], "@", 2)[1]] = true
+		}
+	}
+	if len(hosts) != 1 {
+		t.Errorf("the held sessions carried mail to %d hosts, want the one stalled host: %v", len(hosts), hosts)
+	}
+}
