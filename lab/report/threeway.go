@@ -79,7 +79,11 @@ func WriteThreeWay(w io.Writer, title string, model, real Side) error {
 		}
 		return fmt.Sprint(sd.Summary.IdentQueries)
 	}
-	row("IDENT lookups", ident(model), ident(real), "one per connection")
+	if model.Receiver == "postfix" || real.Receiver == "postfix" {
+		row("IDENT lookups", ident(model), ident(real), "one per connection")
+	} else {
+		figure("IDENT lookups", ident(model), ident(real), float64(m.IdentQueries), float64(r.IdentQueries), "one per connection")
+	}
 	lat := func(s Summary) string {
 		return fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99))
 	}

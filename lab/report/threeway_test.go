@@ -305,6 +305,7 @@ func TestThreeWayRatios(t *testing.T) {
 		"DNS lookups per connection":                    "2.00x", // 4.0 / 2.0
 		"delivery latency p50":                          "0.50x", // 150 ms / 300 ms
 		"messages over 10 s":                            "-",     // 5 / 0
+		"IDENT lookups":                                 "-",     // 61 / 0
 		"delivered / injected":                          "-",
 		"faults applied":                                "-",
 	} {
