@@ -123,8 +123,8 @@ func (s Story) Line() string {
 		if ck.Faulted {
 			p += " (hit by a fault)"
 		}
-		if len(ck.Tries) > 1 {
-			p += " (" + ck.triesText() + ")"
+		if t := ck.TriesText(); t != "" {
+			p += " (" + t + ")"
 		}
 		if ck.Error != "" {
 			p += " (" + ck.Error + ")"
@@ -137,9 +137,12 @@ func (s Story) Line() string {
 	return b.String()
 }
 
-// triesText tells a check's queries: "3 tries: 0 s stall, 5.0 s stall,
-// 30.0 s stall; NOERROR".
-func (ck CheckRecord) triesText() string {
+// TriesText tells a check's queries when it sent more than one: "3 tries:
+// 0 s stall, 5.00 s stall, 30.00 s stall; last NXDOMAIN"; "" otherwise.
+func (ck CheckRecord) TriesText() string {
+	if len(ck.Tries) < 2 {
+		return ""
+	}
 	var at []string
 	for _, t := range ck.Tries {
 		p := secs(t.After)

@@ -151,6 +151,7 @@ type segment struct {
 
 type checkStory struct {
 	Check, Name, QType, Start, Duration, Result, Error string
+	Tries                                              string // the queries it sent, when more than one (CheckRecord.TriesText)
 	Faulted                                            bool
 	Percent                                            int // of the time to the greeting, for the bar
 }
@@ -479,7 +480,7 @@ func story(c *report.ConnectionRecord, tl timeline) *connStory {
 	}
 	for _, ck := range c.Checks {
 		st := checkStory{Check: ck.Check, Name: ck.Name, QType: ck.QType, Start: at(tl, ck.Start),
-			Duration: secs(ck.Duration), Result: ck.Result, Error: ck.Error, Faulted: ck.Faulted}
+			Duration: secs(ck.Duration), Result: ck.Result, Error: ck.Error, Faulted: ck.Faulted, Tries: ck.TriesText()}
 		if toGreeting > 0 {
 			st.Percent = int(min(100, max(1, 100*ck.Duration/toGreeting)))
 		}

@@ -347,3 +347,12 @@ func TestPaceInBanner(t *testing.T) {
 		})
 	}
 }
+
+// The slowest messages' stories show each stalled check's tries: the
+// kept courier-1999 run's stalled question was asked three times.
+func TestStoryShowsTries(t *testing.T) {
+	page := writePage(t, load(t, courierResult))
+	if !strings.Contains(page, "<small>3 tries: ") || !strings.Contains(page, " stall; last ") {
+		t.Error("the page shows no stalled check's tries")
+	}
+}
