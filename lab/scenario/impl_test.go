@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +12,15 @@ import (
 // settings only the Go models honour, refused with file:line.
 func TestImplValidation(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
-		{"unknown receiver", "name: x\nreceiver:\n  impl: exim\n", `x.yaml:3: receiver.impl: must be go, courier or postfix, got "exim"`},
+		{"unknown receiver", "name: x\nreceiver:\n  impl: exim\n", `x.yaml:3: receiver.impl: must be go, courier, postfix or image (any local image, described by receiver.image), got "exim"`},
+		{"image without a name", "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n", "x.yaml:2: receiver.image.name: receiver.impl image needs the image to run"},
+		{"image for another impl", "receiver:\n  impl: courier\n  image: {name: a/b}\n", `x.yaml:3: receiver.image: is for receiver.impl image, not "courier"`},
+		{"image port", "receiver:\n  impl: image\n  image:\n    name: a/b\n    port: 70000\n", "x.yaml:5: receiver.image.port: must be a TCP port (1-65535), got 70000"},
+		{"image file both", "receiver:\n  impl: image\n  image:\n    name: a/b\n    files:\n      - {path: /etc/x, content: a, from: b}\n", "x.yaml:6: receiver.image.files[0]: give exactly one of content"},
+		{"image file relative", "receiver:\n  impl: image\n  image:\n    name: a/b\n    files:\n      - {path: etc/x, content: a}\n", `receiver.image.files[0].path: must be an absolute path in the container, got "etc/x"`},
+		{"image ready_log", "receiver:\n  impl: image\n  image: {name: a/b, ready_log: \"(\"}\n", "x.yaml:3: receiver.image.ready_log: not a regular expression"},
+		{"image port with a real sender", "receiver:\n  impl: image\n  image: {name: a/b, port: 2525}\nsender: {impl: courier}\n", "receiver.image.port: a real sender (sender.impl courier) delivers to port 25"},
+		{"image file missing", "receiver:\n  impl: image\n  image:\n    name: a/b\n    files:\n      - {path: /etc/x, from: no-such-file.cf}\n", "receiver.image.files[0].from: open "},
 		{"postfix sender", "name: x\nsender:\n  impl: postfix\n", "x.yaml:3: sender.impl: postfix is not available as a sender yet (go or courier)"},
 		{"unknown sender", "sender:\n  impl: qmail\n", `x.yaml:2: sender.impl: must be go or courier, got "qmail"`},
 		{"rules with courier", "receiver:\n  impl: courier\n  rules:\n    - {file: -foo-default, maildirs: [/m]}\n", "x.yaml:4: receiver.rules: only receiver.impl go has extension rules"},
@@ -42,5 +52,27 @@ func TestImplDefaultsAndModel(t *testing.T) {
 	}
 	if d := Default(); d.Receiver.Impl != ImplGo || d.Sender.Impl != ImplGo || len(d.MTAs()) != 0 {
 		t.Errorf("defaults %q %q", d.Receiver.Impl, d.Sender.Impl)
+	}
+}
+
+// An image's files given by path are read beside the scenario file, into
+// the scenario itself (result.json records what the image was given), and
+// an image is no MTA the lab builds.
+func TestImageFilesFromBeside(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("myhostname = mx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n  image:\n    name: myorg/mx:1\n    files:\n      - {path: /etc/postfix/main.cf, from: main.cf}\n      - {path: /etc/mailname, content: mx.example}\n"
+	sc, err := Parse(filepath.Join(dir, "s.yaml"), []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := sc.Receiver.Image
+	if im.Files[0].Content != "myhostname = mx\n" || im.Files[0].From != "" || im.Files[1].Content != "mx.example" || im.SMTPPort() != 25 {
+		t.Errorf("image %+v", im)
+	}
+	if m := sc.MTAs(); len(m) != 0 {
+		t.Errorf("MTAs to build %v, want none", m)
 	}
 }

@@ -62,6 +62,10 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 		}
 		return s, errors.New(strings.Join(lines, "\n"))
 	}
+	if err := s.readImageFiles(file); err != nil {
+		f, _ := parser.ParseBytes(data, 0)
+		return s, fmt.Errorf("%s:%d: %w", file, lineOf(f, "receiver.image.files"), err)
+	}
 	return s, nil
 }
 
@@ -149,6 +153,7 @@ func (s Scenario) problems() []problem {
 	s.outageProblems(&c)
 	w := s.Workload
 	s.implProblems(c.add)
+	s.imageProblems(c.add)
 	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, c.add)
 	for _, h := range w.Hosts() {
 		if !s.Sender.routed(h) {
@@ -442,6 +447,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 	r, sd := s.Receiver, s.Sender
 	switch r.Impl {
 	case ImplGo:
+	case ImplImage: // imageProblems
 	case ImplCourier, ImplPostfix:
 		if len(r.Rules) > 0 {
 			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
@@ -458,7 +464,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 			add("receiver.maildir", "a real %s delivers into the account's home: the Maildir needs a parent folder (the home), got %q", r.Impl, r.Maildir)
 		}
 	default:
-		add("receiver.impl", "must be go, courier or postfix, got %q", r.Impl)
+		add("receiver.impl", "must be go, courier, postfix or image (any local image, described by receiver.image), got %q", r.Impl)
 	}
 	if s.CompareModel && r.Impl == ImplGo && sd.Impl == ImplGo {
 		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")

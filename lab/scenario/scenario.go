@@ -203,8 +203,10 @@ type Identd struct {
 // (docs/REAL-MTAS.md).
 type Receiver struct {
 	// Impl is what receives: "go" (the model, the default), "courier"
-	// (Debian's courier-mta) or "postfix".
+	// (Debian's courier-mta), "postfix", or "image" (any local image,
+	// described by Image).
 	Impl            string `yaml:"impl" json:"impl"`
+	Image           *Image `yaml:"image" json:"image,omitempty"`
 	receiver.Config `yaml:",inline"`
 }
 
@@ -229,7 +231,7 @@ const (
 func (s Scenario) MTAs() []string {
 	var out []string
 	for _, impl := range []string{s.Receiver.Impl, s.Sender.Impl} {
-		if impl != ImplGo && impl != "" && !slices.Contains(out, impl) {
+		if impl != ImplGo && impl != ImplImage && impl != "" && !slices.Contains(out, impl) {
 			out = append(out, impl)
 		}
 	}
