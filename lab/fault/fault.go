@@ -204,16 +204,24 @@ type rule struct {
 	hits    int
 	// held is the lookups the rule follows, by followKey, and when it
 	// lets go of each.
-	held     map[string]time.Time
+	held     map[lookup]time.Time
 	followed int // later queries of those lookups it hit
 }
 
-// followKey is what a rule that follows recognises a lookup by.
-func (r *rule) followKey(q Query, name string) string {
-	if r.spec.Follow == FollowName {
-		return strings.ToUpper(q.QType) + " " + name
+// lookup is what a rule that follows recognises a lookup by: the
+// resolver's key (FollowRetries), or the name and type (FollowName).
+type lookup struct{ key, qtype, name string }
+
+// followKey is q's lookup as r follows it; false when q cannot be
+// followed (no arrival time, or no key to follow retries by).
+func (r *rule) followKey(q Query, name string) (lookup, bool) {
+	if q.At.IsZero() {
+		return lookup{}, false
 	}
-	return q.Key
+	if r.spec.Follow == FollowName {
+		return lookup{qtype: strings.ToUpper(q.QType), name: name}, true
+	}
+	return lookup{key: q.Key}, q.Key != ""
 }
 
 // Set is the scenario's rules, in order.
@@ -232,7 +240,7 @@ func New(specs []Spec, seed uint64) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("faults[%d]: %w", i, err)
 		}
-		r := &rule{index: i, spec: sp, fault: f, nth: map[int]bool{}, held: map[string]time.Time{}}
+		r := &rule{index: i, spec: sp, fault: f, nth: map[int]bool{}, held: map[lookup]time.Time{}}
 		for _, n := range sp.Nth {
 			r.nth[n] = true
 		}
@@ -299,11 +307,15 @@ func (s *Set) Decide(q Query) Effect {
 	defer s.mu.Unlock()
 	for _, r := range s.rules {
 		if f, ok := r.fault.(Follower); ok && r.spec.Follow != "" {
-			if until, held := r.held[r.followKey(q, name)]; held && q.At.Before(until) {
-				r.followed++
-				f.Follow(&e, until.Sub(q.At))
-				e.Applied = append(e.Applied, r.fault.Name())
-				continue
+			if k, ok := r.followKey(q, name); ok {
+				if until, held := r.held[k]; held && q.At.Before(until) {
+					r.followed++
+					f.Follow(&e, until.Sub(q.At))
+					e.Applied = append(e.Applied, r.fault.Name())
+					continue
+				} else if held {
+					delete(r.held, k) // let go of: the map keeps only what is held
+				}
 			}
 		}
 		if r.spec.Name != "" {
@@ -333,7 +345,9 @@ func (s *Set) Decide(q Query) Effect {
 		r.fault.Apply(&e)
 		e.Applied = append(e.Applied, r.fault.Name())
 		if f, ok := r.fault.(Follower); ok && r.spec.Follow != "" {
-			r.held[r.followKey(q, name)] = f.Until(q.At)
+			if k, ok := r.followKey(q, name); ok {
+				r.held[k] = f.Until(q.At)
+			}
 		}
 	}
 	return e

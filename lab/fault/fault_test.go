@@ -226,3 +226,24 @@ func TestFollowSpecs(t *testing.T) {
 		}
 	}
 }
+
+// A query with no arrival time, or no key to follow retries by, is hit
+// alone: it never starts or joins a followed lookup.
+func TestFollowNeedsTimeAndKey(t *testing.T) {
+	s, err := New([]Spec{{Type: "stall", Nth: []int{1}, Duration: time.Minute, Follow: FollowRetries}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := s.Decide(Query{Seq: 1, Name: "a.example", QType: "A"}); e.Hold != time.Minute {
+		t.Fatalf("the chosen query: %+v", e)
+	}
+	if e := s.Decide(Query{Seq: 2, Name: "b.example", QType: "A"}); len(e.Applied) != 0 {
+		t.Errorf("a keyless query with no time was followed: %+v", e)
+	}
+	t0 := time.Unix(1000, 0)
+	s, _ = New([]Spec{{Type: "stall", Nth: []int{1}, Duration: time.Minute, Follow: FollowRetries}}, 1)
+	s.Decide(Query{Seq: 1, Name: "a.example", QType: "A", At: t0})
+	if e := s.Decide(Query{Seq: 2, Name: "b.example", QType: "A", At: t0.Add(time.Second)}); len(e.Applied) != 0 {
+		t.Errorf("queries without a key were taken for one lookup: %+v", e)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/topology"
 )
 
@@ -392,20 +393,11 @@ func replyCode(s string) int {
 // replyEnhanced is the RFC 3463 code that opens a reply's text ("550
 // 5.1.1 User unknown." gives "5.1.1"), when its class is the reply's; "".
 func replyEnhanced(s string) string {
-	f := strings.Fields(s)
-	if len(f) < 2 || replyCode(s) == 0 {
+	code, text, _ := strings.Cut(s, " ")
+	if replyCode(code) == 0 {
 		return ""
 	}
-	parts := strings.Split(f[1], ".")
-	if len(parts) != 3 || parts[0] != f[0][:1] {
-		return ""
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
-			return ""
-		}
-	}
-	return f[1]
+	return (&sender.Reply{Code: replyCode(code), Text: text}).Enhanced()
 }
 
 // postfixClientIP is the ip of the first "name[ip]" in s.

@@ -58,6 +58,11 @@ func (s *Sender) connection(w *worker, first *job) {
 	n := s.conns.Add(1)
 	id := "s" + strconv.FormatInt(n, 10)
 	c, mta, err := s.open(first, s.overLink(int(n), id, first.host))
+	if err != nil && s.ctx.Err() != nil {
+		// Close cut the dial short: no try was made, and the queue keeps
+		// the message for the next start. Nothing is logged after Close.
+		return
+	}
 	if err != nil {
 		first.attempt++ // a refused connection or greeting is a try too
 		s.log.Add(events.Event{Kind: events.ConnClose, Conn: id, Host: first.host, Reason: "connect: " + err.Error()})

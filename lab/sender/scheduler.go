@@ -129,6 +129,16 @@ func (s *scheduler) toFront(host string) {
 	}
 }
 
+// busy counts the connections with a delivery under way: courierd's
+// delivery slots in use. Called with mu held.
+func (s *scheduler) busy() int {
+	n := s.total - s.evicting
+	for _, h := range s.hosts {
+		n -= len(h.idle)
+	}
+	return n
+}
+
 // startFor gives host's first waiting job to an idle connection to it, or
 // a new connection if the limits allow; else the job keeps waiting and an
 // idle connection is asked to make room. Called with mu held.
@@ -261,6 +271,15 @@ func (s *scheduler) next(w *worker) (j *job, why string) {
 	h.idle = append(h.idle, w)
 	if pick != "" {
 		s.startFor(pick) // may hand w's slot to another host's new connection
+	}
+	// A delivery slot still free after that goes to w's own host's next
+	// job, on w: courierd starts a message whenever a slot is free and its
+	// host has room (cdmsgq.C, msgq::start_message).
+	if len(h.pending) > 0 && s.busy() < s.maxTotal && removeWorker(h, w) {
+		j = h.pending[0]
+		h.pending = h.pending[1:]
+		s.mu.Unlock()
+		return j, ""
 	}
 	s.makeRoom() // may pick w itself, if it has been idle longest
 	s.mu.Unlock()

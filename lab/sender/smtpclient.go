@@ -131,6 +131,16 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	// and the done record would send that message twice.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
+	// If ctx ended as the session opened, the socket is closed (or about to
+	// be) under a session that would carry a transaction: give it up here,
+	// before any message is sent on it.
+	opened := func() error {
+		if !stop() {
+			nc.Close()
+			return fmt.Errorf("connect %s: %w", addr, context.Cause(ctx))
+		}
+		return nil
+	}
 	r, err := c.readReply("greeting", t.Greeting)
 	if err == nil && r.Code != 220 {
 		err = fmt.Errorf("greeting: %w", r)
@@ -159,6 +169,9 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	}
 	if err != nil {
 		c.quitIfReply(err)
+		return nil, err
+	}
+	if err := opened(); err != nil {
 		return nil, err
 	}
 	return c, nil
