@@ -51,6 +51,11 @@ type Inputs struct {
 	// ones are left unmeasured (Summary.Unmeasured) rather than counted as
 	// 0.
 	SenderLogPartial, ReceiverLogPartial bool
+	// ReceiverLogNone says the receiver keeps no log the lab reads (an
+	// image the user brings, receiver.impl image): its ESMTP connections
+	// are then the sender's count of the connections it opened, when the
+	// sender's log has them (Summary.ConnectionsFrom).
+	ReceiverLogNone bool
 }
 
 // Build computes the summary and the outcome, from one pass over the
@@ -69,6 +74,10 @@ func Build(in Inputs) (Summary, Outcome) {
 	}
 	o := t.outcome(&s, in, copies, t.pathFaults(in))
 	s.HeldByFaults, s.HeldInSession = t.heldByFaults(copies)
+	if in.ReceiverLogNone && !in.SenderLogPartial {
+		// The same TCP sessions, counted at the other end.
+		s.Connections, s.ConnectionsFrom = s.SenderConnections, "sender"
+	}
 	if s.Connections > 0 {
 		s.LookupsPerConnection = float64(s.DNSQueries) / float64(s.Connections)
 		s.MessagesPerConn = float64(s.Delivered) / float64(s.Connections) // as 1999's 196/57
@@ -152,21 +161,19 @@ func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int, p *pathFau
 // heldByFaults counts the delivered messages that came over a receiver
 // connection held by a faulted query (heldConnections) and were queued
 // before its check ended (Summary.HeldByFaults), and how many of them
-// were the first queued of those over their connection: the message the
-// session was opened for (Summary.HeldInSession).
+// were in a session waiting on it: one per such connection, the message
+// it was opened for (Summary.HeldInSession).
 func (t *tally) heldByFaults(copies map[string]int) (n, inSession int) {
 	held := heldConnections(t.dns.faulted, t.receiver.checks)
-	first := map[string]time.Time{} // by receiver connection: the earliest held message's queue time
+	opened := map[string]bool{} // receiver connections that held a message: each was opened for one
 	for id, qt := range t.sender.queuedAt {
 		conn := t.receiver.firstCopy[id].conn
 		if end, ok := held[conn]; ok && copies[id] > 0 && qt.Before(end) {
 			n++
-			if f, seen := first[conn]; !seen || qt.Before(f) {
-				first[conn] = qt
-			}
+			opened[conn] = true
 		}
 	}
-	return n, len(first)
+	return n, len(opened)
 }
 
 // leaveUnmeasured clears the figures a real MTA's mail log gives no
@@ -180,6 +187,10 @@ func leaveUnmeasured(s *Summary, in Inputs, faulted []events.Event) {
 		// them: no ConnOpen, Sent or ConnClose (lab/mta/log.go).
 		s.SenderConnections, s.SenderReused, s.SenderCloses = 0, 0, nil
 		s.Unmeasured = append(s.Unmeasured, KeySenderConnections, KeySenderReused, KeySenderCloses)
+	}
+	if in.ReceiverLogNone && in.SenderLogPartial {
+		s.Connections = 0
+		s.Unmeasured = append(s.Unmeasured, KeyConnections)
 	}
 	if in.ReceiverLogPartial && delayedAny(faulted) {
 		// Held messages are traced through the receiver's Check events

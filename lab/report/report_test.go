@@ -177,3 +177,32 @@ func TestHeldByFaultsAndFloor(t *testing.T) {
 		t.Errorf("floor without a line: %s", s2.LineFloor)
 	}
 }
+
+// A receiver that keeps no log the lab reads (an image): its ESMTP
+// connections are the Go sender's count of those it opened, said so; with
+// a real sender too, they are not measured.
+func TestConnectionsWithoutAReceiverLog(t *testing.T) {
+	conn := func(c string) func(*events.Event) { return func(e *events.Event) { e.Conn, e.Host = c, "h.example" } }
+	evs := []events.Event{
+		ev("sender", events.Queued, 0, func(e *events.Event) { e.MessageID = "<a>" }),
+		ev("sender", events.ConnOpen, 0, conn("s1")),
+		ev("sender", events.ConnOpen, 0, conn("s2")),
+		ev("dns", events.Query, 0, func(e *events.Event) { e.Name, e.QType = "x.example", "A" }),
+	}
+	disk := []maildir.Message{{MessageID: "<a>"}}
+	s, _ := Build(Inputs{Events: evs, Maildir: disk, ReceiverLogPartial: true, ReceiverLogNone: true})
+	if s.Connections != 2 || s.ConnectionsFrom != "sender" || s.LookupsPerConnection != 0.5 || !s.Measured(KeyConnections) {
+		t.Errorf("connections %d from %q, lookups per connection %v, unmeasured %v", s.Connections, s.ConnectionsFrom, s.LookupsPerConnection, s.Unmeasured)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, "x", s, Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "2 (counted at the sender: the receiver keeps no log the lab reads)") {
+		t.Errorf("text lacks where the connections were counted:\n%s", b.String())
+	}
+	s, _ = Build(Inputs{Events: evs, Maildir: disk, ReceiverLogPartial: true, ReceiverLogNone: true, SenderLogPartial: true})
+	if s.Connections != 0 || s.Measured(KeyConnections) {
+		t.Errorf("with a real sender: connections %d, unmeasured %v", s.Connections, s.Unmeasured)
+	}
+}

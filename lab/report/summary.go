@@ -29,9 +29,13 @@ type Summary struct {
 	Injected  int        `json:"injected"`
 	Delivered int        `json:"delivered"` // distinct injected messages found in the Maildir
 	// TotalTime runs from the first injection to the last delivery.
-	TotalTime            time.Duration  `json:"total_time_ns"`
-	Connections          int            `json:"connections"` // ESMTP sessions the receiver served
-	Refused              int            `json:"refused"`     // connections turned away over a limit
+	TotalTime   time.Duration `json:"total_time_ns"`
+	Connections int           `json:"connections"` // ESMTP sessions the receiver served
+	// ConnectionsFrom is "sender" when Connections was counted at the
+	// sender, the receiver keeping no log the lab reads (an image); empty
+	// when the receiver's own log counted them.
+	ConnectionsFrom      string         `json:"connections_from,omitempty"`
+	Refused              int            `json:"refused"` // connections turned away over a limit
 	SenderConnections    int            `json:"sender_connections"`
 	MessagesPerConn      float64        `json:"messages_per_connection"`
 	DNSQueries           int            `json:"dns_queries"`
@@ -105,6 +109,7 @@ const (
 	KeySenderReused      = "sender_reused"
 	KeySenderCloses      = "sender_closes"
 	KeyHeldByFaults      = "held_by_faults"
+	KeyConnections       = "connections"
 )
 
 // whyUnmeasured says, by JSON key, why Build leaves a figure unmeasured.
@@ -113,6 +118,7 @@ var whyUnmeasured = map[string]string{
 	KeySenderReused:      realSenderWhy,
 	KeySenderCloses:      realSenderWhy,
 	KeyHeldByFaults:      "a real receiver's mail log has no per-lookup checks to tie a delayed query to the messages it held",
+	KeyConnections:       "the receiver keeps no log the lab reads, and a real sender's log has no connections",
 }
 
 const realSenderWhy = "a real sender's mail log, as lab/mta reads it, has no connections"

@@ -72,7 +72,11 @@ func Rows(s, s99 Summary) []Row {
 	add("delivered / injected", fmt.Sprintf("%d / %d", s.Delivered, s.Injected), fmt.Sprintf("%d / %d", s99.Delivered, s99.Injected))
 	add("total time (first injection to last delivery)", secs(s.TotalTime), secs(s99.TotalTime))
 	add("messages per second", fmt.Sprintf("%.1f", s.MessagesPerSecond), fmt.Sprintf("%.1f", s99.MessagesPerSecond))
-	add("ESMTP connections", fmt.Sprint(s.Connections), fmt.Sprint(s99.Connections))
+	conns := s.IfMeasured(KeyConnections, fmt.Sprint(s.Connections))
+	if s.ConnectionsFrom == "sender" {
+		conns += " (counted at the sender: the receiver keeps no log the lab reads)"
+	}
+	add("ESMTP connections", conns, fmt.Sprint(s99.Connections))
 	if s.Refused > 0 {
 		add("connections refused over a limit", fmt.Sprint(s.Refused), "not reported")
 	}
