@@ -2,6 +2,7 @@ package lab
 
 import (
 	"encoding/json"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,11 +127,15 @@ func (p Plan) senderConfig(a Addrs) sender.Config {
 	sc := p.Scenario.Sender.Config
 	sc.QueueDir = topology.QueueDir
 	sc.Routes = slices.Clone(sc.Routes)
+	smtpPort := port(topology.Receiver)
+	if r := p.Scenario.Receiver; r.Impl == scenario.ImplImage && r.Image != nil {
+		smtpPort = r.Image.SMTPPort() // an image listens where its scenario says
+	}
 	for i := range sc.Routes {
-		sc.Routes[i].Relay = topology.Addr(a[topology.Receiver], topology.Receiver)
+		sc.Routes[i].Relay = net.JoinHostPort(a[topology.Receiver], strconv.Itoa(smtpPort))
 	}
 	sc.DNSServers = []string{topology.Addr(a[topology.DNS], topology.DNS)}
-	sc.SMTPPort = port(topology.Receiver)
+	sc.SMTPPort = smtpPort
 	sc.Seed = p.Scenario.Seed // the link's loss and jitter
 	return sc
 }

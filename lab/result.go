@@ -44,6 +44,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
 		Expected: len(p.Injection.Messages), Line: p.Line(),
 		SenderLogPartial: !r.sender.FullLog(), ReceiverLogPartial: !r.receiver.FullLog()}
+	if n, ok := r.receiver.(interface{ LogNone() bool }); ok {
+		in.ReceiverLogNone = n.LogNone() // an image the user brings
+	}
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)

@@ -70,6 +70,12 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err != nil {
 		return nil, err
 	}
+	if r := sc.Receiver; r.Impl == scenario.ImplImage {
+		// Before any container starts: the user's image must be here.
+		if mtaImages[scenario.ImplImage], err = stack.LocalImage(ctx, eng, r.Image.Name); err != nil {
+			return nil, fmt.Errorf("scenario %s: receiver.image.name: %w", sc.Name, err)
+		}
+	}
 	built := time.Since(start)
 	res = newResult(sc, start, opt.ResultsDir, report.Environment{
 		LabVersion: img.Version, EngineVersion: eng.Version, Image: img.Ref, ImageID: img.ID, ImageBuilt: img.Built,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/mta"
@@ -34,6 +35,7 @@ var players = map[string]player{
 	scenario.ImplGo:      startGoRole,
 	scenario.ImplCourier: startMTA,
 	scenario.ImplPostfix: startMTA,
+	scenario.ImplImage:   startImage,
 }
 
 // start starts every role and gives the DNS stub the live topology.
@@ -112,6 +114,37 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 		return nil, nil, fmt.Errorf("%w (%s)", err, impl)
 	}
 	return c, mta.NewHandle(svc.Name, impl, c, s.plan.Scenario.Receiver.Maildir), nil
+}
+
+// startImage starts the receiver from the user's own image
+// (receiver.impl image): its files, environment and command as the
+// scenario gives them, the lab's DNS bound over its /etc/resolv.conf, up
+// when its SMTP port takes connections (or its output matches ready_log).
+// The lab knows nothing of its internals: its evidence is the Maildir the
+// scenario names, read in the container as a real MTA's is (lab/mta),
+// with no mail log.
+func startImage(ctx context.Context, s *starter, svc topology.Service) (*stack.Container, Handle, error) {
+	r := s.plan.Scenario.Receiver
+	im := r.Image
+	cs := s.container(svc)
+	cs.Image, cs.Env, cs.Cmd, cs.Wait = s.images[scenario.ImplImage], im.Env, im.Cmd, 90*time.Second
+	cs.Files = map[string][]byte{}
+	for _, f := range im.Files {
+		cs.Files[f.Path] = []byte(f.Content)
+	}
+	cs.ResolvConf = []byte("nameserver " + s.addrs[topology.DNS] + "\n")
+	port := strconv.Itoa(im.SMTPPort())
+	if im.ReadyLog != "" {
+		cs.Ready, cs.ReadyRegexp = im.ReadyLog, true
+	} else {
+		cs.ReadyPort = port
+	}
+	cs.Labels = map[string]string{stack.LabelRole + ".mta": scenario.ImplImage}
+	c, err := s.st.Start(ctx, cs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (receiver.image %s)", err, im.Name)
+	}
+	return c, mta.NewHandle(svc.Name, scenario.ImplImage, c, r.Maildir).WithSMTPPort(im.SMTPPort()), nil
 }
 
 // outages are the run's faults on the mail path (nil when it has none),

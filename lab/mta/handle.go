@@ -30,16 +30,30 @@ type Container interface {
 // mail log, its sockets), and runs the lab's inject there for a sender.
 type Handle struct {
 	role    topology.Role
-	mta     string // Courier or Postfix
+	mta     string // Courier, Postfix, or an image the user brings (scenario.ImplImage)
 	c       Container
 	maildir string // a receiver's Maildir, in its container
+	port    int    // a receiver's SMTP port (25)
 }
 
-// NewHandle is the handle of mta (Courier or Postfix) playing role in c;
-// maildir is a receiver's Maildir in the container.
+// NewHandle is the handle of mta (Courier, Postfix or scenario.ImplImage)
+// playing role in c; maildir is a receiver's Maildir in the container.
 func NewHandle(role topology.Role, mta string, c Container, maildir string) *Handle {
-	return &Handle{role: role, mta: mta, c: c, maildir: maildir}
+	return &Handle{role: role, mta: mta, c: c, maildir: maildir, port: 25}
 }
+
+// WithSMTPPort is h for a receiver listening on port.
+func (h *Handle) WithSMTPPort(port int) *Handle {
+	h.port = port
+	return h
+}
+
+// image is whether h reads a server the lab knows nothing of: no queue to
+// look at, no mail log; its Maildir is its evidence.
+func (h *Handle) image() bool { return h.mta == scenario.ImplImage }
+
+// LogNone is whether the role keeps no log the lab reads (an image).
+func (h *Handle) LogNone() bool { return h.image() }
 
 // Role is the role the MTA plays.
 func (h *Handle) Role() topology.Role { return h.role }
@@ -59,6 +73,11 @@ func (h *Handle) Settle() int { return 10 }
 // Postfix under its spool's incoming, active and deferred queues (and
 // maildrop, before pickup).
 func (h *Handle) Idle(ctx context.Context) (bool, error) {
+	if h.image() {
+		// Its queue is its own business: the run waits for the Maildir to
+		// stop changing instead (Settle).
+		return true, nil
+	}
 	dirs := "/var/lib/courier/msgs"
 	if h.mta == scenario.ImplPostfix {
 		dirs = "/var/spool/postfix/maildrop /var/spool/postfix/incoming /var/spool/postfix/active /var/spool/postfix/deferred"
@@ -86,16 +105,17 @@ func (h *Handle) State(ctx context.Context) (delivered, open int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s's Maildir: %q", h.role, first)
 	}
-	return delivered, smtpSessions(rest), nil
+	return delivered, smtpSessions(rest, h.port), nil
 }
 
 // smtpSessions counts the established (state 01) connections whose local
-// port is 25 (0019) in /proc/net/tcp or tcp6 text.
-func smtpSessions(procNetTCP string) int {
+// port is port (25: 0019) in /proc/net/tcp or tcp6 text.
+func smtpSessions(procNetTCP string, port int) int {
 	n := 0
+	suffix := fmt.Sprintf(":%04X", port)
 	for _, line := range strings.Split(procNetTCP, "\n") {
 		f := strings.Fields(line)
-		if len(f) > 3 && strings.HasSuffix(f[1], ":0019") && f[3] == "01" {
+		if len(f) > 3 && strings.HasSuffix(f[1], suffix) && f[3] == "01" {
 			n++
 		}
 	}
@@ -106,6 +126,9 @@ func smtpSessions(procNetTCP string) int {
 // sender's failures, which name no Message-ID in Courier's log, are tied
 // to their injection where the envelope allows (TieInjected).
 func (h *Handle) Events(ctx context.Context) ([]events.Event, error) {
+	if h.image() {
+		return nil, nil
+	}
 	log, err := h.mailLog(ctx)
 	if err != nil {
 		return nil, err
@@ -199,6 +222,9 @@ func (h *Handle) Keep(ctx context.Context, dir string) error {
 		if err := h.maildirTimes(ctx, local); err != nil {
 			return err
 		}
+	}
+	if h.image() {
+		return nil
 	}
 	log, err := h.mailLog(ctx)
 	if err != nil {

@@ -20,6 +20,8 @@ func realName(impl string) string {
 		return "real Courier"
 	case "postfix":
 		return "real Postfix"
+	case "image":
+		return "your image"
 	}
 	return "Go model"
 }
@@ -124,6 +126,10 @@ func ratio(x, y float64) string {
 func RealMTANotes(receiver, sender string) []string {
 	var out []string
 	switch receiver {
+	case "image":
+		out = append(out, "the receiver is an image the lab knows nothing of: deliveries and their times come from the Maildir the scenario names; "+
+			"ESMTP connections are the sender's count; DNS and IDENT lookups are counted at the lab's DNS server and identd; "+
+			"the receiver's own checks, phases and messages held by a faulted query are not traced (it keeps no log the lab reads).")
 	case "postfix":
 		out = append(out, "IDENT lookups: none, not a measured 0: Postfix makes no IDENT lookup.")
 		fallthrough

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/moby/moby/client"
 	labimage "github.com/smtplab/smtplab/images/lab"
 )
@@ -193,4 +195,19 @@ func sourceVersion(ctx context.Context, root string) string {
 		return "devel"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// LocalImage is an image the user brings (a receiver from any local
+// image): it must be on the engine already, as the lab pulls nothing
+// (no registry is assumed reachable, and a run must not change what it
+// measures by fetching a newer image).
+func LocalImage(ctx context.Context, eng *Engine, ref string) (Image, error) {
+	got, err := eng.ImageInspect(ctx, ref)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return Image{}, fmt.Errorf("image %s is not on this Docker engine, and the lab pulls nothing: build it (docker build -t %s DIR) or load it (docker load -i FILE) first", ref, ref)
+		}
+		return Image{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return Image{Ref: ref, ID: got.ID}, nil
 }

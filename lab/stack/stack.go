@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type Stack struct {
 
 	mu         sync.Mutex
 	containers []*Container // in start order
+	files      []string     // on this machine, bound into containers: removed by Close
 
 	reaper     *Container // removes the run if the lab dies (reaper.go)
 	reaperConn net.Conn   // held open for the run's life
@@ -82,7 +84,18 @@ type Spec struct {
 	Image Image             // the lab's image when zero
 	Cmd   []string          // the image's own when empty
 	Files map[string][]byte // written into the container before it starts, mode 0644
+	Env   map[string]string // its environment, over the image's
 	Ready string            // the output line that says the role is up
+	// ReadyRegexp reads Ready as a regular expression; ReadyPort, when
+	// set, is the port whose accepting connections says the role is up
+	// instead ("25"; it is published like Expose's).
+	ReadyRegexp bool
+	ReadyPort   string
+	// ResolvConf, when set, is bound over the container's /etc/resolv.conf
+	// (read only) before it starts, so that a program the lab did not
+	// write asks the lab's DNS from its first lookup: the engine's own
+	// resolver would answer the lab's names itself. Local engines only.
+	ResolvConf []byte
 	// Wait is how long Ready may take; 60 s when zero.
 	Wait time.Duration
 	// Control is the control port to publish ("8080"); "" for none.
@@ -120,13 +133,48 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	if startup == 0 {
 		startup = 60 * time.Second
 	}
+	var ready wait.Strategy
+	switch {
+	case spec.ReadyPort != "":
+		ready = wait.ForListeningPort(spec.ReadyPort + "/tcp").WithStartupTimeout(startup)
+	case spec.ReadyRegexp:
+		ready = wait.ForLog(spec.Ready).AsRegexp().WithStartupTimeout(startup)
+	default:
+		ready = wait.ForLog(spec.Ready).WithStartupTimeout(startup)
+	}
 	custom := []tc.ContainerCustomizer{
 		tc.WithLabels(labels),
 		tc.WithFiles(files...),
-		tc.WithWaitStrategy(wait.ForLog(spec.Ready).WithStartupTimeout(startup)),
+		tc.WithWaitStrategy(ready),
 	}
 	if len(spec.Cmd) > 0 {
 		custom = append(custom, tc.WithCmd(spec.Cmd...))
+	}
+	if len(spec.Env) > 0 {
+		custom = append(custom, tc.WithEnv(spec.Env))
+	}
+	var resolv string
+	if spec.ResolvConf != nil {
+		if !localEngine() {
+			return nil, fmt.Errorf("start %s: its resolver is pointed at the lab's DNS by binding a file over /etc/resolv.conf, which needs a local engine (DOCKER_HOST %s)", spec.Role, os.Getenv("DOCKER_HOST"))
+		}
+		f, err := os.CreateTemp("", "smtplab-resolv-*.conf")
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", spec.Role, err)
+		}
+		resolv = f.Name()
+		// Kept while the container lives: the engine mounts binds again to
+		// copy files out of it (CopyDir). Close removes it.
+		s.mu.Lock()
+		s.files = append(s.files, resolv)
+		s.mu.Unlock()
+		_, werr := f.Write(spec.ResolvConf)
+		if cerr := f.Close(); werr != nil || cerr != nil {
+			return nil, fmt.Errorf("start %s: write its resolv.conf: %w", spec.Role, errors.Join(werr, cerr))
+		}
+		if err := os.Chmod(resolv, 0o644); err != nil {
+			return nil, fmt.Errorf("start %s: %w", spec.Role, err)
+		}
 	}
 	var ports []string
 	if spec.Control != "" && spec.NetNSOf == nil {
@@ -135,11 +183,17 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	for _, p := range spec.Expose {
 		ports = append(ports, p+"/tcp")
 	}
+	if spec.ReadyPort != "" && !slices.Contains(spec.Expose, spec.ReadyPort) {
+		ports = append(ports, spec.ReadyPort+"/tcp")
+	}
 	custom = append(custom, tc.WithHostConfigModifier(func(hc *container.HostConfig) {
 		init := true
 		hc.Init = &init
 		if spec.NetNSOf != nil {
 			hc.NetworkMode = container.NetworkMode("container:" + spec.NetNSOf.c.GetContainerID())
+		}
+		if resolv != "" {
+			hc.Binds = append(hc.Binds, resolv+":/etc/resolv.conf:ro")
 		}
 		// On a local engine, published on the loopback address only: the
 		// control ports have no authentication, and nothing outside this
@@ -266,6 +320,14 @@ func (s *Stack) Close() error {
 	if err := s.net.Remove(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("remove network: %w", err))
 	}
+	s.mu.Lock()
+	for _, f := range s.files {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	s.files = nil
+	s.mu.Unlock()
 	if err := s.closeReaper(); err != nil {
 		errs = append(errs, fmt.Errorf("remove the run's reaper: %w", err))
 	}

@@ -1,0 +1,106 @@
+package lab_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// ownImage builds lab/testdata/own-postfix, a Postfix image the lab has
+// never heard of, over the lab's Debian base with Postfix, and returns its
+// tag.
+func ownImage(t *testing.T, eng *stack.Engine) string {
+	t.Helper()
+	stacktest.Debootstrap(t)
+	ctx := context.Background()
+	if _, _, err := stack.BuildImages(ctx, eng, []string{scenario.ImplPostfix}, t.Logf); err != nil {
+		t.Fatalf("the Postfix base: %v", err)
+	}
+	const tag = "smtplab-test/own-postfix:1"
+	cmd := exec.CommandContext(ctx, "docker", "build", "--label", "smtplab=1",
+		"--build-arg", "BASE="+stack.MTAs[scenario.ImplPostfix].BaseRef(), "-t", tag, filepath.Join("testdata", "own-postfix"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	return tag
+}
+
+// TestYourOwnImage runs fast.yaml's 200 messages through a receiver from
+// an image the lab has never heard of (receiver.impl image), given one of
+// its files by the scenario: every message delivered exactly once, found
+// in the Maildir the scenario names; its DNS lookups made at the lab's
+// DNS (the image's resolver pointed there); its connections counted at
+// the sender, and the report saying what it could not trace.
+func TestYourOwnImage(t *testing.T) {
+	eng := stacktest.Engine(t)
+	tag := ownImage(t, eng)
+	sc, err := scenario.Load("../scenarios/fast.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Name = "fast-own-image"
+	sc.Receiver.Impl = scenario.ImplImage
+	sc.Receiver.Maildir = "/home/recipient/Maildir"
+	sc.Receiver.Image = &scenario.Image{Name: tag, Files: []scenario.ImageFile{
+		// The scenario's own word on which domains are local: the
+		// workload's 20 hosts under foo.example.com.
+		{Path: "/etc/postfix/local-domains", Content: "/^example\\.com$/ OK\n/\\.foo\\.example\\.com$/ OK\n"},
+	}}
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || s.Injected != 200 {
+		t.Errorf("delivered %d of %d", s.Delivered, s.Injected)
+	}
+	if s.ConnectionsFrom != "sender" || s.Connections == 0 || s.Connections != s.SenderConnections {
+		t.Errorf("connections %d (from %q), sender's %d", s.Connections, s.ConnectionsFrom, s.SenderConnections)
+	}
+	// Postfix's checks, asked of the lab's DNS: per connection the
+	// client's PTR, its name's A, and one query per blacklist.
+	by := s.DNSQueriesByType
+	if by["PTR"] != s.Connections || by["DNSBL"] != 2*s.Connections {
+		t.Errorf("DNS queries by type %v for %d connections: want a PTR and two DNSBL queries each", by, s.Connections)
+	}
+	if s.IdentQueries != 0 {
+		t.Errorf("%d IDENT queries: this Postfix makes none", s.IdentQueries)
+	}
+	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl), "\n")
+	if !strings.Contains(notes, "an image the lab knows nothing of") {
+		t.Errorf("notes %q say nothing of the image", notes)
+	}
+}
+
+// TestImageNotHere: an image that is not on the engine is refused before
+// any container starts, saying how to get it there; nothing is pulled.
+func TestImageNotHere(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc, err := scenario.Load("../scenarios/fast.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Receiver.Impl = scenario.ImplImage
+	sc.Receiver.Maildir = "/home/recipient/Maildir"
+	sc.Receiver.Image = &scenario.Image{Name: "smtplab-test/no-such-image:never"}
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "is not on this Docker engine, and the lab pulls nothing: build it (docker build -t smtplab-test/no-such-image:never DIR) or load it") {
+		t.Fatalf("error %v", err)
+	}
+	if res != nil {
+		t.Errorf("a run was started (%s)", res.RunID)
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+}
