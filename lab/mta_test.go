@@ -10,6 +10,7 @@ import (
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 	"github.com/smtplab/smtplab/lab/topology"
@@ -172,5 +173,37 @@ func TestRealSenderTimeoutKeepsInjections(t *testing.T) {
 	want := fmt.Sprintf("%d of the workload's 200 messages never reached the queue", 200-queued)
 	if !strings.Contains(strings.Join(res.Outcome.NotQueued, "\n"), want) {
 		t.Errorf("not queued %q, want it to say %q", res.Outcome.NotQueued, want)
+	}
+}
+
+// TestPostfixSender runs the fast scenario from real Postfix (Debian's
+// postfix as S, injected with its own sendmail, one per message) to the Go
+// receiver: every message delivered exactly once, the receiver's own
+// count of sessions and lookups (four per connection with the 1999
+// profile), and Postfix S's connections left unmeasured: its log names
+// deliveries, not the sessions that carried them.
+func TestPostfixSender(t *testing.T) {
+	eng := stacktest.Engine(t)
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, scenario.ImplGo, scenario.ImplPostfix)
+	// As TestRealCourier: a real sendmail waits on its MTA's own fsyncs.
+	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		if res != nil {
+			t.Logf("outcome: %+v\nsummary: %+v", res.Outcome, res.Summary)
+		}
+		t.Fatalf("run: %v", err)
+	}
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	if s.Connections < 1 || s.DNSQueries != 4*s.Connections || s.IdentQueries != s.Connections {
+		t.Errorf("%d connections: %d DNS queries, %d IDENT; want 4 and 1 each", s.Connections, s.DNSQueries, s.IdentQueries)
+	}
+	if s.Measured(report.KeySenderConnections) {
+		t.Errorf("Postfix S's connections measured (%d): its log has none", s.SenderConnections)
 	}
 }

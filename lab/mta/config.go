@@ -173,6 +173,40 @@ func PostfixReceiver(sc scenario.Scenario, dnsIP string) Files {
 	return f
 }
 
+// PostfixSender is Postfix as the scenario's sender: each route's domain
+// sent to the receiver by a regexp transport table, nothing local but
+// localhost. Postfix limits connections per next hop, not per recipient
+// domain, and every route leads to the one receiver: its
+// smtp_destination_concurrency_limit is max_connections, and max_per_host
+// has no equivalent. An idle session is kept idle_close
+// (smtp_connection_cache_time_limit; Postfix reuses sessions to a next
+// hop that has more mail waiting).
+func PostfixSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
+	sd := sc.Sender
+	f := common(topology.Sender, dnsIP)
+	var table strings.Builder
+	for _, rt := range sd.Routes {
+		d := strings.ToLower(rt.Domain)
+		if sub, ok := strings.CutPrefix(d, "."); ok {
+			fmt.Fprintf(&table, "/\\.%s$/ smtp:[%s]:25\n", regexp.QuoteMeta(sub), receiverIP)
+		} else {
+			fmt.Fprintf(&table, "/^%s$/ smtp:[%s]:25\n", regexp.QuoteMeta(d), receiverIP)
+		}
+	}
+	f["/etc/postfix/smtplab-transport"] = []byte(table.String())
+	settings := []string{
+		"myhostname = " + sd.Hostname,
+		"myorigin = $myhostname",
+		"mydestination = localhost",
+		"transport_maps = regexp:/etc/postfix/smtplab-transport",
+		fmt.Sprintf("default_process_limit = %d", max(sd.MaxConnections, 100)),
+		fmt.Sprintf("smtp_destination_concurrency_limit = %d", sd.MaxConnections),
+		"smtp_connection_cache_time_limit = " + postfixSeconds(sd.IdleClose),
+	}
+	f["/etc/smtplab/postconf"] = []byte(strings.Join(settings, "\n") + "\n")
+	return f
+}
+
 func postfixSeconds(d duration.Duration) string {
 	return fmt.Sprintf("%ds", max(int(d.D().Seconds()), 1))
 }
@@ -205,6 +239,9 @@ func Setup(mta string, role topology.Role, sc scenario.Scenario, dnsIP, receiver
 		f = PostfixReceiver(sc, dnsIP)
 	case role == topology.Sender && mta == scenario.ImplCourier:
 		f = CourierSender(sc, receiverIP, dnsIP)
+		f[topology.WorkloadPath] = workload
+	case role == topology.Sender && mta == scenario.ImplPostfix:
+		f = PostfixSender(sc, receiverIP, dnsIP)
 		f[topology.WorkloadPath] = workload
 	default:
 		return nil, "", fmt.Errorf("the lab cannot run %s as the %s", mta, role)

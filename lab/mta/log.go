@@ -38,7 +38,7 @@ import (
 // The log is the MTA's own free-form text, outside input: every field is
 // taken with bounds checks, never trusted (FuzzParseLog).
 func ParseLog(r io.Reader, role topology.Role, now time.Time) ([]events.Event, error) {
-	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}}
+	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}, from: map[string]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -57,6 +57,7 @@ type logParser struct {
 	session map[string]int    // postfix/smtpd[pid] -> sessions it has opened, to name them
 	refused int               // couriertcpd's refusals so far, to name them
 	reply   map[string]string // Courier S: queue id and recipient -> the last reply logged for them
+	from    map[string]string // Postfix S: queue id -> envelope sender (qmgr's line)
 }
 
 // Line is one parsed syslog line.
@@ -158,7 +159,62 @@ func (p *logParser) line(s string) {
 		p.courierClient(l)
 	case "postfix/smtpd":
 		p.postfixSMTPD(l)
+	case "postfix/qmgr":
+		p.postfixQmgr(l)
+	case "postfix/smtp":
+		p.postfixClient(l)
 	}
+}
+
+// postfixQmgr: "QID: from=<a@b>, size=312, nrcpt=1 (queue active)"
+// gives a queue file's envelope sender, which its delivery lines lack.
+func (p *logParser) postfixQmgr(l Line) {
+	qid, rest, ok := strings.Cut(l.Text, ": from=<")
+	if !ok || strings.Contains(qid, " ") {
+		return
+	}
+	if from, _, ok := strings.Cut(rest, ">"); ok {
+		p.from[qid] = from
+	}
+}
+
+// postfixClient: Postfix S's delivery lines, "QID: to=<r@h>, relay=...,
+// delay=..., dsn=4.3.0, status=deferred (host h[ip] said: 450 4.3.0 busy
+// (in reply to RCPT TO command))", status=bounced for a failure for good;
+// status=sent is a delivery, whose evidence is the receiver's Maildir.
+func (p *logParser) postfixClient(l Line) {
+	qid, rest, ok := strings.Cut(l.Text, ": to=<")
+	if !ok || strings.Contains(qid, " ") {
+		return
+	}
+	rcpt, rest, ok := strings.Cut(rest, ">")
+	if !ok {
+		return
+	}
+	_, status, ok := strings.Cut(rest, ", status=")
+	if !ok {
+		return
+	}
+	word, why, _ := strings.Cut(status, " ")
+	why = strings.TrimSuffix(strings.TrimPrefix(why, "("), ")")
+	reply := why
+	if _, said, ok := strings.Cut(why, " said: "); ok {
+		reply = said
+		if i := strings.LastIndex(reply, " (in reply to "); i >= 0 {
+			reply = reply[:i]
+		}
+	}
+	e := events.Event{Time: l.Time, QueueID: qid, From: p.from[qid], Rcpts: []string{rcpt},
+		Code: replyCode(reply), Enhanced: replyEnhanced(reply), Error: why}
+	switch word {
+	case "deferred":
+		e.Kind, e.Result = events.Attempt, "temporary"
+	case "bounced":
+		e.Kind = events.Failed
+	default:
+		return
+	}
+	p.add(e)
 }
 
 // courierSession: "started,ip=[::ffff:172.18.0.4],port=[39428]" opens a

@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"bytes"
 	"os"
 	"reflect"
 	"slices"
@@ -145,7 +146,7 @@ func TestParseLineYear(t *testing.T) {
 //     words after the tag, trimmed.
 func FuzzParseLog(f *testing.F) {
 	for _, name := range []string{"courier-receiver.log", "courier-sender.log", "postfix-receiver.log",
-		"courier-receiver-rejects.log", "courier-receiver-maxperip.log", "courier-sender-failure.log"} {
+		"courier-receiver-rejects.log", "courier-receiver-maxperip.log", "courier-sender-failure.log", "postfix-sender.log"} {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -346,5 +347,33 @@ func TestTieInjected(t *testing.T) {
 	want := map[string]string{"nobody-1@1.foo.example.com": "<a@inject.smtplab>", "nobody-2@2.foo.example.com": "<b@inject.smtplab>"}
 	if failed != 9 || !reflect.DeepEqual(tied, want) {
 		t.Errorf("%d failures, tied %v; want 9, %v", failed, tied, want)
+	}
+}
+
+// Postfix S's delivery lines: a deferral and a bounce with the peer's
+// reply, the envelope sender from qmgr's line; a delivery sent is no event
+// (the Maildir is its evidence).
+func TestPostfixSenderLog(t *testing.T) {
+	log, err := os.ReadFile("testdata/postfix-sender.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := ParseLog(bytes.NewReader(log), "sender", runTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		evs[i].Time, evs[i].Role = time.Time{}, ""
+	}
+	want := []events.Event{
+		{Kind: events.Attempt, Result: "temporary", QueueID: "4F2A1C", From: "sender@example.com", Rcpts: []string{"a@1.foo.example.com"},
+			Code: 450, Enhanced: "4.3.0", Error: "host 172.18.0.3[172.18.0.3] said: 450 4.3.0 busy (in reply to RCPT TO command)"},
+		{Kind: events.Failed, QueueID: "4F2A1C", From: "sender@example.com", Rcpts: []string{"a@1.foo.example.com"},
+			Code: 550, Enhanced: "5.1.1", Error: "host 172.18.0.3[172.18.0.3] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"},
+		{Kind: events.Attempt, Result: "temporary", QueueID: "6C", Rcpts: []string{"c@3.foo.example.com"},
+			Error: "connect to 172.18.0.3[172.18.0.3]:25: Connection refused"},
+	}
+	if !reflect.DeepEqual(evs, want) {
+		t.Errorf("events\n%+v\nwant\n%+v", evs, want)
 	}
 }

@@ -470,10 +470,8 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")
 	}
 	switch sd.Impl {
-	case ImplGo, ImplCourier:
-	case ImplPostfix:
-		add("sender.impl", "postfix is not available as a sender yet (go or courier); it is as receiver.impl")
+	case ImplGo, ImplCourier, ImplPostfix:
 	default:
-		add("sender.impl", "must be go or courier, got %q", sd.Impl)
+		add("sender.impl", "must be go, courier or postfix, got %q", sd.Impl)
 	}
 }
