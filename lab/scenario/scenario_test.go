@@ -16,6 +16,12 @@ func TestShippedScenariosLoad(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios found: %v", err)
 	}
+	// The examples a user copies load as well.
+	examples, _ := filepath.Glob("../../docs/examples/*.yaml")
+	if len(examples) == 0 {
+		t.Fatal("no example scenarios found")
+	}
+	files = append(files, examples...)
 	for _, f := range files {
 		s, err := Load(f)
 		if err != nil {
