@@ -111,3 +111,26 @@ func TestImageNotHere(t *testing.T) {
 		stacktest.NoLeftovers(t, eng, res.RunID)
 	}
 }
+
+// TestImageThatNeverComesUp: an image whose program stops before its SMTP
+// port opens fails the run with what it printed last, and leaves nothing.
+func TestImageThatNeverComesUp(t *testing.T) {
+	eng := stacktest.Engine(t)
+	tag := ownImage(t, eng)
+	sc, err := scenario.Load("../scenarios/fast.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Name = "broken-image"
+	sc.Receiver.Impl = scenario.ImplImage
+	sc.Receiver.Maildir = "/home/recipient/Maildir"
+	sc.Receiver.Image = &scenario.Image{Name: tag, Cmd: []string{"sh", "-c", "echo my-mx: cannot read main.cf >&2; exit 3"}}
+	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "start receiver: it exited (code 3) before it was up") ||
+		!strings.Contains(err.Error(), "my-mx: cannot read main.cf") {
+		t.Fatalf("error %v, want the exit and the program's last words", err)
+	}
+	if res != nil {
+		stacktest.NoLeftovers(t, eng, res.RunID)
+	}
+}

@@ -224,6 +224,11 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w%s", spec.Role, err, s.logsOf(ctx, c))
 	}
+	// A program that exits at once can pass a wait that only watched for
+	// it to stop being up: say so, with what it printed.
+	if st, serr := c.State(ctx); serr == nil && !st.Running {
+		return nil, fmt.Errorf("start %s: it exited (code %d) before it was up%s", spec.Role, st.ExitCode, s.logsOf(ctx, c))
+	}
 	if err := s.address(ctx, out, spec); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Role, err)
 	}
@@ -269,11 +274,16 @@ func (s *Stack) logsOf(ctx context.Context, c *tc.DockerContainer) string {
 		return ""
 	}
 	defer rc.Close()
-	b, _ := io.ReadAll(io.LimitReader(rc, 8192))
+	// Its last 8 KB: the end of a log says why a program stopped.
+	b, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
 	if len(b) == 0 {
 		return ""
 	}
-	return "\ncontainer output:\n" + string(b)
+	head := "\ncontainer output:\n"
+	if len(b) > 8192 {
+		b, head = b[len(b)-8192:], "\ncontainer output, its last 8 KB:\n"
+	}
+	return head + string(b)
 }
 
 // Exec runs cmd in c and returns its exit code and output.
