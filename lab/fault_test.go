@@ -209,14 +209,7 @@ func countKind(evs []events.Event, k events.Kind) int {
 // scenario's business (docs/BENCHMARK-1999.md).
 func TestStalledQuestion(t *testing.T) {
 	eng := stacktest.Engine(t)
-	sc, err := scenario.Load("../scenarios/courier-1999.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := runChecked(t, eng, sc, nil)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, eng, shipped(t, "courier-1999.yaml"))
 	s := res.Summary
 	if s.Delivered != s.Injected || s.Injected != 200 {
 		t.Fatalf("delivered %d of %d", s.Delivered, s.Injected)

@@ -33,6 +33,18 @@ func ownImage(t *testing.T, eng *stack.Engine) string {
 	return tag
 }
 
+// imageScenario is fast.yaml with the image tag as its receiver,
+// delivering to the recipient account's Maildir.
+func imageScenario(t *testing.T, name, tag string) scenario.Scenario {
+	t.Helper()
+	sc := shipped(t, "fast.yaml")
+	sc.Name = name
+	sc.Receiver.Impl = scenario.ImplImage
+	sc.Receiver.Maildir = "/home/recipient/Maildir"
+	sc.Receiver.Image = &scenario.Image{Name: tag}
+	return sc
+}
+
 // TestYourOwnImage runs fast.yaml's 200 messages through a receiver from
 // an image the lab has never heard of (receiver.impl image), given one of
 // its files by the scenario: every message delivered exactly once, found
@@ -41,12 +53,7 @@ func ownImage(t *testing.T, eng *stack.Engine) string {
 // the sender, and the report saying what it could not trace.
 func TestYourOwnImage(t *testing.T) {
 	eng := stacktest.Engine(t)
-	tag := ownImage(t, eng)
-	sc, err := scenario.Load("../scenarios/fast.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Name = "fast-own-image"
+	sc := imageScenario(t, "fast-own-image", ownImage(t, eng))
 	// As TestGoSenderPostfixReceiver, for the same reasons: a burst (the
 	// image's fsyncs share the disk with the sender's queue, and a pace
 	// the machine cannot hold is an error) and one session per host (each
@@ -54,20 +61,15 @@ func TestYourOwnImage(t *testing.T) {
 	// answer a later session's blacklist question).
 	sc.Workload.Pace = scenario.Pace{Mode: "burst"}
 	sc.Sender.MaxPerHost = 1
-	sc.Receiver.Impl = scenario.ImplImage
-	sc.Receiver.Maildir = "/home/recipient/Maildir"
-	sc.Receiver.Image = &scenario.Image{Name: tag, Files: []scenario.ImageFile{
+	sc.Receiver.Image.Files = []scenario.ImageFile{
 		// The scenario's own word on which domains are local: the
 		// workload's 20 hosts under foo.example.com.
 		{Path: "/etc/postfix/local-domains", Content: "/^example\\.com$/ OK\n/\\.foo\\.example\\.com$/ OK\n"},
-	}}
+	}
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := runChecked(t, eng, sc, nil)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, eng, sc)
 	deliveredOnce(t, res.Dir, res.Events, 200)
 	s := res.Summary
 	if s.Delivered != 200 || s.Injected != 200 {
@@ -95,13 +97,7 @@ func TestYourOwnImage(t *testing.T) {
 // any container starts, saying how to get it there; nothing is pulled.
 func TestImageNotHere(t *testing.T) {
 	eng := stacktest.Engine(t)
-	sc, err := scenario.Load("../scenarios/fast.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Receiver.Impl = scenario.ImplImage
-	sc.Receiver.Maildir = "/home/recipient/Maildir"
-	sc.Receiver.Image = &scenario.Image{Name: "smtplab-test/no-such-image:never"}
+	sc := imageScenario(t, "no-image", "smtplab-test/no-such-image:never")
 	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "is not on this Docker engine, and the lab pulls nothing: build it (docker build -t smtplab-test/no-such-image:never DIR) or load it") {
 		t.Fatalf("error %v", err)
@@ -116,15 +112,8 @@ func TestImageNotHere(t *testing.T) {
 // port opens fails the run with what it printed last, and leaves nothing.
 func TestImageThatNeverComesUp(t *testing.T) {
 	eng := stacktest.Engine(t)
-	tag := ownImage(t, eng)
-	sc, err := scenario.Load("../scenarios/fast.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Name = "broken-image"
-	sc.Receiver.Impl = scenario.ImplImage
-	sc.Receiver.Maildir = "/home/recipient/Maildir"
-	sc.Receiver.Image = &scenario.Image{Name: tag, Cmd: []string{"sh", "-c", "echo my-mx: cannot read main.cf >&2; exit 3"}}
+	sc := imageScenario(t, "broken-image", ownImage(t, eng))
+	sc.Receiver.Image.Cmd = []string{"sh", "-c", "echo my-mx: cannot read main.cf >&2; exit 3"}
 	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "start receiver: it exited (code 3) before it was up") ||
 		!strings.Contains(err.Error(), "my-mx: cannot read main.cf") {

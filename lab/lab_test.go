@@ -310,6 +310,30 @@ func (f writerFunc) Write(p []byte) (int, error) {
 
 // runChecked runs sc through real containers and fails t if the run left
 // any container or network of its own behind.
+// mustRun runs sc (runChecked) and fails the test if the run failed, with
+// its outcome and figures when it has them.
+func mustRun(t *testing.T, eng *stack.Engine, sc scenario.Scenario) *lab.Result {
+	t.Helper()
+	res, err := runChecked(t, eng, sc, nil)
+	if err != nil {
+		if res != nil {
+			t.Logf("outcome: %+v\nsummary: %+v", res.Outcome, res.Summary)
+		}
+		t.Fatalf("run: %v", err)
+	}
+	return res
+}
+
+// shipped is the scenario file name under scenarios/.
+func shipped(t *testing.T, name string) scenario.Scenario {
+	t.Helper()
+	sc, err := scenario.Load("../scenarios/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
 func runChecked(t *testing.T, eng *stack.Engine, sc scenario.Scenario, progress io.Writer) (*lab.Result, error) {
 	t.Helper()
 	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})

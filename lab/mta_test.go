@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
@@ -19,16 +20,32 @@ import (
 // fastWith is scenarios/fast.yaml with the given MTAs in the roles.
 func fastWith(t *testing.T, receiver, sender string) scenario.Scenario {
 	t.Helper()
-	sc, err := scenario.Load("../scenarios/fast.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := shipped(t, "fast.yaml")
 	sc.Name = "fast-" + sender + "-" + receiver
 	sc.Receiver.Impl, sc.Sender.Impl = receiver, sender
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return sc
+}
+
+// realFast runs fastWith(receiver, sender), one of them a real MTA, and
+// checks that every message arrived exactly once. What the tests check of
+// it holds at any pace; a real sendmail waits on its MTA's own fsyncs
+// (Courier's courierd shares the disk with its deliveries, and on a busy
+// machine handed messages over up to 1.3 s late), so the bound says so.
+func realFast(t *testing.T, receiver, sender string) *lab.Result {
+	t.Helper()
+	eng := stacktest.Engine(t)
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, receiver, sender)
+	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
+	res := mustRun(t, eng, sc)
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	return res
 }
 
 // deliveredOnce checks the Maildir copied out of the receiver against the
@@ -63,26 +80,8 @@ func deliveredOnce(t *testing.T, dir string, evs []events.Event, want int) {
 // the lookups real Courier R makes (ten: PTR, A and AAAA of both ends,
 // each blacklist in IPv4 and IPv6-mapped form) and one IDENT query.
 func TestRealCourier(t *testing.T) {
-	eng := stacktest.Engine(t)
-	stacktest.Debootstrap(t)
-	sc := fastWith(t, scenario.ImplCourier, scenario.ImplCourier)
-	// What this test checks (each message once, ten lookups and one IDENT
-	// per connection) holds at any pace; Courier's sendmail waits on
-	// courierd, whose deliveries share the disk, and on a busy machine it
-	// handed messages over up to 1.3 s late. The bound says so.
-	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
-	res, err := runChecked(t, eng, sc, nil)
-	if err != nil {
-		if res != nil {
-			t.Logf("outcome: %+v\nsummary: %+v", res.Outcome, res.Summary)
-		}
-		t.Fatalf("run: %v", err)
-	}
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	res := realFast(t, scenario.ImplCourier, scenario.ImplCourier)
 	s := res.Summary
-	if s.Delivered != 200 || !res.Outcome.OK() {
-		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
-	}
 	if s.Connections < 1 || s.Connections > 200 {
 		t.Fatalf("%d connections read from Courier R's log for 200 messages", s.Connections)
 	}
@@ -120,10 +119,7 @@ func TestGoSenderPostfixReceiver(t *testing.T) {
 	if err := sc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := runChecked(t, eng, sc, nil)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	res := mustRun(t, eng, sc)
 	deliveredOnce(t, res.Dir, res.Events, 200)
 	s := res.Summary
 	if s.Delivered != 200 || !res.Outcome.OK() {
@@ -183,23 +179,8 @@ func TestRealSenderTimeoutKeepsInjections(t *testing.T) {
 // profile), and Postfix S's connections left unmeasured: its log names
 // deliveries, not the sessions that carried them.
 func TestPostfixSender(t *testing.T) {
-	eng := stacktest.Engine(t)
-	stacktest.Debootstrap(t)
-	sc := fastWith(t, scenario.ImplGo, scenario.ImplPostfix)
-	// As TestRealCourier: a real sendmail waits on its MTA's own fsyncs.
-	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
-	res, err := runChecked(t, eng, sc, nil)
-	if err != nil {
-		if res != nil {
-			t.Logf("outcome: %+v\nsummary: %+v", res.Outcome, res.Summary)
-		}
-		t.Fatalf("run: %v", err)
-	}
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	res := realFast(t, scenario.ImplGo, scenario.ImplPostfix)
 	s := res.Summary
-	if s.Delivered != 200 || !res.Outcome.OK() {
-		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
-	}
 	if s.Connections < 1 || s.DNSQueries != 4*s.Connections || s.IdentQueries != s.Connections {
 		t.Errorf("%d connections: %d DNS queries, %d IDENT; want 4 and 1 each", s.Connections, s.DNSQueries, s.IdentQueries)
 	}
