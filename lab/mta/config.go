@@ -178,9 +178,10 @@ func PostfixReceiver(sc scenario.Scenario, dnsIP string) Files {
 // localhost. Postfix limits connections per next hop, not per recipient
 // domain, and every route leads to the one receiver: its
 // smtp_destination_concurrency_limit is max_connections, and max_per_host
-// has no equivalent. An idle session is kept idle_close
-// (smtp_connection_cache_time_limit; Postfix reuses sessions to a next
-// hop that has more mail waiting).
+// has no equivalent. Postfix caches a session only for a next hop with
+// mail waiting (connection caching on demand), for at most
+// smtp_connection_cache_time_limit, set to idle_close: at a pace the
+// receiver keeps up with, it opens a session per message (docs/REAL-MTAS.md).
 func PostfixSender(sc scenario.Scenario, receiverIP, dnsIP string) Files {
 	sd := sc.Sender
 	f := common(topology.Sender, dnsIP)
