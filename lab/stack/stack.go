@@ -221,13 +221,16 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 		s.containers = append(s.containers, out)
 		s.mu.Unlock()
 	}
+	// A program that exits at once either fails the wait or passes one
+	// that only watched for it to stop being up: either way, say that it
+	// exited, with what it printed.
+	if c != nil {
+		if st, serr := c.State(ctx); serr == nil && !st.Running && st.Status == "exited" {
+			return nil, fmt.Errorf("start %s: it exited (code %d) before it was up%s", spec.Role, st.ExitCode, s.logsOf(ctx, c))
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w%s", spec.Role, err, s.logsOf(ctx, c))
-	}
-	// A program that exits at once can pass a wait that only watched for
-	// it to stop being up: say so, with what it printed.
-	if st, serr := c.State(ctx); serr == nil && !st.Running {
-		return nil, fmt.Errorf("start %s: it exited (code %d) before it was up%s", spec.Role, st.ExitCode, s.logsOf(ctx, c))
 	}
 	if err := s.address(ctx, out, spec); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Role, err)
