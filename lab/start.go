@@ -35,6 +35,7 @@ var players = map[string]player{
 	scenario.ImplGo:      startGoRole,
 	scenario.ImplCourier: startMTA,
 	scenario.ImplPostfix: startMTA,
+	scenario.ImplExim:    startMTA,
 	scenario.ImplImage:   startImage,
 }
 

@@ -21,7 +21,7 @@ func TestImplValidation(t *testing.T) {
 		{"image ready_log", "receiver:\n  impl: image\n  image: {name: a/b, ready_log: \"(\"}\n", "x.yaml:3: receiver.image.ready_log: not a regular expression"},
 		{"image port with a real sender", "receiver:\n  impl: image\n  image: {name: a/b, port: 2525}\nsender: {impl: courier}\n", "receiver.image.port: a real sender (sender.impl courier) delivers to port 25"},
 		{"image file missing", "receiver:\n  impl: image\n  image:\n    name: a/b\n    files:\n      - {path: /etc/x, from: no-such-file.cf}\n", "receiver.image.files[0].from: open "},
-		{"unknown sender", "sender:\n  impl: qmail\n", `x.yaml:2: sender.impl: must be go, courier or postfix, got "qmail"`},
+		{"unknown sender", "sender:\n  impl: qmail\n", `x.yaml:2: sender.impl: must be go, courier, postfix or exim, got "qmail"`},
 		{"rules with courier", "receiver:\n  impl: courier\n  rules:\n    - {file: -foo-default, maildirs: [/m]}\n", "x.yaml:4: receiver.rules: only receiver.impl go has extension rules"},
 		{"filter with postfix", "receiver:\n  impl: postfix\n  filter: {mode: delay, delay: 1s}\n", "x.yaml:3: receiver.filter.mode: only receiver.impl go has filter modes"},
 		{"mark with courier", "receiver: {impl: courier}\ndns:\n  blacklists:\n    - {zone: bl.example, policy: mark}\n", "x.yaml:4: dns.blacklists[0]: policy mark, txt and message are the Go receiver's"},

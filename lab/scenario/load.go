@@ -448,7 +448,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 	switch r.Impl {
 	case ImplGo:
 	case ImplImage: // imageProblems
-	case ImplCourier, ImplPostfix:
+	case ImplCourier, ImplPostfix, ImplExim:
 		if len(r.Rules) > 0 {
 			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
 		}
@@ -464,14 +464,14 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 			add("receiver.maildir", "a real %s delivers into the account's home: the Maildir needs a parent folder (the home), got %q", r.Impl, r.Maildir)
 		}
 	default:
-		add("receiver.impl", "must be go, courier, postfix or image (any local image, described by receiver.image), got %q", r.Impl)
+		add("receiver.impl", "must be go, courier, postfix, exim or image (any local image, described by receiver.image), got %q", r.Impl)
 	}
 	if s.CompareModel && r.Impl == ImplGo && sd.Impl == ImplGo {
 		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")
 	}
 	switch sd.Impl {
-	case ImplGo, ImplCourier, ImplPostfix:
+	case ImplGo, ImplCourier, ImplPostfix, ImplExim:
 	default:
-		add("sender.impl", "must be go, courier or postfix, got %q", sd.Impl)
+		add("sender.impl", "must be go, courier, postfix or exim, got %q", sd.Impl)
 	}
 }

@@ -225,6 +225,7 @@ const (
 	ImplGo      = "go"
 	ImplCourier = "courier"
 	ImplPostfix = "postfix"
+	ImplExim    = "exim"
 )
 
 // MTAs are the real MTAs the scenario runs (for images to build).
