@@ -12,7 +12,7 @@ import (
 // settings only the Go models honour, refused with file:line.
 func TestImplValidation(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
-		{"unknown receiver", "name: x\nreceiver:\n  impl: exim\n", `x.yaml:3: receiver.impl: must be go, courier, postfix or image (any local image, described by receiver.image), got "exim"`},
+		{"unknown receiver", "name: x\nreceiver:\n  impl: qmail\n", `x.yaml:3: receiver.impl: must be go, courier, postfix, exim or image (any local image, described by receiver.image), got "qmail"`},
 		{"image without a name", "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n", "x.yaml:2: receiver.image.name: receiver.impl image needs the image to run"},
 		{"image for another impl", "receiver:\n  impl: courier\n  image: {name: a/b}\n", `x.yaml:3: receiver.image: is for receiver.impl image, not "courier"`},
 		{"image port", "receiver:\n  impl: image\n  image:\n    name: a/b\n    port: 70000\n", "x.yaml:5: receiver.image.port: must be a TCP port (1-65535), got 70000"},
