@@ -12,7 +12,7 @@ import (
 // settings only the Go models honour, refused with file:line.
 func TestImplValidation(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
-		{"unknown receiver", "name: x\nreceiver:\n  impl: qmail\n", `x.yaml:3: receiver.impl: must be go, courier, postfix, exim or image (any local image, described by receiver.image), got "qmail"`},
+		{"unknown receiver", "name: x\nreceiver:\n  impl: qmail\n", `x.yaml:3: receiver.impl: must be go, courier, postfix, exim, image (any local image, described by receiver.image) or external (a server outside Docker, receiver.external), got "qmail"`},
 		{"image without a name", "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n", "x.yaml:2: receiver.image.name: receiver.impl image needs the image to run"},
 		{"image for another impl", "receiver:\n  impl: courier\n  image: {name: a/b}\n", `x.yaml:3: receiver.image: is for receiver.impl image, not "courier"`},
 		{"image port", "receiver:\n  impl: image\n  image:\n    name: a/b\n    port: 70000\n", "x.yaml:5: receiver.image.port: must be a TCP port (1-65535), got 70000"},
@@ -26,6 +26,16 @@ func TestImplValidation(t *testing.T) {
 		{"filter with postfix", "receiver:\n  impl: postfix\n  filter: {mode: delay, delay: 1s}\n", "x.yaml:3: receiver.filter.mode: only receiver.impl go has filter modes"},
 		{"mark with courier", "receiver: {impl: courier}\ndns:\n  blacklists:\n    - {zone: bl.example, policy: mark}\n", "x.yaml:4: dns.blacklists[0]: policy mark, txt and message are the Go receiver's"},
 		{"maildir at the root", "receiver:\n  impl: courier\n  maildir: /Maildir\n", "x.yaml:3: receiver.maildir: a real courier delivers into the account's home"},
+		{"evidence unknown", "receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: mbox\n", `x.yaml:4: receiver.evidence: must be maildir (the receiver's own Maildir) or relay`},
+		{"relay with the lab's own MTA", "receiver:\n  impl: postfix\n  evidence: relay\n", "x.yaml:3: receiver.evidence: relay is for a server the lab does not configure (receiver.impl image or external); the lab reads its own postfix directly"},
+		{"external without an address", "receiver:\n  impl: external\n", "x.yaml:2: receiver.external: receiver.impl external needs receiver.external.address"},
+		{"external on loopback", "receiver:\n  impl: external\n  external: {address: \"127.0.0.1:2525\", final: \"127.0.0.1:2626\"}\n", "x.yaml:3: receiver.external.address: 127.0.0.1 is the container's own loopback, not the machine running Docker: have the server listen on the Docker bridge (or all addresses) and give host.docker.internal:2525"},
+		{"external bad address", "receiver:\n  impl: external\n  external: {address: \"mx.example.org\", final: \"127.0.0.1:2626\"}\n", `x.yaml:3: receiver.external.address: must be host:port (port 1-65535), got "mx.example.org"`},
+		{"external final by name", "receiver:\n  impl: external\n  external: {address: \"mx.example.org:25\", final: \"lab.example.org:2626\"}\n", `x.yaml:3: receiver.external.final: the host must be an IP address of the machine running Docker (127.0.0.1, or 0.0.0.0 for all), got "lab.example.org"`},
+		{"external with a maildir", "receiver:\n  impl: external\n  evidence: maildir\n  external: {address: \"mx.example.org:25\", final: \"127.0.0.1:2626\"}\n", "x.yaml:3: receiver.evidence: a server outside Docker has no Maildir the lab can read: its evidence is relay"},
+		{"external with a real sender", "receiver:\n  impl: external\n  external: {address: \"mx.example.org:25\", final: \"127.0.0.1:2626\"}\nsender: {impl: postfix}\n", "x.yaml:4: sender.impl: a server outside Docker is reached by the Go sender"},
+		{"external killed", "receiver:\n  impl: external\n  external: {address: \"mx.example.org:25\", final: \"127.0.0.1:2626\"}\nfaults:\n  - {type: kill, role: receiver, after_delivered: 10}\n", "x.yaml:5: faults[0].role: the lab cannot kill, pause or cut off a server outside Docker"},
+		{"external for another impl", "receiver:\n  external: {address: \"mx.example.org:25\"}\n", `x.yaml:2: receiver.external: is for receiver.impl external, not "go"`},
 		{"compare without a real MTA", "compare_model: true\n", "x.yaml:1: compare_model: compares a real MTA with the Go model"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,6 +58,17 @@ func TestImplDefaultsAndModel(t *testing.T) {
 	m := sc.Model()
 	if m.Name != "real-model" || m.Receiver.Impl != ImplGo || m.Sender.Impl != ImplGo || m.CompareModel || m.Validate() != nil {
 		t.Errorf("model %+v: %v", m, m.Validate())
+	}
+	ext, err := Parse("x.yaml", []byte("receiver:\n  impl: external\n  external: {address: \"host.docker.internal:2525\", final: \"127.0.0.1:2626\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ext.Receiver.Relay() || len(ext.MTAs()) != 0 {
+		t.Errorf("external: relay %v, MTAs %v; want relay evidence and nothing to build", ext.Receiver.Relay(), ext.MTAs())
+	}
+	img, err := Parse("x.yaml", []byte("receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: relay\n"))
+	if err != nil || !img.Receiver.Relay() {
+		t.Errorf("an image relaying: %v", err)
 	}
 	if d := Default(); d.Receiver.Impl != ImplGo || d.Sender.Impl != ImplGo || len(d.MTAs()) != 0 {
 		t.Errorf("defaults %q %q", d.Receiver.Impl, d.Sender.Impl)

@@ -154,6 +154,7 @@ func (s Scenario) problems() []problem {
 	w := s.Workload
 	s.implProblems(c.add)
 	s.imageProblems(c.add)
+	s.relayProblems(c.add)
 	s.Expect.problems(w.Rounds*w.Recipients, w.Pace.Mode, c.add)
 	for _, h := range w.Hosts() {
 		if !s.Sender.routed(h) {
@@ -448,6 +449,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 	switch r.Impl {
 	case ImplGo:
 	case ImplImage: // imageProblems
+	case ImplExternal: // relayProblems
 	case ImplCourier, ImplPostfix, ImplExim:
 		if len(r.Rules) > 0 {
 			add("receiver.rules", "only receiver.impl go has extension rules; a real %s delivers everything to receiver.maildir", r.Impl)
@@ -464,7 +466,7 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 			add("receiver.maildir", "a real %s delivers into the account's home: the Maildir needs a parent folder (the home), got %q", r.Impl, r.Maildir)
 		}
 	default:
-		add("receiver.impl", "must be go, courier, postfix, exim or image (any local image, described by receiver.image), got %q", r.Impl)
+		add("receiver.impl", "must be go, courier, postfix, exim, image (any local image, described by receiver.image) or external (a server outside Docker, receiver.external), got %q", r.Impl)
 	}
 	if s.CompareModel && r.Impl == ImplGo && sd.Impl == ImplGo {
 		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")

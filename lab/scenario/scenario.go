@@ -203,10 +203,16 @@ type Identd struct {
 // (docs/REAL-MTAS.md).
 type Receiver struct {
 	// Impl is what receives: "go" (the model, the default), "courier"
-	// (Debian's courier-mta), "postfix", or "image" (any local image,
-	// described by Image).
-	Impl            string `yaml:"impl" json:"impl"`
-	Image           *Image `yaml:"image" json:"image,omitempty"`
+	// (Debian's courier-mta), "postfix", "exim", "image" (any local
+	// image, described by Image) or "external" (a server outside Docker,
+	// described by External).
+	Impl     string    `yaml:"impl" json:"impl"`
+	Image    *Image    `yaml:"image" json:"image,omitempty"`
+	External *External `yaml:"external" json:"external,omitempty"`
+	// Evidence is how the lab knows what arrived (relay.go): "maildir"
+	// (the receiver's Maildir, the default) or "relay" (the receiver
+	// relays every message to the lab's final receiver).
+	Evidence        string `yaml:"evidence" json:"evidence,omitempty"`
 	receiver.Config `yaml:",inline"`
 }
 
@@ -232,7 +238,7 @@ const (
 func (s Scenario) MTAs() []string {
 	var out []string
 	for _, impl := range []string{s.Receiver.Impl, s.Sender.Impl} {
-		if impl != ImplGo && impl != ImplImage && impl != "" && !slices.Contains(out, impl) {
+		if impl != ImplGo && impl != ImplImage && impl != ImplExternal && impl != "" && !slices.Contains(out, impl) {
 			out = append(out, impl)
 		}
 	}

@@ -43,6 +43,12 @@ const (
 	Receiver Role = "receiver"
 	Sender   Role = "sender"
 	Identd   Role = "identd"
+	// Final is the lab's own final receiver in the relay topology
+	// (receiver.evidence relay): the system under test plays the receiver
+	// and relays every message to it, and it checks every Message-ID and
+	// times the last hop. It runs only in such a run, so it is not one of
+	// Services (nor of docker-compose.yml).
+	Final Role = "final"
 )
 
 // Roles are the lab's roles in start order (Services).
@@ -74,9 +80,15 @@ func Services() []Service {
 	}
 }
 
+// FinalService is the final receiver's service: a Go receiver, started
+// before the receiver it stands behind.
+func FinalService() Service {
+	return Service{Name: Final, Listen: ":25", Control: ControlPort}
+}
+
 // ByName returns the service called name.
 func ByName(name Role) (Service, bool) {
-	for _, s := range Services() {
+	for _, s := range append(Services(), FinalService()) {
 		if s.Name == name {
 			return s, true
 		}
