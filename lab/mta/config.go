@@ -1,11 +1,11 @@
 // Package mta is everything the lab knows of real MTAs (Debian's Courier
-// 1.0.16 and Postfix 3.7) playing a role: their configuration from a
+// 1.0.16, Postfix 3.7 and Exim 4.96) playing a role: their configuration from a
 // scenario (Setup; the files are written into the container before it
 // starts, and the image's smtplab-start.sh applies them), their mail logs
 // read into the lab's typed events (ParseLog), and the run's handle on
 // them (Handle), which reads each MTA in its container through a narrow
 // exec interface. lab/stack builds their images (images/courier,
-// images/postfix).
+// images/postfix, images/exim).
 //
 // What each setting becomes, and what the Go models do that these cannot,
 // is in docs/REAL-MTAS.md.
@@ -227,7 +227,7 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// Setup is what mta (scenario.ImplCourier or ImplPostfix) playing role is
+// Setup is what mta (scenario.ImplCourier, ImplPostfix or ImplExim) playing role is
 // started with: its configuration files, and the line its start script
 // prints once the MTA is up (images/<mta>/smtplab-start.sh). A sender's
 // container also gets the workload, read by `lab inject` (Handle.Inject).
@@ -238,11 +238,16 @@ func Setup(mta string, role topology.Role, sc scenario.Scenario, dnsIP, receiver
 		f = CourierReceiver(sc, dnsIP)
 	case role == topology.Receiver && mta == scenario.ImplPostfix:
 		f = PostfixReceiver(sc, dnsIP)
+	case role == topology.Receiver && mta == scenario.ImplExim:
+		f = EximReceiver(sc, dnsIP)
 	case role == topology.Sender && mta == scenario.ImplCourier:
 		f = CourierSender(sc, receiverIP, dnsIP)
 		f[topology.WorkloadPath] = workload
 	case role == topology.Sender && mta == scenario.ImplPostfix:
 		f = PostfixSender(sc, receiverIP, dnsIP)
+		f[topology.WorkloadPath] = workload
+	case role == topology.Sender && mta == scenario.ImplExim:
+		f = EximSender(sc, receiverIP, dnsIP)
 		f[topology.WorkloadPath] = workload
 	default:
 		return nil, "", fmt.Errorf("the lab cannot run %s as the %s", mta, role)

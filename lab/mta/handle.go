@@ -71,7 +71,8 @@ func (h *Handle) Settle() int { return 10 }
 // Idle says whether the MTA's queue holds no message: Courier keeps each
 // as files under /var/lib/courier/msgs until it is delivered or bounced;
 // Postfix under its spool's incoming, active and deferred queues (and
-// maildrop, before pickup).
+// maildrop, before pickup); Exim its -H and -D files under its spool's
+// input until the message is done with.
 func (h *Handle) Idle(ctx context.Context) (bool, error) {
 	if h.image() {
 		// Its queue is its own business: the run waits for the Maildir to
@@ -79,8 +80,11 @@ func (h *Handle) Idle(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	dirs := "/var/lib/courier/msgs"
-	if h.mta == scenario.ImplPostfix {
+	switch h.mta {
+	case scenario.ImplPostfix:
 		dirs = "/var/spool/postfix/maildrop /var/spool/postfix/incoming /var/spool/postfix/active /var/spool/postfix/deferred"
+	case scenario.ImplExim:
+		dirs = eximSpoolInput
 	}
 	code, out, err := h.c.Exec(ctx, "sh", "-c", "find "+dirs+" -type f 2>/dev/null | wc -l")
 	if err != nil || code != 0 {
@@ -151,6 +155,10 @@ func (h *Handle) mailLog(ctx context.Context) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// eximSpoolInput is Debian's Exim spool's input folder (SPOOL_DIRECTORY
+// /var/spool/exim4, split_spool_directory off).
+const eximSpoolInput = "/var/spool/exim4/input"
 
 // sendmailPath is the path of a real MTA's sendmail in its image.
 const sendmailPath = "/usr/sbin/sendmail"

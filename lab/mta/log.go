@@ -16,10 +16,11 @@ import (
 )
 
 // ParseLog reads a real MTA's mail log (Courier's through busybox
-// syslogd, Postfix's maillog_file) into the lab's events for role: the
-// receiver's connections (ConnOpen; ConnClose with the messages it
-// carried, where the MTA logs it: Postfix), connections turned away over
-// a limit (Refused: Postfix's concurrency warning; couriertcpd's
+// syslogd, Postfix's maillog_file, Exim's main log: exim_log.go) into the
+// lab's events for role: the receiver's connections (ConnOpen; ConnClose
+// with the messages it carried, where the MTA logs it: Postfix, Exim),
+// connections turned away over a limit (Refused: Exim's "refused: too
+// many connections"; Postfix's concurrency warning; couriertcpd's
 // "Maximum connection limit reached for IP" over MAXPERIP, logged for a
 // connection it accepted and closed without starting courieresmtpd, so
 // the line gives a ConnOpen and its Refused, as the Go receiver logs a
@@ -27,18 +28,19 @@ import (
 // MAXDAEMONS it stops accepting) and refused commands (Rejected, with the
 // reply's code and text, whether courieresmtpd or submit refused); the
 // sender's deferrals (Attempt, temporary) and permanent failures (Failed),
-// each with the reply Courier logged before it. Courier S logs no
+// each with the peer's reply the MTA logged. Courier S logs no
 // Message-ID: its events carry the queue id, envelope sender and
 // recipient, and TieInjected ties them to the injected messages. Syslog stamps
 // carry no year nor zone (the images run in UTC): a stamp is taken in
 // now's year, or the year before when that would put it more than a day
-// after now. Lines it does not know are skipped; it fails only when the
+// after now; an Exim line dated outside those is skipped. Lines it does not know are skipped; it fails only when the
 // log cannot be read.
 //
 // The log is the MTA's own free-form text, outside input: every field is
 // taken with bounds checks, never trusted (FuzzParseLog).
 func ParseLog(r io.Reader, role topology.Role, now time.Time) ([]events.Event, error) {
-	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}, from: map[string]string{}}
+	p := &logParser{role: role, now: now, session: map[string]int{}, reply: map[string]string{}, from: map[string]string{},
+		eximConns: map[string]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -57,7 +59,10 @@ type logParser struct {
 	session map[string]int    // postfix/smtpd[pid] -> sessions it has opened, to name them
 	refused int               // couriertcpd's refusals so far, to name them
 	reply   map[string]string // Courier S: queue id and recipient -> the last reply logged for them
-	from    map[string]string // Postfix S: queue id -> envelope sender (qmgr's line)
+	from    map[string]string // Postfix S (qmgr's line), Exim (its arrival line): queue id -> envelope sender
+	// Exim R: the sessions open in this log (client ip:port) -> the
+	// messages each has carried so far.
+	eximConns map[string]int
 }
 
 // Line is one parsed syslog line.
@@ -148,6 +153,10 @@ func (p *logParser) add(e events.Event) {
 }
 
 func (p *logParser) line(s string) {
+	if len(s) > 10 && s[4] == '-' && s[7] == '-' { // Exim's "2026-12-06 05:18:44.560 ...", not syslog's
+		p.exim(s)
+		return
+	}
 	l, ok := ParseLine(s, p.now)
 	if !ok {
 		return

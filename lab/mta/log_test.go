@@ -13,8 +13,10 @@ import (
 	"github.com/smtplab/smtplab/lab/topology"
 )
 
-// runTime is when the captured logs were written.
-var runTime = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+// runTime is when the captured logs were written: the last of them on
+// the day it names (Exim's stamps carry their year, and a line dated more
+// than a day after the run is not of it).
+var runTime = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 
 // The testdata logs were captured from real runs of the lab (Courier R and
 // S through busybox syslogd, Postfix R's maillog_file).
@@ -30,6 +32,10 @@ func TestParseCapturedLogs(t *testing.T) {
 		{"courier-receiver-rejects.log", "receiver", 6},
 		{"courier-receiver-maxperip.log", "receiver", 1 + 43}, // each refusal an accepted connection
 		{"courier-sender-failure.log", "sender", 0},
+		{"exim-receiver.log", "receiver", 2 + 3}, // each refusal an accepted connection
+		{"exim-receiver-rejects.log", "receiver", 4},
+		{"exim-sender.log", "sender", 0},
+		{"exim-sender-failure.log", "sender", 0},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open("testdata/" + tc.file)
@@ -131,10 +137,10 @@ func TestParseLineYear(t *testing.T) {
 
 // FuzzParseLog feeds the parser mail-log text it has never seen. The seed
 // corpus is every line of the captured logs (testdata/*.log), each whole
-// log (so sessions open and close) and handLines. Whatever the input, it
+// log (so sessions open and close), handLines and eximHandLines. Whatever the input, it
 // must not panic, and it must keep what ParseLog and ParseLine promise:
-//   - a line gives at most one event, but for couriertcpd's refusal (a
-//     ConnOpen and its Refused); every event carries the role, one of
+//   - a line gives at most one event, but for couriertcpd's and Exim's
+//     refusals (a ConnOpen and its Refused); every event carries the role, one of
 //     the kinds the parser writes and a stamp dated in the run's year or the
 //     one before, never more than a day after the run;
 //   - ConnOpen and ConnClose name their connection, and a ConnClose closes
@@ -143,10 +149,13 @@ func TestParseLineYear(t *testing.T) {
 //   - a Code is an SMTP reply code (200-599) or 0 when the line has none;
 //   - Attempt and Failed name their recipient's slot;
 //   - a line ParseLine takes has a host and a program, and its Text is the
-//     words after the tag, trimmed.
+//     words after the tag, trimmed; a line ParseEximLine takes is dated
+//     as ParseLog's events are, and its Text is its end, trimmed, after
+//     a process and a message id of their forms.
 func FuzzParseLog(f *testing.F) {
 	for _, name := range []string{"courier-receiver.log", "courier-sender.log", "postfix-receiver.log",
-		"courier-receiver-rejects.log", "courier-receiver-maxperip.log", "courier-sender-failure.log", "postfix-sender.log"} {
+		"courier-receiver-rejects.log", "courier-receiver-maxperip.log", "courier-sender-failure.log", "postfix-sender.log",
+		"exim-receiver.log", "exim-receiver-rejects.log", "exim-sender.log", "exim-sender-failure.log"} {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -159,6 +168,10 @@ func FuzzParseLog(f *testing.F) {
 	for _, l := range handLines {
 		f.Add(l)
 	}
+	for _, l := range eximHandLines {
+		f.Add(l)
+	}
+	f.Add(strings.Join(eximHandLines, "\n"))
 	f.Add("Nov 28 11:37:24 r postfix/smtpd[205]: disconnect from x[1.2.3.4] data=2/3")
 	f.Add("Nov 28 11:37:24 r postfix/smtpd[]: connect from [")
 	// Numbers the log's text does not hold as the MTA writes them.
@@ -215,6 +228,13 @@ func FuzzParseLog(f *testing.F) {
 		}
 		for line := range strings.Lines(log) {
 			line = strings.TrimSuffix(line, "\n")
+			if l, ok := ParseEximLine(line, runTime); ok {
+				if l.Time.Location() != time.UTC || l.Time.After(runTime.Add(24*time.Hour)) || l.Time.Year() < runTime.Year()-1 ||
+					l.Text == "" || l.Text != strings.TrimSpace(l.Text) || !strings.HasSuffix(strings.TrimSpace(line), l.Text) ||
+					(l.ID != "" && !isEximID(l.ID)) || (l.PID != "" && !isDigits(l.PID)) {
+					t.Fatalf("ParseEximLine(%q) = %+v", line, l)
+				}
+			}
 			l, ok := ParseLine(line, runTime)
 			if !ok {
 				continue

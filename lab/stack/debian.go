@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 
 	courierimage "github.com/smtplab/smtplab/images/courier"
+	eximimage "github.com/smtplab/smtplab/images/exim"
 	postfiximage "github.com/smtplab/smtplab/images/postfix"
 )
 
@@ -48,7 +49,7 @@ const (
 
 // MTA is one real MTA's image recipe.
 type MTA struct {
-	Name     string   // "courier", "postfix": the image is smtplab/<Name>
+	Name     string   // "courier", "postfix", "exim": the image is smtplab/<Name>
 	Packages []string // installed by debootstrap besides minbase
 	Files    fs.FS    // images/<Name>: Dockerfile and what it copies
 }
@@ -60,6 +61,9 @@ var MTAs = map[string]MTA{
 	// logs through syslog only.
 	"courier": {Name: "courier", Packages: []string{"courier-mta", "netbase", "busybox-syslogd"}, Files: courierimage.Files},
 	"postfix": {Name: "postfix", Packages: []string{"postfix", "netbase"}, Files: postfiximage.Files},
+	// netbase: /etc/services, for the "smtp" port names in Exim's
+	// configuration and its transports.
+	"exim": {Name: "exim", Packages: []string{"exim4-daemon-light", "netbase"}, Files: eximimage.Files},
 }
 
 // ErrNoDebootstrap says what to install to build an MTA's image.
