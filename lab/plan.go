@@ -101,9 +101,31 @@ func (p Plan) Spec(r topology.Role, a Addrs) role.Spec {
 	case topology.Identd:
 		ic := p.Scenario.IdentdConfig()
 		spec.Identd = &ic
+	case topology.Final:
+		rc := p.finalConfig(a)
+		spec.Receiver = &rc
 	}
 	return spec
 }
+
+// finalConfig is the final receiver of the relay topology
+// (receiver.evidence relay): the lab's Go receiver with no check and no
+// limit the system under test could run into, taking the scenario's local
+// domains (the ones the system under test relays) into the Go receiver's
+// default Maildir.
+func (p Plan) finalConfig(a Addrs) receiver.Config {
+	rc := scenario.Default().Receiver.Config
+	rc.Hostname = p.FinalName()
+	rc.LocalDomains = slices.Clone(p.Scenario.Receiver.LocalDomains)
+	rc.ReverseDNS, rc.DNSBL, rc.Ident, rc.BOFHCheckDNS = false, false, false, false
+	rc.MaxSessions, rc.MaxPerC, rc.MaxPerIP = 1000, 0, 0
+	rc.DNSServers = []string{topology.Addr(a[topology.DNS], topology.DNS)}
+	return rc
+}
+
+// FinalName is the final receiver's name in the lab's DNS (and
+// "final" on the lab network): where the system under test relays.
+func (p Plan) FinalName() string { return string(topology.Final) + "." + p.Scenario.DNS.LabDomain }
 
 // receiverConfig is the receiver's part of the scenario with what the
 // lab fills in: its DNS server as resolver, the identd's port, and the
@@ -131,8 +153,14 @@ func (p Plan) senderConfig(a Addrs) sender.Config {
 	if r := p.Scenario.Receiver; r.Impl == scenario.ImplImage && r.Image != nil {
 		smtpPort = r.Image.SMTPPort() // an image listens where its scenario says
 	}
+	relay := net.JoinHostPort(a[topology.Receiver], strconv.Itoa(smtpPort))
+	if e := p.Scenario.Receiver.External; p.Scenario.Receiver.Impl == scenario.ImplExternal && e != nil {
+		relay = e.Address // outside Docker: the sender resolves its name itself
+		_, port, _ := net.SplitHostPort(relay)
+		smtpPort, _ = strconv.Atoi(port)
+	}
 	for i := range sc.Routes {
-		sc.Routes[i].Relay = net.JoinHostPort(a[topology.Receiver], strconv.Itoa(smtpPort))
+		sc.Routes[i].Relay = relay
 	}
 	sc.DNSServers = []string{topology.Addr(a[topology.DNS], topology.DNS)}
 	sc.SMTPPort = smtpPort
@@ -153,17 +181,22 @@ func port(r topology.Role) int {
 func (p Plan) Zone(a Addrs) dnsstub.Zone {
 	sc := p.Scenario
 	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}, Extra: sc.DNS.Records}
-	for _, r := range []topology.Role{topology.DNS, topology.Receiver, topology.Sender} {
+	for _, r := range []topology.Role{topology.DNS, topology.Receiver, topology.Sender, topology.Final} {
+		if a[r] == "" {
+			continue // no final receiver, or a receiver outside Docker
+		}
 		name := string(r) + "." + sc.DNS.LabDomain
 		zone.A[name] = []string{a[r]}
 		zone.PTR[a[r]] = name
 	}
-	zone.A[sc.Receiver.Hostname] = []string{a[topology.Receiver]}
 	zone.A[sc.Sender.Hostname] = []string{a[topology.Sender]}
-	zone.PTR[a[topology.Receiver]] = sc.Receiver.Hostname
 	zone.PTR[a[topology.Sender]] = sc.Sender.Hostname
-	for _, h := range sc.Workload.Hosts() {
-		zone.A[h] = []string{a[topology.Receiver]}
+	if rcv := a[topology.Receiver]; rcv != "" {
+		zone.A[sc.Receiver.Hostname] = []string{rcv}
+		zone.PTR[rcv] = sc.Receiver.Hostname
+		for _, h := range sc.Workload.Hosts() {
+			zone.A[h] = []string{rcv}
+		}
 	}
 	// The envelope sender's domain resolves too (a receiver with
 	// BOFHCHECKDNS on asks): to the sending host.

@@ -47,6 +47,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	if n, ok := r.receiver.(interface{ LogNone() bool }); ok {
 		in.ReceiverLogNone = n.LogNone() // an image the user brings
 	}
+	if rl, ok := r.receiver.(interface{ Relay() bool }); ok {
+		in.Relay = rl.Relay() // relay.go: the final receiver's Maildir
+	}
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)

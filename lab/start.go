@@ -32,11 +32,12 @@ type player func(ctx context.Context, s *starter, svc topology.Service) (*stack.
 // players are what can play a role, by scenario impl. A new kind is a new
 // entry (and a file), not a new branch in the run.
 var players = map[string]player{
-	scenario.ImplGo:      startGoRole,
-	scenario.ImplCourier: startMTA,
-	scenario.ImplPostfix: startMTA,
-	scenario.ImplExim:    startMTA,
-	scenario.ImplImage:   startImage,
+	scenario.ImplGo:       startGoRole,
+	scenario.ImplCourier:  startMTA,
+	scenario.ImplPostfix:  startMTA,
+	scenario.ImplExim:     startMTA,
+	scenario.ImplImage:    startImage,
+	scenario.ImplExternal: startExternal,
 }
 
 // start starts every role and gives the DNS stub the live topology.
@@ -49,11 +50,24 @@ func (s *starter) start(ctx context.Context) (running, error) {
 		if !ok {
 			return running{}, fmt.Errorf("%s: nothing here can play %q", svc.Name, impl)
 		}
+		var final *role.Handle
+		if svc.Name == topology.Receiver && s.plan.Scenario.Receiver.Relay() {
+			// Up before the receiver that relays to it.
+			var err error
+			if final, err = s.startFinal(ctx); err != nil {
+				return running{}, err
+			}
+		}
 		c, h, err := play(ctx, s, svc)
 		if err != nil {
 			return running{}, err
 		}
-		s.addrs[svc.Name], s.cs[svc.Name] = c.IP, c
+		if c != nil { // nil: a receiver outside Docker
+			s.addrs[svc.Name], s.cs[svc.Name] = c.IP, c
+		}
+		if final != nil {
+			h = relayed(h.(ReceiverHandle), final)
+		}
 		hs = append(hs, h)
 	}
 	r, err := roles(hs)
@@ -92,6 +106,15 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	cs.Files = map[string][]byte{topology.SpecPath: spec}
 	cs.Ready = role.ReadyLine(svc.Name)
 	cs.Control = svc.Control
+	if r := s.plan.Scenario.Receiver; svc.Name == topology.Sender && r.Impl == scenario.ImplExternal {
+		// Its routes lead outside Docker, perhaps to the machine running it.
+		cs.ExtraHosts = []string{scenario.HostDockerInternal + ":host-gateway"}
+	}
+	if svc.Name == topology.Final {
+		if e := s.plan.Scenario.Receiver.External; e != nil {
+			cs.Publish = map[string]string{svc.Port(): e.Final} // for the server outside to relay to
+		}
+	}
 	c, err := s.st.Start(ctx, cs)
 	if err != nil {
 		return nil, nil, err

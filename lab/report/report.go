@@ -56,6 +56,10 @@ type Inputs struct {
 	// are then the sender's count of the connections it opened, when the
 	// sender's log has them (Summary.ConnectionsFrom).
 	ReceiverLogNone bool
+	// Relay says the receiver relayed every message to the lab's final
+	// receiver (receiver.evidence relay): Maildir is the final receiver's,
+	// and its Delivered events time the last hop (Summary.RelayHop).
+	Relay bool
 }
 
 // Build computes the summary and the outcome, from one pass over the
@@ -74,6 +78,9 @@ func Build(in Inputs) (Summary, Outcome) {
 	}
 	o := t.outcome(&s, in, copies, t.pathFaults(in))
 	s.HeldByFaults, s.HeldInSession = t.heldByFaults(copies)
+	if in.Relay {
+		s.Evidence, s.RelayHop = "relay", t.relayHop()
+	}
 	if in.ReceiverLogNone && !in.SenderLogPartial {
 		// The same TCP sessions, counted at the other end.
 		s.Connections, s.ConnectionsFrom = s.SenderConnections, "sender"
@@ -120,7 +127,7 @@ func (t *tally) outcome(s *Summary, in Inputs, copies map[string]int, p *pathFau
 	for id, qt := range queued {
 		switch n := copies[id]; {
 		case n == 0:
-			o.Lost = append(o.Lost, t.sender.name(id)+p.explain(id, "lost"))
+			o.Lost = append(o.Lost, t.sender.name(id)+t.hopStopped(in, id)+p.explain(id, "lost"))
 			continue
 		case n > 1:
 			o.Duplicated = append(o.Duplicated, fmt.Sprintf("%s (%d copies)%s", t.sender.name(id), n, p.explain(id, "duplicated")))
@@ -200,6 +207,40 @@ func leaveUnmeasured(s *Summary, in Inputs, faulted []events.Event) {
 		s.HeldByFaults, s.HeldInSession = 0, 0
 		s.Unmeasured = append(s.Unmeasured, KeyHeldByFaults)
 	}
+}
+
+// relayHop is the last hop of a relay topology, per message: from the
+// receiver's 250 to the lab's sender (its first Sent event) to the
+// message's arrival at the final receiver. Nil when no message has both
+// (a real sender logs no Sent with a Message-ID).
+func (t *tally) relayHop() *Latency {
+	hist := newHist()
+	for id, sent := range t.sender.sentAt {
+		if d, ok := t.receiver.firstCopy[id]; ok {
+			hist.RecordValue(max(int64(d.at.Sub(sent)/time.Microsecond), 1))
+		}
+	}
+	if hist.TotalCount() == 0 {
+		return nil
+	}
+	l := percentiles(hist)
+	return &l
+}
+
+// hopStopped says, for a message lost in a relay topology, which hop
+// stopped: the receiver never took it, or took it and never relayed it
+// to the final receiver.
+func (t *tally) hopStopped(in Inputs, id string) string {
+	if !in.Relay {
+		return ""
+	}
+	if at, ok := t.sender.sentAt[id]; ok {
+		return fmt.Sprintf(" (the relay hop stopped: the receiver took it at %s and it never reached the lab's final receiver)", at.UTC().Format("15:04:05.000"))
+	}
+	if !in.SenderLogPartial {
+		return " (the first hop stopped: the receiver never took it)"
+	}
+	return ""
 }
 
 func maildirTime(ms []maildir.Message, id string) time.Time {

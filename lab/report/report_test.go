@@ -206,3 +206,51 @@ func TestConnectionsWithoutAReceiverLog(t *testing.T) {
 		t.Errorf("with a real sender: connections %d, unmeasured %v", s.Connections, s.Unmeasured)
 	}
 }
+
+// The relay topology: what reached the lab's final receiver is what was
+// delivered; its own sessions are not the receiver's; the relay hop runs
+// from the receiver's 250 (the sender's Sent) to the final receiver's
+// Delivered; a lost message says which hop stopped.
+func TestRelayEvidence(t *testing.T) {
+	id := func(m string) func(*events.Event) { return func(e *events.Event) { e.MessageID, e.Rcpts = m, []string{"u@h.example"} } }
+	sent := func(m, c string) func(*events.Event) {
+		return func(e *events.Event) { e.MessageID, e.Conn, e.QueueID = m, c, m }
+	}
+	evs := []events.Event{
+		ev("sender", events.Queued, 0, id("<a>")),
+		ev("sender", events.Queued, 0, id("<b>")),
+		ev("sender", events.Queued, 0, id("<c>")),
+		ev("sender", events.ConnOpen, 0, func(e *events.Event) { e.Conn, e.Host = "s1", "h.example" }),
+		ev("sender", events.Sent, time.Second, sent("<a>", "s1")),
+		ev("sender", events.Sent, time.Second, sent("<b>", "s1")),
+		ev("final", events.ConnOpen, 2*time.Second, func(e *events.Event) { e.Conn = "f1" }),
+		ev("final", events.Delivered, 4*time.Second, func(e *events.Event) { e.MessageID, e.Conn = "<a>", "f1" }),
+	}
+	disk := []maildir.Message{{MessageID: "<a>"}}
+	s, o := Build(Inputs{Events: evs, Maildir: disk, ReceiverLogPartial: true, ReceiverLogNone: true, Relay: true})
+	if s.Delivered != 1 || s.Evidence != "relay" || s.Connections != 1 || s.ConnectionsFrom != "sender" {
+		t.Errorf("delivered %d, evidence %q, connections %d from %q", s.Delivered, s.Evidence, s.Connections, s.ConnectionsFrom)
+	}
+	if s.RelayHop == nil || s.RelayHop.P50 < 2990*time.Millisecond || s.RelayHop.P50 > 3010*time.Millisecond {
+		t.Errorf("relay hop %+v, want 3 s (Sent at 1 s, at the final receiver at 4 s)", s.RelayHop)
+	}
+	if s.Latency.P50 < 3990*time.Millisecond || s.Latency.P50 > 4010*time.Millisecond {
+		t.Errorf("latency %+v, want 4 s, queued to the final receiver", s.Latency)
+	}
+	lost := strings.Join(o.Lost, "\n")
+	if !strings.Contains(lost, "<b> to u@h.example (the relay hop stopped: the receiver took it at") ||
+		!strings.Contains(lost, "<c> to u@h.example (the first hop stopped: the receiver never took it)") {
+		t.Errorf("lost:\n%s", lost)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, "x", s, o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "relay hop p50 / p90 / p99 (receiver's 250 to the lab's final receiver)  3.00 s") {
+		t.Errorf("text lacks the relay hop:\n%s", b.String())
+	}
+	// Without the relay, the final receiver's deliveries are nobody's.
+	if s, _ := Build(Inputs{Events: evs, Maildir: disk}); s.Evidence != "" || s.RelayHop != nil {
+		t.Errorf("without a relay: evidence %q, hop %v", s.Evidence, s.RelayHop)
+	}
+}

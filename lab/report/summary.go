@@ -65,6 +65,16 @@ type Summary struct {
 	// session to their host while every one it could have was waiting too
 	// (at most max_per_host to a host). Left out when 0 or not measured.
 	HeldInSession int `json:"held_in_session,omitempty"`
+	// Evidence is "relay" when what arrived was read at the lab's final
+	// receiver, the receiver under test relaying every message to it
+	// (receiver.evidence relay); empty when read in the receiver's own
+	// Maildir.
+	Evidence string `json:"evidence,omitempty"`
+	// RelayHop is the receiver under test's own time per message in a
+	// relay topology: from its 250 to the lab's sender to the message's
+	// arrival at the final receiver. Nil without a relay (or with a real
+	// sender, which logs no Message-ID with its deliveries).
+	RelayHop *Latency `json:"relay_hop,omitempty"`
 	// DNSLineWait is the time answered queries waited in the line's queues
 	// (both directions), and DNSOnLine their time on the line itself.
 	DNSLineWait Latency `json:"dns_line_wait"`

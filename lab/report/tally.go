@@ -66,6 +66,13 @@ func tallyEvents(in Inputs) *tally {
 			t.dns.add(e)
 		case topology.Identd:
 			t.identd.add(e)
+		case topology.Final:
+			// The relay topology's last hop: what reached the lab's final
+			// receiver is what was delivered (Inputs.Relay). Its sessions
+			// are the relay's, not the sender's: only deliveries count.
+			if e.Kind == events.Delivered {
+				t.receiver.delivered(events.Event{Time: e.Time, MessageID: e.MessageID})
+			}
 		}
 	}
 	return t
@@ -87,13 +94,14 @@ type senderTally struct {
 	retries  int                  // tries that failed for now
 	attempts map[string]int       // queue id -> tries
 	sentConn map[string]string    // queue id -> the connection that carried it (the last Sent)
+	sentAt   map[string]time.Time // Message-ID -> when the receiver first took it (its first Sent)
 	failed   []events.Event       // Failed events, in event order
 	conns    *connBook
 }
 
 func newSenderTally(conns *connBook) senderTally {
 	return senderTally{queuedAt: map[string]time.Time{}, rcptsOf: map[string][]string{}, open: map[string]bool{},
-		sentOver: map[string]int{}, attempts: map[string]int{}, sentConn: map[string]string{}, conns: conns}
+		sentOver: map[string]int{}, attempts: map[string]int{}, sentConn: map[string]string{}, sentAt: map[string]time.Time{}, conns: conns}
 }
 
 func (t *senderTally) add(e events.Event) {
@@ -114,6 +122,9 @@ func (t *senderTally) add(e events.Event) {
 		t.open[e.Conn] = true
 		t.conns.opened(e)
 	case events.Sent:
+		if _, ok := t.sentAt[e.MessageID]; !ok && e.MessageID != "" {
+			t.sentAt[e.MessageID] = e.Time
+		}
 		// Counted from what each connection sent, not from its close:
 		// a session still open when the run ended carried mail too.
 		if t.sentOver[e.Conn]++; t.sentOver[e.Conn] > 1 {
@@ -212,13 +223,18 @@ func (t *receiverTally) add(e events.Event) {
 		// check's own record waits for every fault (connectionRecords).
 		t.conns.get(e.Role, e.Conn)
 	case events.Delivered:
-		if d, ok := t.firstCopy[e.MessageID]; !ok || e.Time.Before(d.at) {
-			t.firstCopy[e.MessageID] = delivery{e.Time, e.Conn}
-		}
-		if d := t.recordCopy[e.MessageID]; d.at.IsZero() || e.Time.Before(d.at) {
-			t.recordCopy[e.MessageID] = delivery{e.Time, e.Conn}
-		}
+		t.delivered(e)
 		t.conns.get(e.Role, e.Conn).Messages++
+	}
+}
+
+// delivered keeps a Delivered event's time as its message's copy.
+func (t *receiverTally) delivered(e events.Event) {
+	if d, ok := t.firstCopy[e.MessageID]; !ok || e.Time.Before(d.at) {
+		t.firstCopy[e.MessageID] = delivery{e.Time, e.Conn}
+	}
+	if d := t.recordCopy[e.MessageID]; d.at.IsZero() || e.Time.Before(d.at) {
+		t.recordCopy[e.MessageID] = delivery{e.Time, e.Conn}
 	}
 }
 

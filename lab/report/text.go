@@ -95,6 +95,13 @@ func Rows(s, s99 Summary) []Row {
 	add("IDENT lookups", fmt.Sprint(s.IdentQueries), "one per connection")
 	add("delivery latency p50 / p90 / p99", fmt.Sprintf("%s / %s / %s", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99)), "not reported")
 	add("delivery latency max", secs(s.Latency.Max), "50-75 s (4 messages held by one stalled DNS query)")
+	if s.Evidence == "relay" {
+		hop := "not measured (the sender logs no Message-ID with its deliveries)"
+		if h := s.RelayHop; h != nil {
+			hop = fmt.Sprintf("%s / %s / %s", secs(h.P50), secs(h.P90), secs(h.P99))
+		}
+		add("relay hop p50 / p90 / p99 (receiver's 250 to the lab's final receiver)", hop, "no relay")
+	}
 	add("messages over 10 s", fmt.Sprint(s.DeliveredLateMessages), fmt.Sprint(s99.DeliveredLateMessages))
 	add("sender retries", fmt.Sprint(s.Retries), "not reported")
 	if len(s.Rejections) > 0 {

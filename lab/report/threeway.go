@@ -122,10 +122,22 @@ func ratio(x, y float64) string {
 }
 
 // RealMTANotes says which of WriteText's figures a real MTA in a role
-// leaves without evidence, so a 0 there is not read as measured.
-func RealMTANotes(receiver, sender string) []string {
+// leaves without evidence, so a 0 there is not read as measured; relay
+// says the receiver relayed every message to the lab's final receiver
+// (receiver.evidence relay).
+func RealMTANotes(receiver, sender string, relay bool) []string {
 	var out []string
+	if relay && receiver == "image" {
+		out = append(out, "the receiver is an image the lab knows nothing of, relaying every message to the lab's final receiver (the relay topology): deliveries and their times come from there, and the relay hop times the receiver's own part; "+
+			"ESMTP connections are the sender's count; DNS and IDENT lookups are counted at the lab's DNS server and identd; "+
+			"the receiver's own checks, phases and messages held by a faulted query are not traced (it keeps no log the lab reads).")
+		receiver = ""
+	}
 	switch receiver {
+	case "external":
+		out = append(out, "the receiver is a server outside Docker the lab knows nothing of: deliveries and their times come from the lab's final receiver it relays to (the relay topology); "+
+			"ESMTP connections are the sender's count; its DNS lookups are counted only if it asks the lab's DNS, which it is not pointed at; "+
+			"its own checks, phases and messages held by a faulted query are not traced.")
 	case "image":
 		out = append(out, "the receiver is an image the lab knows nothing of: deliveries and their times come from the Maildir the scenario names; "+
 			"ESMTP connections are the sender's count; DNS and IDENT lookups are counted at the lab's DNS server and identd; "+

@@ -90,7 +90,8 @@ func Run(ctx context.Context, spec Spec, stdout io.Writer) error {
 			return err
 		}
 		closer = srv
-	case spec.Role == topology.Receiver && spec.Receiver != nil:
+	case (spec.Role == topology.Receiver || spec.Role == topology.Final) && spec.Receiver != nil:
+		// The final receiver of the relay topology is a receiver too.
 		srv, err := receiver.New(*spec.Receiver, log)
 		if err != nil {
 			return err

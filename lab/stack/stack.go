@@ -111,6 +111,13 @@ type Spec struct {
 	Aliases []string
 	// Labels are added to the run's labels.
 	Labels map[string]string
+	// Publish binds a port of the container to a fixed address of the
+	// machine running Docker ("25" -> "127.0.0.1:2626"), for a server
+	// outside Docker to reach it.
+	Publish map[string]string
+	// ExtraHosts are more /etc/hosts entries ("name:ip"; Docker's
+	// "host-gateway" is the machine running Docker).
+	ExtraHosts []string
 }
 
 // Start runs spec's container with an init (the role's finished children
@@ -186,6 +193,16 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	if spec.ReadyPort != "" && !slices.Contains(spec.Expose, spec.ReadyPort) {
 		ports = append(ports, spec.ReadyPort+"/tcp")
 	}
+	fixed := mnet.PortMap{}
+	for p, at := range spec.Publish {
+		host, hp, err := net.SplitHostPort(at)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || perr != nil {
+			return nil, fmt.Errorf("start %s: publish port %s at %q: want ip:port", spec.Role, p, at)
+		}
+		fixed[mnet.MustParsePort(p+"/tcp")] = []mnet.PortBinding{{HostIP: ip, HostPort: hp}}
+		ports = append(ports, p+"/tcp")
+	}
 	custom = append(custom, tc.WithHostConfigModifier(func(hc *container.HostConfig) {
 		init := true
 		hc.Init = &init
@@ -205,6 +222,13 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 				hc.PortBindings[mnet.MustParsePort(p)] = []mnet.PortBinding{{HostIP: loopbackAddr()}}
 			}
 		}
+		if len(fixed) > 0 {
+			if hc.PortBindings == nil {
+				hc.PortBindings = mnet.PortMap{}
+			}
+			maps.Copy(hc.PortBindings, fixed)
+		}
+		hc.ExtraHosts = append(hc.ExtraHosts, spec.ExtraHosts...)
 	}))
 	if spec.NetNSOf == nil {
 		aliases := append([]string{string(spec.Role)}, spec.Aliases...)
@@ -362,5 +386,6 @@ func (s *Stack) closeReaper() error {
 
 func loopbackAddr() netip.Addr { return netip.MustParseAddr(Loopback) }
 
-// Loopback is the only host address the lab publishes a port on.
+// Loopback is the host address the lab publishes its own ports on (a
+// scenario's receiver.external.final chooses the final receiver's).
 const Loopback = "127.0.0.1"
