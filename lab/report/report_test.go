@@ -212,7 +212,9 @@ func TestConnectionsWithoutAReceiverLog(t *testing.T) {
 // from the receiver's 250 (the sender's Sent) to the final receiver's
 // Delivered; a lost message says which hop stopped.
 func TestRelayEvidence(t *testing.T) {
-	id := func(m string) func(*events.Event) { return func(e *events.Event) { e.MessageID, e.Rcpts = m, []string{"u@h.example"} } }
+	id := func(m string) func(*events.Event) {
+		return func(e *events.Event) { e.MessageID, e.Rcpts = m, []string{"u@h.example"} }
+	}
 	sent := func(m, c string) func(*events.Event) {
 		return func(e *events.Event) { e.MessageID, e.Conn, e.QueueID = m, c, m }
 	}
