@@ -108,7 +108,11 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		err = writeResult(res, lastDelivery, err)
 	}()
 	res.Environment.Network = st.Network()
-	opt.say("run %s: starting dns, receiver, sender, identd on network %s", runID, st.Network())
+	roles := "dns, receiver, sender, identd"
+	if sc.Receiver.Relay() {
+		roles = "dns, the final receiver, receiver (relaying to it), sender, identd"
+	}
+	opt.say("run %s: starting %s on network %s", runID, roles, st.Network())
 	p := NewPlan(sc)
 	s := &starter{st: st, plan: p, images: mtaImages}
 	r, err := s.start(ctx)
