@@ -19,7 +19,7 @@ func imagesCmd() *cobra.Command {
 	var only []string
 	c := &cobra.Command{
 		Use:   "images",
-		Short: "build the lab's image and the real MTAs' (Courier, Postfix) ahead of a run",
+		Short: "build the lab's image and the real MTAs' (Courier, Postfix, Exim) ahead of a run",
 		Args:  cobra.NoArgs,
 		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
 			names := only
@@ -49,7 +49,7 @@ func imagesCmd() *cobra.Command {
 			return nil
 		}),
 	}
-	c.Flags().StringSliceVar(&only, "mta", nil, "only these MTAs (courier, postfix)")
+	c.Flags().StringSliceVar(&only, "mta", nil, "only these MTAs (courier, postfix, exim)")
 	return c
 }
 

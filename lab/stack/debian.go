@@ -67,7 +67,7 @@ var MTAs = map[string]MTA{
 }
 
 // ErrNoDebootstrap says what to install to build an MTA's image.
-var ErrNoDebootstrap = errors.New("debootstrap is not installed: it builds the Debian userland of the Courier and Postfix images (no registry needed); install it with `apt-get install debootstrap` (as root), then run `go run ./cmd/lab images`")
+var ErrNoDebootstrap = errors.New("debootstrap is not installed: it builds the Debian userland of the real MTAs' images (Courier, Postfix, Exim; no registry needed); install it with `apt-get install debootstrap` (as root), then run `go run ./cmd/lab images`")
 
 // BaseRef is the tag of m's Debian userland (layer 1).
 func (m MTA) BaseRef() string {
