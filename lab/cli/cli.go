@@ -279,10 +279,10 @@ func sendmailCmd() *cobra.Command {
 }
 
 func injectCmd() *cobra.Command {
-	var workload, external, idHost, eventsPath string
+	var workload, external, smtpAddr, idHost, eventsPath string
 	c := &cobra.Command{
-		Use:    "inject --workload FILE --sendmail PATH",
-		Short:  "run the workload's loop on its pace with a real MTA's sendmail (inside its container)",
+		Use:    "inject --workload FILE (--sendmail PATH | --smtp HOST:PORT)",
+		Short:  "run the workload's loop on its pace with a real MTA's sendmail or its SMTP submission port (inside its container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -310,15 +310,21 @@ func injectCmd() *cobra.Command {
 				defer f.Close()
 				log = f
 			}
-			res := sender.InjectExternal(cmd.Context(), inj, []string{external}, idHost, log)
+			submit := sender.SubmitSendmail([]string{external})
+			if smtpAddr != "" {
+				submit = sender.SubmitSMTP(smtpAddr)
+			}
+			res := sender.InjectExternal(cmd.Context(), inj, submit, idHost, log)
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		},
 	}
 	c.Flags().StringVar(&workload, "workload", topology.WorkloadPath, "the injection: pace and messages (JSON, sender.Injection)")
-	c.Flags().StringVar(&external, "sendmail", "", "the real MTA's sendmail to run, adding a Message-ID to each message (required)")
-	c.MarkFlagRequired("sendmail")
-	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added with --sendmail")
-	c.Flags().StringVar(&eventsPath, "events", "", "with --sendmail: append each message's queued event to this file (JSON lines) as it is taken")
+	c.Flags().StringVar(&external, "sendmail", "", "the real MTA's sendmail to run, adding a Message-ID to each message")
+	c.Flags().StringVar(&smtpAddr, "smtp", "", "instead of a sendmail: the MTA's SMTP submission port, one session per message")
+	c.MarkFlagsOneRequired("sendmail", "smtp")
+	c.MarkFlagsMutuallyExclusive("sendmail", "smtp")
+	c.Flags().StringVar(&idHost, "message-id-host", "localhost", "host part of the Message-IDs added to each message")
+	c.Flags().StringVar(&eventsPath, "events", "", "append each message's queued event to this file (JSON lines) as it is taken")
 	return c
 }
 

@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/pace"
@@ -53,7 +56,54 @@ type InjectResult struct {
 // schedule (lab/pace). sendmail is the command line that starts sendmail
 // (for the lab's image: /lab sendmail).
 func Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult {
-	return injectEach(ctx, inj, sendmail, nil)
+	return injectEach(ctx, inj, SubmitSendmail(sendmail), nil)
+}
+
+// Submit hands one message to a sender: its sendmail, or its SMTP
+// submission port.
+type Submit func(ctx context.Context, m Message) error
+
+// SubmitSendmail submits each message with "sendmail -f FROM RCPT" (cmdline is
+// the command that starts sendmail), the message on stdin, in an empty
+// environment (env -, as the 1999 benchmark's loop ran it).
+func SubmitSendmail(cmdline []string) Submit {
+	return func(ctx context.Context, m Message) error {
+		args := append(append([]string{}, cmdline[1:]...), "-f", m.From, m.To)
+		cmd := exec.CommandContext(ctx, cmdline[0], args...)
+		cmd.Env = []string{}
+		cmd.Stdin = strings.NewReader(m.Data)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}
+}
+
+// SubmitSMTP submits each message in an SMTP session of its own to addr
+// (a sender's submission port, RFC 6409, without authentication): one
+// transaction, then QUIT, as one sendmail call is one message.
+func SubmitSMTP(addr string) Submit {
+	return func(ctx context.Context, m Message) error {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			nc.SetDeadline(dl)
+		}
+		c := smtp.NewClient(nc)
+		defer c.Close()
+		if err := c.Hello("localhost"); err != nil {
+			return err
+		}
+		if err := c.SendMail(m.From, []string{m.To}, strings.NewReader(m.Data)); err != nil {
+			return err
+		}
+		return c.Quit()
+	}
 }
 
 // injectEach runs one sendmail per message on inj's schedule and calls
@@ -63,7 +113,7 @@ func Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult 
 // Rate: message i starts at its due time in a goroutine of its own, at
 // most pace.MaxConcurrent at once, so a slow sendmail never delays the
 // next (open loop). Burst and loop: one after another, in order.
-func injectEach(ctx context.Context, inj Injection, sendmail []string, queued func(i int, began time.Time)) InjectResult {
+func injectEach(ctx context.Context, inj Injection, submit Submit, queued func(i int, began time.Time)) InjectResult {
 	res := InjectResult{Start: time.Now()}
 	var mu sync.Mutex // res, queued
 	one := func(i int, m Message, due time.Duration) {
@@ -74,18 +124,12 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 			mu.Unlock()
 			return
 		}
-		args := append(append([]string{}, sendmail[1:]...), "-f", m.From, m.To)
 		// The message in hand is finished even when ctx ends: a sendmail
 		// killed half way may already have queued it, unrecorded. Only a
 		// sendmail that hangs is killed, after a minute.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(mctx, sendmail[0], args...)
-		cmd.Env = []string{} // env -, as the 1999 benchmark's loop ran sendmail
-		cmd.Stdin = strings.NewReader(m.Data)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
+		err := submit(mctx, m)
 		mu.Lock()
 		defer mu.Unlock()
 		st := pace.Start{Index: i, Due: due, Began: began.Sub(res.Start)}
@@ -94,7 +138,7 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 		}
 		res.Starts = append(res.Starts, st)
 		if err != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v: %s", i+1, m.To, err, strings.TrimSpace(stderr.String())))
+			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v", i+1, m.To, err))
 			return
 		}
 		res.Injected++
@@ -148,7 +192,7 @@ func injectEach(ctx context.Context, inj Injection, sendmail []string, queued fu
 // to these. When log is not nil, each event is also written to it as a
 // JSON line as soon as its sendmail returns: a loop cut short (the run's
 // timeout) still leaves the record of what it injected.
-func InjectExternal(ctx context.Context, inj Injection, sendmail []string, idHost string, log io.Writer) InjectResult {
+func InjectExternal(ctx context.Context, inj Injection, submit Submit, idHost string, log io.Writer) InjectResult {
 	msgs := inj.Messages
 	withIDs := make([]Message, len(msgs))
 	ids := make([]string, len(msgs))
@@ -159,7 +203,7 @@ func InjectExternal(ctx context.Context, inj Injection, sendmail []string, idHos
 		withIDs[i] = m
 	}
 	var queued []events.Event
-	res := injectEach(ctx, Injection{Pace: inj.Pace, Messages: withIDs}, sendmail, func(i int, began time.Time) {
+	res := injectEach(ctx, Injection{Pace: inj.Pace, Messages: withIDs}, submit, func(i int, began time.Time) {
 		e := events.Event{Time: began, Role: "sender", Kind: events.Queued,
 			MessageID: ids[i], From: msgs[i].From, Rcpts: []string{msgs[i].To}}
 		queued = append(queued, e)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/pace"
 )
@@ -145,7 +147,7 @@ func TestInjectExternal(t *testing.T) {
 			Data: fmt.Sprintf("From: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, i)})
 	}
 	var log bytes.Buffer
-	res := InjectExternal(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, []string{self, asSendmail, dir}, "inject.test", &log)
+	res := InjectExternal(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, SubmitSendmail([]string{self, asSendmail, dir}), "inject.test", &log)
 	if res.Injected != 3 || len(res.Errors) != 1 || len(res.Queued) != 3 {
 		t.Fatalf("injected %d, errors %q, queued events %d; want 3, 1, 3", res.Injected, res.Errors, len(res.Queued))
 	}
@@ -271,5 +273,43 @@ func TestInjectNotHeld(t *testing.T) {
 	k := pace.Judge(spec, res.Starts)
 	if k.Held == nil || *k.Held || k.LagMax <= spec.MaxLag || !strings.Contains(k.NotHeld(), "pace not held") {
 		t.Errorf("judged %+v (%q), want not held", k, k.NotHeld())
+	}
+}
+
+// SubmitSMTP injects over a sender's submission port: one session per
+// message, each carrying the Message-ID the loop gave it; a message the
+// server refuses is an error of its own, with no Queued event.
+func TestInjectOverSMTP(t *testing.T) {
+	f := newFake(t)
+	f.set(func(f *fake) {
+		f.rcptErr = func(_ int, to string) error {
+			if strings.HasPrefix(to, "refused") {
+				return &smtp.SMTPError{Code: 550, Message: "no such user"}
+			}
+			return nil
+		}
+	})
+	var msgs []Message
+	for i := 1; i <= 3; i++ {
+		to := fmt.Sprintf("user%d@h.test", i)
+		if i == 3 {
+			to = "refused@h.test"
+		}
+		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to, Data: fmt.Sprintf("Subject: test %d\n\ntest %d\n", i, i)})
+	}
+	res := InjectExternal(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, SubmitSMTP(f.addr), "inject.test", nil)
+	if res.Injected != 2 || len(res.Queued) != 2 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "message 3 to refused@h.test: ") || !strings.Contains(res.Errors[0], "550") {
+		t.Fatalf("injected %d, queued %d, errors %q", res.Injected, len(res.Queued), res.Errors)
+	}
+	got := f.delivered()
+	for _, e := range res.Queued {
+		if got[e.MessageID+" "+e.Rcpts[0]] != 1 {
+			t.Errorf("%s reached the server %d times", e.MessageID, got[e.MessageID])
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.accepted != 3 {
+		t.Errorf("%d sessions for 3 messages, want one each", f.accepted)
 	}
 }
