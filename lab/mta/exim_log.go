@@ -20,7 +20,7 @@ import (
 //	SMTP connection from NAME (HELO) [ip]:port I=[ip]:25 closed by QUIT       it closes (or "lost", a timeout, ...)
 //	ID <= from H=NAME (HELO) [ip]:port I=... P=esmtp S=408 id=...             a message taken in a session
 //	ID <= from U=root P=local S=390 id=...                                      one taken from sendmail (a sender)
-//	H=NAME [ip]:port I=... F=<from> rejected RCPT <to>: reason                 a refused command
+//	H=NAME [ip]:port I=... F=<from> rejected RCPT <to>: reason                 a refused command (ID first after DATA)
 //	ID == to F=<from> R=... T=... defer (-44) H=... : SMTP error from ...      a deferral
 //	ID ** to F=<from> R=... T=... H=...: SMTP error from remote ...: 550 ...   a permanent failure
 //
@@ -120,6 +120,8 @@ func (p *logParser) exim(s string) {
 		p.eximArrival(l)
 	case l.ID != "" && (strings.HasPrefix(text, "== ") || strings.HasPrefix(text, "** ")):
 		p.eximFailure(l)
+	case strings.HasPrefix(text, "H=") && strings.Contains(text, " rejected "):
+		p.eximRejected(l) // a command refused; after DATA, with the message's id
 	case l.ID != "":
 	case strings.HasPrefix(text, "SMTP connection from ") && strings.HasSuffix(text, ")") && strings.Contains(text, " (TCP/IP connection count = "):
 		ip, port := eximClient(strings.TrimPrefix(text, "SMTP connection from "))
@@ -152,8 +154,6 @@ func (p *logParser) exim(s string) {
 		}
 		p.add(events.Event{Time: l.Time, Kind: events.ConnOpen, Conn: conn, Host: ip})
 		p.add(events.Event{Time: l.Time, Kind: events.Refused, Conn: conn, Host: ip, Code: 421, Reason: reason, Error: text})
-	case strings.Contains(text, " rejected "):
-		p.eximRejected(l)
 	default:
 		p.eximClose(l)
 	}
@@ -259,11 +259,10 @@ func (p *logParser) eximRejected(l EximLine) {
 // attempt and is skipped.
 func (p *logParser) eximFailure(l EximLine) {
 	kind, rest := l.Text[:2], l.Text[3:]
-	rcpt := firstWord(rest)
+	rcpt := strings.TrimSuffix(firstWord(rest), ":") // "** to: Unrouteable address" has no fields
 	if rcpt == "" || strings.Contains(rest, "retry time not reached") {
 		return
 	}
-	rcpt = strings.TrimSuffix(rcpt, ":") // "** to: Unrouteable address" has no fields
 	why := ""
 	if i := strings.Index(rest, ": "); i >= 0 {
 		why = strings.TrimSpace(rest[i+2:])

@@ -170,6 +170,7 @@ var eximHandLines = []string{
 	"2026-12-06 05:30:00.100 [30] SMTP connection from [172.24.0.4]:40000 I=[172.24.0.3]:25 (TCP/IP connection count = 1)",
 	"2026-12-06 05:30:00.110 [41] H=sender.lab.example.net [172.24.0.4]:40000 I=[172.24.0.3]:25 U=courier F=<sender@example.com> rejected RCPT <recipient-foo-1@1.foo.example.com>: 511 Blacklisted by bl1.example.net",
 	"2026-12-06 05:30:00.120 [41] H=sender.lab.example.net [172.24.0.4]:40000 I=[172.24.0.3]:25 U=courier F=<sender@example.com> temporarily rejected RCPT <recipient-foo-2@2.foo.example.com>: DNS lookup deferred",
+	"2026-12-06 05:30:00.125 [41] 1xa4e4-00000X-1n H=sender.lab.example.net [172.24.0.4]:40000 I=[172.24.0.3]:25 U=courier F=<> rejected after DATA: 552 Message size exceeds maximum permitted",
 	"2026-12-06 05:30:00.130 [41] SMTP connection from sender.lab.example.net (sender.lab.example.net) [172.24.0.4]:40000 I=[172.24.0.3]:25 lost",
 	"2026-12-06 05:30:01.000 [30] SMTP connection from [172.24.0.4]:40002 I=[172.24.0.3]:25 (TCP/IP connection count = 1)",
 	"2026-12-06 05:30:01.000 [30] Connection from [172.24.0.4]:40004 I=[172.24.0.3]:25 refused: too many connections",
@@ -186,7 +187,7 @@ var eximHandLines = []string{
 }
 
 // TestParseEximLines reads eximHandLines: a blacklist's refusal with its
-// code, a deferral's default 451, a session lost, one over
+// code, a deferral's default 451, a message refused after DATA, a session lost, one over
 // smtp_accept_max, one timed out (and its later close line ignored), a
 // deferral with the peer's reply (its colons kept) and one without, Exim's
 // own retry wait skipped, a failure at routing, and lines that are none.
@@ -207,6 +208,7 @@ func TestParseEximLines(t *testing.T) {
 			Code: 511, Error: "511 Blacklisted by bl1.example.net"},
 		{Kind: events.Rejected, Conn: "172.24.0.4:40000", Host: "172.24.0.4", From: "sender@example.com", Rcpts: []string{"recipient-foo-2@2.foo.example.com"},
 			Code: 451, Error: "DNS lookup deferred"},
+		{Kind: events.Rejected, Conn: "172.24.0.4:40000", Host: "172.24.0.4", Code: 552, Error: "552 Message size exceeds maximum permitted"},
 		{Kind: events.ConnClose, Conn: "172.24.0.4:40000", Host: "172.24.0.4", Reason: "lost"},
 		{Kind: events.ConnOpen, Conn: "172.24.0.4:40002", Host: "172.24.0.4"},
 		{Kind: events.ConnOpen, Conn: "172.24.0.4:40004#refused-1", Host: "172.24.0.4"},
