@@ -14,15 +14,15 @@ func TestMTAImagesReused(t *testing.T) {
 	eng := stacktest.Engine(t)
 	stacktest.Debootstrap(t)
 	ctx := context.Background()
-	_, first, err := stack.BuildImages(ctx, eng, []string{"courier", "postfix"}, t.Logf)
+	_, first, err := stack.BuildImages(ctx, eng, []string{"courier", "postfix", "exim"}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, second, err := stack.BuildImages(ctx, eng, []string{"courier", "postfix"}, t.Logf)
+	_, second, err := stack.BuildImages(ctx, eng, []string{"courier", "postfix", "exim"}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"courier", "postfix"} {
+	for _, n := range []string{"courier", "postfix", "exim"} {
 		if second[n].Built || second[n].Ref != first[n].Ref || second[n].ID != first[n].ID {
 			t.Errorf("%s rebuilt: first %+v, second %+v", n, first[n], second[n])
 		}
@@ -30,7 +30,7 @@ func TestMTAImagesReused(t *testing.T) {
 			t.Errorf("%s base image %s: %v", n, stack.MTAs[n].BaseRef(), err)
 		}
 	}
-	if _, _, err := stack.BuildImages(ctx, eng, []string{"exim"}, t.Logf); err == nil {
+	if _, _, err := stack.BuildImages(ctx, eng, []string{"sendmail"}, t.Logf); err == nil {
 		t.Error("no error for an MTA the lab does not have")
 	}
 }
