@@ -123,3 +123,44 @@ func TestImageThatNeverComesUp(t *testing.T) {
 		stacktest.NoLeftovers(t, eng, res.RunID)
 	}
 }
+
+// TestYourOwnImageAsSender runs fast.yaml's 200 messages from a sender
+// the lab has never heard of (sender.impl image: the same Postfix image,
+// injected through its sendmail), to the lab's Go receiver: it routes the
+// workload's hosts by the lab's DNS, where they resolve to the receiver;
+// every message arrives exactly once, its connections are counted at the
+// receiver, and the report says what it could not trace of the sender.
+func TestYourOwnImageAsSender(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc := shipped(t, "fast.yaml")
+	sc.Name = "fast-own-sender"
+	sc.Sender.Impl = scenario.ImplImage
+	sc.Sender.Image = &scenario.Image{Name: ownImage(t, eng), Sendmail: "/usr/sbin/sendmail",
+		// As a user would: a retry soon after a refusal, not Postfix's
+		// five minutes, for a run of seconds.
+		Cmd: []string{"sh", "-c", "postconf -e minimal_backoff_time=2s maximal_backoff_time=4s queue_run_delay=2s && exec /bin/sh /start.sh"}}
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, eng, sc)
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || s.Injected != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	if s.Connections < 1 || s.ConnectionsFrom != "" || s.Measured(report.KeySenderConnections) {
+		t.Errorf("connections %d (from %q), sender connections measured %v: want them counted at the receiver, the sender's unmeasured",
+			s.Connections, s.ConnectionsFrom, s.Measured(report.KeySenderConnections))
+	}
+	// Its routing, asked of the lab's DNS: each of the 20 hosts looked up
+	// (MX, then the A it falls back to) before its first delivery, at
+	// least (Postfix asks again per delivery unless a cached session
+	// carries it: 200 MX queries for 200 connections here).
+	if by := s.DNSQueriesByType; by["MX"] < 20 || s.Connections < 20 {
+		t.Errorf("DNS queries by type %v, %d connections: want the sender's MX lookups of the 20 hosts, a connection to each at least", by, s.Connections)
+	}
+	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, false), "\n")
+	if !strings.Contains(notes, "the sender is an image the lab knows nothing of") {
+		t.Errorf("notes %q say nothing of the image", notes)
+	}
+}

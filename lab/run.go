@@ -20,6 +20,7 @@ import (
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // Options are a run's settings that are not part of the scenario.
@@ -72,8 +73,18 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	}
 	if r := sc.Receiver; r.Impl == scenario.ImplImage {
 		// Before any container starts: the user's image must be here.
-		if mtaImages[scenario.ImplImage], err = stack.LocalImage(ctx, eng, r.Image.Name); err != nil {
+		if mtaImages[imageKey(topology.Receiver)], err = stack.LocalImage(ctx, eng, r.Image.Name); err != nil {
 			return nil, fmt.Errorf("scenario %s: receiver.image.name: %w", sc.Name, err)
+		}
+	}
+	if sd := sc.Sender; sd.Impl == scenario.ImplImage {
+		base, err := stack.LocalImage(ctx, eng, sd.Image.Name)
+		if err != nil {
+			return nil, fmt.Errorf("scenario %s: sender.image.name: %w", sc.Name, err)
+		}
+		// The injection loop runs in it: the lab adds its own binary.
+		if mtaImages[imageKey(topology.Sender)], err = stack.LabOver(ctx, eng, base, opt.say); err != nil {
+			return nil, fmt.Errorf("scenario %s: sender.image: %w", sc.Name, err)
 		}
 	}
 	built := time.Since(start)

@@ -140,35 +140,55 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 	return c, mta.NewHandle(svc.Name, impl, c, s.plan.Scenario.Receiver.Maildir), nil
 }
 
-// startImage starts the receiver from the user's own image
-// (receiver.impl image): its files, environment and command as the
-// scenario gives them, the lab's DNS bound over its /etc/resolv.conf, up
-// when its SMTP port takes connections (or its output matches ready_log).
-// The lab knows nothing of its internals: its evidence is the Maildir the
-// scenario names, read in the container as a real MTA's is (lab/mta),
-// with no mail log.
+// imageKey is where a run keeps the image the user brings for role
+// (receiver.image, sender.image) among its images.
+func imageKey(role topology.Role) string { return scenario.ImplImage + "/" + string(role) }
+
+// startImage starts the receiver or the sender from the user's own image
+// (impl image): its files, environment and command as the scenario gives
+// them, the lab's DNS bound over its /etc/resolv.conf, up when its SMTP
+// port (a sender's submission port) takes connections, or its output
+// matches ready_log. The lab knows nothing of its internals: a
+// receiver's evidence is the Maildir the scenario names (or the relay
+// topology), read in the container as a real MTA's is (lab/mta), with no
+// mail log; a sender is given the workload and the lab's injection loop
+// runs in it (the image was built with the lab's /lab, stack.LabOver),
+// through its sendmail or its submission port.
 func startImage(ctx context.Context, s *starter, svc topology.Service) (*stack.Container, Handle, error) {
-	r := s.plan.Scenario.Receiver
-	im := r.Image
+	sc := s.plan.Scenario
+	im, key := sc.Receiver.Image, "receiver.image"
+	if svc.Name == topology.Sender {
+		im, key = sc.Sender.Image, "sender.image"
+	}
 	cs := s.container(svc)
-	cs.Image, cs.Env, cs.Cmd, cs.Wait = s.images[scenario.ImplImage], im.Env, im.Cmd, 90*time.Second
+	cs.Image, cs.Env, cs.Cmd, cs.Wait = s.images[imageKey(svc.Name)], im.Env, im.Cmd, 90*time.Second
 	cs.Files = map[string][]byte{}
 	for _, f := range im.Files {
 		cs.Files[f.Path] = []byte(f.Content)
 	}
 	cs.ResolvConf = []byte("nameserver " + s.addrs[topology.DNS] + "\n")
 	port := strconv.Itoa(im.SMTPPort())
+	if im.Submission != 0 {
+		port = strconv.Itoa(im.Submission)
+	}
 	if im.ReadyLog != "" {
 		cs.Ready, cs.ReadyRegexp = im.ReadyLog, true
 	} else {
 		cs.ReadyPort = port
 	}
 	cs.Labels = map[string]string{stack.LabelRole + ".mta": scenario.ImplImage}
+	if svc.Name == topology.Sender {
+		cs.Files[topology.WorkloadPath] = s.plan.Workload()
+	}
 	c, err := s.st.Start(ctx, cs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (receiver.image %s)", err, im.Name)
+		return nil, nil, fmt.Errorf("%w (%s %s)", err, key, im.Name)
 	}
-	return c, mta.NewHandle(svc.Name, scenario.ImplImage, c, r.Maildir).WithSMTPPort(im.SMTPPort()), nil
+	h := mta.NewHandle(svc.Name, scenario.ImplImage, c, sc.Receiver.Maildir).WithSMTPPort(im.SMTPPort())
+	if svc.Name == topology.Sender {
+		h = h.WithInjection(im.Sendmail, im.Submission)
+	}
+	return c, h, nil
 }
 
 // outages are the run's faults on the mail path (nil when it has none),

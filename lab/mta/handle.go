@@ -34,6 +34,10 @@ type Handle struct {
 	c       Container
 	maildir string // a receiver's Maildir, in its container
 	port    int    // a receiver's SMTP port (25)
+	// How a sender is injected into: its sendmail (sendmailPath unless
+	// set) or, when submission is set, its SMTP submission port.
+	sendmail   string
+	submission int
 }
 
 // NewHandle is the handle of mta (Courier, Postfix or scenario.ImplImage)
@@ -45,6 +49,14 @@ func NewHandle(role topology.Role, mta string, c Container, maildir string) *Han
 // WithSMTPPort is h for a receiver listening on port.
 func (h *Handle) WithSMTPPort(port int) *Handle {
 	h.port = port
+	return h
+}
+
+// WithInjection is h for a sender the lab injects into through sendmail
+// (a path in its container) or, when submission is not 0, through its
+// SMTP submission port, from inside the container.
+func (h *Handle) WithInjection(sendmail string, submission int) *Handle {
+	h.sendmail, h.submission = sendmail, submission
 	return h
 }
 
@@ -178,8 +190,15 @@ const injectedPath = "/var/tmp/smtplab-injected.jsonl"
 // injectedPath as it goes.
 func (h *Handle) Inject(ctx context.Context, _ sender.Injection) sender.InjectResult {
 	var res sender.InjectResult
-	code, out, err := h.c.Exec(ctx, "/lab", "inject", "--workload", topology.WorkloadPath,
-		"--sendmail", sendmailPath, "--message-id-host", InjectIDHost, "--events", injectedPath)
+	via := []string{"--sendmail", sendmailPath}
+	switch {
+	case h.submission != 0:
+		via = []string{"--smtp", fmt.Sprintf("127.0.0.1:%d", h.submission)}
+	case h.sendmail != "":
+		via = []string{"--sendmail", h.sendmail}
+	}
+	args := append([]string{"/lab", "inject", "--workload", topology.WorkloadPath}, via...)
+	code, out, err := h.c.Exec(ctx, append(args, "--message-id-host", InjectIDHost, "--events", injectedPath)...)
 	if err == nil {
 		err = json.Unmarshal(bytes.TrimSpace(out), &res)
 	}

@@ -149,6 +149,10 @@ func RealMTANotes(receiver, sender string, relay bool) []string {
 		out = append(out, fmt.Sprintf("the receiver is %s: connections come from its mail log, deliveries and their times from its Maildir's files; "+
 			"messages held by a faulted query are not traced (it logs no per-lookup events): not measured when a fault delayed a query.", realName(receiver)))
 	}
+	if sender == "image" {
+		out = append(out, "the sender is an image the lab knows nothing of: it keeps no log the lab reads, so sender connections are not measured; "+
+			"injection times and Message-IDs come from the lab's loop in its container, around its sendmail or submission port.")
+	}
 	if sender == "courier" {
 		out = append(out, "the sender is real Courier: it logs no connections, so sender connections are not measured; "+
 			"injection times and Message-IDs come from the lab's loop around its sendmail.")

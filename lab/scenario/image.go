@@ -28,8 +28,19 @@ type Image struct {
 	Files []ImageFile `yaml:"files" json:"files,omitempty"`
 	Cmd   []string    `yaml:"cmd" json:"cmd,omitempty"` // the image's own when empty
 	// ReadyLog is a regular expression its output matches once it is up;
-	// when empty, it is up when its SMTP port takes connections.
+	// when empty, it is up when its SMTP port takes connections (a
+	// sender's: its submission port, or Port).
 	ReadyLog string `yaml:"ready_log" json:"ready_log,omitempty"`
+	// Sendmail and Submission are how the lab injects the workload into
+	// an image that plays the sender (sender.image), exactly one of them:
+	// the path of a sendmail-compatible command in it, run as
+	// "sendmail -f FROM RCPT" with the message on stdin, or its SMTP
+	// submission port, one session per message from inside the
+	// container. The lab's injection loop runs in the container (the lab
+	// adds its static binary as /lab); the image needs sh. A receiver's
+	// image has neither.
+	Sendmail   string `yaml:"sendmail" json:"sendmail,omitempty"`
+	Submission int    `yaml:"submission" json:"submission,omitempty"`
 }
 
 // ImageFile is one file placed in the image's container: its path there,
@@ -48,9 +59,37 @@ func (im Image) SMTPPort() int {
 	return im.Port
 }
 
-// imageProblems checks receiver.image for impl image, and that no other
-// impl carries one.
+// problems checks what every image needs, at key (receiver.image or
+// sender.image); false when it names no image.
+func (im *Image) problems(key, impl string, add func(path, format string, args ...any)) bool {
+	if im == nil || im.Name == "" {
+		add(key+".name", "%s needs the image to run: %s.name (a local image; build or load it first)", impl, key)
+		return false
+	}
+	if im.Port < 0 || im.Port > 65535 {
+		add(key+".port", "must be a TCP port (1-65535), got %d", im.Port)
+	}
+	if im.ReadyLog != "" {
+		if _, err := regexp.Compile(im.ReadyLog); err != nil {
+			add(key+".ready_log", "not a regular expression: %v", err)
+		}
+	}
+	for i, f := range im.Files {
+		p := fmt.Sprintf("%s.files[%d]", key, i)
+		if !path.IsAbs(f.Path) {
+			add(p+".path", "must be an absolute path in the container, got %q", f.Path)
+		}
+		if (f.Content == "") == (f.From == "") {
+			add(p, "give exactly one of content (the file inline) and from (a file beside the scenario)")
+		}
+	}
+	return true
+}
+
+// imageProblems checks receiver.image and sender.image for impl image,
+// and that no other impl carries one.
 func (s Scenario) imageProblems(add func(path, format string, args ...any)) {
+	s.senderImageProblems(add)
 	r := s.Receiver
 	if r.Impl != ImplImage {
 		if r.Image != nil {
@@ -59,26 +98,11 @@ func (s Scenario) imageProblems(add func(path, format string, args ...any)) {
 		return
 	}
 	im := r.Image
-	if im == nil || im.Name == "" {
-		add("receiver.image.name", "receiver.impl image needs the image to run: receiver.image.name (a local image; build or load it first)")
+	if !im.problems("receiver.image", "receiver.impl image", add) {
 		return
 	}
-	if im.Port < 0 || im.Port > 65535 {
-		add("receiver.image.port", "must be a TCP port (1-65535), got %d", im.Port)
-	}
-	if im.ReadyLog != "" {
-		if _, err := regexp.Compile(im.ReadyLog); err != nil {
-			add("receiver.image.ready_log", "not a regular expression: %v", err)
-		}
-	}
-	for i, f := range im.Files {
-		p := fmt.Sprintf("receiver.image.files[%d]", i)
-		if !path.IsAbs(f.Path) {
-			add(p+".path", "must be an absolute path in the container, got %q", f.Path)
-		}
-		if (f.Content == "") == (f.From == "") {
-			add(p, "give exactly one of content (the file inline) and from (a file beside the scenario)")
-		}
+	if im.Sendmail != "" || im.Submission != 0 {
+		add("receiver.image", "sendmail and submission say how to inject into a sender's image (sender.image)")
 	}
 	if !r.Relay() && !path.IsAbs(r.Maildir) {
 		add("receiver.maildir", "the image's evidence is the Maildir it delivers to: an absolute path in its container, got %q", r.Maildir)
@@ -99,6 +123,33 @@ func (s Scenario) imageProblems(add func(path, format string, args ...any)) {
 	}
 }
 
+// senderImageProblems checks sender.image: the image, and how the lab
+// injects into it.
+func (s Scenario) senderImageProblems(add func(path, format string, args ...any)) {
+	sd := s.Sender
+	if sd.Impl != ImplImage {
+		if sd.Image != nil {
+			add("sender.image", "is for sender.impl image, not %q", implOf(sd.Impl))
+		}
+		return
+	}
+	im := sd.Image
+	if !im.problems("sender.image", "sender.impl image", add) {
+		return
+	}
+	switch {
+	case (im.Sendmail == "") == (im.Submission == 0):
+		add("sender.image", "give exactly one way to inject the workload: sendmail (the path of a sendmail-compatible command in the image) or submission (its SMTP submission port)")
+	case im.Sendmail != "" && !path.IsAbs(im.Sendmail):
+		add("sender.image.sendmail", "must be an absolute path in the container, got %q", im.Sendmail)
+	case im.Submission < 0 || im.Submission > 65535:
+		add("sender.image.submission", "must be a TCP port (1-65535), got %d", im.Submission)
+	}
+	if sd.Link.Enabled {
+		add("sender.link", "the modelled SMTP link wraps the Go sender's own connections; an image's are its own")
+	}
+}
+
 func implOf(impl string) string {
 	if impl == "" {
 		return ImplGo
@@ -109,10 +160,19 @@ func implOf(impl string) string {
 // readImageFiles reads each from file of receiver.image, relative to the
 // scenario file's folder, into its content.
 func (s *Scenario) readImageFiles(file string) error {
-	im := s.Receiver.Image
-	if s.Receiver.Impl != ImplImage || im == nil {
-		return nil
+	if s.Receiver.Impl == ImplImage && s.Receiver.Image != nil {
+		if err := s.Receiver.Image.readFiles(file, "receiver.image"); err != nil {
+			return err
+		}
 	}
+	if s.Sender.Impl == ImplImage && s.Sender.Image != nil {
+		return s.Sender.Image.readFiles(file, "sender.image")
+	}
+	return nil
+}
+
+// readFiles reads each from file of im beside the scenario file.
+func (im *Image) readFiles(file, key string) error {
 	for i := range im.Files {
 		f := &im.Files[i]
 		if f.From == "" {
@@ -124,7 +184,7 @@ func (s *Scenario) readImageFiles(file string) error {
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return fmt.Errorf("receiver.image.files[%d].from: %w", i, err)
+			return fmt.Errorf("%s.files[%d].from: %w", key, i, err)
 		}
 		f.Content, f.From = string(b), ""
 	}

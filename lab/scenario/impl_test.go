@@ -21,7 +21,7 @@ func TestImplValidation(t *testing.T) {
 		{"image ready_log", "receiver:\n  impl: image\n  image: {name: a/b, ready_log: \"(\"}\n", "x.yaml:3: receiver.image.ready_log: not a regular expression"},
 		{"image port with a real sender", "receiver:\n  impl: image\n  image: {name: a/b, port: 2525}\nsender: {impl: courier}\n", "receiver.image.port: a real sender (sender.impl courier) delivers to port 25"},
 		{"image file missing", "receiver:\n  impl: image\n  image:\n    name: a/b\n    files:\n      - {path: /etc/x, from: no-such-file.cf}\n", "receiver.image.files[0].from: open "},
-		{"unknown sender", "sender:\n  impl: qmail\n", `x.yaml:2: sender.impl: must be go, courier, postfix or exim, got "qmail"`},
+		{"unknown sender", "sender:\n  impl: qmail\n", `x.yaml:2: sender.impl: must be go, courier, postfix, exim or image (any local image, described by sender.image), got "qmail"`},
 		{"rules with courier", "receiver:\n  impl: courier\n  rules:\n    - {file: -foo-default, maildirs: [/m]}\n", "x.yaml:4: receiver.rules: only receiver.impl go has extension rules"},
 		{"filter with postfix", "receiver:\n  impl: postfix\n  filter: {mode: delay, delay: 1s}\n", "x.yaml:3: receiver.filter.mode: only receiver.impl go has filter modes"},
 		{"mark with courier", "receiver: {impl: courier}\ndns:\n  blacklists:\n    - {zone: bl.example, policy: mark}\n", "x.yaml:4: dns.blacklists[0]: policy mark, txt and message are the Go receiver's"},
@@ -36,6 +36,13 @@ func TestImplValidation(t *testing.T) {
 		{"external with a real sender", "receiver:\n  impl: external\n  external: {address: \"mx.example.org:25\", final: \"127.0.0.1:2626\"}\nsender: {impl: postfix}\n", "x.yaml:4: sender.impl: a server outside Docker is reached by the Go sender"},
 		{"external killed", "receiver:\n  impl: external\n  external: {address: \"mx.example.org:25\", final: \"127.0.0.1:2626\"}\nfaults:\n  - {type: kill, role: receiver, after_delivered: 10}\n", "x.yaml:5: faults[0].role: the lab cannot kill, pause or cut off a server outside Docker"},
 		{"external for another impl", "receiver:\n  external: {address: \"mx.example.org:25\"}\n", `x.yaml:2: receiver.external: is for receiver.impl external, not "go"`},
+		{"sender image without a way in", "sender:\n  impl: image\n  image: {name: a/b}\n", "x.yaml:3: sender.image: give exactly one way to inject the workload: sendmail"},
+		{"sender image with both ways in", "sender:\n  impl: image\n  image: {name: a/b, sendmail: /usr/sbin/sendmail, submission: 587}\n", "x.yaml:3: sender.image: give exactly one way"},
+		{"sender image sendmail relative", "sender:\n  impl: image\n  image: {name: a/b, sendmail: sendmail}\n", `x.yaml:3: sender.image.sendmail: must be an absolute path in the container, got "sendmail"`},
+		{"sender image without a name", "sender:\n  impl: image\n", "x.yaml:2: sender.image.name: sender.impl image needs the image to run"},
+		{"sender image for another impl", "sender:\n  image: {name: a/b}\n", `x.yaml:2: sender.image: is for sender.impl image, not "go"`},
+		{"sender image with a link", "sender:\n  impl: image\n  image: {name: a/b, submission: 587}\n  link: {enabled: true}\n", "x.yaml:4: sender.link: the modelled SMTP link wraps the Go sender's own connections"},
+		{"receiver image with a way in", "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n  image: {name: a/b, submission: 587}\n", "x.yaml:4: receiver.image: sendmail and submission say how to inject into a sender's image"},
 		{"compare without a real MTA", "compare_model: true\n", "x.yaml:1: compare_model: compares a real MTA with the Go model"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -472,8 +472,8 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 		add("compare_model", "compares a real MTA with the Go model: set receiver.impl or sender.impl to a real MTA")
 	}
 	switch sd.Impl {
-	case ImplGo, ImplCourier, ImplPostfix, ImplExim:
+	case ImplGo, ImplCourier, ImplPostfix, ImplExim, ImplImage:
 	default:
-		add("sender.impl", "must be go, courier, postfix or exim, got %q", sd.Impl)
+		add("sender.impl", "must be go, courier, postfix, exim or image (any local image, described by sender.image), got %q", sd.Impl)
 	}
 }

@@ -220,9 +220,12 @@ type Receiver struct {
 // the settings of the model of Courier S (lab/sender's Config). A real
 // Courier takes the routes, MAXDELS and MAXHOST.
 type Sender struct {
-	// Impl is what sends: "go" (the model, the default) or "courier"
-	// (Debian's courier-mta).
+	// Impl is what sends: "go" (the model, the default), "courier"
+	// (Debian's courier-mta), "postfix", "exim", or "image" (any local
+	// image, described by Image, which routes the workload's hosts by the
+	// lab's DNS: they resolve to the receiver).
 	Impl          string `yaml:"impl" json:"impl"`
+	Image         *Image `yaml:"image" json:"image,omitempty"`
 	sender.Config `yaml:",inline"`
 }
 

@@ -211,3 +211,46 @@ func LocalImage(ctx context.Context, eng *Engine, ref string) (Image, error) {
 	}
 	return Image{Ref: ref, ID: got.ID}, nil
 }
+
+// LabOver builds base (a local image the user brings to play the sender)
+// with the lab's static binary added as /lab, for the lab's injection
+// loop to run in it (lab inject); its own entrypoint and command are
+// kept. The image is tagged by a hash of base's id and the binary, so an
+// unchanged pair is reused.
+func LabOver(ctx context.Context, eng *Engine, base Image, logf func(string, ...any)) (Image, error) {
+	binary, version, err := compileLab(ctx, eng)
+	if err != nil {
+		return Image{}, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "base %s\n", base.ID)
+	h.Write(binary)
+	img := Image{Ref: "smtplab/with-lab:" + hex.EncodeToString(h.Sum(nil))[:16], Version: version}
+	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
+		img.ID = got.ID
+		return img, nil
+	}
+	logf("building image %s (%s with the lab's /lab)", img.Ref, base.Ref)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dockerfile := []byte("ARG BASE\nFROM ${BASE}\nCOPY lab /lab\n")
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, dockerfile}, {"lab", 0o755, binary}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return img, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return img, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return img, err
+	}
+	ref := base.Ref
+	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &ref})
+	img.Built = err == nil
+	return img, err
+}
