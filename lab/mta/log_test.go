@@ -137,12 +137,13 @@ func TestParseLineYear(t *testing.T) {
 
 // FuzzParseLog feeds the parser mail-log text it has never seen. The seed
 // corpus is every line of the captured logs (testdata/*.log), each whole
-// log (so sessions open and close), handLines and eximHandLines. Whatever the input, it
-// must not panic, and it must keep what ParseLog and ParseLine promise:
+// log (so sessions open and close), handLines and eximHandLines. Whatever
+// the input, it must not panic, and it must keep what ParseLog,
+// ParseLine and ParseEximLine promise:
 //   - a line gives at most one event, but for couriertcpd's and Exim's
-//     refusals (a ConnOpen and its Refused); every event carries the role, one of
-//     the kinds the parser writes and a stamp dated in the run's year or the
-//     one before, never more than a day after the run;
+//     refusals (a ConnOpen and its Refused); every event carries the
+//     role, one of the kinds the parser writes and a stamp dated in the
+//     run's year or the one before, never more than a day after the run;
 //   - ConnOpen and ConnClose name their connection, and a ConnClose closes
 //     one this log opened (a disconnect whose connect is before the log's
 //     start is skipped); a connection carried no fewer than 0 messages;
