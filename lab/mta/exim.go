@@ -38,8 +38,10 @@ const eximRetry = "*  *  F,2h,15m; G,16h,1h,1.5; F,4d,6h"
 // EximReceiver is Exim as the scenario's receiver, the closest it comes
 // to Courier R: the client's name looked up and confirmed (host_lookup:
 // PTR, then A of the name), an IDENT query (rfc1413_hosts), the
-// blacklists in order at RCPT (dnslists, the first listing ends the
-// list and refuses every recipient with Courier's text), the sender's
+// blacklists in order at RCPT (dnslists: the first zone listing the
+// client ends the list and refuses the recipient with Courier's text;
+// every recipient asks again, as Exim keeps an answer only for its TTL,
+// 0 in the lab, dnsbl.c), the sender's
 // domain resolved at MAIL when BOFHCheckDNS (MX, else A), sessions in all
 // and per client (smtp_accept_max, smtp_accept_max_per_host), the local
 // domains, and every account or account-EXT recipient into the account's
