@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/report"
@@ -165,5 +166,33 @@ func TestYourOwnImageAsSender(t *testing.T) {
 	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, false), "\n")
 	if !strings.Contains(notes, "the sender is an image the lab knows nothing of") {
 		t.Errorf("notes %q say nothing of the image", notes)
+	}
+}
+
+// TestYourOwnImageMbox: the same image delivering to an mbox instead
+// (Postfix's local(8) with no home_mailbox: /var/mail/recipient), named
+// as the evidence: the lab copies it out and splits it into messages,
+// every one of the 200 there exactly once, each timed by its separator
+// line (whole seconds).
+func TestYourOwnImageMbox(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc := imageScenario(t, "fast-own-mbox", ownImage(t, eng))
+	sc.Workload.Pace = scenario.Pace{Mode: "burst"}
+	sc.Sender.MaxPerHost = 1
+	sc.Receiver.Evidence, sc.Receiver.Mbox = scenario.EvidenceMbox, "/var/mail/recipient"
+	sc.Receiver.Image.Files = []scenario.ImageFile{
+		{Path: "/etc/postfix/local-domains", Content: "/^example\\.com$/ OK\n/\\.foo\\.example\\.com$/ OK\n"},
+	}
+	sc.Receiver.Image.Cmd = []string{"sh", "-c", "postconf -e home_mailbox= && exec /bin/sh /start.sh"}
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, eng, sc)
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	// Whole seconds: a delivery's time is at most a second before the
+	// moment it happened (and a message with no time would put it years
+	// back).
+	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() || s.TotalTime <= -time.Second {
+		t.Errorf("delivered %d of %d in %s: %+v", s.Delivered, s.Injected, s.TotalTime, res.Outcome)
 	}
 }

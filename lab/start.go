@@ -185,6 +185,9 @@ func startImage(ctx context.Context, s *starter, svc topology.Service) (*stack.C
 		return nil, nil, fmt.Errorf("%w (%s %s)", err, key, im.Name)
 	}
 	h := mta.NewHandle(svc.Name, scenario.ImplImage, c, sc.Receiver.Maildir).WithSMTPPort(im.SMTPPort())
+	if svc.Name == topology.Receiver && sc.Receiver.Evidence == scenario.EvidenceMbox {
+		h = h.WithMbox(sc.Receiver.Mbox)
+	}
 	if svc.Name == topology.Sender {
 		h = h.WithInjection(im.Sendmail, im.Submission)
 	}

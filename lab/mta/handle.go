@@ -38,6 +38,7 @@ type Handle struct {
 	// set) or, when submission is set, its SMTP submission port.
 	sendmail   string
 	submission int
+	mbox       string // a receiver's mbox, in its container, when its evidence is one
 }
 
 // NewHandle is the handle of mta (Courier, Postfix or scenario.ImplImage)
@@ -112,6 +113,10 @@ func (h *Handle) Idle(ctx context.Context) (bool, error) {
 func (h *Handle) State(ctx context.Context) (delivered, open int, err error) {
 	dir := shellQuote(h.maildir)
 	script := fmt.Sprintf("find %s/new %s/cur -type f | wc -l; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", dir, dir)
+	if h.mbox != "" {
+		// Its separator lines; none while it does not exist yet.
+		script = fmt.Sprintf("n=$(grep -c '^From ' %s 2>/dev/null); echo ${n:-0}; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", shellQuote(h.mbox))
+	}
 	code, out, err := h.c.Exec(ctx, "sh", "-c", script)
 	if err != nil || code != 0 {
 		return 0, 0, fmt.Errorf("read %s's Maildir (exit %d): %v: %s", h.role, code, err, out)
@@ -241,6 +246,9 @@ func (h *Handle) Injected(ctx context.Context) ([]events.Event, error) {
 // as <role>-mail.log, and a receiver's Maildir into dir/maildir with the
 // files' own modification times.
 func (h *Handle) Keep(ctx context.Context, dir string) error {
+	if h.role == topology.Receiver && h.mbox != "" {
+		return h.keepMbox(ctx, filepath.Join(dir, "maildir"))
+	}
 	if h.role == topology.Receiver {
 		local := filepath.Join(dir, "maildir")
 		if err := h.c.CopyDir(ctx, h.maildir, local); err != nil {

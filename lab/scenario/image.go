@@ -104,7 +104,7 @@ func (s Scenario) imageProblems(add func(path, format string, args ...any)) {
 	if im.Sendmail != "" || im.Submission != 0 {
 		add("receiver.image", "sendmail and submission say how to inject into a sender's image (sender.image)")
 	}
-	if !r.Relay() && !path.IsAbs(r.Maildir) {
+	if !r.Relay() && r.Evidence != EvidenceMbox && !path.IsAbs(r.Maildir) {
 		add("receiver.maildir", "the image's evidence is the Maildir it delivers to: an absolute path in its container, got %q", r.Maildir)
 	}
 	if len(r.Rules) > 0 {

@@ -26,7 +26,7 @@ func TestImplValidation(t *testing.T) {
 		{"filter with postfix", "receiver:\n  impl: postfix\n  filter: {mode: delay, delay: 1s}\n", "x.yaml:3: receiver.filter.mode: only receiver.impl go has filter modes"},
 		{"mark with courier", "receiver: {impl: courier}\ndns:\n  blacklists:\n    - {zone: bl.example, policy: mark}\n", "x.yaml:4: dns.blacklists[0]: policy mark, txt and message are the Go receiver's"},
 		{"maildir at the root", "receiver:\n  impl: courier\n  maildir: /Maildir\n", "x.yaml:3: receiver.maildir: a real courier delivers into the account's home"},
-		{"evidence unknown", "receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: mbox\n", `x.yaml:4: receiver.evidence: must be maildir (the receiver's own Maildir) or relay`},
+		{"evidence unknown", "receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: mh\n", `x.yaml:4: receiver.evidence: must be maildir (the receiver's own Maildir), mbox (an image's mbox, receiver.mbox) or relay`},
 		{"relay with the lab's own MTA", "receiver:\n  impl: postfix\n  evidence: relay\n", "x.yaml:3: receiver.evidence: relay is for a server the lab does not configure (receiver.impl image or external); the lab reads its own postfix directly"},
 		{"external without an address", "receiver:\n  impl: external\n", "x.yaml:2: receiver.external: receiver.impl external needs receiver.external.address"},
 		{"external on loopback", "receiver:\n  impl: external\n  external: {address: \"127.0.0.1:2525\", final: \"127.0.0.1:2626\"}\n", "x.yaml:3: receiver.external.address: 127.0.0.1 is the container's own loopback, not the machine running Docker: have the server listen on the Docker bridge (or all addresses) and give host.docker.internal:2525"},
@@ -43,6 +43,9 @@ func TestImplValidation(t *testing.T) {
 		{"sender image for another impl", "sender:\n  image: {name: a/b}\n", `x.yaml:2: sender.image: is for sender.impl image, not "go"`},
 		{"sender image with a link", "sender:\n  impl: image\n  image: {name: a/b, submission: 587}\n  link: {enabled: true}\n", "x.yaml:4: sender.link: the modelled SMTP link wraps the Go sender's own connections"},
 		{"receiver image with a way in", "receiver:\n  impl: image\n  maildir: /home/u/Maildir\n  image: {name: a/b, submission: 587}\n", "x.yaml:4: receiver.image: sendmail and submission say how to inject into a sender's image"},
+		{"mbox with the lab's own MTA", "receiver:\n  impl: postfix\n  evidence: mbox\n", "x.yaml:3: receiver.evidence: mbox is for an image (receiver.impl image); the lab's own postfix delivers to a Maildir"},
+		{"mbox without a path", "receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: mbox\n", `x.yaml:2: receiver.mbox: the image's evidence is the mbox it delivers to: an absolute path in its container, got ""`},
+		{"mbox path without mbox evidence", "receiver:\n  impl: image\n  image: {name: a/b}\n  mbox: /var/mail/u\n", "x.yaml:4: receiver.mbox: is read only with receiver.evidence mbox"},
 		{"compare without a real MTA", "compare_model: true\n", "x.yaml:1: compare_model: compares a real MTA with the Go model"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

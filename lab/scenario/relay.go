@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"net"
+	"path"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ const ImplExternal = "external"
 const (
 	// EvidenceMaildir reads the receiver's Maildir (the default).
 	EvidenceMaildir = "maildir"
+	// EvidenceMbox reads an image's mbox (receiver.mbox), copied out
+	// and split into messages (lab/maildir's FromMbox).
+	EvidenceMbox = "mbox"
 	// EvidenceRelay puts the system under test in the middle: the lab's
 	// sender delivers to it, it relays every message to the lab's own
 	// final receiver (topology.Final, a Go receiver with no checks),
@@ -56,8 +60,17 @@ func (s Scenario) relayProblems(add func(path, format string, args ...any)) {
 	r := s.Receiver
 	switch r.Evidence {
 	case "", EvidenceMaildir, EvidenceRelay:
+	case EvidenceMbox:
+		if r.Impl != ImplImage {
+			add("receiver.evidence", "mbox is for an image (receiver.impl image); the lab's own %s delivers to a Maildir", implOf(r.Impl))
+		} else if !path.IsAbs(r.Mbox) {
+			add("receiver.mbox", "the image's evidence is the mbox it delivers to: an absolute path in its container, got %q", r.Mbox)
+		}
 	default:
-		add("receiver.evidence", "must be maildir (the receiver's own Maildir) or relay (it relays every message to the lab's final receiver), got %q", r.Evidence)
+		add("receiver.evidence", "must be maildir (the receiver's own Maildir), mbox (an image's mbox, receiver.mbox) or relay (it relays every message to the lab's final receiver), got %q", r.Evidence)
+	}
+	if r.Mbox != "" && r.Evidence != EvidenceMbox {
+		add("receiver.mbox", "is read only with receiver.evidence mbox")
 	}
 	if r.Evidence == EvidenceRelay && r.Impl != ImplImage && r.Impl != ImplExternal {
 		add("receiver.evidence", "relay is for a server the lab does not configure (receiver.impl image or external); the lab reads its own %s directly", implOf(r.Impl))

@@ -210,9 +210,11 @@ type Receiver struct {
 	Image    *Image    `yaml:"image" json:"image,omitempty"`
 	External *External `yaml:"external" json:"external,omitempty"`
 	// Evidence is how the lab knows what arrived (relay.go): "maildir"
-	// (the receiver's Maildir, the default) or "relay" (the receiver
-	// relays every message to the lab's final receiver).
-	Evidence        string `yaml:"evidence" json:"evidence,omitempty"`
+	// (the receiver's Maildir, the default), "mbox" (an image's mbox at
+	// Mbox) or "relay" (the receiver relays every message to the lab's
+	// final receiver).
+	Evidence string `yaml:"evidence" json:"evidence,omitempty"`
+	Mbox     string `yaml:"mbox" json:"mbox,omitempty"`
 	receiver.Config `yaml:",inline"`
 }
 
