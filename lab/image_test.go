@@ -19,15 +19,21 @@ import (
 // never heard of, over the lab's Debian base with Postfix, and returns its
 // tag.
 func ownImage(t *testing.T, eng *stack.Engine) string {
+	return ownImageOf(t, eng, scenario.ImplPostfix)
+}
+
+// ownImageOf builds lab/testdata/own-<mta> over the lab's Debian base with
+// that MTA installed, and returns its tag.
+func ownImageOf(t *testing.T, eng *stack.Engine, mta string) string {
 	t.Helper()
 	stacktest.Debootstrap(t)
 	ctx := context.Background()
-	if _, _, err := stack.BuildImages(ctx, eng, []string{scenario.ImplPostfix}, t.Logf); err != nil {
-		t.Fatalf("the Postfix base: %v", err)
+	if _, _, err := stack.BuildImages(ctx, eng, []string{mta}, t.Logf); err != nil {
+		t.Fatalf("the %s base: %v", mta, err)
 	}
-	const tag = "smtplab-test/own-postfix:1"
+	tag := "smtplab-test/own-" + mta + ":1"
 	cmd := exec.CommandContext(ctx, "docker", "build", "--label", "smtplab=1",
-		"--build-arg", "BASE="+stack.MTAs[scenario.ImplPostfix].BaseRef(), "-t", tag, filepath.Join("testdata", "own-postfix"))
+		"--build-arg", "BASE="+stack.MTAs[mta].BaseRef(), "-t", tag, filepath.Join("testdata", "own-"+mta))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)
 	}
@@ -194,5 +200,36 @@ func TestYourOwnImageMbox(t *testing.T) {
 	// back).
 	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() || s.TotalTime <= -time.Second {
 		t.Errorf("delivered %d of %d in %s: %+v", s.Delivered, s.Injected, s.TotalTime, res.Outcome)
+	}
+}
+
+// TestYourOwnEximImage runs fast.yaml's 200 messages through a second
+// image the lab has never heard of, lab/testdata/own-exim: Exim with a
+// configuration of its own that checks each client when it connects.
+// Every message is delivered exactly once, and the checks it makes are
+// counted where they arrive, per connection: at the lab's DNS its PTR,
+// the A confirming it and one query per blacklist; at the lab's identd one
+// IDENT query.
+func TestYourOwnEximImage(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc := imageScenario(t, "fast-own-exim", ownImageOf(t, eng, scenario.ImplExim))
+	sc.Workload.Pace = scenario.Pace{Mode: "burst"}
+	sc.Sender.MaxPerHost = 1
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, eng, sc)
+	deliveredOnce(t, res.Dir, res.Events, 200)
+	s := res.Summary
+	if s.Delivered != 200 || !res.Outcome.OK() {
+		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
+	}
+	if s.ConnectionsFrom != "sender" || s.Connections != 20 {
+		t.Errorf("connections %d (from %q); want 20, one per host, counted at the sender", s.Connections, s.ConnectionsFrom)
+	}
+	by := s.DNSQueriesByType
+	if by["PTR"] != s.Connections || by["A"] != s.Connections || by["DNSBL"] != 2*s.Connections || s.IdentQueries != s.Connections {
+		t.Errorf("DNS queries by type %v, %d IDENT, for %d connections: want a PTR, an A, two DNSBL and one IDENT query each",
+			by, s.IdentQueries, s.Connections)
 	}
 }
