@@ -84,4 +84,3 @@ func FuzzSplitMbox(f *testing.F) {
 		}
 	})
 }
-

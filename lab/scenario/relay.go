@@ -2,8 +2,8 @@ package scenario
 
 import (
 	"net"
-	"path"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 

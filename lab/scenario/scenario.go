@@ -213,8 +213,8 @@ type Receiver struct {
 	// (the receiver's Maildir, the default), "mbox" (an image's mbox at
 	// Mbox) or "relay" (the receiver relays every message to the lab's
 	// final receiver).
-	Evidence string `yaml:"evidence" json:"evidence,omitempty"`
-	Mbox     string `yaml:"mbox" json:"mbox,omitempty"`
+	Evidence        string `yaml:"evidence" json:"evidence,omitempty"`
+	Mbox            string `yaml:"mbox" json:"mbox,omitempty"`
 	receiver.Config `yaml:",inline"`
 }
 
