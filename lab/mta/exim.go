@@ -38,10 +38,13 @@ const eximRetry = "*  *  F,2h,15m; G,16h,1h,1.5; F,4d,6h"
 // EximReceiver is Exim as the scenario's receiver, the closest it comes
 // to Courier R: the client's name looked up and confirmed (host_lookup:
 // PTR, then A of the name), an IDENT query (rfc1413_hosts), the
-// blacklists in order at RCPT (dnslists: the first zone listing the
-// client ends the list and refuses the recipient with Courier's text;
-// every recipient asks again, as Exim keeps an answer only for its TTL,
-// 0 in the lab, dnsbl.c), the sender's
+// blacklists asked in order once per connection, as couriertcpd asks
+// them before the greeting (dnslists in the connect ACL: the first zone
+// listing the client ends the list and is kept in an ACL variable), and
+// a listed client's every recipient refused with Courier's text, as
+// courieresmtpd refuses RCPT for a -block listing (asked at RCPT, Exim
+// would ask again for every recipient: it keeps an answer only for its
+// TTL, 0 in the lab, dnsbl.c), the sender's
 // domain resolved at MAIL when BOFHCheckDNS (MX, else A), sessions in all
 // and per client (smtp_accept_max, smtp_accept_max_per_host), the local
 // domains, and every account or account-EXT recipient into the account's
@@ -69,10 +72,21 @@ func EximReceiver(sc scenario.Scenario, dnsIP string) Files {
 	set("smtp_accept_queue_per_connection", "0")
 	set("message_size_limit", "%d", rc.MaxMessage)
 	set("smtp_receive_timeout", "%s", eximSeconds(rc.CommandTimeout))
+	set("acl_smtp_connect", "smtplab_connect")
 	set("acl_smtp_mail", "smtplab_mail")
 	set("acl_smtp_rcpt", "smtplab_rcpt")
+	var zones []string
+	if rc.DNSBL {
+		for _, bl := range sc.DNS.Blacklists {
+			zones = append(zones, bl.Zone)
+		}
+	}
 
-	b.WriteString("\nbegin acl\n\nsmtplab_mail:\n")
+	b.WriteString("\nbegin acl\n\nsmtplab_connect:\n  warn    set acl_c_listed =\n")
+	if len(zones) > 0 {
+		fmt.Fprintf(&b, "  warn    dnslists  = %s\n          set acl_c_listed = $dnslist_domain\n", strings.Join(zones, " : "))
+	}
+	b.WriteString("  accept\n\nsmtplab_mail:\n")
 	if rc.BOFHCheckDNS {
 		// Courier's BOFHCHECKDNS: the MAIL FROM domain has an MX, else an A.
 		b.WriteString("  deny    condition = ${if and{{!eq{$sender_address_domain}{}}" +
@@ -80,14 +94,8 @@ func EximReceiver(sc scenario.Scenario, dnsIP string) Files {
 			"          message   = 501 <$sender_address>: domain does not resolve\n")
 	}
 	b.WriteString("  accept\n\nsmtplab_rcpt:\n")
-	var zones []string
-	if rc.DNSBL {
-		for _, bl := range sc.DNS.Blacklists {
-			zones = append(zones, bl.Zone)
-		}
-	}
 	if len(zones) > 0 {
-		fmt.Fprintf(&b, "  deny    dnslists  = %s\n          message   = 511 Blacklisted by $dnslist_domain\n", strings.Join(zones, " : "))
+		b.WriteString("  deny    condition = ${if !eq{$acl_c_listed}{}}\n          message   = 511 Blacklisted by $acl_c_listed\n")
 	}
 	b.WriteString("  require domains   = +local_domains\n          message   = 550 relaying denied\n")
 	b.WriteString("  require verify    = recipient\n  accept\n")

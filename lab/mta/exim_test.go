@@ -69,7 +69,8 @@ func TestEximReceiver1999(t *testing.T) {
 		"log_selector":                     eximLogSelector,
 	})
 	for _, want := range []string{
-		"  deny    dnslists  = bl1.example.net : bl2.example.net\n          message   = 511 Blacklisted by $dnslist_domain\n",
+		"smtplab_connect:\n  warn    set acl_c_listed =\n  warn    dnslists  = bl1.example.net : bl2.example.net\n          set acl_c_listed = $dnslist_domain\n",
+		"  deny    condition = ${if !eq{$acl_c_listed}{}}\n          message   = 511 Blacklisted by $acl_c_listed\n",
 		"  require verify    = recipient\n",
 		"  directory = /var/mail/recipient/Maildir\n  maildir_format\n",
 		"  user = recipient\n",
