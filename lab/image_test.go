@@ -2,6 +2,8 @@ package lab_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -94,7 +96,7 @@ func TestYourOwnImage(t *testing.T) {
 	if s.IdentQueries != 0 {
 		t.Errorf("%d IDENT queries: this Postfix makes none", s.IdentQueries)
 	}
-	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, false), "\n")
+	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, sc.Receiver.EvidenceKind()), "\n")
 	if !strings.Contains(notes, "an image the lab knows nothing of") {
 		t.Errorf("notes %q say nothing of the image", notes)
 	}
@@ -169,7 +171,7 @@ func TestYourOwnImageAsSender(t *testing.T) {
 	if by := s.DNSQueriesByType; by["MX"] < 20 || s.Connections < 20 {
 		t.Errorf("DNS queries by type %v, %d connections: want the sender's MX lookups of the 20 hosts, a connection to each at least", by, s.Connections)
 	}
-	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, false), "\n")
+	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, sc.Receiver.EvidenceKind()), "\n")
 	if !strings.Contains(notes, "the sender is an image the lab knows nothing of") {
 		t.Errorf("notes %q say nothing of the image", notes)
 	}
@@ -198,8 +200,12 @@ func TestYourOwnImageMbox(t *testing.T) {
 	// Whole seconds: a delivery's time is at most a second before the
 	// moment it happened (and a message with no time would put it years
 	// back).
-	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() || s.TotalTime <= -time.Second {
-		t.Errorf("delivered %d of %d in %s: %+v", s.Delivered, s.Injected, s.TotalTime, res.Outcome)
+	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() || s.TotalTime <= -time.Second || s.Evidence != "mbox" {
+		t.Errorf("delivered %d of %d in %s, evidence %q: %+v", s.Delivered, s.Injected, s.TotalTime, s.Evidence, res.Outcome)
+	}
+	notes := strings.Join(report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, sc.Receiver.EvidenceKind()), "\n")
+	if !strings.Contains(notes, "deliveries come from the mbox the scenario names") {
+		t.Errorf("notes %q do not say the mbox was the evidence", notes)
 	}
 }
 
@@ -231,5 +237,19 @@ func TestYourOwnEximImage(t *testing.T) {
 	if by["PTR"] != s.Connections || by["A"] != s.Connections || by["DNSBL"] != 2*s.Connections || s.IdentQueries != s.Connections {
 		t.Errorf("DNS queries by type %v, %d IDENT, for %d connections: want a PTR, an A, two DNSBL and one IDENT query each",
 			by, s.IdentQueries, s.Connections)
+	}
+	// The run's record is whole: result.json read back with every
+	// message's record, the page written.
+	b, err := os.ReadFile(filepath.Join(res.Dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc lab.Result
+	if err := json.Unmarshal(b, &doc); err != nil || !doc.Complete || doc.Summary.Delivered != 200 || len(doc.Records.Messages) != 200 || doc.Summary.IdentQueries != s.IdentQueries {
+		t.Errorf("result.json: complete %v, delivered %d, %d message records, IDENT %d (%v)",
+			doc.Complete, doc.Summary.Delivered, len(doc.Records.Messages), doc.Summary.IdentQueries, err)
+	}
+	if fi, err := os.Stat(filepath.Join(res.Dir, "report.html")); err != nil || fi.Size() == 0 {
+		t.Errorf("report.html: %v", err)
 	}
 }

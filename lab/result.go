@@ -52,6 +52,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	}
 	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
+	if sc.Receiver.EvidenceKind() == scenario.EvidenceMbox {
+		res.Summary.Evidence = scenario.EvidenceMbox // its times are whole seconds
+	}
 	kept := pace.Judge(p.Injection.Pace, inj.Starts)
 	if inj.Cut != "" && kept.Held != nil {
 		// The schedule was broken by the fault, not by the machine.

@@ -12,7 +12,7 @@ import (
 // printThreeWay says what a real MTA leaves unmeasured, then prints the
 // Go model, the real MTAs and 1999 side by side (with compare_model).
 func printThreeWay(out io.Writer, sc scenario.Scenario, res, model *lab.Result) error {
-	if notes := report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, sc.Receiver.Relay()); len(notes) > 0 {
+	if notes := report.RealMTANotes(sc.Receiver.Impl, sc.Sender.Impl, sc.Receiver.EvidenceKind()); len(notes) > 0 {
 		fmt.Fprintln(out)
 		for _, n := range notes {
 			fmt.Fprintln(out, "note: "+n)

@@ -67,8 +67,9 @@ type Summary struct {
 	HeldInSession int `json:"held_in_session,omitempty"`
 	// Evidence is "relay" when what arrived was read at the lab's final
 	// receiver, the receiver under test relaying every message to it
-	// (receiver.evidence relay); empty when read in the receiver's own
-	// Maildir.
+	// (receiver.evidence relay), "mbox" when read in the receiver's mbox
+	// (its delivery times whole seconds); empty when read in the
+	// receiver's own Maildir.
 	Evidence string `json:"evidence,omitempty"`
 	// RelayHop is the receiver under test's own time per message in a
 	// relay topology: from its 250 to the lab's sender to the message's

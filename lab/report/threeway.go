@@ -122,12 +122,18 @@ func ratio(x, y float64) string {
 }
 
 // RealMTANotes says which of WriteText's figures a real MTA in a role
-// leaves without evidence, so a 0 there is not read as measured; relay
-// says the receiver relayed every message to the lab's final receiver
-// (receiver.evidence relay).
-func RealMTANotes(receiver, sender string, relay bool) []string {
+// leaves without evidence, so a 0 there is not read as measured;
+// evidence is the receiver's (receiver.evidence: "" or "maildir", "mbox",
+// "relay": it relayed every message to the lab's final receiver).
+func RealMTANotes(receiver, sender, evidence string) []string {
 	var out []string
-	if relay && receiver == "image" {
+	if evidence == "mbox" && receiver == "image" {
+		out = append(out, "the receiver is an image the lab knows nothing of: deliveries come from the mbox the scenario names, copied out and split into messages, each timed by its separator line to the second; "+
+			"ESMTP connections are the sender's count; DNS and IDENT lookups are counted at the lab's DNS server and identd; "+
+			"the receiver's own checks, phases and messages held by a faulted query are not traced (it keeps no log the lab reads).")
+		receiver = ""
+	}
+	if evidence == "relay" && receiver == "image" {
 		out = append(out, "the receiver is an image the lab knows nothing of, relaying every message to the lab's final receiver (the relay topology): deliveries and their times come from there, and the relay hop times the receiver's own part; "+
 			"ESMTP connections are the sender's count; DNS and IDENT lookups are counted at the lab's DNS server and identd; "+
 			"the receiver's own checks, phases and messages held by a faulted query are not traced (it keeps no log the lab reads).")

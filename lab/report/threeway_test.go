@@ -262,20 +262,21 @@ func TestRealMTANotes(t *testing.T) {
 	receiverNote := func(mta string) string { return "the receiver is " + mta + ": connections come from its mail log" }
 	for _, c := range []struct {
 		receiver, sender string
-		relay            bool
+		evidence         string
 		want             []string // each note's start, in order
 	}{
-		{"go", "go", false, nil},
-		{"courier", "go", false, []string{receiverNote("real Courier")}},
-		{"courier", "courier", false, []string{receiverNote("real Courier"), senderNote}},
-		{"postfix", "go", false, []string{identNote, receiverNote("real Postfix")}},
-		{"postfix", "courier", false, []string{identNote, receiverNote("real Postfix"), senderNote}},
-		{"go", "courier", false, []string{senderNote}},
-		{"image", "go", false, []string{"the receiver is an image the lab knows nothing of: deliveries and their times come from the Maildir the scenario names"}},
-		{"image", "go", true, []string{"the receiver is an image the lab knows nothing of, relaying every message to the lab's final receiver (the relay topology): deliveries and their times come from there"}},
-		{"external", "go", true, []string{"the receiver is a server outside Docker the lab knows nothing of: deliveries and their times come from the lab's final receiver it relays to"}},
+		{"go", "go", "", nil},
+		{"courier", "go", "", []string{receiverNote("real Courier")}},
+		{"courier", "courier", "", []string{receiverNote("real Courier"), senderNote}},
+		{"postfix", "go", "", []string{identNote, receiverNote("real Postfix")}},
+		{"postfix", "courier", "", []string{identNote, receiverNote("real Postfix"), senderNote}},
+		{"go", "courier", "", []string{senderNote}},
+		{"image", "go", "", []string{"the receiver is an image the lab knows nothing of: deliveries and their times come from the Maildir the scenario names"}},
+		{"image", "go", "relay", []string{"the receiver is an image the lab knows nothing of, relaying every message to the lab's final receiver (the relay topology): deliveries and their times come from there"}},
+		{"image", "go", "mbox", []string{"the receiver is an image the lab knows nothing of: deliveries come from the mbox the scenario names"}},
+		{"external", "go", "relay", []string{"the receiver is a server outside Docker the lab knows nothing of: deliveries and their times come from the lab's final receiver it relays to"}},
 	} {
-		got := RealMTANotes(c.receiver, c.sender, c.relay)
+		got := RealMTANotes(c.receiver, c.sender, c.evidence)
 		ok := len(got) == len(c.want)
 		for i := 0; ok && i < len(got); i++ {
 			ok = strings.HasPrefix(got[i], c.want[i])

@@ -55,6 +55,18 @@ func (r Receiver) Relay() bool {
 	return r.Evidence == EvidenceRelay || (r.Evidence == "" && r.Impl == ImplExternal)
 }
 
+// EvidenceKind is how the lab knows what arrived: EvidenceMaildir,
+// EvidenceMbox or EvidenceRelay, the default made explicit.
+func (r Receiver) EvidenceKind() string {
+	switch {
+	case r.Relay():
+		return EvidenceRelay
+	case r.Evidence == "":
+		return EvidenceMaildir
+	}
+	return r.Evidence
+}
+
 // relayProblems checks receiver.evidence and receiver.external.
 func (s Scenario) relayProblems(add func(path, format string, args ...any)) {
 	r := s.Receiver
