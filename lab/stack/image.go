@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -136,12 +138,28 @@ func compileLab(ctx context.Context, eng *Engine) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("build image: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	// The go command makes its own go-build work folder in GOTMPDIR (else
+	// TMPDIR) and removes it when it ends; killed, it cannot. Both point
+	// into tmp, which goes whatever happens.
+	work := filepath.Join(tmp, "work")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return nil, "", fmt.Errorf("build image: %w", err)
+	}
 	version := sourceVersion(ctx, root)
 	bin := filepath.Join(tmp, "lab")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+eng.Arch, "GOTMPDIR="+work, "TMPDIR="+work)
+	// The go command runs the compiler and linker as its children:
+	// cancelled, the whole process group goes, or they would go on
+	// writing into the work folder as it is removed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return nil, "", fmt.Errorf("build image: go build ./cmd/lab: %w", ctx.Err())
+		}
 		return nil, "", fmt.Errorf("build image: go build ./cmd/lab for linux/%s: %w\n%s", eng.Arch, err, out)
 	}
 	binary, err := os.ReadFile(bin)
