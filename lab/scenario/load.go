@@ -24,6 +24,9 @@ import (
 
 // Load reads a scenario file over the defaults and validates it.
 func Load(path string) (Scenario, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > MaxFileBytes {
+		return Scenario{}, fmt.Errorf("%s:1: the file is %d bytes; a scenario is at most %d", path, fi.Size(), MaxFileBytes)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Scenario{}, fmt.Errorf("scenario: %w", err)
@@ -40,10 +43,18 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 	}
 	// The pace is taken whole from the file when it names one: the
 	// default's rate must not linger under "mode: burst".
+	if err := preflight(data); err != nil {
+		return s, fmt.Errorf("%s:%w", file, err)
+	}
 	defaultPace := s.Workload.Pace
 	s.Workload.Pace = Pace{}
 	if err := decode(data, &s); err != nil {
 		return s, yamlError(file, err)
+	}
+	if f, err := parseBytes(data); err == nil && f != nil {
+		if fr := fractionProblems(f); len(fr) > 0 {
+			return s, fmt.Errorf("%s:%s", file, strings.Join(fr, "\n"+file+":"))
+		}
 	}
 	switch p := &s.Workload.Pace; {
 	case *p == Pace{}:
@@ -147,6 +158,13 @@ func (s Scenario) problems() []problem {
 	var c checks
 	s.runProblems(&c)
 	s.workloadProblems(&c)
+	if w := s.Workload; w.Rounds > maxMessages || w.Recipients > maxMessages || w.Rounds*w.Recipients > maxMessages {
+		// What follows walks the workload's messages and hosts: not for
+		// a workload refused for its size.
+		return c.ps
+	}
+	s.valueProblems(&c)
+	s.limitProblems(&c)
 	s.dnsProblems(&c)
 	s.receiverProblems(&c)
 	s.senderProblems(&c)
