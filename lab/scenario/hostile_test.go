@@ -70,5 +70,7 @@ func TestHostileScenarios(t *testing.T) {
 	if err := os.WriteFile(indented, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("indented", func(t *testing.T) { hostile(t, indented, ":1001: indented 999 columns; a scenario is indented at most 512") })
+	t.Run("indented", func(t *testing.T) {
+		hostile(t, indented, ":1001: indented 999 columns; a scenario is indented at most 512")
+	})
 }
