@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/client"
 	tc "github.com/testcontainers/testcontainers-go"
@@ -30,9 +31,11 @@ var envOnce sync.Once
 // without a registry, before its configuration is first read:
 //   - no Ryuk reaper (it is an image to pull); the lab removes what it
 //     made itself, by label;
-//   - mapped ports on 127.0.0.1 when the engine is local: testcontainers
-//     otherwise believes a /.dockerenv means it runs in a container and
-//     dials the bridge gateway, which times out on these machines;
+//   - mapped ports on 127.0.0.1 when the engine is local and this host
+//     has a /.dockerenv (TESTCONTAINERS_HOST_OVERRIDE): testcontainers
+//     otherwise believes it runs in a container and dials the bridge
+//     gateway, which times out on such machines; elsewhere it finds the
+//     host as it always does;
 //   - its banner and container chatter only with SMTPLAB_DEBUG set.
 //
 // A value the user set is kept.
@@ -47,7 +50,7 @@ func configureTestcontainers() {
 		if os.Getenv("SMTPLAB_DEBUG") == "" {
 			tclog.SetDefault(tclog.NewNoopLogger())
 		}
-		if localEngine() {
+		if _, err := os.Stat("/.dockerenv"); err == nil && localEngine() {
 			setDefault("TESTCONTAINERS_HOST_OVERRIDE", Loopback)
 		}
 	})
@@ -69,13 +72,26 @@ type Engine struct {
 	Memory  int64
 }
 
-// Connect reaches the Docker engine the way testcontainers-go does
-// (DOCKER_HOST, docker contexts, the default socket).
+// Connect reaches the Docker engine the way the docker CLI and
+// testcontainers-go do (DOCKER_HOST, docker contexts, the default
+// socket). A DOCKER_HOST that does not answer is an error at once, naming
+// it: testcontainers-go would fall back to the default socket and run
+// the lab on an engine the user did not choose.
 func Connect(ctx context.Context) (*Engine, error) {
 	configureTestcontainers()
+	host := os.Getenv("DOCKER_HOST")
+	if host != "" {
+		if err := ping(ctx, host); err != nil {
+			return nil, fmt.Errorf("docker engine not reachable at %s (DOCKER_HOST): %w", host, err)
+		}
+	}
 	cli, err := tc.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	if got := cli.DaemonHost(); host != "" && got != host {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine: DOCKER_HOST is %s, but testcontainers-go chose %s", host, got)
 	}
 	v, err := cli.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
@@ -87,4 +103,17 @@ func Connect(ctx context.Context) (*Engine, error) {
 		e.CPUs, e.Memory = info.Info.NCPU, info.Info.MemTotal
 	}
 	return e, nil
+}
+
+// ping asks the engine at host for its version, within 10 s.
+func ping(ctx context.Context, host string) error {
+	c, err := client.New(client.WithHost(host))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = c.Ping(ctx, client.PingOptions{})
+	return err
 }
