@@ -82,7 +82,9 @@ func (s *starter) start(ctx context.Context) (running, error) {
 // joins it, and that service's name as an alias (the sender's host also
 // answers as identd).
 func (s *starter) container(svc topology.Service) stack.Spec {
-	spec := stack.Spec{Role: svc.Name, Expose: svc.Exposes}
+	l := s.plan.Scenario.Limits
+	spec := stack.Spec{Role: svc.Name, Expose: svc.Exposes,
+		Limits: stack.Limits{MemoryBytes: int64(l.MemoryMB) << 20, Pids: int64(l.Pids)}}
 	if svc.NetNSOf != "" {
 		spec.NetNSOf = s.cs[svc.NetNSOf]
 	}
@@ -106,6 +108,11 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	cs.Files = map[string][]byte{topology.SpecPath: spec}
 	cs.Ready = role.ReadyLine(svc.Name)
 	cs.Control = svc.Control
+	// A program the lab wrote needs no privilege but binding its port
+	// under 1024 (53, 25, 113): every other capability is dropped. (Real
+	// MTAs keep the engine's defaults: they change users, chown their
+	// queues and bind as root; an image the user brings, likewise.)
+	cs.Caps = []string{"NET_BIND_SERVICE"}
 	if r := s.plan.Scenario.Receiver; svc.Name == topology.Sender && r.Impl == scenario.ImplExternal {
 		// Its routes lead outside Docker, perhaps to the machine running it.
 		cs.ExtraHosts = []string{scenario.HostDockerInternal + ":host-gateway"}

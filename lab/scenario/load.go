@@ -219,6 +219,12 @@ func (s Scenario) runProblems(c *checks) {
 	if s.Timeout <= 0 {
 		c.add("timeout", "must be positive, got %s", s.Timeout)
 	}
+	if l := s.Limits; l.MemoryMB < 64 || l.MemoryMB > 1<<20 {
+		c.add("limits.memory_mb", "must be 64 to %d (MiB), got %d", 1<<20, l.MemoryMB)
+	}
+	if l := s.Limits; l.Pids < 64 || l.Pids > 1<<22 {
+		c.add("limits.pids", "must be 64 to %d, got %d", 1<<22, l.Pids)
+	}
 }
 
 // workloadProblems checks the workload and its pace.

@@ -42,6 +42,8 @@ type Scenario struct {
 	// paused or partitioned, each on a trigger. The DNS faults are
 	// dns.faults; the SMTP link is sender.link.
 	Faults []Outage `yaml:"faults" json:"faults,omitempty"`
+	// Limits bound each role's container (every one, whatever plays it).
+	Limits Limits `yaml:"limits" json:"limits"`
 	// Expect is what the run must show to pass (a CI gate); empty checks
 	// only that every message was delivered exactly once.
 	Expect Expect `yaml:"expect" json:"expect"`
@@ -250,11 +252,24 @@ func (s Scenario) MTAs() []string {
 	return out
 }
 
+// Limits are a role container's resource bounds.
+type Limits struct {
+	// MemoryMB is the most memory, in MiB, a role's container may use
+	// (its processes are killed past it); Pids the most processes and
+	// threads in it at once (a real MTA forks one per session).
+	MemoryMB int `yaml:"memory_mb" json:"memory_mb"`
+	Pids     int `yaml:"pids" json:"pids"`
+}
+
 // Default returns the 1999 benchmark's settings; a file overrides them.
 func Default() Scenario {
 	return Scenario{
 		Name:    "unnamed",
 		Timeout: duration.Duration(5 * time.Minute),
+		// Far above what the 1999 workload takes (a Go role: tens of MB;
+		// real Courier: a process per session, 40 at most), so that a
+		// role run away is stopped before the machine is.
+		Limits: Limits{MemoryMB: 2048, Pids: 4096},
 		Workload: Workload{
 			Rounds: 10, Recipients: 20,
 			From:       "sender@example.com",

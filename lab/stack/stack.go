@@ -118,6 +118,20 @@ type Spec struct {
 	// ExtraHosts are more /etc/hosts entries ("name:ip"; Docker's
 	// "host-gateway" is the machine running Docker).
 	ExtraHosts []string
+	// Caps, when not nil, are the only capabilities the container keeps
+	// (all others dropped; an empty list keeps none), and it may gain no
+	// privilege (no-new-privileges): for a program the lab wrote. Nil
+	// keeps the engine's defaults, for an MTA that changes users.
+	Caps []string
+	// Limits bound the container's memory and processes.
+	Limits Limits
+}
+
+// Limits are a container's resource bounds; 0 is the engine's default
+// (none).
+type Limits struct {
+	MemoryBytes int64
+	Pids        int64
 }
 
 // Start runs spec's container with an init (the role's finished children
@@ -229,6 +243,17 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 			maps.Copy(hc.PortBindings, fixed)
 		}
 		hc.ExtraHosts = append(hc.ExtraHosts, spec.ExtraHosts...)
+		if spec.Caps != nil {
+			hc.CapDrop = []string{"ALL"}
+			hc.CapAdd = spec.Caps
+			hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
+		}
+		if l := spec.Limits; l.MemoryBytes > 0 {
+			hc.Memory, hc.MemorySwap = l.MemoryBytes, l.MemoryBytes // no swap beyond it
+		}
+		if l := spec.Limits; l.Pids > 0 {
+			hc.PidsLimit = &l.Pids
+		}
 	}))
 	if spec.NetNSOf == nil {
 		aliases := append([]string{string(spec.Role)}, spec.Aliases...)

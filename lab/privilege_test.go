@@ -1,0 +1,98 @@
+package lab_test
+
+import (
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moby/moby/client"
+
+	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/labtest"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// runIDWriter picks the run's id out of the progress lines.
+type runIDWriter struct {
+	mu sync.Mutex
+	id string
+}
+
+var startingLine = regexp.MustCompile(`run (\S+): starting`)
+
+func (w *runIDWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m := startingLine.FindSubmatch(b); m != nil && w.id == "" {
+		w.id = string(m[1])
+	}
+	return len(b), nil
+}
+
+func (w *runIDWriter) get() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.id
+}
+
+// TestRolesLeastPrivilege inspects every role's container while
+// fast.yaml runs: each of the lab's Go roles keeps no capability but
+// NET_BIND_SERVICE and may gain no privilege, and every container has the
+// scenario's memory and process limits (the defaults here).
+func TestRolesLeastPrivilege(t *testing.T) {
+	eng := stacktest.Engine(t)
+	sc := shipped(t, "fast.yaml")
+	sc.Name = "fast-privilege"
+	ids := &runIDWriter{}
+	done := make(chan error, 1)
+	go func() {
+		res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: ids})
+		if err == nil && !res.Outcome.OK() {
+			err = lab.ErrNotDelivered
+		}
+		done <- err
+	}()
+	var found []client.ContainerInspectResult
+	labtest.Until(t, "the run's four roles running", func() bool {
+		id := ids.get()
+		if id == "" {
+			return false
+		}
+		l, err := stack.Find(context.Background(), eng, id)
+		if err != nil {
+			return false
+		}
+		found = found[:0]
+		for _, c := range l.Containers {
+			in, err := eng.ContainerInspect(context.Background(), c, client.ContainerInspectOptions{})
+			if err != nil || in.Container.State == nil || !in.Container.State.Running || in.Container.Config.Labels[stack.LabelRole] == "reaper" {
+				continue
+			}
+			found = append(found, in)
+		}
+		return len(found) == 4
+	})
+	for _, in := range found {
+		c := in.Container
+		role := c.Config.Labels[stack.LabelRole]
+		hc := c.HostConfig
+		// The engine writes capabilities with or without "CAP_".
+		adds := make([]string, len(hc.CapAdd))
+		for i, c := range hc.CapAdd {
+			adds[i] = strings.TrimPrefix(c, "CAP_")
+		}
+		if !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Equal(adds, []string{"NET_BIND_SERVICE"}) || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+			t.Errorf("%s: cap drop %v, cap add %v, security %v; want ALL dropped but NET_BIND_SERVICE, no-new-privileges", role, hc.CapDrop, hc.CapAdd, hc.SecurityOpt)
+		}
+		if hc.Memory != int64(sc.Limits.MemoryMB)<<20 || hc.PidsLimit == nil || *hc.PidsLimit != int64(sc.Limits.Pids) {
+			t.Errorf("%s: memory %d, pids %v; want %d MiB, %d", role, hc.Memory, hc.PidsLimit, sc.Limits.MemoryMB, sc.Limits.Pids)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the run under these limits: %v", err)
+	}
+}
