@@ -256,7 +256,9 @@ func (s *Server) Handler() http.Handler {
 		// The log, then the queries still held (a stalled one the run
 		// ended on), so that no query is missing from the evidence.
 		w.Header().Set("Content-Type", "application/x-ndjson")
-		_ = events.WriteJSONL(w, append(s.log.Events(), s.Pending()...))
+		if err := s.log.Stream(w); err == nil {
+			_ = events.WriteJSONL(w, s.Pending())
+		}
 	})
 	mux.Handle("/", s.log.Handler())
 	return mux

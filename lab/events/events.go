@@ -164,7 +164,8 @@ type Log struct {
 	n         int
 	counts    map[Kind]int
 	observers []func(Event)
-	spool     *os.File // Spool: the log on disk too; nil: memory only
+	spool     *os.File // Spool: the log on disk, not in memory; nil: memory only
+	spooled   int64    // bytes of whole lines in spool
 }
 
 const chunkSize = 4096
@@ -192,11 +193,17 @@ func (l *Log) Add(e Event) {
 		e.Time = l.now()
 	}
 	l.mu.Lock()
-	l.append(e)
 	if l.spool != nil {
+		// On disk only: memory stays flat however long the role runs.
+		l.n++
+		l.counts[e.Kind]++
 		if b, err := json.Marshal(&e); err == nil {
-			_, _ = l.spool.Write(append(b, '\n'))
+			if n, err := l.spool.Write(append(b, '\n')); err == nil {
+				l.spooled += int64(n)
+			}
 		}
+	} else {
+		l.append(e)
 	}
 	obs := l.observers
 	for _, f := range obs {
@@ -216,9 +223,21 @@ func (l *Log) append(e Event) {
 	l.counts[e.Kind]++
 }
 
-// Events returns a copy of every event so far, in the order added.
+// Events returns a copy of every event so far, in the order added (read
+// back from the spool when the log has one: see Stream for a stream).
 func (l *Log) Events() []Event {
 	l.mu.Lock()
+	if l.spool != nil {
+		n := l.spooled
+		l.mu.Unlock()
+		var out []Event
+		_ = l.readSpooled(n, func(r io.Reader) error {
+			var err error
+			out, err = ReadJSONL(r)
+			return err
+		})
+		return out
+	}
 	defer l.mu.Unlock()
 	out := make([]Event, 0, l.n)
 	for _, c := range l.chunks {

@@ -1,19 +1,23 @@
 package events
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 )
 
-// Spool keeps the log on disk at path as well, so a role killed with
-// kill -9 and started again still serves what it had logged: the events
-// already in the file are read back into the log first (a line cut short
-// by the kill is dropped), then every event added is written to it as one
-// JSON line, one write each. A write reaches the kernel at once; without
-// an fsync it survives the process's death, not the machine's.
+// Spool keeps the log on disk at path instead of in memory, so that a
+// role's memory stays flat however many events it logs, and a role killed
+// with kill -9 and started again still serves what it had logged: the
+// events already in the file are counted first (a line cut short by the
+// kill is dropped), then every event added is written to it as one JSON
+// line, one write each. A write reaches the kernel at once; without an
+// fsync it survives the process's death, not the machine's. The events
+// logged in memory before Spool are written to the file too.
 func (l *Log) Spool(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("event spool: %w", err)
@@ -39,10 +43,51 @@ func (l *Log) Spool(path string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range old {
-		l.append(e)
+		l.n++
+		l.counts[e.Kind]++
 	}
-	l.spool = f
+	l.spool, l.spooled = f, kept
+	var mem []Event
+	for _, c := range l.chunks {
+		mem = append(mem, c...)
+	}
+	l.chunks = nil
+	for _, e := range mem {
+		if b, err := json.Marshal(&e); err == nil {
+			if n, err := f.Write(append(b, '\n')); err == nil {
+				l.spooled += int64(n)
+			}
+		}
+	}
 	return nil
+}
+
+// Stream writes every event so far to w as JSON lines (WriteJSONL's
+// form), streamed from the spool when the log has one: whatever the
+// log's size, it is never held in memory whole.
+func (l *Log) Stream(w io.Writer) error {
+	l.mu.Lock()
+	if l.spool == nil {
+		l.mu.Unlock()
+		return WriteJSONL(w, l.Events())
+	}
+	n := l.spooled
+	l.mu.Unlock()
+	return l.readSpooled(n, func(r io.Reader) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+// readSpooled gives read the spool's first n bytes (whole lines: n was
+// taken under the lock, between two writes).
+func (l *Log) readSpooled(n int64, read func(io.Reader) error) error {
+	f, err := os.Open(l.spool.Name())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return read(bufio.NewReader(io.LimitReader(f, n)))
 }
 
 // readSpool reads the whole lines of a spool (ReadJSONL, the log's one
