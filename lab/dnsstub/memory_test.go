@@ -3,7 +3,6 @@ package dnsstub
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -11,16 +10,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
-
-// heapAfterGC is the live heap once the garbage collector has run.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
 
 // TestMemoryFlatInQueries: with its log spooled (as every role's is,
 // lab/role), the DNS server's memory does not grow with the queries it
@@ -62,9 +53,9 @@ func TestMemoryFlatInQueries(t *testing.T) {
 		}
 	}
 	ask(0, n/10)
-	early := heapAfterGC()
+	early := labtest.LiveHeap()
 	ask(n/10, n)
-	late := heapAfterGC()
+	late := labtest.LiveHeap()
 	t.Logf("live heap after %d queries %d KB, after %d %d KB", n/10, early>>10, n, late>>10)
 	if late > early+early/5+1<<20 {
 		t.Errorf("live heap grew from %d KB after %d queries to %d KB after %d", early>>10, n/10, late>>10, n)

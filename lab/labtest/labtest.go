@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -71,4 +72,14 @@ func Events(t testing.TB, log *events.Log, kind events.Kind, n int) []events.Eve
 		return len(got) >= n
 	})
 	return got
+}
+
+// LiveHeap is the live heap, in bytes, once the garbage collector has run
+// twice: what a test of memory flat in the work done compares.
+func LiveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

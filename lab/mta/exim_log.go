@@ -46,18 +46,8 @@ func ParseEximLine(s string, now time.Time) (EximLine, bool) {
 	if err != nil {
 		return l, false
 	}
-	rest := s[19:]
-	if frac, ok := strings.CutPrefix(rest, "."); ok {
-		i := 0
-		for i < len(frac) && i < 9 && frac[i] >= '0' && frac[i] <= '9' {
-			i++
-		}
-		if i > 0 {
-			ns, _ := strconv.Atoi((frac[:i] + "000000000")[:9])
-			t = t.Add(time.Duration(ns))
-		}
-		rest = frac[i:]
-	}
+	frac, rest := fraction(s[19:])
+	t = t.Add(frac)
 	now = now.UTC()
 	if t.After(now.Add(24*time.Hour)) || t.Year() < now.Year()-1 {
 		return l, false

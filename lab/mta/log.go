@@ -86,17 +86,8 @@ func ParseLine(s string, now time.Time) (Line, bool) {
 	if err != nil {
 		return l, false
 	}
-	if frac, ok := strings.CutPrefix(rest, "."); ok { // RFC 3339-less high precision: ".123456"
-		i := 0
-		for i < len(frac) && i < 9 && frac[i] >= '0' && frac[i] <= '9' {
-			i++
-		}
-		if i > 0 {
-			ns, _ := strconv.Atoi((frac[:i] + "000000000")[:9])
-			t = t.Add(time.Duration(ns))
-		}
-		rest = frac[i:]
-	}
+	frac, rest := fraction(rest) // RFC 3339-less high precision: ".123456"
+	t = t.Add(frac)
 	now = now.UTC()
 	t = time.Date(now.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 	if t.After(now.Add(24 * time.Hour)) {
@@ -492,4 +483,23 @@ func postfixCount(s, name string) int {
 		}
 	}
 	return 0
+}
+
+// fraction reads the fraction of a second that may follow a log line's
+// whole seconds (".123456", at most nine digits) and returns it and what
+// follows it.
+func fraction(rest string) (time.Duration, string) {
+	frac, ok := strings.CutPrefix(rest, ".")
+	if !ok {
+		return 0, rest
+	}
+	i := 0
+	for i < len(frac) && i < 9 && frac[i] >= '0' && frac[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, frac
+	}
+	ns, _ := strconv.Atoi((frac[:i] + "000000000")[:9])
+	return time.Duration(ns), frac[i:]
 }

@@ -3,21 +3,12 @@ package receiver
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 )
-
-// heapAfterGC is the live heap once the garbage collector has run.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
 
 // TestMemoryFlatInMessages: with its log spooled (as every role's is,
 // lab/role), the receiver's memory does not grow with the messages it has
@@ -57,11 +48,11 @@ func TestMemoryFlatInMessages(t *testing.T) {
 	if err := sendAll(cs, n/10); err != nil {
 		t.Fatal(err)
 	}
-	early := heapAfterGC()
+	early := labtest.LiveHeap()
 	if err := sendAll(cs, n-n/10); err != nil {
 		t.Fatal(err)
 	}
-	late := heapAfterGC()
+	late := labtest.LiveHeap()
 	t.Logf("live heap after %d messages %d KB, after %d %d KB", n/10, early>>10, n, late>>10)
 	if late > early+early/5+1<<20 {
 		t.Errorf("live heap grew from %d KB after %d messages to %d KB after %d", early>>10, n/10, late>>10, n)
