@@ -81,16 +81,18 @@ func (m MTA) BaseRef() string {
 // Build makes both layers of m's image as needed; labBinary is the lab's
 // static binary for the engine's platform.
 func (m MTA) Build(ctx context.Context, eng *Engine, labBinary []byte, logf func(string, ...any)) (Image, error) {
-	unlock, err := buildLock(ctx)
-	if err != nil {
-		return Image{}, err
-	}
-	defer unlock()
 	base := m.BaseRef()
-	if _, err := eng.ImageInspect(ctx, base); err != nil {
+	if _, _, err := buildOnce(ctx, eng, base, logf, func() (string, error) {
 		if err := m.importBase(ctx, eng, base, logf); err != nil {
-			return Image{}, err
+			return "", err
 		}
+		got, err := eng.ImageInspect(ctx, base)
+		if err != nil {
+			return "", fmt.Errorf("build %s: %w", base, err)
+		}
+		return got.ID, nil
+	}); err != nil {
+		return Image{}, err
 	}
 	files, err := readTree(m.Files)
 	if err != nil {
@@ -109,28 +111,25 @@ func (m MTA) Build(ctx context.Context, eng *Engine, labBinary []byte, logf func
 		fmt.Fprintf(h, "%s %x\n", n, sum)
 	}
 	img := Image{Ref: fmt.Sprintf("smtplab/%s:%s", m.Name, hex.EncodeToString(h.Sum(nil))[:16])}
-	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
-		img.ID = got.ID
-		return img, nil
-	}
-	logf("building image %s (configuration layer over %s)", img.Ref, base)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, n := range names {
-		mode := int64(0o644)
-		if n == "lab" || strings.HasSuffix(n, ".sh") {
-			mode = 0o755
+	img.ID, img.Built, err = buildOnce(ctx, eng, img.Ref, logf, func() (string, error) {
+		logf("building image %s (configuration layer over %s)", img.Ref, base)
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, n := range names {
+			mode := int64(0o644)
+			if n == "lab" || strings.HasSuffix(n, ".sh") {
+				mode = 0o755
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n]))}); err != nil {
+				return "", fmt.Errorf("build %s image: %w", m.Name, err)
+			}
+			tw.Write(files[n])
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n]))}); err != nil {
-			return img, fmt.Errorf("build %s image: %w", m.Name, err)
+		if err := tw.Close(); err != nil {
+			return "", fmt.Errorf("build %s image: %w", m.Name, err)
 		}
-		tw.Write(files[n])
-	}
-	if err := tw.Close(); err != nil {
-		return img, fmt.Errorf("build %s image: %w", m.Name, err)
-	}
-	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &base})
-	img.Built = err == nil
+		return buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &base})
+	})
 	return img, err
 }
 

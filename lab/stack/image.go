@@ -71,38 +71,59 @@ func BuildImages(ctx context.Context, eng *Engine, mtas []string, logf func(stri
 }
 
 func labImage(ctx context.Context, eng *Engine, binary []byte, version string, logf func(string, ...any)) (Image, error) {
+	img := Image{Ref: labRef(binary), Version: version}
+	var err error
+	img.ID, img.Built, err = buildOnce(ctx, eng, img.Ref, logf, func() (string, error) {
+		logf("building image %s", img.Ref)
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, f := range []struct {
+			name string
+			data []byte
+			mode int64
+		}{{"Dockerfile", labimage.Dockerfile, 0o644}, {"lab", binary, 0o755}} {
+			if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+				return "", fmt.Errorf("build image: %w", err)
+			}
+			tw.Write(f.data)
+		}
+		if err := tw.Close(); err != nil {
+			return "", fmt.Errorf("build image: %w", err)
+		}
+		return buildImage(ctx, eng, &buf, img.Ref, nil)
+	})
+	return img, err
+}
+
+// labRef is the tag of the lab's image holding binary.
+func labRef(binary []byte) string {
 	h := sha256.New()
 	h.Write(labimage.Dockerfile)
 	h.Write(binary)
-	img := Image{Ref: "smtplab/lab:" + hex.EncodeToString(h.Sum(nil))[:16], Version: version}
-	unlock, err := buildLock(ctx)
+	return "smtplab/lab:" + hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// buildOnce returns the ID of the image ref, and whether it was built:
+// build makes it (returning its ID) when the engine does not have it. An
+// image that exists is used as it is, taking no lock, so a run whose
+// images exist never waits for another process's build; one that does
+// not is built under its own lock (imageLock in lab/stack/lock.go), and
+// looked for again once the lock is held, as the process that held it
+// may have just built it.
+func buildOnce(ctx context.Context, eng *Engine, ref string, logf func(string, ...any), build func() (string, error)) (id string, built bool, err error) {
+	if got, err := eng.ImageInspect(ctx, ref); err == nil {
+		return got.ID, false, nil
+	}
+	unlock, err := imageLock(ctx, ref, logf)
 	if err != nil {
-		return img, err
+		return "", false, err
 	}
 	defer unlock()
-	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
-		img.ID = got.ID
-		return img, nil
+	if got, err := eng.ImageInspect(ctx, ref); err == nil {
+		return got.ID, false, nil
 	}
-	logf("building image %s", img.Ref)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode int64
-	}{{"Dockerfile", labimage.Dockerfile, 0o644}, {"lab", binary, 0o755}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return img, fmt.Errorf("build image: %w", err)
-		}
-		tw.Write(f.data)
-	}
-	if err := tw.Close(); err != nil {
-		return img, fmt.Errorf("build image: %w", err)
-	}
-	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, nil)
-	img.Built = err == nil
-	return img, err
+	id, err = build()
+	return id, err == nil, err
 }
 
 // buildImage builds the Dockerfile in the tar context as ref, labelled as
@@ -244,31 +265,28 @@ func LabOver(ctx context.Context, eng *Engine, base Image, logf func(string, ...
 	fmt.Fprintf(h, "base %s\n", base.ID)
 	h.Write(binary)
 	img := Image{Ref: "smtplab/with-lab:" + hex.EncodeToString(h.Sum(nil))[:16], Version: version}
-	if got, err := eng.ImageInspect(ctx, img.Ref); err == nil {
-		img.ID = got.ID
-		return img, nil
-	}
-	logf("building image %s (%s with the lab's /lab)", img.Ref, base.Ref)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dockerfile := []byte("ARG BASE\nFROM ${BASE}\nCOPY lab /lab\n")
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"lab", 0o755, binary}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return img, err
+	img.ID, img.Built, err = buildOnce(ctx, eng, img.Ref, logf, func() (string, error) {
+		logf("building image %s (%s with the lab's /lab)", img.Ref, base.Ref)
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		dockerfile := []byte("ARG BASE\nFROM ${BASE}\nCOPY lab /lab\n")
+		for _, f := range []struct {
+			name string
+			mode int64
+			data []byte
+		}{{"Dockerfile", 0o644, dockerfile}, {"lab", 0o755, binary}} {
+			if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+				return "", err
+			}
+			if _, err := tw.Write(f.data); err != nil {
+				return "", err
+			}
 		}
-		if _, err := tw.Write(f.data); err != nil {
-			return img, err
+		if err := tw.Close(); err != nil {
+			return "", err
 		}
-	}
-	if err := tw.Close(); err != nil {
-		return img, err
-	}
-	ref := base.Ref
-	img.ID, err = buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &ref})
-	img.Built = err == nil
+		ref := base.Ref
+		return buildImage(ctx, eng, &buf, img.Ref, map[string]*string{"BASE": &ref})
+	})
 	return img, err
 }
