@@ -5,7 +5,6 @@ import (
 	"math"
 	"reflect"
 	"strings"
-	"time"
 	"unicode"
 
 	"github.com/goccy/go-yaml/ast"
@@ -249,8 +248,9 @@ func join(path, name string) string {
 }
 
 // limitProblems are the rules across settings a user can get wrong: a
-// limit that can never be reached because another is smaller, and a
-// timeout shorter than the workload's own schedule.
+// limit that can never be reached because another is smaller. (A timeout
+// shorter than the pace's schedule is allowed: it cuts the run short, and
+// the result says which messages were never injected.)
 func (s Scenario) limitProblems(c *checks) {
 	sd, r := s.Sender, s.Receiver
 	if sd.MaxConnections > 0 && sd.MaxPerHost > sd.MaxConnections {
@@ -261,12 +261,6 @@ func (s Scenario) limitProblems(c *checks) {
 	}
 	if r.MaxSessions > 0 && r.MaxPerC > r.MaxSessions {
 		c.add("receiver.max_per_c", "%d sessions from one C block can never be taken with receiver.max_sessions %d in all", r.MaxPerC, r.MaxSessions)
-	}
-	if p := s.PaceSpec(); p.Validate() == nil && s.Timeout > 0 {
-		n := s.Workload.Rounds * s.Workload.Recipients
-		if last := p.Due(n - 1); n > 0 && last >= s.Timeout.D() {
-			c.add("timeout", "%s ends the run before the workload's pace has injected its last message (at %s)", s.Timeout, last.Round(time.Millisecond))
-		}
 	}
 }
 
