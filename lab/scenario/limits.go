@@ -31,26 +31,28 @@ const (
 )
 
 // preflight refuses, before decoding, a file too big, too deep or whose
-// aliases expand too far. Each error is "LINE: what is wrong".
-func preflight(data []byte) error {
+// aliases expand too far. Each error is "LINE: what is wrong". It returns
+// the file's syntax tree, parsed once for every later check (nil when the
+// parser failed: the decoder then says what is wrong, with its position).
+func preflight(data []byte) (*ast.File, error) {
 	if len(data) > MaxFileBytes {
-		return fmt.Errorf("1: the file is %d bytes; a scenario is at most %d", len(data), MaxFileBytes)
+		return nil, fmt.Errorf("1: the file is %d bytes; a scenario is at most %d", len(data), MaxFileBytes)
 	}
 	fl, flow, il, indent := nesting(data)
 	if flow > maxDepth {
-		return fmt.Errorf("%d: nested %d deep; a scenario nests at most %d", fl, flow, maxDepth)
+		return nil, fmt.Errorf("%d: nested %d deep; a scenario nests at most %d", fl, flow, maxDepth)
 	}
 	if indent > maxIndent {
-		return fmt.Errorf("%d: indented %d columns; a scenario is indented at most %d", il, indent, maxIndent)
+		return nil, fmt.Errorf("%d: indented %d columns; a scenario is indented at most %d", il, indent, maxIndent)
 	}
 	f, err := parseBytes(data)
 	if err != nil || f == nil {
-		return nil // the decoder says what is wrong, with its position
+		return nil, nil
 	}
 	if n, line := expanded(f); n > maxNodes {
-		return fmt.Errorf("%d: its aliases expand the file to more than %d values; a scenario holds at most %d", line, maxNodes, maxNodes)
+		return nil, fmt.Errorf("%d: its aliases expand the file to more than %d values; a scenario holds at most %d", line, maxNodes, maxNodes)
 	}
-	return nil
+	return f, nil
 }
 
 // parseBytes parses YAML; a panic of the parser is an error (see decode).

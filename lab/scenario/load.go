@@ -11,7 +11,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 	"github.com/miekg/dns"
 
 	"github.com/smtplab/smtplab/lab/domain"
@@ -41,17 +40,18 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return s, fmt.Errorf("%s:1: empty scenario file", file)
 	}
-	// The pace is taken whole from the file when it names one: the
-	// default's rate must not linger under "mode: burst".
-	if err := preflight(data); err != nil {
+	f, err := preflight(data)
+	if err != nil {
 		return s, fmt.Errorf("%s:%w", file, err)
 	}
+	// The pace is taken whole from the file when it names one: the
+	// default's rate must not linger under "mode: burst".
 	defaultPace := s.Workload.Pace
 	s.Workload.Pace = Pace{}
 	if err := decode(data, &s); err != nil {
 		return s, yamlError(file, err)
 	}
-	if f, err := parseBytes(data); err == nil && f != nil {
+	if f != nil {
 		if fr := fractionProblems(f); len(fr) > 0 {
 			return s, fmt.Errorf("%s:%s", file, strings.Join(fr, "\n"+file+":"))
 		}
@@ -66,7 +66,6 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 		}
 	}
 	if probs := s.problems(); len(probs) > 0 {
-		f, _ := parser.ParseBytes(data, 0)
 		var lines []string
 		for _, p := range probs {
 			lines = append(lines, fmt.Sprintf("%s:%d: %s: %s", file, lineOf(f, p.path), p.path, p.msg))
@@ -74,7 +73,6 @@ func Parse(file string, data []byte) (s Scenario, err error) {
 		return s, errors.New(strings.Join(lines, "\n"))
 	}
 	if err := s.readImageFiles(file); err != nil {
-		f, _ := parser.ParseBytes(data, 0)
 		return s, fmt.Errorf("%s:%d: %w", file, lineOf(f, "receiver.image.files"), err)
 	}
 	return s, nil
