@@ -14,6 +14,7 @@ import (
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // runIDWriter picks the run's id out of the progress lines.
@@ -40,9 +41,12 @@ func (w *runIDWriter) get() string {
 }
 
 // TestRolesLeastPrivilege inspects every role's container while
-// fast.yaml runs: each of the lab's Go roles keeps no capability but
-// NET_BIND_SERVICE and may gain no privilege, and every container has the
-// scenario's memory and process limits (the defaults here).
+// fast.yaml runs: each of the lab's Go roles runs as nobody on a
+// read-only root filesystem, writing only its volumes, keeps no
+// capability and may gain no privilege, binds its port under 1024 by its
+// namespace's sysctl (identd shares the sender's), and every container
+// has the scenario's memory and process limits (the defaults here). The
+// run passing is the proof that the roles need nothing more.
 func TestRolesLeastPrivilege(t *testing.T) {
 	eng := stacktest.Engine(t)
 	sc := shipped(t, "fast.yaml")
@@ -85,8 +89,28 @@ func TestRolesLeastPrivilege(t *testing.T) {
 		for i, c := range hc.CapAdd {
 			adds[i] = strings.TrimPrefix(c, "CAP_")
 		}
-		if !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Equal(adds, []string{"NET_BIND_SERVICE"}) || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
-			t.Errorf("%s: cap drop %v, cap add %v, security %v; want ALL dropped but NET_BIND_SERVICE, no-new-privileges", role, hc.CapDrop, hc.CapAdd, hc.SecurityOpt)
+		if !slices.Equal(hc.CapDrop, []string{"ALL"}) || len(adds) != 0 || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+			t.Errorf("%s: cap drop %v, cap add %v, security %v; want ALL dropped, none added, no-new-privileges", role, hc.CapDrop, hc.CapAdd, hc.SecurityOpt)
+		}
+		if c.Config.User != topology.RoleUser || strings.HasPrefix(c.Config.User, "0") || c.Config.User == "" {
+			t.Errorf("%s: runs as %q, want %s", role, c.Config.User, topology.RoleUser)
+		}
+		if !hc.ReadonlyRootfs {
+			t.Errorf("%s: its root filesystem is writable", role)
+		}
+		var vols []string
+		for _, m := range c.Mounts {
+			if m.Type == "volume" && m.RW {
+				vols = append(vols, m.Destination)
+			}
+		}
+		slices.Sort(vols)
+		if want := slices.Sorted(slices.Values(topology.Writable())); !slices.Equal(vols, want) {
+			t.Errorf("%s: writable volumes %v, want %v", role, vols, want)
+		}
+		ownNS := !hc.NetworkMode.IsContainer()
+		if got, ok := hc.Sysctls[topology.UnprivilegedPortStart]; ownNS && got != "0" || !ownNS && ok {
+			t.Errorf("%s (own namespace %v): sysctls %v, want %s=0 exactly where it owns its namespace", role, ownNS, hc.Sysctls, topology.UnprivilegedPortStart)
 		}
 		if hc.Memory != int64(sc.Limits.MemoryMB)<<20 || hc.PidsLimit == nil || *hc.PidsLimit != int64(sc.Limits.Pids) {
 			t.Errorf("%s: memory %d, pids %v; want %d MiB, %d", role, hc.Memory, hc.PidsLimit, sc.Limits.MemoryMB, sc.Limits.Pids)

@@ -108,11 +108,15 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	cs.Files = map[string][]byte{topology.SpecPath: spec}
 	cs.Ready = role.ReadyLine(svc.Name)
 	cs.Control = svc.Control
-	// A program the lab wrote needs no privilege but binding its port
-	// under 1024 (53, 25, 113): every other capability is dropped. (Real
-	// MTAs keep the engine's defaults: they change users, chown their
-	// queues and bind as root; an image the user brings, likewise.)
-	cs.Caps = []string{"NET_BIND_SERVICE"}
+	// A program the lab wrote needs no privilege: it runs as nobody with
+	// every capability dropped, binds its port under 1024 (53, 25, 113)
+	// by its namespace's sysctl (stack.Spec.User), and writes only its
+	// volumes. (Real MTAs keep root, a writable root and the engine's
+	// default capabilities: the lab writes their configuration into /etc
+	// before they start, and they change users, chown their queues and
+	// bind as root; an image the user brings, likewise.)
+	cs.Caps = []string{}
+	cs.User, cs.ReadOnly, cs.Volumes = topology.RoleUser, true, topology.Writable()
 	if r := s.plan.Scenario.Receiver; svc.Name == topology.Sender && r.Impl == scenario.ImplExternal {
 		// Its routes lead outside Docker, perhaps to the machine running it.
 		cs.ExtraHosts = []string{scenario.HostDockerInternal + ":host-gateway"}

@@ -46,6 +46,10 @@ func TestImplValidation(t *testing.T) {
 		{"mbox with the lab's own MTA", "receiver:\n  impl: postfix\n  evidence: mbox\n", "x.yaml:3: receiver.evidence: mbox is for an image (receiver.impl image); the lab's own postfix delivers to a Maildir"},
 		{"mbox without a path", "receiver:\n  impl: image\n  image: {name: a/b}\n  evidence: mbox\n", `x.yaml:2: receiver.mbox: the image's evidence is the mbox it delivers to: an absolute path in its container, got ""`},
 		{"mbox path without mbox evidence", "receiver:\n  impl: image\n  image: {name: a/b}\n  mbox: /var/mail/u\n", "x.yaml:4: receiver.mbox: is read only with receiver.evidence mbox"},
+		{"go maildir outside its volume", "receiver:\n  maildir: /home/recipient/Maildir\n", `x.yaml:2: receiver.maildir: the lab's receiver delivers only under /var/mail (its one writable folder for mail), got "/home/recipient/Maildir"`},
+		{"go maildir escaping its volume", "receiver:\n  maildir: /var/mail/../etc/Maildir\n", `x.yaml:2: receiver.maildir: the lab's receiver delivers only under /var/mail`},
+		{"go maildir beside its volume", "receiver:\n  maildir: /var/mailx/Maildir\n", `x.yaml:2: receiver.maildir: the lab's receiver delivers only under /var/mail`},
+		{"go rule maildir outside its volume", "receiver:\n  rules:\n    - {file: -foo-default, maildirs: [/var/mail/foo/Maildir, /srv/m]}\n", `x.yaml:3: receiver.rules[0].maildirs[1]: the lab's receiver delivers only under /var/mail`},
 		{"compare without a real MTA", "compare_model: true\n", "x.yaml:1: compare_model: compares a real MTA with the Go model"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

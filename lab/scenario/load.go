@@ -470,6 +470,20 @@ func (s Scenario) implProblems(add func(path, format string, args ...any)) {
 	r, sd := s.Receiver, s.Sender
 	switch r.Impl {
 	case ImplGo:
+		// The Go receiver runs on a read-only root filesystem and writes
+		// only its volumes (topology.Writable): its Maildirs are under
+		// topology.MailRoot.
+		under := func(key, m string) {
+			if path.IsAbs(m) && !strings.HasPrefix(path.Clean(m), topology.MailRoot+"/") {
+				add(key, "the lab's receiver delivers only under %s (its one writable folder for mail), got %q", topology.MailRoot, m)
+			}
+		}
+		under("receiver.maildir", r.Maildir)
+		for i, rule := range r.Rules {
+			for j, m := range rule.Maildirs {
+				under(fmt.Sprintf("receiver.rules[%d].maildirs[%d]", i, j), m)
+			}
+		}
 	case ImplImage: // imageProblems
 	case ImplExternal: // relayProblems
 	case ImplCourier, ImplPostfix, ImplExim:

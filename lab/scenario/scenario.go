@@ -269,7 +269,7 @@ func Default() Scenario {
 		// Far above what the 1999 workload takes (a Go role: tens of MB;
 		// real Courier: a process per session, 40 at most), so that a
 		// role run away is stopped before the machine is.
-		Limits: Limits{MemoryMB: 2048, Pids: 4096},
+		Limits: Limits{MemoryMB: topology.DefaultMemoryMB, Pids: topology.DefaultPids},
 		Workload: Workload{
 			Rounds: 10, Recipients: 20,
 			From:       "sender@example.com",

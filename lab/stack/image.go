@@ -87,6 +87,11 @@ func labImage(ctx context.Context, eng *Engine, binary []byte, version string, l
 			}
 			tw.Write(f.data)
 		}
+		// The folders the roles write are copied from it, owned by nobody
+		// (images/lab/Dockerfile).
+		if err := tw.WriteHeader(&tar.Header{Name: "empty/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			return "", fmt.Errorf("build image: %w", err)
+		}
 		if err := tw.Close(); err != nil {
 			return "", fmt.Errorf("build image: %w", err)
 		}

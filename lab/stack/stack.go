@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -10,11 +11,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	mnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	tc "github.com/testcontainers/testcontainers-go"
@@ -123,6 +126,23 @@ type Spec struct {
 	// privilege (no-new-privileges): for a program the lab wrote. Nil
 	// keeps the engine's defaults, for an MTA that changes users.
 	Caps []string
+	// User, when set, is who the container's processes run as ("uid:gid").
+	// With no capability to bind ports under 1024, a container that owns
+	// its network namespace (not NetNSOf) then gets the namespace's
+	// net.ipv4.ip_unprivileged_port_start=0 (Docker sets it by default
+	// since 20.10; the lab says so itself, so that an inspection shows it
+	// and an engine that defaults otherwise behaves alike). A container
+	// joining another's namespace shares that namespace's setting.
+	User string
+	// ReadOnly starts the container with a read-only root filesystem:
+	// it writes only in Volumes.
+	ReadOnly bool
+	// Volumes are folders of the image given an anonymous volume each:
+	// it starts as a copy of the image's folder (its owner included) and
+	// is removed with the container. Volumes rather than tmpfs: a tmpfs
+	// is charged to the container's memory limit, and the engine's
+	// archive API (CopyDir, after a role is gone) cannot read one.
+	Volumes []string
 	// Limits bound the container's memory and processes.
 	Limits Limits
 }
@@ -165,11 +185,24 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 	}
 	custom := []tc.ContainerCustomizer{
 		tc.WithLabels(labels),
-		tc.WithFiles(files...),
 		tc.WithWaitStrategy(ready),
+	}
+	if spec.ReadOnly {
+		// testcontainers copies its files at the root, which a read-only
+		// root refuses: each goes into its folder, which must be a volume.
+		custom = append(custom, tc.WithAdditionalLifecycleHooks(tc.ContainerLifecycleHooks{
+			PostCreates: []tc.ContainerHook{func(ctx context.Context, c tc.Container) error {
+				return s.copyIntoVolumes(ctx, c.GetContainerID(), spec)
+			}},
+		}))
+	} else {
+		custom = append(custom, tc.WithFiles(files...))
 	}
 	if len(spec.Cmd) > 0 {
 		custom = append(custom, tc.WithCmd(spec.Cmd...))
+	}
+	if spec.User != "" {
+		custom = append(custom, tc.WithConfigModifier(func(c *container.Config) { c.User = spec.User }))
 	}
 	if len(spec.Env) > 0 {
 		custom = append(custom, tc.WithEnv(spec.Env))
@@ -248,6 +281,16 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 			hc.CapAdd = spec.Caps
 			hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
 		}
+		if spec.User != "" && spec.NetNSOf == nil {
+			if hc.Sysctls == nil {
+				hc.Sysctls = map[string]string{}
+			}
+			hc.Sysctls[topology.UnprivilegedPortStart] = "0"
+		}
+		hc.ReadonlyRootfs = spec.ReadOnly
+		for _, v := range spec.Volumes {
+			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Target: v})
+		}
 		if l := spec.Limits; l.MemoryBytes > 0 {
 			hc.Memory, hc.MemorySwap = l.MemoryBytes, l.MemoryBytes // no swap beyond it
 		}
@@ -285,6 +328,33 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 		return nil, fmt.Errorf("start %s: %w", spec.Role, err)
 	}
 	return out, nil
+}
+
+// copyIntoVolumes copies spec's files into container id, created but not
+// started, each into its folder: one of spec's Volumes, as the engine
+// writes nothing else of a read-only root. They are owned by root, and
+// readable by every user.
+func (s *Stack) copyIntoVolumes(ctx context.Context, id string, spec Spec) error {
+	for _, p := range slices.Sorted(maps.Keys(spec.Files)) {
+		dir := path.Dir(p)
+		if !slices.Contains(spec.Volumes, dir) {
+			return fmt.Errorf("copy %s into %s: its root is read-only and %s is not one of its volumes %v", p, spec.Role, dir, spec.Volumes)
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		data := spec.Files[p]
+		if err := tw.WriteHeader(&tar.Header{Name: path.Base(p), Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+			return err
+		}
+		tw.Write(data)
+		if err := tw.Close(); err != nil {
+			return err
+		}
+		if _, err := s.eng.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: &buf}); err != nil {
+			return fmt.Errorf("copy %s into %s: %w", p, spec.Role, err)
+		}
+	}
+	return nil
 }
 
 // address finds out's address on the lab network and its control port's

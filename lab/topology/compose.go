@@ -2,6 +2,7 @@ package topology
 
 import (
 	"bytes"
+	"fmt"
 
 	"github.com/goccy/go-yaml"
 )
@@ -54,6 +55,16 @@ type composeService struct {
 	Expose      []string          `yaml:"expose,omitempty"`
 	DependsOn   []string          `yaml:"depends_on,omitempty"`
 	Labels      map[string]string `yaml:"labels"`
+	// The Go roles' least privilege, as `go run ./cmd/lab` gives it
+	// (lab/start.go): nobody, no capability, a read-only root and a
+	// volume for each folder it writes.
+	ReadOnly     bool              `yaml:"read_only,omitempty"`
+	CapDrop      []string          `yaml:"cap_drop,omitempty"`
+	SecurityOpt  []string          `yaml:"security_opt,omitempty"`
+	Sysctls      map[string]string `yaml:"sysctls,omitempty"`
+	MemLimit     string            `yaml:"mem_limit,omitempty"`
+	MemswapLimit string            `yaml:"memswap_limit,omitempty"`
+	PidsLimit    int               `yaml:"pids_limit,omitempty"`
 }
 
 type composeNetwork struct {
@@ -70,12 +81,16 @@ func Compose() ([]byte, error) {
 			Command: []string{"role", "--await", ":" + s.Control},
 			Expose:  s.Exposes,
 			Labels:  map[string]string{"smtplab": "1", "smtplab.run": composeRun, "smtplab.role": string(s.Name)},
+			User:    RoleUser, ReadOnly: true, Volumes: Writable(),
+			CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"},
+			MemLimit: fmt.Sprintf("%dm", DefaultMemoryMB), MemswapLimit: fmt.Sprintf("%dm", DefaultMemoryMB), PidsLimit: DefaultPids,
 		}
 		if s.NetNSOf != "" {
 			cs.NetworkMode = "service:" + string(s.NetNSOf)
 			cs.DependsOn = []string{string(s.NetNSOf)}
 		} else {
 			cs.Networks = []string{"lab"}
+			cs.Sysctls = map[string]string{UnprivilegedPortStart: "0"}
 		}
 		f.Services = append(f.Services, yaml.MapItem{Key: string(s.Name), Value: cs})
 		all = append(all, string(s.Name))

@@ -7,6 +7,7 @@ package topology
 
 import (
 	"net"
+	"path"
 	"strings"
 )
 
@@ -29,9 +30,35 @@ const (
 	// WorkloadPath is the injection (pace and messages) in a real
 	// sender's container, read by `lab inject`.
 	WorkloadPath = "/etc/smtplab/workload.json"
+	// MailRoot holds the Go receiver's Maildirs (receiver.maildir and
+	// its rules' maildirs are under it): the only place it delivers.
+	MailRoot = "/var/mail"
+	// RoleUser is who a Go role runs as: nobody, with no capability and a
+	// read-only root filesystem, writing only in Writable.
+	RoleUser = "65534:65534"
+	// DefaultMemoryMB and DefaultPids bound each role's container unless
+	// the scenario's limits say otherwise (and always in Compose, whose
+	// scenario is chosen only when its runner starts).
+	DefaultMemoryMB = 2048
+	DefaultPids     = 4096
 	// DefaultScenario is what `lab` and `docker-compose up` run by default.
 	DefaultScenario = "scenarios/courier-1999.yaml"
 )
+
+// UnprivilegedPortStart is the network namespace's sysctl under which
+// binding a port needs a capability (Documentation/networking/
+// ip-sysctl.rst in the Linux source): 0 lets a role running as RoleUser
+// bind 25, 53 and 113 with none.
+const UnprivilegedPortStart = "net.ipv4.ip_unprivileged_port_start"
+
+// Writable are the folders a Go role writes, each a volume of its own
+// (its root filesystem is read-only): its spec and workload, its event
+// spool, the sender's queue and the receiver's Maildirs. The lab's image
+// (images/lab/Dockerfile) holds each, owned by RoleUser, so that a fresh
+// volume is the role's to write.
+func Writable() []string {
+	return []string{path.Dir(SpecPath), path.Dir(SpoolPath), QueueDir, MailRoot}
+}
 
 // Role names one of the lab's roles: its service, its network alias and
 // the Role of every event it logs (lab/events).
