@@ -34,6 +34,14 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	inj, waitErr := waitForDelivery(runCtx, r, len(p.Injection.Messages), injected, opt, o)
 	stopWatch()
 	outageEvents := o.finish() // every outage ended: no role left paused or cut off
+	if r.mem != nil {
+		// The last sample, at the end of delivery, before the roles stop.
+		mctx, mcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		delivered, _, _ := r.receiver.State(mctx)
+		r.mem.sample(mctx, delivered)
+		mcancel()
+		res.Memory = r.mem.result()
+	}
 	lastDelivery = time.Now()
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
@@ -118,6 +126,7 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		}
 		last = snap
 		view.show(snap)
+		r.mem.at(ctx, snap.Delivered)
 		if !done || o.busy() {
 			pcancel()
 			idleFor = 0

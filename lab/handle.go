@@ -67,6 +67,7 @@ type running struct {
 	receiver ReceiverHandle
 	sender   SenderHandle
 	all      []Handle // in topology order
+	mem      *memoryWatch // nil: memory not measured
 }
 
 // roles sorts handles (one per topology service) by what the run asks of

@@ -53,8 +53,10 @@ func TestRolesLeastPrivilege(t *testing.T) {
 	sc.Name = "fast-privilege"
 	ids := &runIDWriter{}
 	done := make(chan error, 1)
+	var res *lab.Result
 	go func() {
-		res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: ids})
+		var err error
+		res, err = lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: ids})
 		if err == nil && !res.Outcome.OK() {
 			err = lab.ErrNotDelivered
 		}
@@ -118,5 +120,23 @@ func TestRolesLeastPrivilege(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the run under these limits: %v", err)
+	}
+	// Each role's memory was sampled from its container as the run went:
+	// before delivery, at each tenth, and at the end, with everything in.
+	var roles []string
+	for _, m := range res.Memory {
+		roles = append(roles, m.Role)
+		n := len(m.Samples)
+		if n < 3 || m.Samples[0].Delivered >= res.Summary.Injected || m.Samples[n-1].Delivered != res.Summary.Injected || m.Peak <= 0 {
+			t.Errorf("%s: memory samples %+v, peak %d; want several, the first before the last delivery, the last at %d delivered", m.Role, m.Samples, m.Peak, res.Summary.Injected)
+		}
+		for _, s := range m.Samples {
+			if s.Bytes <= 0 || s.Bytes > m.Peak {
+				t.Errorf("%s: sample %+v outside 0..peak %d", m.Role, s, m.Peak)
+			}
+		}
+	}
+	if !slices.Equal(roles, []string{"dns", "receiver", "sender", "identd"}) {
+		t.Errorf("memory measured for %v, want every role", roles)
 	}
 }

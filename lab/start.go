@@ -74,6 +74,7 @@ func (s *starter) start(ctx context.Context) (running, error) {
 	if err != nil {
 		return r, err
 	}
+	r.mem = newMemoryWatch(s.cs, len(s.plan.Injection.Messages))
 	return r, r.dns.SetZone(ctx, s.plan.Zone(s.addrs))
 }
 

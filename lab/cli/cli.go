@@ -148,6 +148,9 @@ func printRun(out io.Writer, title string, r *report.Result) error {
 	if err := report.WriteText(out, title, r.Summary, r.Outcome); err != nil {
 		return err
 	}
+	if err := report.WriteMemory(out, r); err != nil {
+		return err
+	}
 	if err := report.WriteDetails(out, r); err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ type Result struct {
 	// Injections are every injected message's due and actual start after
 	// the injection began (lab/pace), in workload order.
 	Injections []pace.Start `json:"injections,omitempty"`
+	// Memory is each role's container's resident memory as the run went
+	// (RoleMemory); empty when not measured (docker compose).
+	Memory []RoleMemory `json:"memory,omitempty"`
 	// Error is why the run ended badly, when it did ("" otherwise).
 	Error string `json:"error,omitempty"`
 	Dir   string `json:"-"` // the run's folder
