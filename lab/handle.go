@@ -66,7 +66,7 @@ type running struct {
 	dns      DNSHandle
 	receiver ReceiverHandle
 	sender   SenderHandle
-	all      []Handle // in topology order
+	all      []Handle     // in topology order
 	mem      *memoryWatch // nil: memory not measured
 }
 
