@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/smtplab/smtplab/lab/labtest"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+)
+
+// With DOCKER_HOST pointing at a second engine, `lab run` builds its
+// image there and starts every role's container there, none on the
+// engine it would use otherwise, and the run passes.
+func TestRunOnSecondEngine(t *testing.T) {
+	first := stacktest.Engine(t) // the default engine, from the environment
+	bin := buildLab(t)
+	host, second := stacktest.SecondEngine(t)
+	ctx := context.Background()
+	if first.DaemonHost() == host {
+		t.Fatalf("the first engine is at %s too", host)
+	}
+
+	results := t.TempDir()
+	cmd := exec.Command(bin, "run", "--results", results, "scenarios/fast.yaml")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var printed strings.Builder
+	runID := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		re := regexp.MustCompile(`run (\S+): starting`)
+		for sc.Scan() {
+			printed.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				runID <- m[1]
+			}
+		}
+		close(runID)
+	}()
+	id, ok := <-runID
+	if !ok {
+		cmd.Wait()
+		t.Fatalf("the run never started:\n%s", printed.String())
+	}
+	labtest.Until(t, "the run's four roles on the second engine", func() bool {
+		l, err := stack.Find(ctx, second, id)
+		return err == nil && len(l.Containers) >= 4 // and its reaper
+	})
+	if l, err := stack.Find(ctx, first, id); err != nil || len(l.Containers)+len(l.Networks) > 0 {
+		t.Errorf("the first engine has the run's containers %v and networks %v (%v)", l.Containers, l.Networks, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("lab run on the second engine: %v\n%s", err, printed.String())
+	}
+	b, err := os.ReadFile(filepath.Join(results, id, report.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.ImageInspect(ctx, res.Environment.ImageID); err != nil {
+		t.Errorf("the run's image %s is not on the second engine: %v", res.Environment.ImageID, err)
+	}
+	if _, err := first.ImageInspect(ctx, res.Environment.ImageID); err == nil {
+		t.Errorf("the run's image %s is on the first engine", res.Environment.ImageID)
+	}
+	if !res.Outcome.OK() {
+		t.Errorf("outcome %+v", res.Outcome)
+	}
+	stacktest.NoLeftovers(t, second, "")
+}
