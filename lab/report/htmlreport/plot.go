@@ -18,6 +18,53 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
+// thinBuckets is how many slices of the x axis a line keeps points in:
+// about one per pixel of the widest chart.
+const thinBuckets = 1000
+
+// thin decimates a line of many points for drawing (a 100,000-message
+// run has a point per message in its step lines): the x axis is cut in
+// buckets equal slices, and each keeps its first point, the lowest, the
+// highest and its last, in order. What is drawn is the same to the pixel
+// (every step's extremes stay, the count at each bucket's edges is
+// exact) and a line has at most 4*buckets points, whatever the run's
+// size. The summary's figures are computed from every record, never
+// from what is drawn. A line with few points is returned as it is.
+func thin(xys plotter.XYs, buckets int) plotter.XYs {
+	if len(xys) <= 4*buckets {
+		return xys
+	}
+	lo, hi := xys[0].X, xys[len(xys)-1].X
+	width := (hi - lo) / float64(buckets)
+	if width <= 0 {
+		width = 1
+	}
+	out := make(plotter.XYs, 0, 4*buckets+4)
+	for i := 0; i < len(xys); {
+		b := math.Floor((xys[i].X - lo) / width)
+		j := i
+		minAt, maxAt := i, i
+		for j < len(xys) && math.Floor((xys[j].X-lo)/width) == b {
+			if xys[j].Y < xys[minAt].Y {
+				minAt = j
+			}
+			if xys[j].Y > xys[maxAt].Y {
+				maxAt = j
+			}
+			j++
+		}
+		keep := []int{i, minAt, maxAt, j - 1}
+		slices.Sort(keep)
+		for k, at := range keep {
+			if k == 0 || at != keep[k-1] {
+				out = append(out, xys[at])
+			}
+		}
+		i = j
+	}
+	return out
+}
+
 // step is one change of a count at a time.
 type step struct {
 	at    float64
@@ -58,7 +105,7 @@ func interval(changes []step, a, b float64) []step {
 }
 
 func stepLine(xys plotter.XYs, c color.Color, dashed bool) (*plotter.Line, error) {
-	l, err := plotter.NewLine(xys)
+	l, err := plotter.NewLine(thin(xys, thinBuckets))
 	if err != nil {
 		return nil, err
 	}
