@@ -7,11 +7,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/duration"
 	"github.com/smtplab/smtplab/lab/labtest"
+	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 	"github.com/smtplab/smtplab/lab/topology"
@@ -48,9 +51,47 @@ func (w *runIDWriter) get() string {
 // has the scenario's memory and process limits (the defaults here). The
 // run passing is the proof that the roles need nothing more.
 func TestRolesLeastPrivilege(t *testing.T) {
-	eng := stacktest.Engine(t)
 	sc := shipped(t, "fast.yaml")
 	sc.Name = "fast-privilege"
+	res := inspectRoles(t, sc, map[string]bool{})
+	// Each role's memory was sampled from its container as the run went:
+	// before delivery, at each tenth, and at the end, with everything in.
+	var roles []string
+	for _, m := range res.Memory {
+		roles = append(roles, m.Role)
+		n := len(m.Samples)
+		if n < 3 || m.Samples[0].Delivered >= res.Summary.Injected || m.Samples[n-1].Delivered != res.Summary.Injected || m.Peak <= 0 {
+			t.Errorf("%s: memory samples %+v, peak %d; want several, the first before the last delivery, the last at %d delivered", m.Role, m.Samples, m.Peak, res.Summary.Injected)
+		}
+		for _, s := range m.Samples {
+			if s.Bytes <= 0 || s.Bytes > m.Peak {
+				t.Errorf("%s: sample %+v outside 0..peak %d", m.Role, s, m.Peak)
+			}
+		}
+	}
+	if !slices.Equal(roles, []string{"dns", "receiver", "sender", "identd"}) {
+		t.Errorf("memory measured for %v, want every role", roles)
+	}
+}
+
+// TestMTAsLeastPrivilege: real MTAs (Exim receiving, Courier sending) run
+// as root on a writable root, as README.md says, but with every
+// capability dropped except lab.MTACaps, and with the limits; the Go
+// roles beside them (dns, identd) as in TestRolesLeastPrivilege.
+func TestMTAsLeastPrivilege(t *testing.T) {
+	stacktest.Debootstrap(t)
+	sc := fastWith(t, scenario.ImplExim, scenario.ImplCourier)
+	sc.Name = "fast-mta-privilege"
+	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
+	inspectRoles(t, sc, map[string]bool{"receiver": true, "sender": true})
+}
+
+// inspectRoles runs sc, inspects its four roles' containers while they
+// run and checks each: the lab's Go roles as TestRolesLeastPrivilege
+// says, the roles mta names as a real MTA's. The run must pass.
+func inspectRoles(t *testing.T, sc scenario.Scenario, mta map[string]bool) *lab.Result {
+	t.Helper()
+	eng := stacktest.Engine(t)
 	ids := &runIDWriter{}
 	done := make(chan error, 1)
 	var res *lab.Result
@@ -91,10 +132,20 @@ func TestRolesLeastPrivilege(t *testing.T) {
 		for i, c := range hc.CapAdd {
 			adds[i] = strings.TrimPrefix(c, "CAP_")
 		}
+		if hc.Memory != int64(sc.Limits.MemoryMB)<<20 || hc.PidsLimit == nil || *hc.PidsLimit != int64(sc.Limits.Pids) {
+			t.Errorf("%s: memory %d, pids %v; want %d MiB, %d", role, hc.Memory, hc.PidsLimit, sc.Limits.MemoryMB, sc.Limits.Pids)
+		}
+		if mta[role] {
+			slices.Sort(adds) // the engine sorts them
+			if !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Equal(adds, slices.Sorted(slices.Values(lab.MTACaps))) {
+				t.Errorf("%s (a real MTA): cap drop %v, cap add %v; want ALL dropped but %v", role, hc.CapDrop, hc.CapAdd, lab.MTACaps)
+			}
+			continue
+		}
 		if !slices.Equal(hc.CapDrop, []string{"ALL"}) || len(adds) != 0 || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
 			t.Errorf("%s: cap drop %v, cap add %v, security %v; want ALL dropped, none added, no-new-privileges", role, hc.CapDrop, hc.CapAdd, hc.SecurityOpt)
 		}
-		if c.Config.User != topology.RoleUser || strings.HasPrefix(c.Config.User, "0") || c.Config.User == "" {
+		if c.Config.User != topology.RoleUser {
 			t.Errorf("%s: runs as %q, want %s", role, c.Config.User, topology.RoleUser)
 		}
 		if !hc.ReadonlyRootfs {
@@ -114,29 +165,9 @@ func TestRolesLeastPrivilege(t *testing.T) {
 		if got, ok := hc.Sysctls[topology.UnprivilegedPortStart]; ownNS && got != "0" || !ownNS && ok {
 			t.Errorf("%s (own namespace %v): sysctls %v, want %s=0 exactly where it owns its namespace", role, ownNS, hc.Sysctls, topology.UnprivilegedPortStart)
 		}
-		if hc.Memory != int64(sc.Limits.MemoryMB)<<20 || hc.PidsLimit == nil || *hc.PidsLimit != int64(sc.Limits.Pids) {
-			t.Errorf("%s: memory %d, pids %v; want %d MiB, %d", role, hc.Memory, hc.PidsLimit, sc.Limits.MemoryMB, sc.Limits.Pids)
-		}
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the run under these limits: %v", err)
 	}
-	// Each role's memory was sampled from its container as the run went:
-	// before delivery, at each tenth, and at the end, with everything in.
-	var roles []string
-	for _, m := range res.Memory {
-		roles = append(roles, m.Role)
-		n := len(m.Samples)
-		if n < 3 || m.Samples[0].Delivered >= res.Summary.Injected || m.Samples[n-1].Delivered != res.Summary.Injected || m.Peak <= 0 {
-			t.Errorf("%s: memory samples %+v, peak %d; want several, the first before the last delivery, the last at %d delivered", m.Role, m.Samples, m.Peak, res.Summary.Injected)
-		}
-		for _, s := range m.Samples {
-			if s.Bytes <= 0 || s.Bytes > m.Peak {
-				t.Errorf("%s: sample %+v outside 0..peak %d", m.Role, s, m.Peak)
-			}
-		}
-	}
-	if !slices.Equal(roles, []string{"dns", "receiver", "sender", "identd"}) {
-		t.Errorf("memory measured for %v, want every role", roles)
-	}
+	return res
 }

@@ -112,11 +112,12 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	// A program the lab wrote needs no privilege: it runs as nobody with
 	// every capability dropped, binds its port under 1024 (53, 25, 113)
 	// by its namespace's sysctl (stack.Spec.User), and writes only its
-	// volumes. (Real MTAs keep root, a writable root and the engine's
-	// default capabilities: the lab writes their configuration into /etc
-	// before they start, and they change users, chown their queues and
-	// bind as root; an image the user brings, likewise.)
-	cs.Caps = []string{}
+	// volumes. (Real MTAs keep root, a writable root and MTACaps: the
+	// lab writes their configuration into /etc before they start, and
+	// they change users, chown their queues and bind as root. An image
+	// the user brings keeps the engine's defaults: the lab knows nothing
+	// of what it needs.)
+	cs.Caps, cs.NoNewPrivileges = []string{}, true
 	cs.User, cs.ReadOnly, cs.Volumes = topology.RoleUser, true, topology.Writable()
 	if r := s.plan.Scenario.Receiver; svc.Name == topology.Sender && r.Impl == scenario.ImplExternal {
 		// Its routes lead outside Docker, perhaps to the machine running it.
@@ -134,6 +135,14 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 	return c, role.NewHandle(svc.Name, c.Control, c.Locate), nil
 }
 
+// MTACaps are the capabilities a real MTA keeps: the engine's defaults
+// (moby's oci/caps/defaults.go) but raw sockets, device nodes, audit
+// records and file capabilities, none of which an MTA uses. What it keeps
+// it needs as root: binding port 25, changing to its users and to the
+// recipient's, chown and chmod of its queue and Maildirs across owners,
+// chroot (Postfix's services), signalling its children.
+var MTACaps = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT"}
+
 // startMTA starts a real MTA's image (lab/stack/debian.go) in a role,
 // configured by lab/mta, and reads it in its container.
 func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Container, Handle, error) {
@@ -144,6 +153,7 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 	}
 	cs := s.container(svc)
 	cs.Image, cs.Files, cs.Ready, cs.Wait = s.images[impl], files, ready, 90*time.Second
+	cs.Caps = MTACaps
 	cs.Labels = map[string]string{stack.LabelRole + ".mta": impl}
 	c, err := s.st.Start(ctx, cs)
 	if err != nil {

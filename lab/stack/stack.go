@@ -122,10 +122,14 @@ type Spec struct {
 	// "host-gateway" is the machine running Docker).
 	ExtraHosts []string
 	// Caps, when not nil, are the only capabilities the container keeps
-	// (all others dropped; an empty list keeps none), and it may gain no
-	// privilege (no-new-privileges): for a program the lab wrote. Nil
-	// keeps the engine's defaults, for an MTA that changes users.
+	// (all others dropped; an empty list keeps none). Nil keeps the
+	// engine's defaults.
 	Caps []string
+	// NoNewPrivileges: no process of the container gains a privilege by
+	// running a setuid or file-capability program (for a program the
+	// lab wrote; an MTA that re-executes itself setuid root to deliver,
+	// as Exim does, needs them).
+	NoNewPrivileges bool
 	// User, when set, is who the container's processes run as ("uid:gid").
 	// With no capability to bind ports under 1024, a container that owns
 	// its network namespace (not NetNSOf) then gets the namespace's
@@ -279,6 +283,8 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 		if spec.Caps != nil {
 			hc.CapDrop = []string{"ALL"}
 			hc.CapAdd = spec.Caps
+		}
+		if spec.NoNewPrivileges {
 			hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
 		}
 		if spec.User != "" && spec.NetNSOf == nil {
