@@ -153,6 +153,9 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 	}
 	cs := s.container(svc)
 	cs.Image, cs.Files, cs.Ready, cs.Wait = s.images[impl], files, ready, 90*time.Second
+	// A writable root: its start script points /etc/resolv.conf at the
+	// lab's DNS (images/*/smtplab-start.sh), which the engine mounts
+	// read-only under a read-only root.
 	cs.Caps = MTACaps
 	cs.Labels = map[string]string{stack.LabelRole + ".mta": impl}
 	c, err := s.st.Start(ctx, cs)

@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -337,30 +337,42 @@ func (s *Stack) Start(ctx context.Context, spec Spec) (*Container, error) {
 }
 
 // copyIntoVolumes copies spec's files into container id, created but not
-// started, each into its folder: one of spec's Volumes, as the engine
-// writes nothing else of a read-only root. They are owned by root, and
-// readable by every user.
+// started, each into the volume it is under (one of spec's Volumes: the
+// engine writes nothing else of a read-only root), its folders made as
+// needed. They are owned by root, and readable by every user.
 func (s *Stack) copyIntoVolumes(ctx context.Context, id string, spec Spec) error {
 	for _, p := range slices.Sorted(maps.Keys(spec.Files)) {
-		dir := path.Dir(p)
-		if !slices.Contains(spec.Volumes, dir) {
-			return fmt.Errorf("copy %s into %s: its root is read-only and %s is not one of its volumes %v", p, spec.Role, dir, spec.Volumes)
+		vol := volumeOf(spec.Volumes, p)
+		if vol == "" {
+			return fmt.Errorf("copy %s into %s: its root is read-only and %s is under none of its volumes %v", p, spec.Role, p, spec.Volumes)
 		}
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
 		data := spec.Files[p]
-		if err := tw.WriteHeader(&tar.Header{Name: path.Base(p), Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, strings.TrimSuffix(vol, "/")+"/"), Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
 			return err
 		}
 		tw.Write(data)
 		if err := tw.Close(); err != nil {
 			return err
 		}
-		if _, err := s.eng.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: &buf}); err != nil {
+		if _, err := s.eng.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: vol, Content: &buf}); err != nil {
 			return fmt.Errorf("copy %s into %s: %w", p, spec.Role, err)
 		}
 	}
 	return nil
+}
+
+// volumeOf is the volume of vols that file is under, the deepest one; ""
+// when none.
+func volumeOf(vols []string, file string) string {
+	best := ""
+	for _, v := range vols {
+		if strings.HasPrefix(file, strings.TrimSuffix(v, "/")+"/") && len(v) > len(best) {
+			best = v
+		}
+	}
+	return best
 }
 
 // address finds out's address on the lab network and its control port's
