@@ -100,8 +100,9 @@ func TestInterruptCleansUp(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err == nil {
-			t.Errorf("an interrupted run exited 0")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Errorf("an interrupted run exited %v, want 130 (128 + SIGINT)", err)
 		}
 	case <-time.After(3 * time.Minute):
 		cmd.Process.Kill()
