@@ -12,10 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/moby/client"
+
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // With DOCKER_HOST pointing at a second engine, `lab run` builds its
@@ -88,4 +91,36 @@ func TestRunOnSecondEngine(t *testing.T) {
 		t.Errorf("outcome %+v", res.Outcome)
 	}
 	stacktest.NoLeftovers(t, second, "")
+}
+
+// On a machine with Go and Docker alone (no debootstrap on PATH), `lab
+// images --mta none` builds the lab's own image and tags it for
+// docker-compose.yml, and builds nothing else.
+func TestImagesWithoutDebootstrap(t *testing.T) {
+	eng := stacktest.Engine(t)
+	bin := buildLab(t)
+	ctx := context.Background()
+	// Untag only: the image stays under its content tag for other tests.
+	eng.ImageRemove(ctx, topology.ComposeImage, client.ImageRemoveOptions{})
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "debootstrap")); err != nil {
+			path = append(path, d)
+		}
+	}
+	cmd := exec.Command(bin, "images", "--mta", "none")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("lab images --mta none without debootstrap: %v\n%s", err, out)
+	}
+	if _, err := eng.ImageInspect(ctx, topology.ComposeImage); err != nil {
+		t.Errorf("no %s after lab images --mta none: %v\n%s", topology.ComposeImage, err, out)
+	}
+	for _, mta := range []string{"courier", "postfix", "exim"} {
+		if strings.Contains(string(out), mta) {
+			t.Errorf("lab images --mta none spoke of %s:\n%s", mta, out)
+		}
+	}
 }

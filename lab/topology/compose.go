@@ -22,7 +22,7 @@ const header = `# The same lab as ` + "`go run ./cmd/lab`" + `, for Compose (v2 
 # Generated from lab/topology by ` + "`go run ./cmd/lab compose --write`" + `: do not edit;
 # a test fails when this file and the Go topology differ.
 #
-#   go run ./cmd/lab images     # build the images locally (nothing is pulled)
+#   go run ./cmd/lab images --mta none   # build the lab's image locally (nothing is pulled)
 #   docker-compose up --abort-on-container-exit --exit-code-from runner
 #   SMTPLAB_SCENARIO=scenarios/fast.yaml docker-compose up --abort-on-container-exit --exit-code-from runner
 #   docker-compose down -v      # leaves no container, network or volume
