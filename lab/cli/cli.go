@@ -21,7 +21,6 @@ import (
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/role"
-	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/topology"
@@ -87,7 +86,7 @@ func Root() *cobra.Command {
 		},
 	}
 	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
-	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd())
+	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd(), versionCmd())
 	// A typo on the command line is bad input (exit 2), like a bad
 	// scenario, never "a message was lost" (exit 1).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -109,7 +108,7 @@ func runScenario(cmd *cobra.Command, path, results string) error {
 // lab.RunCompose in the compose runner), prints the report and turns the
 // outcome into the exit code.
 func runWith(cmd *cobra.Command, path, results string, run lab.Runner) error {
-	sc, err := scenario.Load(path)
+	sc, err := loadScenario(path)
 	if err != nil {
 		return &ExitError{Code: ExitBadInput, Msg: err.Error()}
 	}

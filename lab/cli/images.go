@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/topology"
 )
@@ -70,7 +69,7 @@ func mtasToBuild(only []string, path string) ([]string, error) {
 	case len(only) > 0 && path != "":
 		return nil, &ExitError{Code: ExitBadInput, Msg: "lab images: give --mta or --scenario, not both"}
 	case path != "":
-		sc, err := scenario.Load(path)
+		sc, err := loadScenario(path)
 		if err != nil {
 			return nil, &ExitError{Code: ExitBadInput, Msg: err.Error()}
 		}

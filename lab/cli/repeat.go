@@ -9,14 +9,13 @@ import (
 
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/report/compare"
-	"github.com/smtplab/smtplab/lab/scenario"
 )
 
 // runRepeated runs one scenario n times into one folder (lab.Repeat) and
 // prints each run's line and then the median and spread of every figure.
 // The exit code is the worst of the runs'.
 func runRepeated(cmd *cobra.Command, path, results string, n int) error {
-	sc, err := scenario.Load(path)
+	sc, err := loadScenario(path)
 	if err != nil {
 		return &ExitError{Code: ExitBadInput, Msg: err.Error()}
 	}

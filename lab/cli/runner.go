@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smtplab/smtplab/lab"
-	"github.com/smtplab/smtplab/lab/scenario"
 	"github.com/smtplab/smtplab/lab/topology"
 )
 
@@ -30,7 +29,7 @@ func runnerCmd() *cobra.Command {
 			}
 			// Compose runs the Go roles only: refuse a real MTA's scenario
 			// before anything runs (also its Go-model comparison).
-			if sc, err := scenario.Load(path); err == nil {
+			if sc, err := loadScenario(path); err == nil {
 				if err := lab.ComposeCan(sc); err != nil {
 					return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: %v", path, err)}
 				}

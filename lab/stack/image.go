@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +23,8 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/moby/moby/client"
+
+	smtplab "github.com/smtplab/smtplab"
 	labimage "github.com/smtplab/smtplab/images/lab"
 )
 
@@ -152,13 +157,103 @@ func buildImage(ctx context.Context, eng *Engine, tarball io.Reader, ref string,
 	return got.ID, nil
 }
 
-// compileLab compiles the lab statically for the engine's platform and
-// returns the binary and the source's version.
+// compileLab returns the lab's static binary for the engine's platform,
+// and the source's version. In the smtplab source tree it compiles
+// ./cmd/lab there (the image is always the code at hand). Elsewhere (a
+// binary from `go install`): the running executable itself when it is a
+// static Linux executable for the engine's platform (CGO_ENABLED=0), else
+// the source embedded in it (smtplab.Source), compiled in a temporary
+// folder, which needs the go command.
 func compileLab(ctx context.Context, eng *Engine) ([]byte, string, error) {
 	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, "", err
+	if err == nil {
+		return compileIn(ctx, eng, root, sourceVersion(ctx, root))
 	}
+	if bin, ok := ownStaticBinary(eng.Arch); ok {
+		return bin, BuildVersion(), nil
+	}
+	if _, lerr := exec.LookPath("go"); lerr != nil {
+		return nil, "", fmt.Errorf("build image: this lab executable is not a static Linux one for %s (it was built with cgo, or for another platform), and there is no go command to compile its embedded source; install it with CGO_ENABLED=0 go install, or install Go", eng.Arch)
+	}
+	tmp, err := os.MkdirTemp("", "smtplab-source-")
+	if err != nil {
+		return nil, "", fmt.Errorf("build image: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.CopyFS(tmp, smtplab.Source); err != nil {
+		return nil, "", fmt.Errorf("build image: unpack the lab's embedded source: %w", err)
+	}
+	return compileIn(ctx, eng, tmp, BuildVersion())
+}
+
+// ownStaticBinary is the running executable, when it can be the image's:
+// a Linux ELF for arch with no interpreter (statically linked).
+func ownStaticBinary(arch string) ([]byte, bool) {
+	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386, "arm": elf.EM_ARM,
+		"riscv64": elf.EM_RISCV, "ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390}[arch]
+	path, err := os.Executable()
+	if err != nil || runtime.GOOS != "linux" || machine == 0 {
+		return nil, false
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if f.Machine != machine {
+		return nil, false
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return nil, false
+		}
+	}
+	bin, err := os.ReadFile(path)
+	return bin, err == nil
+}
+
+// BuildVersion is the running executable's version, from its build
+// information: the module's version when installed as
+// github.com/smtplab/smtplab/cmd/lab@version, else its commit (with
+// -dirty for local changes), else "devel".
+func BuildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if dirty {
+		return rev[:min(12, len(rev))] + "-dirty"
+	}
+	return rev[:min(12, len(rev))]
+}
+
+// Version is the lab's version as a run records it: the source tree's
+// git describe when run in it, else BuildVersion.
+func Version(ctx context.Context) string {
+	if root, err := moduleRoot(ctx); err == nil {
+		return sourceVersion(ctx, root)
+	}
+	return BuildVersion()
+}
+
+// compileIn compiles the lab in the source tree at root statically for
+// the engine's platform.
+func compileIn(ctx context.Context, eng *Engine, root, version string) ([]byte, string, error) {
 	tmp, err := os.MkdirTemp("", "smtplab-build-")
 	if err != nil {
 		return nil, "", fmt.Errorf("build image: %w", err)
@@ -171,7 +266,6 @@ func compileLab(ctx context.Context, eng *Engine) ([]byte, string, error) {
 	if err := os.Mkdir(work, 0o700); err != nil {
 		return nil, "", fmt.Errorf("build image: %w", err)
 	}
-	version := sourceVersion(ctx, root)
 	bin := filepath.Join(tmp, "lab")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/lab")
 	cmd.Dir = root
