@@ -144,7 +144,7 @@ func badArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 // printRun prints a run's report: the figures beside 1999's, where the
 // time went, the slowest messages, the expectations, and its files.
 func printRun(out io.Writer, title string, r *report.Result) error {
-	if err := report.WriteText(out, title, r.Summary, r.Outcome); err != nil {
+	if err := report.WriteText(out, title, r.Summary, r.Outcome, r.Scenario.Workload.Not1999()); err != nil {
 		return err
 	}
 	if err := report.WriteMemory(out, r); err != nil {

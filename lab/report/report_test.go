@@ -85,7 +85,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("outcome %+v", o)
 	}
 	var buf bytes.Buffer
-	if err := WriteText(&buf, "t", s, o); err != nil {
+	if err := WriteText(&buf, "t", s, o, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"lost: <c>", "duplicated: <b> (2 copies)", "unexpected: <x>", "not queued: message 4", "196 / 200", "65.00 s"} {
@@ -195,7 +195,7 @@ func TestConnectionsWithoutAReceiverLog(t *testing.T) {
 		t.Errorf("connections %d from %q, lookups per connection %v, unmeasured %v", s.Connections, s.ConnectionsFrom, s.LookupsPerConnection, s.Unmeasured)
 	}
 	var b strings.Builder
-	if err := WriteText(&b, "x", s, Outcome{}); err != nil {
+	if err := WriteText(&b, "x", s, Outcome{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "2 (counted at the sender: the receiver keeps no log the lab reads)") {
@@ -245,7 +245,7 @@ func TestRelayEvidence(t *testing.T) {
 		t.Errorf("lost:\n%s", lost)
 	}
 	var b strings.Builder
-	if err := WriteText(&b, "x", s, o); err != nil {
+	if err := WriteText(&b, "x", s, o, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "relay hop p50 / p90 / p99 (receiver's 250 to the lab's final receiver)  3.00 s") {
@@ -254,5 +254,28 @@ func TestRelayEvidence(t *testing.T) {
 	// Without the relay, the final receiver's deliveries are nobody's.
 	if s, _ := Build(Inputs{Events: evs, Maildir: disk}); s.Evidence != "" || s.RelayHop != nil {
 		t.Errorf("without a relay: evidence %q, hop %v", s.Evidence, s.RelayHop)
+	}
+}
+
+// For another workload the 1999 column is left out, with the reason; for
+// 1999's it is there.
+func TestNo1999ColumnForAnotherWorkload(t *testing.T) {
+	s := Summary{Delivered: 1000, Injected: 1000}
+	var with, without bytes.Buffer
+	if err := WriteText(&with, "x", s, Outcome{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	why := "this workload is not 1999's: workload.rounds 50 (1999: 10)"
+	if err := WriteText(&without, "x", s, Outcome{}, why); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(with.String(), "196 / 200") || !strings.Contains(with.String(), "1999") {
+		t.Errorf("1999's workload without its column:\n%s", with.String())
+	}
+	if strings.Contains(without.String(), "196 / 200") || strings.Contains(without.String(), "65.00 s") {
+		t.Errorf("another workload beside 1999's figures:\n%s", without.String())
+	}
+	if !strings.Contains(without.String(), "(no 1999 column: "+why+")") || !strings.Contains(without.String(), "1000 / 1000") {
+		t.Errorf("no reason for the missing column, or no figures:\n%s", without.String())
 	}
 }

@@ -13,12 +13,27 @@ import (
 )
 
 // WriteText prints the summary beside 1999's figures, then anything lost.
-func WriteText(w io.Writer, title string, s Summary, o Outcome) error {
+//
+// not1999, when not "", is why the 1999 column is left out
+// (scenario.Workload.Not1999): figures of another workload do not stand
+// beside 1999's.
+func WriteText(w io.Writer, title string, s Summary, o Outcome, not1999 string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", title)
-	fmt.Fprintf(tw, "\tthis run\t1999\n")
+	if not1999 == "" {
+		fmt.Fprintf(tw, "\tthis run\t1999\n")
+	} else {
+		fmt.Fprintf(tw, "\tthis run\n")
+	}
 	for _, r := range Rows(s, Seed1999) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Now, r.Then)
+		if not1999 == "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Now, r.Then)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\n", r.Name, r.Now)
+		}
+	}
+	if not1999 != "" {
+		fmt.Fprintf(tw, "(no 1999 column: %s)\n", not1999)
 	}
 	if len(s.Checks) > 0 {
 		fmt.Fprintf(tw, "\nwhere the receiver's time went before the greeting\tper connection p50 / p99\ttotal (count, failed)\n")

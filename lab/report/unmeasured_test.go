@@ -87,7 +87,7 @@ func TestRealSenderConnectionsNotMeasured(t *testing.T) {
 		t.Errorf("%q row: %q, want not measured", closesRow, got)
 	}
 	var text bytes.Buffer
-	if err := WriteText(&text, "t", s, Outcome{}); err != nil {
+	if err := WriteText(&text, "t", s, Outcome{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(text.String(), "not measured (a real sender's mail log") {

@@ -9,6 +9,7 @@ package scenario
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +92,62 @@ type Pace struct {
 	Interval duration.Duration `yaml:"interval" json:"interval,omitempty"` // or: one message every Interval
 	Ramp     duration.Duration `yaml:"ramp" json:"ramp,omitempty"`         // from 0 to Rate over this
 	MaxLag   duration.Duration `yaml:"max_lag" json:"max_lag,omitempty"`   // pace held when no message starts, or reaches the queue, later than this; 1s when 0
+}
+
+// Not1999 says why a run of this workload cannot stand beside the 1999
+// benchmark's figures ("" when it can): the messages must be 1999's
+// (docs/BENCHMARK-1999.md: 10 rounds of 20 recipients, one host each, the
+// same envelope and text); the pace may differ (the report shows it
+// beside 1999's shell loop).
+func (w Workload) Not1999() string {
+	var diffs []string
+	for _, d := range WorkloadDiff(w, Default().Workload) {
+		if !strings.HasPrefix(d.Field, "workload.pace.") {
+			diffs = append(diffs, fmt.Sprintf("%s %s (1999: %s)", d.Field, d.A, d.B))
+		}
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	return "this workload is not 1999's: " + strings.Join(diffs, ", ")
+}
+
+// Diff is one field that differs between two workloads, as the scenario
+// file names it, with each side's value.
+type Diff struct{ Field, A, B string }
+
+// WorkloadDiff are the fields of the workload (its pace included) in
+// which a and b differ, in the file's order.
+func WorkloadDiff(a, b Workload) []Diff {
+	var out []Diff
+	var walk func(prefix string, x, y reflect.Value)
+	walk = func(prefix string, x, y reflect.Value) {
+		for i := range x.NumField() {
+			name := strings.Split(x.Type().Field(i).Tag.Get("yaml"), ",")[0]
+			fx, fy := x.Field(i), y.Field(i)
+			if fx.Kind() == reflect.Struct && fx.Type() == reflect.TypeFor[Pace]() {
+				walk(prefix+name+".", fx, fy)
+				continue
+			}
+			if !reflect.DeepEqual(fx.Interface(), fy.Interface()) {
+				out = append(out, Diff{prefix + name, short(fx.Interface()), short(fy.Interface())})
+			}
+		}
+	}
+	walk("workload.", reflect.ValueOf(a), reflect.ValueOf(b))
+	return out
+}
+
+// short is v for a message, a string quoted and cut to a few words.
+func short(v any) string {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // PaceSpec is the workload's schedule for lab/pace.

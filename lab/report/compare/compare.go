@@ -40,6 +40,7 @@ import (
 	"strings"
 
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/scenario"
 )
 
 // Verdict is what a comparison says about one figure.
@@ -103,6 +104,10 @@ type Comparison struct {
 	A    Side  `json:"a"`
 	B    Side  `json:"b"`
 	Rows []Row `json:"rows"`
+	// Differs are the workload's and the pace's fields in which the two
+	// sides' scenarios differ (their first runs'): figures of different
+	// workloads or paces are not the same measure of two systems.
+	Differs []scenario.Diff `json:"differs,omitempty"`
 }
 
 // Compare compares set B against set A. Each set is one or more complete
@@ -128,7 +133,7 @@ func Compare(a, b []*report.Result) (Comparison, error) {
 	if err != nil {
 		return Comparison{}, fmt.Errorf("B: %w", err)
 	}
-	c := Comparison{A: side(a), B: side(b)}
+	c := Comparison{A: side(a), B: side(b), Differs: scenario.WorkloadDiff(a[0].Scenario.Workload, b[0].Scenario.Workload)}
 	c.A.NotHeld, c.B.NotHeld = notA, notB
 	byKey := func(ss []Stat) map[string]Stat {
 		m := map[string]Stat{}

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -311,6 +312,10 @@ func TestWriteText(t *testing.T) {
 		}
 	}
 
+	if strings.Contains(out, "warning:") || len(c.Differs) > 0 {
+		t.Errorf("the same workload, yet a warning: %v\n%s", c.Differs, out)
+	}
+
 	b.Reset()
 	c, _ = Compare(withTimes(base, "a-", 5), withTimes(base, "b-", 3))
 	WriteText(&b, c)
@@ -417,5 +422,30 @@ func TestChanceApart(t *testing.T) {
 		if got := chanceApart(tc.n, tc.m); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("chanceApart(%d, %d) = %v, want %v", tc.n, tc.m, got, tc.want)
 		}
+	}
+}
+
+// Two sides of different workloads or paces are compared, with a warning
+// naming each field that differs.
+func TestCompareWarnsOfDifferentWorkloads(t *testing.T) {
+	base := loadFast(t)
+	a := withTimes(base, "a-", 5)
+	b := withTimes(base, "b-", 3)
+	other := *b[0]
+	other.Scenario.Workload.Rounds = 50
+	other.Scenario.Workload.Pace.Rate = 3
+	b[0] = &other
+	c, err := Compare(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, c); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("warning: A and B ran different workloads or paces, so their figures measure different things: workload.rounds %d (A) vs 50 (B); workload.pace.rate %v (A) vs 3 (B)",
+		base.Scenario.Workload.Rounds, base.Scenario.Workload.Pace.Rate)
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("no %q in\n%s", want, buf.String())
 	}
 }

@@ -14,6 +14,13 @@ func WriteText(w io.Writer, c Comparison) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "A: %s\n", describe(c.A))
 	fmt.Fprintf(tw, "B: %s\n\n", describe(c.B))
+	if len(c.Differs) > 0 {
+		var ds []string
+		for _, d := range c.Differs {
+			ds = append(ds, fmt.Sprintf("%s %s (A) vs %s (B)", d.Field, d.A, d.B))
+		}
+		fmt.Fprintf(tw, "warning: A and B ran different workloads or paces, so their figures measure different things: %s\n\n", strings.Join(ds, "; "))
+	}
 	fmt.Fprintf(tw, "figure\tA\tB\tchange\tverdict\n")
 	for _, r := range c.Rows {
 		change := "-"

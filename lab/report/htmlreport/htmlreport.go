@@ -87,6 +87,9 @@ type page struct {
 	Error       string
 	Status      string // "ok", "warn" or "bad": the banner's colour
 	StatusText  string
+	// Not1999 is why the 1999 figures are left out ("" when they stand
+	// beside this run's: scenario.Workload.Not1999).
+	Not1999     string
 	Glance      []figure
 	TimeWent    string
 	Summary     []row
@@ -235,6 +238,7 @@ func build(r *report.Result) (*page, error) {
 	case s.Pace != nil && s.Pace.MachineDependent:
 		pg.StatusText += " The pace was this machine's speed (pace mode loop): the figures are not comparable across machines or loads."
 	}
+	pg.Not1999 = r.Scenario.Workload.Not1999()
 	pg.Glance = glance(s, report.Seed1999)
 	pg.TimeWent = timeWent(s)
 	pg.Summary = summaryRows(s, r.Seed1999)

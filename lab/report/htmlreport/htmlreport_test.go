@@ -356,3 +356,21 @@ func TestStoryShowsTries(t *testing.T) {
 		t.Error("the page shows no stalled check's tries")
 	}
 }
+
+// The 1999 figures stand on the page only beside 1999's workload; for
+// another the page says why they are absent.
+func TestNo1999ColumnForAnotherWorkload(t *testing.T) {
+	r := load(t, fastResult)
+	page := writePage(t, r)
+	if !strings.Contains(page, "Summary beside 1999") || !strings.Contains(page, "1999: 196 / 200") {
+		t.Errorf("1999's workload without the 1999 figures")
+	}
+	r.Scenario.Workload.Rounds = 50
+	page = writePage(t, r)
+	if strings.Contains(page, "Summary beside 1999") || strings.Contains(page, "1999: 196 / 200") || strings.Contains(page, `class="then"`) {
+		t.Errorf("another workload beside 1999's figures")
+	}
+	if !strings.Contains(page, "No 1999 column: this workload is not 1999&#39;s: workload.rounds 50 (1999: 10).") {
+		t.Errorf("no reason for the missing 1999 figures")
+	}
+}
