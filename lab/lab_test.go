@@ -339,6 +339,23 @@ func runChecked(t *testing.T, eng *stack.Engine, sc scenario.Scenario, progress 
 	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
 	if res != nil {
 		stacktest.NoLeftovers(t, eng, res.RunID)
+		eventsFitSchema(t, res.Dir)
 	}
 	return res, err
+}
+
+// eventsFitSchema fails t unless every line of the run's events.jsonl
+// fits lab/events/events.schema.json: every real run through runChecked
+// (Go roles, real MTAs' logs, faults and outages) checks it.
+func eventsFitSchema(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, report.EventsFile))
+	if err != nil {
+		t.Errorf("events.jsonl: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := events.ValidateJSONL(f); err != nil {
+		t.Errorf("%s does not fit lab/events/events.schema.json: %v", f.Name(), err)
+	}
 }

@@ -169,5 +169,6 @@ func inspectRoles(t *testing.T, sc scenario.Scenario, mta map[string]bool) *lab.
 	if err := <-done; err != nil {
 		t.Fatalf("the run under these limits: %v", err)
 	}
+	eventsFitSchema(t, res.Dir)
 	return res
 }
