@@ -7,6 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/smtplab/smtplab/lab/line"
 )
@@ -71,6 +72,9 @@ func newMetrics() *Metrics {
 		m.lineBytes[d] = bytes.WithLabelValues(d.String())
 	}
 	m.reg.MustRegister(m.queries, m.malformed, m.faults, bytes, m.answer)
+	// The Go runtime's and the process's own figures, as every role has
+	// (lab/role RegisterRuntime).
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -2,8 +2,11 @@ package role
 
 import (
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtplab/smtplab/lab/events"
@@ -11,11 +14,16 @@ import (
 )
 
 // eventMetrics serves a role's live Prometheus metrics, built from its
-// event log as events are added: every role's events by kind, the time
-// each receiver check took, and each SMTP command's reply time. (The dns
-// role has metrics of its own, from lab/dnsstub.)
+// event log as events are added: every role's events by kind (the
+// identd's queries among them), the time each receiver check took, each
+// SMTP command's reply time, the sender's queue (messages queued and not
+// yet sent or failed) and each message's time from queued to sent, and
+// the Go runtime's and the process's own figures. (The dns role has
+// metrics of its own, from lab/dnsstub, with the same runtime and
+// process figures.)
 func eventMetrics(role topology.Role, log *events.Log) http.Handler {
 	reg := prometheus.NewRegistry()
+	RegisterRuntime(reg)
 	byKind := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "smtplab_events_total", Help: "Events the role logged, by kind.",
 		ConstLabels: prometheus.Labels{"role": string(role)},
@@ -29,6 +37,10 @@ func eventMetrics(role topology.Role, log *events.Log) http.Handler {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
 	}, []string{"command", "code"})
 	reg.MustRegister(byKind, checks, commands)
+	var queue *senderQueue
+	if role == topology.Sender {
+		queue = newSenderQueue(reg)
+	}
 	log.Observe(func(e events.Event) {
 		byKind.WithLabelValues(string(e.Kind)).Inc()
 		switch e.Kind {
@@ -41,8 +53,71 @@ func eventMetrics(role topology.Role, log *events.Log) http.Handler {
 		case events.Command:
 			commands.WithLabelValues(e.Name, codeLabel(e.Code)).Observe(e.Duration.Seconds())
 		}
+		queue.observe(e)
 	})
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// RegisterRuntime adds the Go runtime's collector (goroutines, heap, GC)
+// and the process's (CPU, resident memory, open files) to reg: what an
+// operator graphs beside a role's own figures.
+func RegisterRuntime(reg *prometheus.Registry) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// senderQueue follows the sender's queue in its events: a message is in
+// it from queued until every recipient was sent or it failed. It holds
+// only the messages in the queue, so its memory is bounded by the queue's.
+type senderQueue struct {
+	mu       sync.Mutex
+	inQueue  map[string]queued // by queue id
+	depth    prometheus.Gauge
+	delivery prometheus.Histogram
+}
+
+type queued struct {
+	at    time.Time
+	rcpts int // recipients not yet sent
+}
+
+func newSenderQueue(reg *prometheus.Registry) *senderQueue {
+	q := &senderQueue{inQueue: map[string]queued{},
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "smtplab_sender_queue_messages", Help: "Messages in the sender's queue: queued, not yet sent to every recipient or failed.",
+		}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "smtplab_sender_delivery_seconds", Help: "Time from a message queued to its recipients sent (the receiver's 2xx to the end of data), per send.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20), // 1 ms to about 9 min
+		}),
+	}
+	reg.MustRegister(q.depth, q.delivery)
+	return q
+}
+
+func (q *senderQueue) observe(e events.Event) {
+	if q == nil || e.QueueID == "" {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch e.Kind {
+	case events.Queued:
+		q.inQueue[e.QueueID] = queued{at: e.Time, rcpts: max(1, len(e.Rcpts))}
+	case events.Sent:
+		m, ok := q.inQueue[e.QueueID]
+		if !ok {
+			return
+		}
+		q.delivery.Observe(e.Time.Sub(m.at).Seconds())
+		if m.rcpts -= max(1, len(e.Rcpts)); m.rcpts > 0 {
+			q.inQueue[e.QueueID] = m
+		} else {
+			delete(q.inQueue, e.QueueID)
+		}
+	case events.Failed:
+		delete(q.inQueue, e.QueueID)
+	}
+	q.depth.Set(float64(len(q.inQueue)))
 }
 
 func codeLabel(code int) string {
