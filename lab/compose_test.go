@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,7 +95,36 @@ func TestComposeUp(t *testing.T) {
 	})
 	up := []string{"up", "--abort-on-container-exit", "--exit-code-from", "runner"}
 
+	// While it runs, every role's /metrics answers on the host's loopback
+	// at its published port.
+	stop, scraped := make(chan struct{}), make(chan map[topology.Role]bool)
+	go func() {
+		seen := map[topology.Role]bool{}
+		for {
+			for _, r := range topology.Roles() {
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", topology.MetricsPort(r)))
+				if err != nil {
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("go_goroutines")) {
+					seen[r] = true
+				}
+			}
+			select {
+			case <-stop:
+				scraped <- seen
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
 	code, out := compose("SMTPLAB_SCENARIO=scenarios/fast.yaml", up...)
+	close(stop)
+	if seen := <-scraped; len(seen) != len(topology.Roles()) {
+		t.Errorf("/metrics scraped on the loopback from %v, want every role's", seen)
+	}
 	if code != 0 {
 		t.Fatalf("docker-compose up (fast): runner exit %d, want 0\n%s", code, out)
 	}

@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 )
@@ -53,6 +54,7 @@ type composeService struct {
 	NetworkMode string            `yaml:"network_mode,omitempty"`
 	Networks    []string          `yaml:"networks,omitempty"`
 	Expose      []string          `yaml:"expose,omitempty"`
+	Ports       []string          `yaml:"ports,omitempty"`
 	DependsOn   []string          `yaml:"depends_on,omitempty"`
 	Labels      map[string]string `yaml:"labels"`
 	// The Go roles' least privilege, as `go run ./cmd/lab` gives it
@@ -71,6 +73,24 @@ type composeNetwork struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
+// MetricsPort is where docker-compose.yml publishes role's control port
+// (its /metrics) on the host's loopback unless MetricsPortVar says
+// otherwise: 19080 and up, in Services' order.
+func MetricsPort(role Role) int {
+	for i, s := range Services() {
+		if s.Name == role {
+			return 19080 + i
+		}
+	}
+	return 0
+}
+
+// MetricsPortVar is the environment variable that moves role's metrics
+// port under docker compose (SMTPLAB_METRICS_PORT_DNS, ...).
+func MetricsPortVar(role Role) string {
+	return "SMTPLAB_METRICS_PORT_" + strings.ToUpper(string(role))
+}
+
 // Compose returns docker-compose.yml for the topology.
 func Compose() ([]byte, error) {
 	f := composeFile{Version: "2.4", Networks: map[string]composeNetwork{"lab": {Labels: map[string]string{"smtplab": "1", "smtplab.run": composeRun}}}}
@@ -84,6 +104,14 @@ func Compose() ([]byte, error) {
 			User:    RoleUser, ReadOnly: true, Volumes: Writable(),
 			CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"},
 			MemLimit: fmt.Sprintf("%dm", DefaultMemoryMB), MemswapLimit: fmt.Sprintf("%dm", DefaultMemoryMB), PidsLimit: DefaultPids,
+		}
+		// Each role's control port (its /metrics) on the host's loopback,
+		// at a fixed port a Prometheus there can scrape; a service sharing
+		// another's namespace is published by that one.
+		for _, o := range Services() {
+			if o.Name == s.Name && o.NetNSOf == "" || o.NetNSOf == s.Name {
+				cs.Ports = append(cs.Ports, fmt.Sprintf("127.0.0.1:${%s:-%d}:%s", MetricsPortVar(o.Name), MetricsPort(o.Name), o.Control))
+			}
 		}
 		if s.NetNSOf != "" {
 			cs.NetworkMode = "service:" + string(s.NetNSOf)
