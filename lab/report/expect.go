@@ -44,7 +44,7 @@ func Check(e scenario.Expect, s Summary, o Outcome) []Verdict {
 			// To the microsecond: a rounded figure could read "3s" beside a
 			// failed "<= 3s".
 			got = got.Round(time.Microsecond) // judged as shown
-			vs = append(vs, Verdict{name, "<= " + want.String(), got.String(), got <= want.D()})
+			vs = append(vs, Verdict{name, "<= " + exactSecs(want.D()), exactSecs(got), got <= want.D()})
 		}
 	}
 	intEq("delivered", e.Delivered, s.Delivered)
@@ -108,4 +108,15 @@ func rate(got, least float64) string {
 		return strconv.FormatFloat(got, 'f', -1, 64)
 	}
 	return short
+}
+
+// exactSecs is d as every output writes durations ("150 ms", "3 s",
+// "43.069893 s"), to the microsecond: an expectation's bound and the
+// figure judged against it, which rounding could make read the same.
+func exactSecs(d time.Duration) string {
+	d = d.Round(time.Microsecond)
+	if d.Abs() < time.Second {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64) + " ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }

@@ -27,10 +27,10 @@ func TestCheckBounds(t *testing.T) {
 		{"delivered over", scenario.Expect{Delivered: intp(200)}, Summary{Delivered: 201}, Verdict{"delivered", "= 200", "201", false}},
 		{"delivered 0", scenario.Expect{Delivered: intp(0)}, Summary{}, Verdict{"delivered", "= 0", "0", true}},
 
-		{"total time at", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30 * sec}, Verdict{"max_total_time", "<= 30s", "30s", true}},
-		{"total time under", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec - us}, Verdict{"max_total_time", "<= 30s", "29.999999s", true}},
-		{"total time over", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec + us}, Verdict{"max_total_time", "<= 30s", "30.000001s", false}},
-		{"total time over by less than shown", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec + 400*time.Nanosecond}, Verdict{"max_total_time", "<= 30s", "30s", true}},
+		{"total time at", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30 * sec}, Verdict{"max_total_time", "<= 30 s", "30 s", true}},
+		{"total time under", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec - us}, Verdict{"max_total_time", "<= 30 s", "29.999999 s", true}},
+		{"total time over", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec + us}, Verdict{"max_total_time", "<= 30 s", "30.000001 s", false}},
+		{"total time over by less than shown", scenario.Expect{MaxTotalTime: durp(30 * sec)}, Summary{TotalTime: 30*sec + 400*time.Nanosecond}, Verdict{"max_total_time", "<= 30 s", "30 s", true}},
 
 		{"connections at", scenario.Expect{MaxConnections: intp(57)}, Summary{Connections: 57}, Verdict{"max_connections", "<= 57", "57", true}},
 		{"connections under", scenario.Expect{MaxConnections: intp(57)}, Summary{Connections: 56}, Verdict{"max_connections", "<= 57", "56", true}},
@@ -38,11 +38,11 @@ func TestCheckBounds(t *testing.T) {
 		{"connections 0 of 0", scenario.Expect{MaxConnections: intp(0)}, Summary{}, Verdict{"max_connections", "<= 0", "0", true}},
 
 		{"p99 at", scenario.Expect{MaxLatencyP99: durp(150 * time.Millisecond)}, Summary{Latency: Latency{P99: 150 * time.Millisecond}},
-			Verdict{"max_latency_p99", "<= 150ms", "150ms", true}},
+			Verdict{"max_latency_p99", "<= 150 ms", "150 ms", true}},
 		{"p99 under", scenario.Expect{MaxLatencyP99: durp(150 * time.Millisecond)}, Summary{Latency: Latency{P99: 150*time.Millisecond - us}},
-			Verdict{"max_latency_p99", "<= 150ms", "149.999ms", true}},
+			Verdict{"max_latency_p99", "<= 150 ms", "149.999 ms", true}},
 		{"p99 over", scenario.Expect{MaxLatencyP99: durp(150 * time.Millisecond)}, Summary{Latency: Latency{P99: 150*time.Millisecond + us}},
-			Verdict{"max_latency_p99", "<= 150ms", "150.001ms", false}},
+			Verdict{"max_latency_p99", "<= 150 ms", "150.001 ms", false}},
 
 		{"rate at", scenario.Expect{MinMessagesPerSecond: 3}, Summary{MessagesPerSecond: 3}, Verdict{"min_messages_per_second", ">= 3", "3.00", true}},
 		{"rate under", scenario.Expect{MinMessagesPerSecond: 3}, Summary{MessagesPerSecond: 2.99}, Verdict{"min_messages_per_second", ">= 3", "2.99", false}},
@@ -119,10 +119,10 @@ func TestCheckOrderAndString(t *testing.T) {
 	}
 	// To the microsecond, so the failed figure never reads as its bound.
 	tt := vs[2]
-	if tt.Want != "<= 3s" || tt.Got != "3.000001s" || tt.OK {
+	if tt.Want != "<= 3 s" || tt.Got != "3.000001 s" || tt.OK {
 		t.Errorf("total time verdict %+v", tt)
 	}
-	if got, want := tt.String(), "expect FAILED max_total_time <= 3s: got 3.000001s"; got != want {
+	if got, want := tt.String(), "expect FAILED max_total_time <= 3 s: got 3.000001 s"; got != want {
 		t.Errorf("line %q, want %q", got, want)
 	}
 	if got, want := vs[0].String(), "expect ok     delivered = 196: got 196"; got != want {
