@@ -19,7 +19,6 @@ import (
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
-	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 	"github.com/smtplab/smtplab/lab/topology"
 )
@@ -27,17 +26,23 @@ import (
 // docker-compose up runs the same lab as go run ./cmd/lab: the repository's
 // docker-compose.yml with the fast scenario ends with the runner's exit
 // code 0 and a complete results folder; a bad scenario makes it exit 2
-// with file:line; docker-compose down -v leaves nothing.
+// with file:line; docker-compose down -v leaves nothing. The image is
+// made as the README says, with Go and Docker alone: `go run ./cmd/lab
+// images --mta none` with no debootstrap on PATH.
 func TestComposeUp(t *testing.T) {
 	eng := stacktest.Engine(t)
 	bin := labtest.Tool(t, "docker-compose", labtest.DockerEnv)
-	ctx := context.Background()
-	img, err := stack.BuildLabImage(ctx, eng, t.Logf)
-	if err != nil {
-		t.Fatal(err)
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "debootstrap")); err != nil {
+			path = append(path, d)
+		}
 	}
-	if err := img.TagAs(ctx, eng, topology.ComposeImage); err != nil {
-		t.Fatal(err)
+	images := exec.Command("go", "run", "./cmd/lab", "images", "--mta", "none")
+	images.Dir = ".."
+	images.Env = append(os.Environ(), "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+	if out, err := images.CombinedOutput(); err != nil {
+		t.Fatalf("go run ./cmd/lab images --mta none, without debootstrap: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
 	file, err := os.ReadFile(filepath.Join("..", topology.ComposeFile))
