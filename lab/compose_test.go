@@ -32,15 +32,9 @@ import (
 func TestComposeUp(t *testing.T) {
 	eng := stacktest.Engine(t)
 	bin := labtest.Tool(t, "docker-compose", labtest.DockerEnv)
-	var path []string
-	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
-		if _, err := os.Stat(filepath.Join(d, "debootstrap")); err != nil {
-			path = append(path, d)
-		}
-	}
 	images := exec.Command("go", "run", "./cmd/lab", "images", "--mta", "none")
 	images.Dir = ".."
-	images.Env = append(os.Environ(), "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+	images.Env = append(os.Environ(), "PATH="+labtest.PathWithout("debootstrap"))
 	if out, err := images.CombinedOutput(); err != nil {
 		t.Fatalf("go run ./cmd/lab images --mta none, without debootstrap: %v\n%s", err, out)
 	}

@@ -102,15 +102,9 @@ func TestImagesWithoutDebootstrap(t *testing.T) {
 	ctx := context.Background()
 	// Untag only: the image stays under its content tag for other tests.
 	eng.ImageRemove(ctx, topology.ComposeImage, client.ImageRemoveOptions{})
-	var path []string
-	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
-		if _, err := os.Stat(filepath.Join(d, "debootstrap")); err != nil {
-			path = append(path, d)
-		}
-	}
 	cmd := exec.Command(bin, "images", "--mta", "none")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+	cmd.Env = append(os.Environ(), "PATH="+labtest.PathWithout("debootstrap"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("lab images --mta none without debootstrap: %v\n%s", err, out)

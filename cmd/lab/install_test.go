@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 )
@@ -38,13 +39,7 @@ func TestInstalledLabRunsAnywhere(t *testing.T) {
 			env := os.Environ()
 			if c.noGo {
 				// No go command on PATH: the executable itself goes in.
-				var path []string
-				for _, d := range filepath.SplitList(os.Getenv("PATH")) {
-					if _, err := os.Stat(filepath.Join(d, "go")); err != nil {
-						path = append(path, d)
-					}
-				}
-				env = append(env, "PATH="+strings.Join(path, string(filepath.ListSeparator)))
+				env = append(env, "PATH="+labtest.PathWithout("go"))
 			}
 			dir := t.TempDir()
 			version := exec.Command(bin, "version")

@@ -25,19 +25,9 @@ func Kinds() []Kind {
 // ValidateJSONL checks every line of an events.jsonl against Schema; the
 // error names the first line that does not fit, and why.
 func ValidateJSONL(r io.Reader) error {
-	c := jsonschema.NewCompiler()
-	s, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
+	sch, err := CompileSchema("events.schema.json", Schema)
 	if err != nil {
-		return fmt.Errorf("events schema: %w", err)
-	}
-	const url = "events.schema.json"
-	if err := c.AddResource(url, s); err != nil {
-		return fmt.Errorf("events schema: %w", err)
-	}
-	c.AssertFormat()
-	sch, err := c.Compile(url)
-	if err != nil {
-		return fmt.Errorf("events schema: %w", err)
+		return err
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -53,4 +43,24 @@ func ValidateJSONL(r io.Reader) error {
 		}
 	}
 	return sc.Err()
+}
+
+// CompileSchema compiles the JSON Schema doc, named name in errors, with
+// formats asserted (a "date-time" must be one): the one way the lab's
+// schemas (this package's, lab/report's result.schema.json) are read.
+func CompileSchema(name string, doc []byte) (*jsonschema.Schema, error) {
+	c := jsonschema.NewCompiler()
+	s, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := c.AddResource(name, s); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	c.AssertFormat()
+	sch, err := c.Compile(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return sch, nil
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,19 @@ func Tool(t testing.TB, name, env string) string {
 	path, err := exec.LookPath(name)
 	Require(t, env, name+" (apt-get install "+name+")", err)
 	return path
+}
+
+// PathWithout is $PATH less every folder holding a program named tool:
+// for running a command as on a machine without it (no debootstrap, no
+// go).
+func PathWithout(tool string) string {
+	var keep []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, tool)); err != nil {
+			keep = append(keep, d)
+		}
+	}
+	return strings.Join(keep, string(filepath.ListSeparator))
 }
 
 // Until polls cond until it holds. It gives up, failing t with what, only

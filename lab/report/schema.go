@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/smtplab/smtplab/lab/events"
 )
 
 // Schema is the JSON Schema of result.json (result.schema.json), for
@@ -17,19 +19,9 @@ var Schema []byte
 // Validate checks a result.json document against Schema; the error lists
 // every field that does not fit, by its JSON path.
 func Validate(doc []byte) error {
-	c := jsonschema.NewCompiler()
-	s, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
+	sch, err := events.CompileSchema("result.schema.json", Schema)
 	if err != nil {
-		return fmt.Errorf("result schema: %w", err)
-	}
-	const url = "result.schema.json"
-	if err := c.AddResource(url, s); err != nil {
-		return fmt.Errorf("result schema: %w", err)
-	}
-	c.AssertFormat()
-	sch, err := c.Compile(url)
-	if err != nil {
-		return fmt.Errorf("result schema: %w", err)
+		return err
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
 	if err != nil {
