@@ -23,19 +23,27 @@ type MemorySample struct {
 	Bytes     int64 `json:"bytes"`
 }
 
-// Growth is the last sample over the first taken after a tenth of the
-// messages was delivered (the first sample when none was): 1.0 is flat.
-// 0 when there are not two samples to compare.
-func (m RoleMemory) Growth(total int) float64 {
-	if len(m.Samples) < 2 {
-		return 0
+// AfterTenth is the first sample taken once a tenth of total messages
+// was delivered (the first sample when none was); ok is false when there
+// is no sample.
+func (m RoleMemory) AfterTenth(total int) (s MemorySample, ok bool) {
+	if len(m.Samples) == 0 {
+		return MemorySample{}, false
 	}
-	base := m.Samples[0]
 	for _, s := range m.Samples {
 		if s.Delivered >= max(1, total/10) {
-			base = s
-			break
+			return s, true
 		}
+	}
+	return m.Samples[0], true
+}
+
+// Growth is the last sample over AfterTenth: 1.0 is flat. 0 when there
+// are not two samples to compare.
+func (m RoleMemory) Growth(total int) float64 {
+	base, ok := m.AfterTenth(total)
+	if !ok || len(m.Samples) < 2 {
+		return 0
 	}
 	last := m.Samples[len(m.Samples)-1]
 	if base.Bytes == 0 || last == base {
@@ -55,17 +63,12 @@ func WriteMemory(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nresident memory per role (less page cache)\tafter a tenth\tat the end\tpeak\tgrowth\n")
 	for _, m := range r.Memory {
-		if len(m.Samples) == 0 {
+		base, ok := m.AfterTenth(total)
+		if !ok {
 			fmt.Fprintf(tw, "  %s\tnot measured\t\t\t\n", m.Role)
 			continue
 		}
-		base, last := m.Samples[0], m.Samples[len(m.Samples)-1]
-		for _, s := range m.Samples {
-			if s.Delivered >= max(1, total/10) {
-				base = s
-				break
-			}
-		}
+		last := m.Samples[len(m.Samples)-1]
 		g := "-"
 		if x := m.Growth(total); x > 0 {
 			g = fmt.Sprintf("%.2fx", x)

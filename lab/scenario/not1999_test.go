@@ -32,7 +32,10 @@ func TestNot1999(t *testing.T) {
 	for _, d := range got {
 		fields = append(fields, d.Field)
 	}
-	if strings.Join(fields, " ") != "workload.rounds workload.pace.mode workload.pace.rate" && strings.Join(fields, " ") != "workload.rounds workload.pace.rate" {
-		t.Errorf("WorkloadDiff fields %v", fields)
+	if got := strings.Join(fields, " "); got != "workload.rounds workload.pace.rate" {
+		t.Errorf("WorkloadDiff fields %q, want rounds and pace.rate (the mode is rate on both)", got)
+	}
+	if d := got[0]; d.A != "10" || d.B != "5" {
+		t.Errorf("rounds: %+v, want 10 and 5", d)
 	}
 }
