@@ -10,6 +10,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 // drive runs the measured part on roles that are up and configured:
@@ -27,11 +28,14 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	if o != nil {
 		go o.watch(watchCtx, r, time.Now())
 	}
+	n := len(p.Injection.Messages)
+	span := p.Injection.Pace.Span(n)
+	opt.say("injecting %d messages %s, waiting for delivery; %s", n, paceOf(p.Injection.Pace, span), etaBasis(span))
 	injected := make(chan injection, 1)
 	go func() {
 		injected <- inject(runCtx, r, p.Injection, o)
 	}()
-	inj, waitErr := waitForDelivery(runCtx, r, len(p.Injection.Messages), injected, opt, o)
+	inj, waitErr := waitForDelivery(runCtx, r, n, span, injected, opt, o)
 	stopWatch()
 	outageEvents := o.finish() // every outage ended: no role left paused or cut off
 	if r.mem != nil {
@@ -45,6 +49,7 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	lastDelivery = time.Now()
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
+	opt.say("collecting every role's events and evidence")
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer ccancel()
 	if err := r.sender.StopInjection(cctx); err != nil {
@@ -87,10 +92,35 @@ func merged(evs, more []events.Event) []events.Event {
 	return all
 }
 
+// paceOf says how the injection is paced; span is when its last
+// message is due.
+func paceOf(s pace.Spec, span time.Duration) string {
+	switch s.Mode {
+	case pace.Rate:
+		ramp := ""
+		if s.Ramp > 0 {
+			ramp = fmt.Sprintf(" after a ramp of %.1f s", s.Ramp.Seconds())
+		}
+		return fmt.Sprintf("at %g a second%s (the last due at %.1f s)", s.PerSecond, ramp, span.Seconds())
+	case pace.Burst:
+		return "in a burst (delivery starts once the last is queued)"
+	}
+	return "one after another, as fast as the machine goes"
+}
+
+// etaBasis says how the progress display's ETA is estimated (estimate).
+func etaBasis(span time.Duration) string {
+	if span > 0 {
+		return "ETA from the pace schedule while it runs, then from the delivery rate so far"
+	}
+	return "ETA from the delivery rate so far"
+}
+
 // waitForDelivery shows progress until the sender is idle after
 // injection and the run is finished, or ctx ends (the scenario's timeout,
-// or Ctrl-C).
-func waitForDelivery(ctx context.Context, r running, total int, injected <-chan injection, opt Options, o *outages) (injection, error) {
+// or Ctrl-C). span is when the injection's last message is due (0 when
+// it is not paced).
+func waitForDelivery(ctx context.Context, r running, total int, span time.Duration, injected <-chan injection, opt Options, o *outages) (injection, error) {
 	start := time.Now()
 	view := newProgressView(opt, total)
 	var inj injection
@@ -104,6 +134,7 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		case inj = <-injected:
 			done = true
 			injected = nil
+			view.note("injection done: %d of %d messages queued in %.1f s; waiting for the sender's queue to drain", inj.Injected, total, inj.Elapsed.Seconds())
 		case <-tick.C:
 		case <-ctx.Done():
 			last.Elapsed = time.Since(start)
@@ -119,10 +150,13 @@ func waitForDelivery(ctx context.Context, r running, total int, injected <-chan 
 		// Each poll has a deadline of its own: a role paused or cut off
 		// by an outage does not answer, and the run goes on without it.
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		snap, err := snapshot(pctx, r, total, start)
+		snap, err := snapshot(pctx, r, total, span, start)
 		if err != nil {
 			pcancel()
 			continue
+		}
+		if done {
+			snap.Queued = max(snap.Queued, inj.Injected)
 		}
 		last = snap
 		view.show(snap)

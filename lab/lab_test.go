@@ -201,7 +201,8 @@ workload:
 }
 
 // TestTimeoutCleansUp: a run that cannot finish in its timeout stops,
-// reports what was not delivered, and leaves no container or network.
+// reports what was not delivered, and leaves no container or network;
+// its progress output says each phase as it begins, in order.
 func TestTimeoutCleansUp(t *testing.T) {
 	eng := stacktest.Engine(t)
 	sc, err := scenario.Parse("slow.yaml", []byte(`
@@ -219,8 +220,10 @@ dns:
 	// both messages were injected (the second is due 333 ms after the
 	// first), holds both, however busy the machine.
 	var queued []sender.Envelope
+	var said []string
 	runID := ""
 	progress := writerFunc(func(line string) {
+		said = append(said, line)
 		if id, ok := strings.CutPrefix(line, "run "); ok {
 			runID, _, _ = strings.Cut(id, ":")
 		}
@@ -253,6 +256,30 @@ dns:
 	}
 	if len(res.Outcome.Lost) != 2 {
 		t.Errorf("lost %v, want the 2 injected messages", res.Outcome.Lost)
+	}
+	phases := []string{
+		"checking the lab's image",
+		"run " + res.RunID + ": creating its network",
+		"run " + res.RunID + ": starting dns, receiver, sender, identd",
+		"starting dns (go): waiting for",
+		"starting receiver (go): waiting for",
+		"starting sender (go): waiting for",
+		"starting identd (go): waiting for",
+		"injecting 2 messages",
+		"injection done: 2 of 2 messages queued",
+		"delivered 0/2  queued 2  open sessions ",
+		"stopped: delivered ",
+		"collecting every role's events and evidence",
+		"run " + res.RunID + ": removing its containers and network",
+	}
+	next := 0
+	for _, l := range said {
+		if next < len(phases) && strings.HasPrefix(l, phases[next]) {
+			next++
+		}
+	}
+	if next < len(phases) {
+		t.Errorf("no line %q where due; the run said:\n%s", phases[next], strings.Join(said, "\n"))
 	}
 }
 

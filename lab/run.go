@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/pace"
@@ -67,6 +68,11 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		return nil, err
 	}
 	defer eng.Close()
+	images := "the lab's image"
+	if m := sc.MTAs(); len(m) > 0 {
+		images = "the images of the lab and " + strings.Join(m, ", ")
+	}
+	opt.say("checking %s: compiling the lab, building an image only when it changed", images)
 	img, mtaImages, err := stack.BuildImages(ctx, eng, sc.MTAs(), opt.say)
 	if err != nil {
 		return nil, err
@@ -105,12 +111,14 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 		}
 	}()
 
+	opt.say("run %s: creating its network, after its reaper (which removes the run should the lab die)", runID)
 	st, err := stack.New(ctx, eng, img, runID)
 	if err != nil {
 		return res, err
 	}
 	var lastDelivery time.Time
 	defer func() {
+		opt.say("run %s: removing its containers and network", runID)
 		if cerr := st.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up run %s (try: go run ./cmd/lab clean): %w", runID, cerr))
 		}
@@ -125,7 +133,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	}
 	opt.say("run %s: starting %s on network %s", runID, roles, st.Network())
 	p := NewPlan(sc)
-	s := &starter{st: st, plan: p, images: mtaImages}
+	s := &starter{st: st, plan: p, images: mtaImages, opt: opt}
 	r, err := s.start(ctx)
 	if err != nil {
 		return res, err

@@ -23,6 +23,7 @@ type starter struct {
 	images map[string]stack.Image // the real MTAs' images, by name
 	addrs  Addrs
 	cs     map[topology.Role]*stack.Container
+	opt    Options // where it says what it starts and waits for
 }
 
 // player starts what plays one role (a topology service) and returns its
@@ -128,11 +129,26 @@ func startGoRole(ctx context.Context, s *starter, svc topology.Service) (*stack.
 			cs.Publish = map[string]string{svc.Port(): e.Final} // for the server outside to relay to
 		}
 	}
-	c, err := s.st.Start(ctx, cs)
+	c, err := s.run(ctx, cs, scenario.ImplGo)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c, role.NewHandle(svc.Name, c.Control, c.Locate), nil
+}
+
+// run starts cs's container (what plays its role: impl), saying first
+// what the start waits for, as it may take a while (a real MTA's start,
+// a slow engine).
+func (s *starter) run(ctx context.Context, cs stack.Spec, impl string) (*stack.Container, error) {
+	up := fmt.Sprintf("it to print %q", cs.Ready)
+	switch {
+	case cs.ReadyPort != "":
+		up = "its port " + cs.ReadyPort + " to take connections"
+	case cs.ReadyRegexp:
+		up = fmt.Sprintf("its output to match %q", cs.Ready)
+	}
+	s.opt.say("starting %s (%s): waiting for %s", cs.Role, impl, up)
+	return s.st.Start(ctx, cs)
 }
 
 // MTACaps are the capabilities a real MTA keeps: the engine's defaults
@@ -158,7 +174,7 @@ func startMTA(ctx context.Context, s *starter, svc topology.Service) (*stack.Con
 	// read-only under a read-only root.
 	cs.Caps = MTACaps
 	cs.Labels = map[string]string{stack.LabelRole + ".mta": impl}
-	c, err := s.st.Start(ctx, cs)
+	c, err := s.run(ctx, cs, impl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (%s)", err, impl)
 	}
@@ -205,7 +221,7 @@ func startImage(ctx context.Context, s *starter, svc topology.Service) (*stack.C
 	if svc.Name == topology.Sender {
 		cs.Files[topology.WorkloadPath] = s.plan.Workload()
 	}
-	c, err := s.st.Start(ctx, cs)
+	c, err := s.run(ctx, cs, "image "+im.Name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (%s %s)", err, key, im.Name)
 	}
