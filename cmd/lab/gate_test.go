@@ -6,21 +6,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport/pagetest"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
 )
 
-// The CI gate end to end, on real runs: `lab run --repeat 2` of a scenario
-// whose expectation cannot hold exits 3 with one line per failed
-// expectation and the median and spread of every figure; each run wrote
-// its JSON (valid against the schema), JSONL and HTML; `lab compare` of
-// the repeat folder against one of its runs works; a foreign file given
-// to compare exits 2 naming it. The workload is a burst (queued whole
-// before delivery starts), a pace every machine holds, so the exit code
-// is the expectation's.
+// The CI gate end to end, on real runs: two runs, then `lab run --repeat
+// 3`, of a scenario whose expectation cannot hold, each exit 3 with one
+// line per failed expectation, the repeat with the median and spread of
+// every figure; each run wrote its JSON (valid against the schema), JSONL
+// and HTML; results/index.html lists all five runs with working links;
+// `lab compare` of the repeat folder against one of the single runs works
+// as text and as a page; the repeat folder's page and the comparison's
+// render in headless Chromium with ink in every chart; a foreign file
+// given to compare exits 2 naming it. The workload is a burst (queued
+// whole before delivery starts), a pace every machine holds, so the exit
+// code is the expectation's.
 func TestGateRepeatCompare(t *testing.T) {
 	stacktest.Engine(t)
 	bin := buildLab(t)
@@ -29,11 +34,18 @@ func TestGateRepeatCompare(t *testing.T) {
 	os.WriteFile(sc, []byte("name: gate\ntimeout: 2m\ndns:\n  query_delay: 0s\nworkload:\n  rounds: 5\n  pace: {mode: burst}\n"+
 		"expect:\n  delivered: 100\n  none_lost: true\n  max_connections: 1\n"), 0o644)
 	results := filepath.Join(dir, "results")
-	stdout, stderr := runExpecting(t, 3, bin, "run", sc, "--repeat", "2", "--results", results)
-	if n := strings.Count(stderr.String(), "expect FAILED max_connections <= 1"); n != 2 {
+	for range 2 {
+		runExpecting(t, 3, bin, "run", sc, "--results", results)
+	}
+	singles, _ := filepath.Glob(filepath.Join(results, "gate-2*"))
+	if len(singles) != 2 {
+		t.Fatalf("single runs %v, want 2", singles)
+	}
+	stdout, stderr := runExpecting(t, 3, bin, "run", sc, "--repeat", "3", "--results", results)
+	if n := strings.Count(stderr.String(), "expect FAILED max_connections <= 1"); n != 3 {
 		t.Errorf("%d lines for the failed expectation on stderr, want one per run:\n%s", n, stderr.String())
 	}
-	for _, want := range []string{"gate, 2 runs: median and spread", "total time", "receiver connections"} {
+	for _, want := range []string{"gate, 3 runs: median and spread", "total time", "receiver connections"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
 		}
@@ -43,8 +55,8 @@ func TestGateRepeatCompare(t *testing.T) {
 		t.Fatalf("repeat folders %v, want one", repeats)
 	}
 	runs, _ := filepath.Glob(filepath.Join(repeats[0], "gate-*", report.ResultFile))
-	if len(runs) != 2 {
-		t.Fatalf("runs %v, want 2", runs)
+	if len(runs) != 3 {
+		t.Fatalf("runs %v, want 3", runs)
 	}
 	for _, f := range runs {
 		doc, err := os.ReadFile(f)
@@ -61,20 +73,59 @@ func TestGateRepeatCompare(t *testing.T) {
 		}
 	}
 
-	out, err := exec.Command(bin, "compare", repeats[0], filepath.Dir(runs[0])).CombinedOutput()
+	checkIndex(t, results, append(singles, filepath.Dir(runs[0]), filepath.Dir(runs[1]), filepath.Dir(runs[2])))
+
+	out, err := exec.Command(bin, "compare", repeats[0], singles[0]).CombinedOutput()
 	if err != nil {
 		t.Fatalf("lab compare: %v\n%s", err, out)
 	}
-	for _, want := range []string{"A: scenario gate, 2 runs", "B: scenario gate, 1 run", "delivered", "verdict"} {
+	for _, want := range []string{"A: scenario gate, 3 runs", "B: scenario gate, 1 run", "delivered", "verdict"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("lab compare output lacks %q:\n%s", want, out)
 		}
 	}
+	page, err := exec.Command(bin, "compare", "--format", "html", repeats[0], singles[0]).Output()
+	if err != nil {
+		t.Fatalf("lab compare --format html: %v", err)
+	}
+	comparePage := filepath.Join(dir, "compare.html")
+	os.WriteFile(comparePage, page, 0o644)
+	browser := pagetest.Browser(t)
+	pagetest.Check(t, browser, filepath.Join(repeats[0], "index.html"), "repeat", 2)
+	pagetest.Check(t, browser, comparePage, "compare", 2)
+
 	foreign := filepath.Join(dir, "package.json")
 	os.WriteFile(foreign, []byte(`{"name": "left-pad", "version": "1.3.0"}`), 0o644)
 	_, stderr = runExpecting(t, 2, bin, "compare", foreign, runs[0])
 	if !strings.Contains(stderr.String(), foreign) {
 		t.Errorf("lab compare of a foreign file: %s; want it named", stderr)
+	}
+}
+
+// checkIndex checks results/index.html: every run folder in want is
+// listed with a link to its report.html, and every link the page holds
+// opens a file that is there.
+func checkIndex(t *testing.T, results string, want []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(results, "index.html"))
+	if err != nil {
+		t.Fatalf("the results' index: %v", err)
+	}
+	page := string(b)
+	for _, dir := range want {
+		rel, _ := filepath.Rel(results, dir)
+		if link := `href="` + filepath.ToSlash(rel) + `/report.html"`; !strings.Contains(page, link) {
+			t.Errorf("index.html lacks %s", link)
+		}
+	}
+	links := regexp.MustCompile(`href="([^"#]+)"`).FindAllStringSubmatch(page, -1)
+	if len(links) < 3*len(want) {
+		t.Errorf("index.html holds %d links, want at least 3 a run (page, result, events)", len(links))
+	}
+	for _, l := range links {
+		if _, err := os.Stat(filepath.Join(results, filepath.FromSlash(l[1]))); err != nil {
+			t.Errorf("index.html links %s: %v", l[1], err)
+		}
 	}
 }
 

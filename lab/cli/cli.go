@@ -20,6 +20,7 @@ import (
 
 	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
 	"github.com/smtplab/smtplab/lab/role"
 	"github.com/smtplab/smtplab/lab/sender"
 	"github.com/smtplab/smtplab/lab/stack"
@@ -114,6 +115,7 @@ func runWith(cmd *cobra.Command, path, results string, run lab.Runner) error {
 	}
 	stderr := cmd.ErrOrStderr()
 	res, model, err := lab.RunWithModel(cmd.Context(), sc, lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}, run)
+	writeIndex(stderr, results)
 	if res != nil && res.Complete {
 		out := cmd.OutOrStdout()
 		title := fmt.Sprintf("smtplab %s: scenario %s (%s)", res.Environment.LabVersion, sc.Name, path)
@@ -127,6 +129,18 @@ func runWith(cmd *cobra.Command, path, results string, run lab.Runner) error {
 		return &ExitError{Code: code, Msg: "lab: " + err.Error()}
 	}
 	return err
+}
+
+// writeIndex rewrites <results>/index.html, the list of every run there.
+// A page that cannot be written is said on w, and changes no exit code:
+// the run's own files are written already.
+func writeIndex(w io.Writer, results string) {
+	if _, err := os.Stat(results); err != nil {
+		return // no run got as far as its folder
+	}
+	if err := htmlreport.WriteIndexFile(results); err != nil {
+		fmt.Fprintf(w, "lab: the results' index: %v\n", err)
+	}
 }
 
 // badArgs makes a command's argument check's complaint bad input.

@@ -22,6 +22,7 @@ const resultsHelp = "a result.json, a run's folder under results/, or a folder o
 // benchstat instead.
 func compareCmd() *cobra.Command {
 	var bench bool
+	var format string
 	c := &cobra.Command{
 		Use:   "compare A B",
 		Short: "compare two runs, or two sets of repeated runs, figure by figure",
@@ -30,12 +31,19 @@ func compareCmd() *cobra.Command {
 			"With two or more runs a side, B is \"better\" or \"worse\" only when the two sides' ranges\n" +
 			"(min .. max) do not overlap, else \"within noise\"; with one run on either side the change\n" +
 			"is shown but not judged: no spread is known.\n\n" +
+			"--format json prints the comparison as JSON; --format html as one page that opens offline,\n" +
+			"with a chart of every figure's runs on both sides (lab compare --format html A B > compare.html).\n\n" +
 			"--bench writes A and B in Go's benchmark format to a.txt and b.txt in a new temporary\n" +
 			"folder and prints the benchstat command that compares them (lab report --format bench\n" +
 			"prints one set, to redirect to a file of your choice).",
 		Args:         exactArgs(2, "lab compare: want two results, A and B, each "+resultsHelp),
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case "text", "json", "html":
+			default:
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab compare: --format %q: want text, json or html", format)}
+			}
 			a, err := loadSet("compare", args[0])
 			if err != nil {
 				return err
@@ -48,13 +56,19 @@ func compareCmd() *cobra.Command {
 			if err != nil {
 				return badInput("compare", err)
 			}
-			if bench {
+			switch {
+			case bench:
 				return writeBenchPair(cmd, args, a, b)
+			case format == "json":
+				return writeJSON(cmd, cmp)
+			case format == "html":
+				return htmlreport.WriteCompare(cmd.OutOrStdout(), cmp, a, b, [2]string{args[0], args[1]})
 			}
 			return compare.WriteText(cmd.OutOrStdout(), cmp)
 		},
 	}
 	c.Flags().BoolVar(&bench, "bench", false, "write both sets for benchstat and print the command that compares them")
+	c.Flags().StringVar(&format, "format", "text", "text, json or html")
 	c.SetFlagErrorFunc(flagError("compare"))
 	return c
 }
@@ -151,12 +165,15 @@ func reportCmd() *cobra.Command {
 			if len(runs) == 1 {
 				return writeRun(cmd, args[0], runs[0], format)
 			}
-			if format == "html" {
-				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab report: --format html: %s holds %d runs; give one run's folder", args[0], len(runs))}
-			}
 			stats, err := compare.Stats(runs)
 			if err != nil {
 				return badInput("report", err)
+			}
+			if format == "html" {
+				if err := htmlreport.WriteRepeat(out, runs); err != nil {
+					return badInput("report", err)
+				}
+				return nil
 			}
 			if format == "json" {
 				return writeJSON(cmd, struct {
@@ -182,7 +199,7 @@ func reportCmd() *cobra.Command {
 			return compare.WriteStats(out, stats)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "text", "text, json, bench, or html (one run: the page report.html holds)")
+	c.Flags().StringVar(&format, "format", "text", "text, json, bench, or html (one run: the page report.html holds; a folder of runs: the page lab run --repeat writes as its index.html)")
 	c.SetFlagErrorFunc(flagError("report"))
 	return c
 }

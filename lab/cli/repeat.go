@@ -3,12 +3,16 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/smtplab/smtplab/lab"
+	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/report/compare"
+	"github.com/smtplab/smtplab/lab/report/htmlreport"
 )
 
 // runRepeated runs one scenario n times into one folder (lab.Repeat) and
@@ -21,11 +25,18 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 	}
 	stderr, out := cmd.ErrOrStderr(), cmd.OutOrStdout()
 	opt := lab.Options{ResultsDir: results, Progress: stderr, Terminal: isTerminal(stderr)}
+	var done []*report.Result
 	rep, runErr := lab.Repeat(cmd.Context(), sc, n, opt, func(i int, res *lab.Result) {
 		s := res.Summary
 		fmt.Fprintf(out, "run %d: %s  delivered %d/%d in %.2f s, %d connections, %d DNS queries\n",
 			i, res.RunID, s.Delivered, s.Injected, s.TotalTime.Seconds(), s.Connections, s.DNSQueries)
+		// The set's page and the results' index, after every run: a
+		// long repeat can be followed in the browser.
+		done = append(done, res)
+		writeRepeatPage(stderr, filepath.Dir(res.Dir), done)
+		writeIndex(stderr, results)
 	})
+	writeIndex(stderr, results) // also after a run the lab could not finish
 	code := exitCode(runErr)
 	if runErr != nil && code == 1 && !errors.Is(runErr, lab.ErrNotDelivered) {
 		return runErr // the lab could not finish a run
@@ -50,6 +61,18 @@ func runRepeated(cmd *cobra.Command, path, results string, n int) error {
 		return &ExitError{Code: code, Msg: "lab: " + failures(runErr)}
 	}
 	return nil
+}
+
+// writeRepeatPage rewrites a repeat folder's index.html; like
+// writeIndex, a failure is said and changes no exit code.
+func writeRepeatPage(w io.Writer, dir string, runs []*report.Result) {
+	held, _ := compare.PaceHeld(runs)
+	if len(held) == 0 {
+		return // no medians yet
+	}
+	if err := htmlreport.WriteRepeatFile(dir, runs); err != nil {
+		fmt.Fprintf(w, "lab: the repeat's page: %v\n", err)
+	}
 }
 
 // failures is err's text, one failed run a line.

@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"slices"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/report"
@@ -115,4 +116,24 @@ func Figures(r *report.Result) []Figure {
 		fs = append(fs, Figure{f.Measure, v})
 	}
 	return fs
+}
+
+// reported1999 are the figures the 1999 benchmark reported: the others
+// (DNS queries, latency percentiles, retries) it did not measure.
+var reported1999 = []string{"delivered", "total_time_s", "messages_per_second", "receiver_connections",
+	"lookups_per_connection", "messages_over_10s", "held_by_faults"}
+
+// Figure1999 is 1999's value of the figure key (report.Seed1999), and
+// whether 1999 reported it. Only a run of the 1999 workload is drawn
+// beside it (scenario.Workload.Not1999).
+func Figure1999(key string) (float64, bool) {
+	if !slices.Contains(reported1999, key) {
+		return 0, false
+	}
+	for _, f := range figures {
+		if f.Key == key {
+			return f.value(report.Seed1999), true
+		}
+	}
+	return 0, false
 }

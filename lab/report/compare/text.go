@@ -23,18 +23,7 @@ func WriteText(w io.Writer, c Comparison) error {
 	}
 	fmt.Fprintf(tw, "figure\tA\tB\tchange\tverdict\n")
 	for _, r := range c.Rows {
-		change := "-"
-		if r.A.N > 0 && r.B.N > 0 {
-			change = signed(r.Change, r.Unit)
-			switch {
-			case r.Change == 0: // no percent to show
-			case r.ChangeKnown:
-				change += fmt.Sprintf(" (%+.1f%%)", r.ChangePct)
-			default:
-				change += " (A is 0)"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Label, withRange(r.A), withRange(r.B), change, r.Verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Label, withRange(r.A), withRange(r.B), r.ChangeText(), r.Verdict)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -126,6 +115,32 @@ func describe(s Side) string {
 	}
 	return fmt.Sprintf("scenario %s, %d %s: %s", s.Scenario, len(s.Runs), runs, strings.Join(s.Runs, ", "))
 }
+
+// ChangeText is the change column: B's median less A's in the figure's
+// unit, and in percent of A's when A's is not 0; "-" when a side lacks
+// the figure.
+func (r Row) ChangeText() string {
+	if r.A.N == 0 || r.B.N == 0 {
+		return "-"
+	}
+	change := signed(r.Change, r.Unit)
+	switch {
+	case r.Change == 0: // no percent to show
+	case r.ChangeKnown:
+		change += fmt.Sprintf(" (%+.1f%%)", r.ChangePct)
+	default:
+		change += " (A is 0)"
+	}
+	return change
+}
+
+// String is the stat as a comparison's column shows it: the median, and
+// the range when the runs differ.
+func (s Stat) String() string { return withRange(s) }
+
+// Format prints a figure's value in its unit, as every table of the
+// package does.
+func Format(v float64, unit string) string { return value(v, unit) }
 
 // withRange is a side's median, and its range when it has repeats.
 func withRange(s Stat) string {

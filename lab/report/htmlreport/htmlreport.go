@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -30,7 +29,7 @@ import (
 //go:embed page.html.tmpl
 var pageText string
 
-var pageTmpl = template.Must(template.New("page").Parse(pageText))
+var pageTmpl = template.Must(template.Must(template.New("page").Parse(styleText)).Parse(pageText))
 
 // slowest is how many of the slowest messages the page tells in full.
 const slowest = 10
@@ -52,27 +51,7 @@ func WriteFile(r *report.Result) error {
 	if r.Dir == "" {
 		return fmt.Errorf("html report: the result has no folder (Dir) to write %s in", report.HTMLFile)
 	}
-	path := filepath.Join(r.Dir, report.HTMLFile)
-	tmp, err := os.CreateTemp(r.Dir, report.HTMLFile+".*")
-	if err != nil {
-		return fmt.Errorf("html report: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	if err := Write(tmp, r); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("html report: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("html report: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("html report: %w", err)
-	}
-	return nil
+	return writeAtomic(filepath.Join(r.Dir, report.HTMLFile), func(w io.Writer) error { return Write(w, r) })
 }
 
 // page is everything the template shows, already formatted: the

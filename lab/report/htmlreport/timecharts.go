@@ -6,6 +6,11 @@ package htmlreport
 import (
 	"fmt"
 
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/topology"
 )
@@ -40,17 +45,51 @@ func deliveriesChart(r *report.Result, tl timeline) (*chart, error) {
 	p.Add(qLine, dLine)
 	p.Legend.Add("injected (queued by sendmail)", qLine)
 	p.Legend.Add("delivered (first copy in the Maildir)", dLine)
-	makeRoom(p, 2)
+	entries := 2
+	caption := fmt.Sprintf("Cumulative count of the %d injected messages and of the %d that reached the Maildir. "+
+		"The horizontal gap between the two curves is the delivery latency; a flat delivered curve is the receiver or the sender waiting.",
+		len(queued), nDelivered)
+	if why := r.Scenario.Workload.Not1999(); why == "" {
+		ref, err := mark1999(p)
+		if err != nil {
+			return nil, err
+		}
+		p.Legend.Add(ref, &plotter.Line{LineStyle: draw.LineStyle{Color: col1999, Width: vg.Points(1.2), Dashes: dash1999}})
+		entries++
+		caption += " The purple mark is 1999's run of the same workload: " + ref + "."
+	} else {
+		caption += " No 1999 mark: " + why + "."
+	}
+	makeRoom(p, entries)
 	svg, err := render(p, wideW, chartH)
 	if err != nil {
 		return nil, err
 	}
-	return &chart{
-		ID: "chart-deliveries", Title: "Deliveries over time", Wide: true, SVG: svg,
-		Caption: fmt.Sprintf("Cumulative count of the %d injected messages and of the %d that reached the Maildir. "+
-			"The horizontal gap between the two curves is the delivery latency; a flat delivered curve is the receiver or the sender waiting.",
-			len(queued), nDelivered),
-	}, nil
+	return &chart{ID: "chart-deliveries", Title: "Deliveries over time", Wide: true, SVG: svg, Caption: caption}, nil
+}
+
+var dash1999 = []vg.Length{vg.Points(2), vg.Points(2)}
+
+// mark1999 draws where 1999's run ended (report.Seed1999: 196 messages
+// delivered 65 s after the first injection) as a ring with dotted
+// lines to both axes, widening the axes to hold it; it returns the
+// mark's legend text.
+func mark1999(p *plot.Plot) (string, error) {
+	s := report.Seed1999
+	x, y := s.TotalTime.Seconds(), float64(s.Delivered)
+	lines, err := plotter.NewLine(plotter.XYs{{X: 0, Y: y}, {X: x, Y: y}, {X: x, Y: 0}})
+	if err != nil {
+		return "", err
+	}
+	lines.Color, lines.Width, lines.Dashes = col1999, vg.Points(1.2), dash1999
+	ring, err := plotter.NewScatter(plotter.XYs{{X: x, Y: y}})
+	if err != nil {
+		return "", err
+	}
+	ring.GlyphStyle = draw.GlyphStyle{Color: col1999, Radius: vg.Points(5), Shape: draw.RingGlyph{}}
+	p.Add(lines, ring)
+	p.X.Max, p.Y.Max = max(p.X.Max, x*1.02), max(p.Y.Max, y)
+	return fmt.Sprintf("1999: %d of %d delivered at %s", s.Delivered, s.Injected, secs(s.TotalTime)), nil
 }
 
 // connectionsChart: connections open at each moment, per side.
