@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/report"
@@ -61,6 +62,7 @@ func configureCompose(ctx context.Context, p Plan, say func(string, ...any)) (ru
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	a := Addrs{}
+	say("compose: waiting for the services %s to have addresses (their containers started by docker compose)", serviceNames())
 	for _, s := range topology.Services() {
 		host := s.Name
 		if s.NetNSOf != "" {
@@ -75,6 +77,7 @@ func configureCompose(ctx context.Context, p Plan, say func(string, ...any)) (ru
 		a[s.Name] = ip
 	}
 	say("compose: dns %s, receiver %s, sender %s (identd in its network)", a[topology.DNS], a[topology.Receiver], a[topology.Sender])
+	say("compose: giving each service its spec, waiting for each to answer on its control port")
 	var hs []Handle
 	for _, s := range topology.Services() {
 		h := role.NewHandle(s.Name, "http://"+net.JoinHostPort(a[s.Name], s.Control), nil)
@@ -104,4 +107,13 @@ func lookup(ctx context.Context, host string) (string, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// serviceNames lists the compose services, for what the runner waits on.
+func serviceNames() string {
+	var names []string
+	for _, s := range topology.Services() {
+		names = append(names, string(s.Name))
+	}
+	return strings.Join(names, ", ")
 }

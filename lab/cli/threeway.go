@@ -22,8 +22,12 @@ func printThreeWay(out io.Writer, sc scenario.Scenario, res, model *lab.Result) 
 		return nil
 	}
 	fmt.Fprintln(out)
-	title := fmt.Sprintf("scenario %s: the Go model (run %s), the real MTAs (run %s), 1999", sc.Name, model.RunID, res.RunID)
+	not1999 := sc.Workload.Not1999()
+	title := fmt.Sprintf("scenario %s: the Go model (run %s), the real MTAs (run %s)", sc.Name, model.RunID, res.RunID)
+	if not1999 == "" {
+		title += ", 1999"
+	}
 	return report.WriteThreeWay(out, title,
 		report.Side{Receiver: scenario.ImplGo, Sender: scenario.ImplGo, Summary: model.Summary},
-		report.Side{Receiver: sc.Receiver.Impl, Sender: sc.Sender.Impl, Summary: res.Summary})
+		report.Side{Receiver: sc.Receiver.Impl, Sender: sc.Sender.Impl, Summary: res.Summary}, not1999)
 }

@@ -40,17 +40,27 @@ func (s Side) Heading() string {
 // evidence for a figure (Summary.Unmeasured: Courier S logs no
 // connections) the column says "not measured", and where its 0 needs a
 // word (Postfix makes no IDENT lookup) it gets one, instead of a bare 0
-// read as measured.
-func WriteThreeWay(w io.Writer, title string, model, real Side) error {
+// read as measured. not1999, when not "", is why the 1999 column is left
+// out (scenario.Workload.Not1999), as in WriteText.
+func WriteThreeWay(w io.Writer, title string, model, real Side, not1999 string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", title)
-	fmt.Fprintf(tw, "\t%s\t%s\t%s\t1999\n", model.Heading(), real.Heading(), RatioHeading)
+	then := func(c string) string { // the 1999 column, when it stands
+		if not1999 != "" {
+			return ""
+		}
+		return "\t" + c
+	}
+	fmt.Fprintf(tw, "\t%s\t%s\t%s%s\n", model.Heading(), real.Heading(), RatioHeading, then("1999"))
 	m, r, s99 := model.Summary, real.Summary, Seed1999
 	// row is a figure with no ratio (text, or counts that do not divide);
 	// figure one whose model / real ratio says how alike the two are.
-	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, a, b, noRatio, c) }
+	row := func(name, a, b, c string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", name, a, b, noRatio, then(c)) }
 	figure := func(name, a, b string, x, y float64, c string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, a, b, ratio(x, y), c)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", name, a, b, ratio(x, y), then(c))
+	}
+	if not1999 != "" {
+		defer fmt.Fprintf(w, "(no 1999 column: %s)\n", not1999)
 	}
 	delivered := func(s Summary) string { return fmt.Sprintf("%d / %d", s.Delivered, s.Injected) }
 	// The pace first: the two columns compare only if both runs kept it.

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ var tableCell = regexp.MustCompile(`\s{2,}`)
 func threeWay(t *testing.T, model, real Side) (title string, head []string, rows map[string][]string, ratios map[string]string) {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteThreeWay(&b, "scenario x: three ways", model, real); err != nil {
+	if err := WriteThreeWay(&b, "scenario x: three ways", model, real, ""); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
@@ -317,5 +318,33 @@ func TestThreeWayRatios(t *testing.T) {
 		if got := ratios[row]; got != want {
 			t.Errorf("%q: ratio %q, want %q", row, got, want)
 		}
+	}
+}
+
+// TestThreeWayWithout1999: for another workload than 1999's the 1999
+// column is left out, with the reason, as WriteText leaves it out.
+func TestThreeWayWithout1999(t *testing.T) {
+	model := Side{Receiver: "go", Sender: "go", Summary: modelSummary}
+	real := Side{Receiver: "courier", Sender: "courier", Summary: modelSummary}
+	var b bytes.Buffer
+	why := "this workload is not 1999's: workload.rounds 50 (1999: 10)"
+	if err := WriteThreeWay(&b, "scenario x: three ways", model, real, why); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	head := tableCell.Split(strings.TrimSpace(lines[2]), -1)
+	if want := []string{"Go model", "real Courier", RatioHeading}; !slices.Equal(head, want) {
+		t.Errorf("heading %q, want %q", head, want)
+	}
+	for _, l := range lines[3 : len(lines)-1] {
+		if cells := tableCell.Split(l, -1); len(cells) != 4 {
+			t.Errorf("row %q has %d cells, want a name and three columns", l, len(cells))
+		}
+	}
+	if last := lines[len(lines)-1]; last != "(no 1999 column: "+why+")" {
+		t.Errorf("last line %q, want the reason", last)
+	}
+	if strings.Contains(b.String(), "196 / 200") {
+		t.Errorf("1999's figures shown:\n%s", b.String())
 	}
 }
