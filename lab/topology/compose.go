@@ -39,7 +39,6 @@ const header = `# The same lab as ` + "`go run ./cmd/lab`" + `, for Compose (v2 
 `
 
 type composeFile struct {
-	Version  string                    `yaml:"version"`
 	Services yaml.MapSlice             `yaml:"services"`
 	Networks map[string]composeNetwork `yaml:"networks"`
 }
@@ -93,7 +92,7 @@ func MetricsPortVar(role Role) string {
 
 // Compose returns docker-compose.yml for the topology.
 func Compose() ([]byte, error) {
-	f := composeFile{Version: "2.4", Networks: map[string]composeNetwork{"lab": {Labels: map[string]string{"smtplab": "1", "smtplab.run": composeRun}}}}
+	f := composeFile{Networks: map[string]composeNetwork{"lab": {Labels: map[string]string{"smtplab": "1", "smtplab.run": composeRun}}}}
 	var all []string
 	for _, s := range Services() {
 		cs := composeService{
