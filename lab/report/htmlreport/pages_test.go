@@ -183,3 +183,17 @@ func TestSetPagesInChromium(t *testing.T) {
 	f.Close()
 	pagetest.Check(t, ctx, path, "compare", 2)
 }
+
+// TestDeliveriesChartMarks1999: the run page's deliveries chart marks
+// where 1999's run ended for the 1999 workload, and says why not for
+// another.
+func TestDeliveriesChartMarks1999(t *testing.T) {
+	r := load(t, courierResult)
+	if page := writePage(t, r); !strings.Contains(page, "where 1999&#39;s run of the same workload ended: 196 of 200 delivered at 65.00 s") {
+		t.Error("1999 workload: the deliveries chart has no 1999 mark")
+	}
+	r.Scenario.Workload.Rounds = 50
+	if page := writePage(t, r); !strings.Contains(page, "No 1999 mark: this workload is not 1999&#39;s: workload.rounds 50 (1999: 10)") || strings.Contains(page, "1999&#39;s run of the same workload") {
+		t.Error("another workload: the deliveries chart marks 1999, or does not say why not")
+	}
+}

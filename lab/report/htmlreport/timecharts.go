@@ -54,9 +54,9 @@ func deliveriesChart(r *report.Result, tl timeline) (*chart, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.Legend.Add(ref, &plotter.Line{LineStyle: draw.LineStyle{Color: col1999, Width: vg.Points(1.2), Dashes: dash1999}})
+		p.Legend.Add("1999: "+ref, &plotter.Line{LineStyle: draw.LineStyle{Color: col1999, Width: vg.Points(1.2), Dashes: dash1999}})
 		entries++
-		caption += " The purple mark is 1999's run of the same workload: " + ref + "."
+		caption += " The purple mark is where 1999's run of the same workload ended: " + ref + "."
 	} else {
 		caption += " No 1999 mark: " + why + "."
 	}
@@ -72,8 +72,8 @@ var dash1999 = []vg.Length{vg.Points(2), vg.Points(2)}
 
 // mark1999 draws where 1999's run ended (report.Seed1999: 196 messages
 // delivered 65 s after the first injection) as a ring with dotted
-// lines to both axes, widening the axes to hold it; it returns the
-// mark's legend text.
+// lines to both axes, widening the axes to hold it; it returns what the
+// mark stands for, for the legend and the caption.
 func mark1999(p *plot.Plot) (string, error) {
 	s := report.Seed1999
 	x, y := s.TotalTime.Seconds(), float64(s.Delivered)
@@ -89,7 +89,7 @@ func mark1999(p *plot.Plot) (string, error) {
 	ring.GlyphStyle = draw.GlyphStyle{Color: col1999, Radius: vg.Points(5), Shape: draw.RingGlyph{}}
 	p.Add(lines, ring)
 	p.X.Max, p.Y.Max = max(p.X.Max, x*1.02), max(p.Y.Max, y)
-	return fmt.Sprintf("1999: %d of %d delivered at %s", s.Delivered, s.Injected, secs(s.TotalTime)), nil
+	return fmt.Sprintf("%d of %d delivered at %s", s.Delivered, s.Injected, secs(s.TotalTime)), nil
 }
 
 // connectionsChart: connections open at each moment, per side.
