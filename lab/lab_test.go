@@ -36,6 +36,18 @@ func TestFastScenario(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 
+	// One sendmail process per message, as 1999's loop: each queue id
+	// names the process that committed it (time.pid.sequence).
+	pids := map[string]bool{}
+	for _, e := range res.Events {
+		if parts := strings.Split(e.QueueID, "."); e.Kind == events.Queued && len(parts) == 3 {
+			pids[parts[1]] = true
+		}
+	}
+	if len(pids) != 200 || res.Summary.Pace == nil || res.Summary.Pace.Injection != scenario.InjectSendmail {
+		t.Errorf("messages queued by %d processes, pace %+v; want 200, one sendmail each", len(pids), res.Summary.Pace)
+	}
+
 	// The run wrote its result.json, valid against the schema, and its
 	// events, one per line.
 	doc, err := os.ReadFile(filepath.Join(res.Dir, report.ResultFile))

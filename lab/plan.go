@@ -33,7 +33,8 @@ type Addrs map[topology.Role]string
 
 // NewPlan translates sc, which must be valid.
 func NewPlan(sc scenario.Scenario) Plan {
-	p := Plan{Scenario: sc, Injection: sender.Injection{Pace: sc.PaceSpec(), Messages: sc.Workload.Messages()}}
+	p := Plan{Scenario: sc, Injection: sender.Injection{Pace: sc.PaceSpec(), Messages: sc.Workload.Messages(),
+		Direct: sc.Workload.InjectionOf() == scenario.InjectDirect}}
 	bls := make([]dnsstub.Blacklist, len(sc.DNS.Blacklists))
 	for i, b := range sc.DNS.Blacklists {
 		bls[i] = b.Blacklist

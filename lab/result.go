@@ -60,6 +60,7 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 		// The schedule was broken by the fault, not by the machine.
 		kept.Held, kept.NotJudged = nil, "the injection loop runs in the sender, which "+inj.Cut+" hit"
 	}
+	kept.Injection = sc.Workload.InjectionOf()
 	res.Summary.Pace = &kept
 	res.Injections = inj.Starts
 	res.Records = report.BuildRecords(in)

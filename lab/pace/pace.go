@@ -176,6 +176,10 @@ type Kept struct {
 	// NotJudged says why a schedule was not judged: a fault hit the
 	// sender, where the injection loop runs ("" when it was judged).
 	NotJudged string `json:"not_judged,omitempty"`
+	// Injection is how each message entered the sender's queue:
+	// "sendmail" (a process per message) or "direct" (in the sender's
+	// process); the run sets it from its scenario.
+	Injection string `json:"injection,omitempty"`
 }
 
 // ErrNotHeld is wrapped by errors about a run that did not keep its pace.

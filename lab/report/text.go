@@ -139,9 +139,25 @@ func Rows(s, s99 Summary) []Row {
 
 // PaceText says in a few words how a run's injection was paced.
 func PaceText(k pace.Kept) string {
+	return paceMode(k) + injectionText(k.Injection)
+}
+
+// injectionText says how messages entered the queue, when the result
+// says (Kept.Injection).
+func injectionText(how string) string {
+	switch how {
+	case "sendmail":
+		return ", one sendmail process per message"
+	case "direct":
+		return ", in the sender's process (no sendmail process)"
+	}
+	return ""
+}
+
+func paceMode(k pace.Kept) string {
 	switch k.Mode {
 	case pace.Rate:
-		return fmt.Sprintf("rate: %.3g msg/s intended, %.3g achieved", k.IntendedRate, k.AchievedRate)
+		return fmt.Sprintf("rate: %.4g msg/s intended, %.4g achieved", k.IntendedRate, k.AchievedRate)
 	case pace.Burst:
 		return fmt.Sprintf("burst: the whole workload queued before delivery (%.3g msg/s into the queue)", k.AchievedRate)
 	case pace.Loop:

@@ -3,6 +3,8 @@ package report
 import (
 	"testing"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/pace"
 )
 
 func TestSecs(t *testing.T) {
@@ -26,6 +28,22 @@ func TestSecs(t *testing.T) {
 	} {
 		if got := secs(c.d); got != c.want {
 			t.Errorf("secs(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+// TestPaceTextSaysInjection: the pace line says how messages entered the
+// queue when the result says, and nothing for an older result.
+func TestPaceTextSaysInjection(t *testing.T) {
+	k := pace.Kept{Mode: pace.Rate, IntendedRate: 1000, AchievedRate: 999}
+	for how, want := range map[string]string{
+		"":         "rate: 1000 msg/s intended, 999 achieved",
+		"sendmail": "rate: 1000 msg/s intended, 999 achieved, one sendmail process per message",
+		"direct":   "rate: 1000 msg/s intended, 999 achieved, in the sender's process (no sendmail process)",
+	} {
+		k.Injection = how
+		if got := PaceText(k); got != want {
+			t.Errorf("injection %q: %q, want %q", how, got, want)
 		}
 	}
 }

@@ -91,7 +91,8 @@ func DecodeSpec(r io.Reader) (Spec, error) {
 // injectHandler runs the workload's injection loop in the sender's
 // container (POST /inject with a sender.Injection as JSON; the answer is
 // the sender.InjectResult): one `lab sendmail` process per message, as
-// the 1999 shell loop did, on the injection's schedule (lab/pace). A
+// the 1999 shell loop did, or that sendmail's code in the sender's
+// process (Injection.Direct), on the injection's schedule (lab/pace). A
 // burst is queued whole while srv holds its queue, then released. The
 // caller waits for the whole loop.
 func injectHandler(srv *sender.Sender) http.Handler {
@@ -109,7 +110,7 @@ func injectHandler(srv *sender.Sender) http.Handler {
 		if inj.Pace.Mode == pace.Burst {
 			srv.Hold()
 		}
-		res := sender.Inject(r.Context(), inj, []string{self, "sendmail"})
+		res := srv.Inject(r.Context(), inj, []string{self, "sendmail"})
 		srv.Release()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(res)

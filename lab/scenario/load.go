@@ -244,6 +244,15 @@ func (s Scenario) workloadProblems(c *checks) {
 	if !validAddress(strings.ReplaceAll(w.To, "{n}", "1")) {
 		c.add("workload.to", "%q is not a mail address template (local@domain, {n} for the number)", w.To)
 	}
+	switch w.Injection {
+	case "", InjectSendmail:
+	case InjectDirect:
+		if s.Sender.Impl != ImplGo && s.Sender.Impl != "" {
+			c.add("workload.injection", "direct commits to the Go sender's own queue in its process; sender.impl %s takes messages by its sendmail: use sendmail", s.Sender.Impl)
+		}
+	default:
+		c.add("workload.injection", "%q: want %s (one sendmail process per message) or %s (in the sender's process)", w.Injection, InjectSendmail, InjectDirect)
+	}
 	if p := w.Pace; p.Rate != 0 && p.Interval != 0 {
 		c.add("workload.pace", "give rate or interval, not both")
 	} else if p.Interval < 0 {

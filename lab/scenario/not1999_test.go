@@ -11,6 +11,7 @@ func TestNot1999(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"the benchmark", "name: x\n", ""},
 		{"another pace", "workload:\n  pace: {mode: rate, rate: 10}\n", ""},
+		{"injected in process", "workload:\n  injection: direct\n", ""},
 		{"bigger", "workload:\n  rounds: 50\n  recipients: 20\n", "this workload is not 1999's: workload.rounds 50 (1999: 10)"},
 		{"another text", "workload:\n  subject: hello\n", `workload.subject "hello" (1999: `},
 	} {

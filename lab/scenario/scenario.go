@@ -80,6 +80,27 @@ type Workload struct {
 	Body       string `yaml:"body" json:"body"`
 	// Pace is when each message is injected (lab/pace).
 	Pace Pace `yaml:"pace" json:"pace"`
+	// Injection is how each message enters the sender's queue:
+	// InjectSendmail (the default: one `sendmail` process per message, as
+	// 1999's shell loop) or InjectDirect (the same sendmail code and queue
+	// commit called inside the Go sender's process: no fork, for paces of
+	// thousands of messages a second). The messages are the same either
+	// way, so it does not make a workload another than 1999's.
+	Injection string `yaml:"injection" json:"injection,omitempty"`
+}
+
+// The ways a message enters the sender's queue (Workload.Injection).
+const (
+	InjectSendmail = "sendmail"
+	InjectDirect   = "direct"
+)
+
+// InjectionOf is w's injection, InjectSendmail when not set.
+func (w Workload) InjectionOf() string {
+	if w.Injection == "" {
+		return InjectSendmail
+	}
+	return w.Injection
 }
 
 // Pace is the workload's arrival schedule (lab/pace): mode rate (a fixed
@@ -102,7 +123,7 @@ type Pace struct {
 func (w Workload) Not1999() string {
 	var diffs []string
 	for _, d := range WorkloadDiff(w, Default().Workload) {
-		if !strings.HasPrefix(d.Field, "workload.pace.") {
+		if !strings.HasPrefix(d.Field, "workload.pace.") && d.Field != "workload.injection" {
 			diffs = append(diffs, fmt.Sprintf("%s %s (1999: %s)", d.Field, d.A, d.B))
 		}
 	}

@@ -88,6 +88,8 @@ func TestBadScenarios(t *testing.T) {
 		{"identd cut off alone", "faults:\n  - {type: partition, role: identd, at: 1s, duration: 1s}\n", "x.yaml:2: faults[0].role: identd shares the sender's network"},
 		{"queue count of a real sender", "sender: {impl: courier}\nfaults:\n  - {type: pause, role: dns, after_queued: 5, duration: 1s}\n", "x.yaml:3: faults[0].after_queued"},
 		{"bad code", "dns:\n  blacklists:\n    - {zone: bl.example, code: nine}\n", "x.yaml:3: dns.blacklists[0].code"},
+		{"unknown injection", "workload:\n  injection: fork\n", `x.yaml:2: workload.injection: "fork": want sendmail`},
+		{"direct into a real sender", "sender: {impl: courier}\nworkload:\n  injection: direct\n", "x.yaml:3: workload.injection: direct commits to the Go sender's own queue"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -25,6 +25,9 @@ import (
 type Injection struct {
 	Pace     pace.Spec `json:"pace"`
 	Messages []Message `json:"messages"`
+	// Direct: the Go sender commits each message itself, with the code
+	// its sendmail runs (InjectDirect), instead of a sendmail process.
+	Direct bool `json:"direct,omitempty"`
 }
 
 // Message is one message of a workload, as one sendmail call takes it.
@@ -57,6 +60,22 @@ type InjectResult struct {
 // (for the lab's image: /lab sendmail).
 func Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult {
 	return injectEach(ctx, inj, SubmitSendmail(sendmail), nil)
+}
+
+// InjectDirect runs the same loop on the same schedule, but submits each
+// message by calling Sendmail, the code `lab sendmail` runs, in this
+// process (SubmitDirect): the same parsing, the same Message-ID and the
+// same durable commit to the queue in dir, without a process to start.
+func InjectDirect(ctx context.Context, inj Injection, dir, hostname string) InjectResult {
+	return injectEach(ctx, inj, SubmitDirect(dir, hostname), nil)
+}
+
+// SubmitDirect submits each message as "sendmail -f FROM RCPT" would,
+// calling Sendmail in this process with the queue in dir.
+func SubmitDirect(dir, hostname string) Submit {
+	return func(_ context.Context, m Message) error {
+		return Sendmail([]string{"-f", m.From, m.To}, strings.NewReader(m.Data), dir, hostname)
+	}
 }
 
 // Submit hands one message to a sender: its sendmail, or its SMTP

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -311,5 +312,63 @@ func TestInjectOverSMTP(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.accepted != 3 {
 		t.Errorf("%d sessions for 3 messages, want one each", f.accepted)
+	}
+}
+
+// TestInjectDirectQueuesAsSendmail: the in-process injection queues what
+// a sendmail process per message queues: the same envelopes and the same
+// text but for each message's own Message-ID and Date, in the same order,
+// and refuses the same bad address (as a UsageError with sendmail's exit
+// code, where the process exits with it).
+func TestInjectDirectQueuesAsSendmail(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []Message
+	for i := 1; i <= 6; i++ {
+		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
+		if i == 4 {
+			to = "not-an-address"
+		}
+		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to,
+			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i)})
+	}
+	inj := Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}
+	byProcess, direct := t.TempDir(), t.TempDir()
+	pr := Inject(context.Background(), inj, []string{self, asSendmail, byProcess})
+	inj.Direct = true
+	dr := InjectDirect(context.Background(), inj, direct, "inject.test")
+	if pr.Injected != 5 || dr.Injected != 5 {
+		t.Fatalf("injected %d by process, %d direct; want 5 each", pr.Injected, dr.Injected)
+	}
+	if len(dr.Errors) != 1 || !strings.HasPrefix(dr.Errors[0], "message 4 to not-an-address: sendmail: ") {
+		t.Errorf("direct errors %q, want one for message 4 saying what sendmail says", dr.Errors)
+	}
+	if len(dr.Starts) != len(msgs) {
+		t.Errorf("direct: %d starts recorded, want %d", len(dr.Starts), len(msgs))
+	}
+	stamped := regexp.MustCompile(`(?m)^(Message-ID|Date): .*\n`)
+	read := func(dir string) []string {
+		q := openQueue(t, dir)
+		var out []string
+		for _, id := range queueIDs(t, q) {
+			env, err := q.Envelope(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, err := q.Text(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(text), "Message-ID: "+env.MessageID+"\n") {
+				t.Errorf("%s: Message-ID %s not in the text", id, env.MessageID)
+			}
+			out = append(out, fmt.Sprintf("%s -> %v\n%s", env.From, env.Rcpts, stamped.ReplaceAllString(string(text), "")))
+		}
+		return out
+	}
+	if a, b := read(byProcess), read(direct); !slices.Equal(a, b) {
+		t.Errorf("queued by process:\n%q\ndirect:\n%q", a, b)
 	}
 }

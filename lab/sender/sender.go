@@ -164,6 +164,17 @@ func (s *Sender) Close() error {
 	return nil
 }
 
+// Inject runs the injection loop against this sender: one sendmail
+// process per message (sendmail is the command line that starts it), or,
+// with inj.Direct, the same code called in this process on this
+// sender's queue (InjectDirect).
+func (s *Sender) Inject(ctx context.Context, inj Injection, sendmail []string) InjectResult {
+	if inj.Direct {
+		return InjectDirect(ctx, inj, s.cfg.QueueDir, s.cfg.Hostname)
+	}
+	return Inject(ctx, inj, sendmail)
+}
+
 // Hold stops the sender from taking new messages off its queue: what
 // sendmail queues meanwhile waits on disk until Release. A burst workload
 // (lab/pace) is queued whole before delivery starts.
