@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/pace"
 )
@@ -56,13 +54,11 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 		return lastDelivery, errors.Join(waitErr, err)
 	}
 	r = withGone(r, o, p.Scenario.Receiver.Maildir)
-	evs, cerr := collectEvents(cctx, r)
+	more, _ := r.sender.Injected(cctx)
+	log, cerr := collectEvents(cctx, r, res.Dir, outageEvents, append(inj.Queued, more...))
 	if cerr != nil {
 		return lastDelivery, errors.Join(waitErr, cerr)
 	}
-	evs = merged(evs, outageEvents)
-	more, _ := r.sender.Injected(cctx)
-	evs = withInjected(evs, append(inj.Queued, more...))
 	for _, h := range r.all {
 		if err := h.Keep(cctx, res.Dir); err != nil {
 			return lastDelivery, errors.Join(waitErr, err)
@@ -72,24 +68,14 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	if err != nil {
 		return lastDelivery, errors.Join(waitErr, err)
 	}
-	end := conclude(res, p, r, evs, onDisk, inj)
+	end := conclude(res, p, r, log, onDisk, inj)
 	if d := res.Summary.TotalTime; d > 0 {
-		lastDelivery = firstQueued(evs).Add(d)
+		lastDelivery = log.firstQueued.Add(d)
 	}
 	if waitErr != nil {
 		return lastDelivery, waitErr
 	}
 	return lastDelivery, end
-}
-
-// merged adds more events to evs, in time order.
-func merged(evs, more []events.Event) []events.Event {
-	if len(more) == 0 {
-		return evs
-	}
-	all := append(append([]events.Event{}, evs...), more...)
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	return all
 }
 
 // paceOf says how the injection is paced; span is when its last
@@ -205,51 +191,4 @@ func othersIdle(ctx context.Context, r running) bool {
 // for good; a real one may still be delivering).
 func finished(delivered, injected, idleFor, settle int) bool {
 	return delivered >= injected || idleFor >= settle
-}
-
-// collectEvents reads every role's event log and merges them in time order.
-func collectEvents(ctx context.Context, r running) ([]events.Event, error) {
-	var all []events.Event
-	for _, h := range r.all {
-		evs, err := h.Events(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("collect events: %w", err)
-		}
-		all = append(all, evs...)
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	return all, nil
-}
-
-// withInjected adds the injection's Queued events that no role's log has
-// (a real sender's own log has no Message-IDs) to the collected events, in
-// time order, each Message-ID once.
-func withInjected(evs, queued []events.Event) []events.Event {
-	if len(queued) == 0 {
-		return evs
-	}
-	seen := map[string]bool{}
-	for _, e := range evs {
-		if e.Kind == events.Queued {
-			seen[e.MessageID] = true
-		}
-	}
-	all := append([]events.Event{}, evs...)
-	for _, e := range queued {
-		if !seen[e.MessageID] {
-			seen[e.MessageID] = true
-			all = append(all, e)
-		}
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	return all
-}
-
-func firstQueued(evs []events.Event) time.Time {
-	for _, e := range evs {
-		if e.Kind == events.Queued {
-			return e.Time
-		}
-	}
-	return time.Time{}
 }

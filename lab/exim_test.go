@@ -67,7 +67,7 @@ func TestEximSender(t *testing.T) {
 	if s.DNSQueries != 4*s.Connections || s.IdentQueries != s.Connections {
 		t.Errorf("%d connections: %d DNS queries (%v), %d IDENT; want 4 and 1 each", s.Connections, s.DNSQueries, s.DNSQueriesByType, s.IdentQueries)
 	}
-	for _, e := range res.Events {
+	for _, e := range runEvents(t, res) {
 		if e.Role == topology.Sender && (e.Kind == events.Attempt || e.Kind == events.Failed) {
 			t.Errorf("Exim S logged a deferral or failure: %+v", e)
 		}
@@ -99,13 +99,13 @@ func TestEximSenderFailure(t *testing.T) {
 		t.Errorf("run: %v; want it to say not every message was delivered", err)
 	}
 	queued := map[string]string{} // recipient -> Message-ID
-	for _, e := range res.Events {
+	for _, e := range runEvents(t, res) {
 		if e.Role == topology.Sender && e.Kind == events.Queued {
 			queued[e.Rcpts[0]] = e.MessageID
 		}
 	}
 	tied, bounces := 0, 0
-	for _, e := range res.Events {
+	for _, e := range runEvents(t, res) {
 		if e.Role != topology.Sender || e.Kind != events.Failed {
 			continue
 		}

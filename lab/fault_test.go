@@ -62,7 +62,7 @@ func TestMailPathFaults(t *testing.T) {
 				t.Errorf("lost, failed, not injected or unexpected messages: %+v", o)
 			}
 			var got []string
-			for _, e := range res.Events {
+			for _, e := range runEvents(t, res) {
 				if e.Kind == events.Outage {
 					got = append(got, fmt.Sprintf("%s %s %s %s", e.Name, e.FaultName, e.Role, e.Reason))
 					if e.Error != "" {
@@ -78,14 +78,14 @@ func TestMailPathFaults(t *testing.T) {
 				// segment (1% of them) and no outage.
 				want = nil
 				tell = map[string]string{"text": "the link: ", report.ResultFile: `"link_faults"`, report.HTMLFile: "The link between sender and receiver: "}
-				if n := countKind(res.Events, events.LinkFault); n == 0 {
+				if n := countKind(runEvents(t, res), events.LinkFault); n == 0 {
 					t.Error("no link_fault event: 1% loss lost no segment")
 				}
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("outage events %q, want %q", got, want)
 			}
-			exactlyOnce(t, res.Dir, res.Events, len(o.Duplicated))
+			exactlyOnce(t, res.Dir, runEvents(t, res), len(o.Duplicated))
 			var text strings.Builder
 			if err := report.WriteDetails(&text, res); err != nil || !strings.Contains(text.String(), tell["text"]) {
 				t.Errorf("the text report does not tell the fault (%s): %v\n%s", tell["text"], err, text.String())
@@ -163,7 +163,7 @@ func TestFaultDecisionsRepeat(t *testing.T) {
 			t.Fatalf("run: %v", err)
 		}
 		var out []string
-		for _, e := range res.Events {
+		for _, e := range runEvents(t, res) {
 			if e.Kind == events.Outage {
 				out = append(out, e.Name+" "+e.Reason)
 			}

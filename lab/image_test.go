@@ -79,7 +79,7 @@ func TestYourOwnImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || s.Injected != 200 {
 		t.Errorf("delivered %d of %d", s.Delivered, s.Injected)
@@ -155,7 +155,7 @@ func TestYourOwnImageAsSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || s.Injected != 200 || !res.Outcome.OK() {
 		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
@@ -196,7 +196,7 @@ func TestYourOwnImageMbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	// Whole seconds: a delivery's time is at most a second before the
 	// moment it happened (and a message with no time would put it years
 	// back).
@@ -225,7 +225,7 @@ func TestYourOwnEximImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || !res.Outcome.OK() {
 		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)

@@ -44,7 +44,7 @@ dns:
 		t.Errorf("pace %+v, want injection direct", p)
 	}
 	pids := map[string]int{}
-	for _, e := range res.Events {
+	for _, e := range runEvents(t, res) {
 		if e.Kind == events.Queued {
 			parts := strings.Split(e.QueueID, ".")
 			if len(parts) != 3 {

@@ -41,7 +41,7 @@ func realFast(t *testing.T, receiver, sender string) *lab.Result {
 	sc := fastWith(t, receiver, sender)
 	sc.Workload.Pace.MaxLag = duration.Duration(5 * time.Second)
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	if s := res.Summary; s.Delivered != 200 || !res.Outcome.OK() {
 		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
 	}
@@ -120,7 +120,7 @@ func TestGoSenderPostfixReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || !res.Outcome.OK() {
 		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
@@ -155,7 +155,7 @@ func TestRealSenderTimeoutKeepsInjections(t *testing.T) {
 		t.Fatalf("run: %v (a run cut short by its timeout must say so, with a complete result)", err)
 	}
 	queued := 0
-	for _, e := range res.Events {
+	for _, e := range runEvents(t, res) {
 		if e.Role == topology.Sender && e.Kind == events.Queued {
 			queued++
 		}

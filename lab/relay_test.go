@@ -63,12 +63,12 @@ func TestRelayThroughYourImage(t *testing.T) {
 	sc := shipped(t, "relay-postfix.yaml")
 	relayExample(t, eng, sc.Receiver.Image.Name)
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || !res.Outcome.OK() {
 		t.Errorf("delivered %d of %d: %+v", s.Delivered, s.Injected, res.Outcome)
 	}
-	fin := finalDeliveries(res.Events)
+	fin := finalDeliveries(runEvents(t, res))
 	if len(fin) != 200 {
 		t.Errorf("the final receiver logged %d messages, want 200", len(fin))
 	}
@@ -233,12 +233,12 @@ func TestRelayFromOutsideDocker(t *testing.T) {
 	o := &outside{final: "127.0.0.1:" + freePort(t)}
 	sc := externalScenario(t, "fast-outside", startOutside(t, o), o.final)
 	res := mustRun(t, eng, sc)
-	deliveredOnce(t, res.Dir, res.Events, 200)
+	deliveredOnce(t, res.Dir, runEvents(t, res), 200)
 	s := res.Summary
 	if s.Delivered != 200 || !res.Outcome.OK() || o.taken() != 200 {
 		t.Errorf("delivered %d of %d, the outside server took %d: %+v", s.Delivered, s.Injected, o.taken(), res.Outcome)
 	}
-	if fin := finalDeliveries(res.Events); len(fin) != 200 {
+	if fin := finalDeliveries(runEvents(t, res)); len(fin) != 200 {
 		t.Errorf("the final receiver logged %d messages, want 200", len(fin))
 	}
 	if s.Evidence != "relay" || s.RelayHop == nil || s.Connections != s.SenderConnections || s.ConnectionsFrom != "sender" || s.Connections < 20 {

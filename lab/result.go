@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/pace"
 	"github.com/smtplab/smtplab/lab/report"
@@ -39,9 +38,9 @@ func newResult(sc scenario.Scenario, start time.Time, resultsDir string, env rep
 // evidence (its events and the Maildir on disk) and says how the run
 // ended: nil, or an error wrapping ErrNotDelivered, ErrPaceNotHeld or
 // ErrExpectation (the first that applies, in that order).
-func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maildir.Message, inj injection) error {
+func conclude(res *Result, p Plan, r running, log *runLog, onDisk []maildir.Message, inj injection) error {
 	sc := p.Scenario
-	in := report.Inputs{Events: evs, Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
+	in := report.Inputs{Stream: log.each(), Maildir: onDisk, NotQueued: inj.Errors, Blacklists: p.Blacklists(),
 		Expected: len(p.Injection.Messages), Line: p.Line(),
 		SenderLogPartial: !r.sender.FullLog(), ReceiverLogPartial: !r.receiver.FullLog()}
 	if n, ok := r.receiver.(interface{ LogNone() bool }); ok {
@@ -50,7 +49,6 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	if rl, ok := r.receiver.(interface{ Relay() bool }); ok {
 		in.Relay = rl.Relay() // relay.go: the final receiver's Maildir
 	}
-	res.Events = evs
 	res.Summary, res.Outcome = report.Build(in)
 	if sc.Receiver.EvidenceKind() == scenario.EvidenceMbox {
 		res.Summary.Evidence = scenario.EvidenceMbox // its times are whole seconds
@@ -64,6 +62,9 @@ func conclude(res *Result, p Plan, r running, evs []events.Event, onDisk []maild
 	res.Summary.Pace = &kept
 	res.Injections = inj.Starts
 	res.Records = report.BuildRecords(in)
+	if log.err != nil {
+		return fmt.Errorf("run %s: %w", res.RunID, log.err)
+	}
 	res.Expectations = report.Check(sc.Expect, res.Summary, res.Outcome)
 	res.Complete = true
 	if !res.Outcome.OK() {

@@ -273,6 +273,18 @@ func WriteJSONL(w io.Writer, evs []Event) error {
 // error naming its line number.
 func ReadJSONL(r io.Reader) ([]Event, error) {
 	var out []Event
+	err := EachJSONL(r, func(e Event) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// EachJSONL reads JSON lines written by WriteJSONL and calls each with
+// every event in turn, holding one at a time: a log of any size is read
+// in constant memory. It stops at the first error each returns, or at a
+// malformed line (named by its number).
+func EachJSONL(r io.Reader, each func(Event) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	line := 0
@@ -283,9 +295,11 @@ func ReadJSONL(r io.Reader) ([]Event, error) {
 		}
 		var e Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return out, fmt.Errorf("events line %d: %w", line, err)
+			return fmt.Errorf("events line %d: %w", line, err)
 		}
-		out = append(out, e)
+		if err := each(e); err != nil {
+			return err
+		}
 	}
-	return out, sc.Err()
+	return sc.Err()
 }

@@ -244,7 +244,7 @@ func (t *tally) lives(in Inputs) (map[string]life, map[string][]events.Event) {
 	sent := map[string]time.Time{}  // queue id -> the sender's last 250
 	ended := map[string]time.Time{} // queue id -> its permanent failure
 	tries := map[string][]events.Event{}
-	for _, e := range in.Events {
+	for e := range in.each() {
 		switch {
 		case e.Kind == events.Delivered && e.Role == topology.Receiver:
 			last[e.MessageID] = later(last[e.MessageID], e.Time)

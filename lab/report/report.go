@@ -10,6 +10,8 @@ package report
 
 import (
 	"fmt"
+	"iter"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,7 +37,11 @@ func (o Outcome) OK() bool {
 
 // Inputs is what a report is built from.
 type Inputs struct {
-	Events     []events.Event    // all roles, any order
+	Events []events.Event // all roles, any order
+	// Stream, when set, is used instead of Events: every event in time
+	// order, read again for each pass (the lab reads its run's
+	// events.jsonl, so that no run holds all its events in memory).
+	Stream     iter.Seq[events.Event]
 	Maildir    []maildir.Message // what is on disk in the receiver's Maildir
 	NotQueued  []string          // injection errors
 	Blacklists []string          // DNSBL zones, to tell their queries apart
@@ -60,6 +66,14 @@ type Inputs struct {
 	// receiver (receiver.evidence relay): Maildir is the final receiver's,
 	// and its Delivered events time the last hop (Summary.RelayHop).
 	Relay bool
+}
+
+// each is every event of the run: Stream when set, else Events.
+func (in Inputs) each() iter.Seq[events.Event] {
+	if in.Stream != nil {
+		return in.Stream
+	}
+	return slices.Values(in.Events)
 }
 
 // Build computes the summary and the outcome, from one pass over the

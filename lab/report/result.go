@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -52,8 +53,10 @@ type Result struct {
 	Dir   string `json:"-"` // the run's folder
 	// Path is the file Load read (a result.json, or any *.json it was
 	// given), for errors and output to name; "" for a result not loaded.
-	Path   string         `json:"-"`
-	Events []events.Event `json:"-"` // written beside as events.jsonl
+	Path string `json:"-"`
+	// Events are written beside as events.jsonl; nil when the run wrote
+	// that file itself (lab.Run merges its roles' logs straight into it).
+	Events []events.Event `json:"-"`
 }
 
 // Environment is where the run ran.
@@ -84,7 +87,8 @@ const (
 	HTMLFile   = "report.html"
 )
 
-// Write puts result.json and events.jsonl in r.Dir. Lists the schema
+// Write puts result.json and events.jsonl (unless the run wrote it
+// itself: Events) in r.Dir. Lists the schema
 // requires are written as [] when empty, never null: nil ones in r are
 // made empty.
 func (r *Result) Write() error {
@@ -100,14 +104,24 @@ func (r *Result) Write() error {
 	for i := range r.Messages {
 		r.Messages[i].Rcpts = orEmpty(r.Messages[i].Rcpts)
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
+	rf, err := os.Create(filepath.Join(r.Dir, ResultFile))
 	if err != nil {
 		return fmt.Errorf("write result: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(r.Dir, ResultFile), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write result: %w", err)
+	werr := r.WriteJSON(rf)
+	if cerr := rf.Close(); werr == nil {
+		werr = cerr
 	}
-	f, err := os.Create(filepath.Join(r.Dir, EventsFile))
+	if werr != nil {
+		return fmt.Errorf("write result: %w", werr)
+	}
+	// A run that merged its logs into events.jsonl itself (the lab does,
+	// to hold no run's events whole) leaves Events nil: that file stays.
+	path := filepath.Join(r.Dir, EventsFile)
+	if _, err := os.Stat(path); err == nil && r.Events == nil {
+		return nil
+	}
+	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("write events: %w", err)
 	}
@@ -116,6 +130,60 @@ func (r *Result) Write() error {
 		return fmt.Errorf("write events: %w", err)
 	}
 	return f.Close()
+}
+
+// WriteJSON writes r as result.json holds it (indented, a newline at the
+// end) as a stream: the records, which grow with the run (a message, a
+// connection, a query each), are encoded one at a time, never the whole
+// document at once. The bytes are those json.MarshalIndent(r, "", "  ")
+// would give.
+func (r *Result) WriteJSON(w io.Writer) error {
+	head := *r
+	head.Messages, head.Connections, head.Queries = nil, nil, nil
+	b, err := json.MarshalIndent(&head, "", "  ")
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	// Each list left out is "null" in the head, at the top level (two
+	// spaces in): the list is written there, element by element.
+	for _, l := range []struct {
+		key  string
+		n    int
+		elem func(i int) any
+	}{
+		{"messages", len(r.Messages), func(i int) any { return &r.Messages[i] }},
+		{"connections", len(r.Connections), func(i int) any { return &r.Connections[i] }},
+		{"queries", len(r.Queries), func(i int) any { return &r.Queries[i] }},
+	} {
+		marker := []byte("\n  \"" + l.key + "\": null")
+		at := bytes.Index(b, marker)
+		if at < 0 {
+			return fmt.Errorf("result.json: no %q in the document", l.key)
+		}
+		bw.Write(b[:at+len(marker)-len("null")])
+		b = b[at+len(marker):]
+		if l.n == 0 {
+			bw.WriteString("[]")
+			continue
+		}
+		bw.WriteString("[")
+		for i := range l.n {
+			e, err := json.MarshalIndent(l.elem(i), "    ", "  ")
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				bw.WriteString(",")
+			}
+			bw.WriteString("\n    ")
+			bw.Write(e)
+		}
+		bw.WriteString("\n  ]")
+	}
+	bw.Write(b)
+	bw.WriteString("\n")
+	return bw.Flush()
 }
 
 // orEmpty is s, or an empty slice when s is nil: encoding/json writes

@@ -42,7 +42,7 @@ func tallyEvents(in Inputs) *tally {
 		phases:   newTimings(),
 		conns:    conns,
 	}
-	for _, e := range in.Events {
+	for e := range in.each() {
 		if name, d := phaseOf(e); name != "" {
 			t.phases.add(name, d, e.Error != "")
 		}

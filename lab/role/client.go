@@ -39,6 +39,24 @@ func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
 	return c.do(ctx, http.MethodGet, path, nil)
 }
 
+// Stream GETs path and hands the answer's body to read as it arrives,
+// never holding it whole (a role's event log of any size).
+func (c *Client) Stream(ctx context.Context, path string, read func(io.Reader) error) error {
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s control: GET %s: %s: %s", c.Role, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if err := read(resp.Body); err != nil {
+		return fmt.Errorf("%s control: GET %s: %w", c.Role, path, err)
+	}
+	return nil
+}
+
 // Post sends body (JSON) to path and returns the answer's body.
 func (c *Client) Post(ctx context.Context, path string, body []byte) ([]byte, error) {
 	return c.do(ctx, http.MethodPost, path, body)

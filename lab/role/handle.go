@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -52,6 +53,13 @@ func (h *Handle) Events(ctx context.Context) ([]events.Event, error) {
 		return nil, fmt.Errorf("events of %s: %w", h.client.Role, err)
 	}
 	return evs, nil
+}
+
+// EachEvent calls each with every event of the role's log so far, in
+// the log's order, streamed from GET /events: the log is never held
+// whole, whatever its size.
+func (h *Handle) EachEvent(ctx context.Context, each func(events.Event) error) error {
+	return h.client.Stream(ctx, "/events", func(r io.Reader) error { return events.EachJSONL(r, each) })
 }
 
 // Counts are the role's events so far by kind (GET /status).
