@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,8 +54,19 @@ func TestDeliverHostInName(t *testing.T) {
 }
 
 // A message never replaces one already in new/ under the same name: the
-// move is a link, which fails on an existing name, and the tmp/ file goes.
+// move (a rename that does not replace, or a link) fails on an existing
+// name, and the tmp/ file goes once moved.
 func TestMoveNewNeverReplaces(t *testing.T) {
+	testMoveNewNeverReplaces(t)
+}
+
+// The same where the system has no RENAME_NOREPLACE: link, then unlink.
+func TestMoveNewNeverReplacesByLink(t *testing.T) {
+	forceLink(t)
+	testMoveNewNeverReplaces(t)
+}
+
+func testMoveNewNeverReplaces(t *testing.T) {
 	d := Dir(t.TempDir())
 	if err := d.Create(); err != nil {
 		t.Fatal(err)
@@ -83,5 +95,67 @@ func TestMoveNewNeverReplaces(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dst); string(got) != "second" {
 		t.Errorf("new/x holds %q", got)
+	}
+}
+
+// A failed write leaves nothing in tmp/ or new/ and says which file.
+func TestDeliverFailsCleanly(t *testing.T) {
+	d := Dir(t.TempDir())
+	if err := d.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(string(d), "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Deliver([]byte("Message-ID: <f@x>\r\n\r\n"), "host", true)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(string(d), "tmp")) {
+		t.Errorf("Deliver without tmp/: %v", err)
+	}
+	if n, _ := os.ReadDir(filepath.Join(string(d), "new")); len(n) != 0 {
+		t.Errorf("%d files in new/", len(n))
+	}
+}
+
+// Many deliveries at once, with and without fsync: each one file in new/
+// with its own bytes, none left in tmp/, and the same by link and unlink.
+func TestDeliverConcurrent(t *testing.T) {
+	for _, byLink := range []bool{false, true} {
+		for _, sync := range []bool{true, false} {
+			t.Run(fmt.Sprintf("link=%v,sync=%v", byLink, sync), func(t *testing.T) {
+				if byLink {
+					forceLink(t)
+				}
+				d := Dir(t.TempDir())
+				if err := d.Create(); err != nil {
+					t.Fatal(err)
+				}
+				const n = 200
+				paths := make([]string, n)
+				errs := make(chan error, n)
+				for i := range n {
+					go func() {
+						p, err := d.Deliver([]byte(fmt.Sprintf("Message-ID: <%d@x>\n\nbody %d\n", i, i)), "host", sync)
+						paths[i] = p
+						errs <- err
+					}()
+				}
+				for range n {
+					if err := <-errs; err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i, p := range paths {
+					if got, err := os.ReadFile(p); err != nil || !strings.HasSuffix(string(got), fmt.Sprintf("body %d\n", i)) {
+						t.Errorf("message %d at %s: %q, %v", i, p, got, err)
+					}
+				}
+				if ents, _ := os.ReadDir(filepath.Join(string(d), "new")); len(ents) != n {
+					t.Errorf("%d files in new/, want %d", len(ents), n)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(string(d), "tmp")); len(ents) != 0 {
+					t.Errorf("%d files left in tmp/", len(ents))
+				}
+			})
+		}
 	}
 }

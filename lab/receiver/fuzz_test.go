@@ -218,3 +218,28 @@ func checkFuzzMaildir(t *testing.T, l *lab, accepted int) {
 		t.Errorf("%d files in cur/", len(cur))
 	}
 }
+
+// FuzzMessageID: the header scan finds what net/textproto finds, for any
+// message.
+func FuzzMessageID(f *testing.F) {
+	for _, s := range []string{
+		"Message-ID: <a@b>\r\n\r\nbody",
+		"From: x\r\nmessage-id:   <a@b>  \r\n\r\n",
+		"Subject: s\r\nMessage-ID: <a@b>\r\n folded\r\n\r\n",
+		" leading\r\nMessage-ID: <a@b>\r\n\r\n",
+		"Bad Name: x\r\nMessage-ID: <a@b>\r\n\r\n",
+		"Message-ID: <a@b>\r\nMessage-ID: <c@d>\r\n\r\n",
+		"no colon\r\nMessage-ID: <a@b>\r\n\r\n",
+		"Message-ID: <a@b>",
+		"\r\nMessage-ID: <a@b>\r\n",
+		"Message-ID: <\xc3\xa9@b>\n\n",
+		"X: \x00\r\nMessage-ID: <a@b>\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if got, want := messageID(msg), messageIDTextproto(msg); got != want {
+			t.Errorf("messageID(%q) = %q, textproto reads %q", msg, got, want)
+		}
+	})
+}

@@ -103,18 +103,21 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 	// SMTP's CRLFs off before the message is stored, and courierlocal
 	// writes the stored lines into the Maildir file (RFC 5321 2.3.8's CRLF
 	// is the wire's, not the mailbox's).
-	head, body = unixLines(head), unixLines(body)
+	from := headerSafe(ss.from)
+	var buf []byte
 	for _, rc := range ss.rcpts {
 		for _, dir := range rc.dirs {
-			var buf bytes.Buffer
-			buf.Grow(len(body) + len(head) + 128)
 			// courierlocal's deliver.c writes these two on top of each
 			// copy (mkdelheaders).
-			fmt.Fprintf(&buf, "Delivered-To: %s\nReturn-Path: <%s>\n", rc.addr, headerSafe(ss.from))
-			buf.Write(head)
-			buf.Write(body)
+			buf = append(buf[:0], "Delivered-To: "...)
+			buf = append(buf, rc.addr...)
+			buf = append(buf, "\nReturn-Path: <"...)
+			buf = append(buf, from...)
+			buf = append(buf, ">\n"...)
+			buf = appendUnixLines(buf, head)
+			buf = appendUnixLines(buf, body)
 			t0 := time.Now()
-			path, err := dir.Deliver(buf.Bytes(), ss.s.cfg.Hostname, !ss.s.cfg.NoFsync)
+			path, err := dir.Deliver(buf, ss.s.cfg.Hostname, !ss.s.cfg.NoFsync)
 			if err != nil {
 				for _, d := range done {
 					os.Remove(d.path)
@@ -130,5 +133,17 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 	return nil
 }
 
-// unixLines turns CRLF line ends into LF.
-func unixLines(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
+// appendUnixLines appends b to dst with its CRLF line ends turned into LF.
+func appendUnixLines(dst, b []byte) []byte {
+	for {
+		i := bytes.Index(b, crlf)
+		if i < 0 {
+			return append(dst, b...)
+		}
+		dst = append(dst, b[:i]...)
+		dst = append(dst, '\n')
+		b = b[i+2:]
+	}
+}
+
+var crlf = []byte("\r\n")

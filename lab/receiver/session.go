@@ -347,8 +347,63 @@ func (ss *session) Reset() { ss.inTx, ss.from, ss.rcpts = false, "", nil }
 // reaches.
 func (ss *session) Logout() error { return nil }
 
-// messageID returns the Message-ID header of a message ("" if none).
+// messageID returns the Message-ID header of a message ("" if none), as
+// net/textproto reads the header. Reading the whole header into a map
+// for one field cost about 4% of the receiver's time per message, so a
+// plain header (lines "Name: value", names of letters, digits and '-',
+// values of printable ASCII) is scanned for it; anything else, folded
+// lines included, is left to textproto (messageIDTextproto).
 func messageID(msg []byte) string {
+	rest := msg
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return messageIDTextproto(msg) // a line with no end
+		}
+		line := bytes.TrimSuffix(rest[:i], []byte("\r"))
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			return "" // the end of the header
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !plainName(name) || !plainValue(value) {
+			return messageIDTextproto(msg)
+		}
+		if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+			return messageIDTextproto(msg) // a folded line
+		}
+		if bytes.EqualFold(name, []byte("Message-ID")) {
+			return strings.TrimSpace(string(value))
+		}
+	}
+	return ""
+}
+
+// plainName: a header name of letters, digits and '-' only.
+func plainName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// plainValue: printable ASCII, spaces and tabs only.
+func plainValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// messageIDTextproto is messageID by net/textproto's ReadMIMEHeader.
+func messageIDTextproto(msg []byte) string {
 	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
 	return strings.TrimSpace(h.Get("Message-Id"))
 }

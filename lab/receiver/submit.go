@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -133,24 +132,63 @@ func (ss *session) checkDNS(from string) *smtp.SMTPError {
 // the protocol is always ESMTP (Courier writes SMTP after HELO).
 func (ss *session) received(buf *bytes.Buffer) {
 	c := ss.conn
-	fmt.Fprintf(buf, "Received: from %s (", heloWord(ss.helo()))
+	buf.WriteString("Received: from ")
+	buf.WriteString(heloWord(ss.helo()))
+	buf.WriteString(" (")
 	if c.ptrName != "" && c.confirmed {
-		fmt.Fprintf(buf, "%s ", headerSafe(c.ptrName))
+		buf.WriteString(headerSafe(c.ptrName))
+		buf.WriteByte(' ')
 	}
-	fmt.Fprintf(buf, "[%s])\r\n", remoteIP(c))
+	buf.WriteByte('[')
+	buf.WriteString(remoteIP(c))
+	buf.WriteString("])\r\n")
 	if c.identUser != "" {
-		fmt.Fprintf(buf, "  (IDENT: %s)\r\n", headerSafe(c.identUser))
+		buf.WriteString("  (IDENT: ")
+		buf.WriteString(headerSafe(c.identUser))
+		buf.WriteString(")\r\n")
 	}
 	now := time.Now()
-	fmt.Fprintf(buf, "  by %s with ESMTP\r\n  id %s; %s\r\n", ss.s.cfg.Hostname, queueID(now), now.Format(time.RFC1123Z))
+	buf.WriteString("  by ")
+	buf.WriteString(ss.s.cfg.Hostname)
+	buf.WriteString(" with ESMTP\r\n  id ")
+	var b [64]byte
+	buf.Write(appendQueueID(b[:0], now))
+	buf.WriteString("; ")
+	buf.Write(now.AppendFormat(b[:0], time.RFC1123Z))
+	buf.WriteString("\r\n")
 }
 
-var queueSeq atomic.Uint64
+var (
+	queueSeq atomic.Uint64
+	// pid is the process in every queue id (os.Getpid is a system call).
+	pid = os.Getpid()
+)
 
-// queueID is a unique id in the form of Courier's queue ids (three hex
-// fields: a sequence number, the time, the process).
-func queueID(now time.Time) string {
-	return fmt.Sprintf("%016X.%016X.%08X", queueSeq.Add(1), now.Unix(), os.Getpid())
+// appendQueueID appends a unique id in the form of Courier's queue ids
+// (three hex fields: a sequence number, the time, the process), as
+// %016X.%016X.%08X would, without fmt.
+func appendQueueID(b []byte, now time.Time) []byte {
+	b = appendHex(b, queueSeq.Add(1), 16)
+	b = append(b, '.')
+	b = appendHex(b, uint64(now.Unix()), 16)
+	b = append(b, '.')
+	return appendHex(b, uint64(pid), 8)
+}
+
+// appendHex appends v in upper-case hex, zero-padded to width digits.
+func appendHex(b []byte, v uint64, width int) []byte {
+	const digits = "0123456789ABCDEF"
+	n := 1
+	for x := v >> 4; x != 0; x >>= 4 {
+		n++
+	}
+	for ; width > n; width-- {
+		b = append(b, '0')
+	}
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, digits[(v>>(4*uint(i)))&0xf])
+	}
+	return b
 }
 
 // heloWord is the HELO name as courieresmtpd's ehlo() keeps it: every

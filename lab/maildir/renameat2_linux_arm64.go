@@ -1,0 +1,5 @@
+package maildir
+
+import "syscall"
+
+const sysRenameat2 = syscall.SYS_RENAMEAT2
