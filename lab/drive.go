@@ -48,7 +48,7 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 
 	// Collect whatever happened, also after a timeout or Ctrl-C.
 	opt.say("collecting every role's events and evidence")
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), collectTimeout(n))
 	defer ccancel()
 	if err := r.sender.StopInjection(cctx); err != nil {
 		return lastDelivery, errors.Join(waitErr, err)
@@ -68,7 +68,10 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 	if err != nil {
 		return lastDelivery, errors.Join(waitErr, err)
 	}
+	res.Overhead.Collect = time.Since(lastDelivery)
+	began := time.Now()
 	end := conclude(res, p, r, log, onDisk, inj)
+	res.Overhead.Report = time.Since(began) // writeResult adds report.html's time
 	if d := res.Summary.TotalTime; d > 0 {
 		lastDelivery = log.firstQueued.Add(d)
 	}
@@ -76,6 +79,13 @@ func drive(ctx context.Context, r running, p Plan, opt Options, res *Result, sta
 		return lastDelivery, waitErr
 	}
 	return lastDelivery, end
+}
+
+// collectTimeout bounds gathering a run's evidence after delivery: a
+// minute, and 2 ms more a message (a 100,000-message run merges half a
+// gigabyte of events and copies 100,000 files out of the receiver).
+func collectTimeout(messages int) time.Duration {
+	return time.Minute + time.Duration(messages)*2*time.Millisecond
 }
 
 // paceOf says how the injection is paced; span is when its last

@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -79,18 +80,25 @@ func conclude(res *Result, p Plan, r running, log *runLog, onDisk []maildir.Mess
 	return nil
 }
 
-// writeResult puts res in its folder, whatever happened: result.json
-// (with err's text), events.jsonl and report.html. It returns err with
-// any failure to write joined.
+// writeResult puts res in its folder, whatever happened: report.html,
+// then result.json (with err's text and the report's time) and
+// events.jsonl. It returns err with any failure to write joined.
 func writeResult(res *Result, lastDelivery time.Time, err error) error {
 	res.Overhead.DeliveryToExit = time.Since(lastDelivery)
 	if err != nil {
 		res.Error = err.Error()
 	}
-	if werr := res.Write(); werr != nil {
+	if merr := os.MkdirAll(res.Dir, 0o755); merr != nil {
+		return errors.Join(err, fmt.Errorf("write result: %w", merr))
+	}
+	began := time.Now()
+	if werr := htmlreport.WriteFile(res); werr != nil {
 		err = errors.Join(err, werr)
 	}
-	if werr := htmlreport.WriteFile(res); werr != nil {
+	if res.Complete {
+		res.Overhead.Report += time.Since(began)
+	}
+	if werr := res.Write(); werr != nil {
 		err = errors.Join(err, werr)
 	}
 	return err

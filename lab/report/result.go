@@ -78,6 +78,13 @@ type Overhead struct {
 	StartToInjection time.Duration `json:"start_to_injection_ns"` // Run called to first injection
 	DeliveryToExit   time.Duration `json:"delivery_to_exit_ns"`   // last delivery to Run returning
 	ImageBuild       time.Duration `json:"image_build_ns"`
+	// Collect is from the end of delivery to the evidence gathered: every
+	// role's log merged into events.jsonl, the Maildir and logs copied out.
+	Collect time.Duration `json:"collect_ns,omitempty"`
+	// Report is the time to build the summary, records and verdicts from
+	// that evidence and write report.html (result.json, written last with
+	// this figure in it, is not counted).
+	Report time.Duration `json:"report_ns,omitempty"`
 }
 
 // Files in a run's folder.

@@ -497,6 +497,8 @@ func environment(r *report.Result) []row {
 		{Name: "network", Now: e.Network},
 		{Name: "lab start to first injection", Now: secs(o.StartToInjection)},
 		{Name: "last delivery to the lab's exit", Now: secs(o.DeliveryToExit)},
+		{Name: "of which gathering the evidence (events, Maildir, logs)", Now: secs(o.Collect)},
+		{Name: "of which building the report (figures, records, this page)", Now: secs(o.Report)},
 	}
 }
 
