@@ -5,7 +5,8 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // On Linux a delivery's files are opened, written and closed with the
@@ -77,41 +78,26 @@ func retry(call func() (int, error)) (int, error) {
 // system lacks RENAME_NOREPLACE: from then on moveNew links and unlinks.
 var noReplaceMissing atomic.Bool
 
-const renameNoReplaceFlag = 0x1 // RENAME_NOREPLACE, linux/fs.h
-
-// atFDCWD is AT_FDCWD: paths relative to the working folder. A variable,
-// so that its conversion to uintptr wraps as the kernel expects.
-var atFDCWD = -100
-
 // renameNoReplace moves tmp to dst with renameat2(RENAME_NOREPLACE): one
 // atomic system call that, as link(2), fails with EEXIST rather than
 // replace dst, where link then unlink take two. ok is false where it
 // cannot be used, and moveNew falls back to link then unlink.
 func renameNoReplace(tmp, dst string) (ok bool, err error) {
-	if sysRenameat2 == 0 || noReplaceMissing.Load() {
+	if noReplaceMissing.Load() {
 		return false, nil
 	}
-	from, err := syscall.BytePtrFromString(tmp)
-	if err != nil {
-		return true, &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
-	}
-	to, err := syscall.BytePtrFromString(dst)
-	if err != nil {
-		return true, &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
-	}
-	cwd := uintptr(atFDCWD)
 	for {
-		_, _, errno := syscall.Syscall6(sysRenameat2, cwd, uintptr(unsafe.Pointer(from)), cwd, uintptr(unsafe.Pointer(to)), renameNoReplaceFlag, 0)
-		switch errno {
-		case 0:
+		err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
 			return true, nil
-		case syscall.EINTR:
+		case errors.Is(err, unix.EINTR):
 			continue
-		case syscall.ENOSYS, syscall.EINVAL:
+		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL):
 			// An old kernel, or a file system without the flag.
 			noReplaceMissing.Store(true)
 			return false, nil
 		}
-		return true, &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: errno}
+		return true, &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
 	}
 }
