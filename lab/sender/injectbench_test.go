@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkInjectAt1000 injects at 1,000 messages a second into a queue
-// on disk, for SMTPLAB_INJECT_SECONDS seconds (default 5; 60 for the
+// on disk, for SMTPLAB_INJECT_SECONDS seconds (default 2; 60 for the
 // figure of docs/PERFORMANCE.md), in the sender's process (direct) and,
 // beside it in the same run, with a sendmail process per message (the
 // test binary acting as `lab sendmail`), and reports each one's rate and
@@ -21,7 +21,7 @@ import (
 //
 //	SMTPLAB_INJECT_SECONDS=60 go test -run '^$' -bench InjectAt1000 -benchtime 1x ./lab/sender/
 func BenchmarkInjectAt1000(b *testing.B) {
-	secs := 5
+	secs := 2
 	if s := os.Getenv("SMTPLAB_INJECT_SECONDS"); s != "" {
 		secs, _ = strconv.Atoi(s)
 	}
