@@ -64,17 +64,7 @@ func TestInject(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var msgs []Message
-	for i := 1; i <= 6; i++ {
-		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
-		if i == 4 {
-			to = "not-an-address"
-		}
-		msgs = append(msgs, Message{
-			Round: 1, N: i, From: "loop@src.test", To: to,
-			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i),
-		})
-	}
+	msgs := sixMessages()
 	res := Inject(context.Background(), Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}, []string{self, asSendmail, dir})
 	if res.Injected != 5 {
 		t.Errorf("Injected %d, want 5 (errors: %q)", res.Injected, res.Errors)
@@ -83,19 +73,10 @@ func TestInject(t *testing.T) {
 		t.Errorf("Errors %q, want one for message 4 with exit status 65", res.Errors)
 	}
 
-	q := openQueue(t, dir)
-	ids := queueIDs(t, q)
 	var got []string
 	seen := map[string]bool{}
-	for _, id := range ids {
-		env, err := q.Envelope(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text, err := q.Text(id)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range queued(t, dir) {
+		id, env, text := m.env.ID, m.env, m.text
 		if seen[env.MessageID] || !strings.Contains(string(text), "Message-ID: "+env.MessageID+"\n") {
 			t.Errorf("message %s: Message-ID %q repeated or not in the text", id, env.MessageID)
 		}
@@ -123,7 +104,7 @@ func TestInject(t *testing.T) {
 	if res.Injected != 0 || len(res.Errors) != 2 {
 		t.Errorf("cancelled Inject: %+v", res)
 	}
-	if n := len(queueIDs(t, q)); n != len(want) {
+	if n := len(queued(t, dir)); n != len(want) {
 		t.Errorf("cancelled Inject queued: %d messages, want %d", n, len(want))
 	}
 }
@@ -152,17 +133,9 @@ func TestInjectExternal(t *testing.T) {
 	if res.Injected != 3 || len(res.Errors) != 1 || len(res.Queued) != 3 {
 		t.Fatalf("injected %d, errors %q, queued events %d; want 3, 1, 3", res.Injected, res.Errors, len(res.Queued))
 	}
-	q := openQueue(t, dir)
 	inQueue := map[string]string{} // Message-ID -> recipient, as the queue holds them
-	for _, id := range queueIDs(t, q) {
-		env, err := q.Envelope(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text, err := q.Text(id)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range queued(t, dir) {
+		id, env, text := m.env.ID, m.env, m.text
 		if strings.Count(string(text), "Message-ID: "+env.MessageID+"\n") != 1 || strings.Count(string(text), "Message-ID:") != 1 {
 			t.Errorf("message %s does not carry its Message-ID %s once", id, env.MessageID)
 		}
@@ -325,15 +298,7 @@ func TestInjectDirectQueuesAsSendmail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []Message
-	for i := 1; i <= 6; i++ {
-		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
-		if i == 4 {
-			to = "not-an-address"
-		}
-		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to,
-			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i)})
-	}
+	msgs := sixMessages()
 	inj := Injection{Pace: pace.Spec{Mode: pace.Loop}, Messages: msgs}
 	byProcess, direct := t.TempDir(), t.TempDir()
 	pr := Inject(context.Background(), inj, []string{self, asSendmail, byProcess})
@@ -350,17 +315,9 @@ func TestInjectDirectQueuesAsSendmail(t *testing.T) {
 	}
 	stamped := regexp.MustCompile(`(?m)^(Message-ID|Date): .*\n`)
 	read := func(dir string) []string {
-		q := openQueue(t, dir)
 		var out []string
-		for _, id := range queueIDs(t, q) {
-			env, err := q.Envelope(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text, err := q.Text(id)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, m := range queued(t, dir) {
+			id, env, text := m.env.ID, m.env, m.text
 			if !strings.Contains(string(text), "Message-ID: "+env.MessageID+"\n") {
 				t.Errorf("%s: Message-ID %s not in the text", id, env.MessageID)
 			}
@@ -371,4 +328,45 @@ func TestInjectDirectQueuesAsSendmail(t *testing.T) {
 	if a, b := read(byProcess), read(direct); !slices.Equal(a, b) {
 		t.Errorf("queued by process:\n%q\ndirect:\n%q", a, b)
 	}
+}
+
+// sixMessages is a workload of six messages to two hosts, the fourth to
+// an address sendmail refuses.
+func sixMessages() []Message {
+	var msgs []Message
+	for i := 1; i <= 6; i++ {
+		to := fmt.Sprintf("user%d@h%d.test", i, i%2)
+		if i == 4 {
+			to = "not-an-address"
+		}
+		msgs = append(msgs, Message{Round: 1, N: i, From: "loop@src.test", To: to,
+			Data: fmt.Sprintf("From: loop@src.test\nTo: %s\nSubject: message %d\n\nbody %d\n", to, i, i)})
+	}
+	return msgs
+}
+
+// queuedMessage is a message in a queue: its envelope and its text.
+type queuedMessage struct {
+	env  Envelope
+	text []byte
+}
+
+// queued reads every message of the queue in dir, in injection order.
+func queued(t *testing.T, dir string) []queuedMessage {
+	t.Helper()
+	q := openQueue(t, dir)
+	var out []queuedMessage
+	for _, id := range queueIDs(t, q) {
+		env, err := q.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := q.Text(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.ID = id
+		out = append(out, queuedMessage{env, text})
+	}
+	return out
 }
