@@ -61,6 +61,11 @@ type Sender struct {
 	// held keeps the loader from taking new messages off the queue (Hold):
 	// a burst fills the queue before any delivery starts.
 	held atomic.Bool
+	// behind says the last scan filled all the room it had: the queue on
+	// disk may hold more than memory does. When it did not, every queued
+	// message is in memory, and a message finishing is no reason to list
+	// the queue again (new ones wake the loader themselves).
+	behind atomic.Bool
 
 	mu sync.Mutex
 	// known holds the messages in memory: queue ID -> recipients not yet
@@ -202,7 +207,11 @@ func (s *Sender) scan() {
 	s.mu.Lock()
 	room := s.cfg.MaxInMemory - len(s.known)
 	s.mu.Unlock()
-	if room <= 0 {
+	// Refill in batches: listing the queue costs as much for one message
+	// as for thousands, so below half the window's room (more than half
+	// of it in memory, and busy) the scan waits for the window to drain
+	// to half (finish wakes it then).
+	if room <= 0 || 2*room < s.cfg.MaxInMemory {
 		return
 	}
 	ids, err := s.q.Oldest(room, func(id string) bool {
@@ -215,6 +224,7 @@ func (s *Sender) scan() {
 		s.log.Add(events.Event{Kind: events.Attempt, Result: "temporary", Error: "scan: " + err.Error()})
 		return
 	}
+	s.behind.Store(len(ids) == room)
 	var batch []*job
 	defer func() { s.sched.enqueue(batch...) }()
 	for _, id := range ids {
@@ -274,7 +284,7 @@ func (s *Sender) finish(id string, n int) {
 	}
 	low := len(s.known) <= s.cfg.MaxInMemory/2
 	s.mu.Unlock()
-	if low {
+	if low && s.behind.Load() {
 		s.wakeScan()
 	}
 }
