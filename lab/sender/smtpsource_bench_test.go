@@ -13,9 +13,10 @@ import (
 // BenchmarkSenderAgainstSmtpSource: the sender delivering a pre-filled
 // queue of SMTPLAB_SEND_MESSAGES messages (default 5,000) over 40
 // sessions to Postfix's smtp-sink, beside Postfix's smtp-source sending
-// as many over 40 sessions to the same smtp-sink, taken in turn in each
-// round (smtp-source, the sender with its queue's fsyncs, without them).
-// Each reports msgs/s; their ratio is the figure of docs/PERFORMANCE.md.
+// as many over 40 sessions to the same smtp-sink, one after the other in
+// the same run against the same sink process (smtp-source, the sender
+// with its queue's fsyncs, without them). Each reports the msgs/s of its
+// last round; their ratio is the figure of docs/PERFORMANCE.md.
 // smtp-sink and smtp-source come from Debian's postfix package; without
 // them the benchmark skips.
 //
