@@ -379,14 +379,25 @@ func shipped(t *testing.T, name string) scenario.Scenario {
 	return sc
 }
 
+//
+// A run that did not hold its pace (lab.ErrPaceNotHeld: a sendmail held
+// up by a disk stall on a busy machine) is run again, up to twice: the
+// lab says its figures were measured at another pace than the
+// scenario's, and the tests assert the figures of the scenario's pace.
+// The retries are logged; a pace never held fails the test as before.
 func runChecked(t *testing.T, eng *stack.Engine, sc scenario.Scenario, progress io.Writer) (*lab.Result, error) {
 	t.Helper()
-	res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
-	if res != nil {
-		stacktest.NoLeftovers(t, eng, res.RunID)
-		eventsFitSchema(t, res.Dir)
+	for try := 1; ; try++ {
+		res, err := lab.Run(context.Background(), sc, lab.Options{ResultsDir: t.TempDir(), Progress: progress})
+		if res != nil {
+			stacktest.NoLeftovers(t, eng, res.RunID)
+			eventsFitSchema(t, res.Dir)
+		}
+		if !errors.Is(err, lab.ErrPaceNotHeld) || progress != nil || try == 3 {
+			return res, err
+		}
+		t.Logf("run %d of scenario %s did not hold its pace, running it again: %v", try, sc.Name, err)
 	}
-	return res, err
 }
 
 // runEvents reads a run's events back from its events.jsonl (the lab

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,9 +49,21 @@ func TestInstalledLabRunsAnywhere(t *testing.T) {
 			if err != nil || !strings.HasPrefix(string(vout), "smtplab ") {
 				t.Fatalf("lab version: %q, %v", vout, err)
 			}
-			run := exec.Command(bin, "run", "fast.yaml")
-			run.Dir, run.Env = dir, env
-			out, err := run.CombinedOutput()
+			// Exit 4 (the pace not held: a sendmail held up by a busy
+			// disk) says the figures are not the scenario's; the run is
+			// made again from a new empty folder, up to twice.
+			var out []byte
+			for try := 1; ; try++ {
+				dir = t.TempDir()
+				run := exec.Command(bin, "run", "fast.yaml")
+				run.Dir, run.Env = dir, env
+				out, err = run.CombinedOutput()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 4 || try == 3 {
+					break
+				}
+				t.Logf("run %d did not hold its pace (exit 4), running it again", try)
+			}
 			if err != nil {
 				t.Fatalf("lab run fast.yaml from an empty folder: %v\n%s", err, out)
 			}
