@@ -379,6 +379,8 @@ func shipped(t *testing.T, name string) scenario.Scenario {
 	return sc
 }
 
+// runChecked runs sc and checks what every run must leave: no container
+// or network, and events that fit their schema.
 //
 // A run that did not hold its pace (lab.ErrPaceNotHeld: a sendmail held
 // up by a disk stall on a busy machine) is run again, up to twice: the
