@@ -49,6 +49,9 @@ func ComposeCan(sc scenario.Scenario) error {
 			return fmt.Errorf("%s.impl %s: docker compose runs the Go roles only; run real MTAs with go run ./cmd/lab run", svc.Name, impl)
 		}
 	}
+	if n := sc.SenderHosts(); n > 1 {
+		return errOneSender(n)
+	}
 	if len(sc.Faults) > 0 {
 		return fmt.Errorf("faults: docker compose owns the containers, so the lab cannot kill, pause or partition them; run faults with go run ./cmd/lab run")
 	}

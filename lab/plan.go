@@ -180,6 +180,18 @@ func port(r topology.Role) int {
 // the lab's hosts, every workload host name pointing at the receiver, and
 // the scenario's own records.
 func (p Plan) Zone(a Addrs) dnsstub.Zone {
+	return p.ZoneOf(a, nil)
+}
+
+// ZoneOf is Zone for several sending hosts (a sender's replicas on a
+// swarm): senders are their addresses, a[topology.Sender] among them.
+// The sender's host name resolves to every one, and each resolves back to
+// it, so the receiver's reverse and forward checks pass for each as for
+// one host. nil is the one sender at a[topology.Sender].
+func (p Plan) ZoneOf(a Addrs, senders []string) dnsstub.Zone {
+	if senders == nil {
+		senders = []string{a[topology.Sender]}
+	}
 	sc := p.Scenario
 	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}, Extra: sc.DNS.Records}
 	for _, r := range []topology.Role{topology.DNS, topology.Receiver, topology.Sender, topology.Final} {
@@ -190,8 +202,10 @@ func (p Plan) Zone(a Addrs) dnsstub.Zone {
 		zone.A[name] = []string{a[r]}
 		zone.PTR[a[r]] = name
 	}
-	zone.A[sc.Sender.Hostname] = []string{a[topology.Sender]}
-	zone.PTR[a[topology.Sender]] = sc.Sender.Hostname
+	zone.A[sc.Sender.Hostname] = senders
+	for _, ip := range senders {
+		zone.PTR[ip] = sc.Sender.Hostname
+	}
 	if rcv := a[topology.Receiver]; rcv != "" {
 		zone.A[sc.Receiver.Hostname] = []string{rcv}
 		zone.PTR[rcv] = sc.Receiver.Hostname
@@ -203,7 +217,7 @@ func (p Plan) Zone(a Addrs) dnsstub.Zone {
 	// BOFHCHECKDNS on asks): to the sending host.
 	if from := sc.Workload.From; strings.Contains(from, "@") {
 		if d := strings.ToLower(from[strings.LastIndexByte(from, '@')+1:]); zone.A[d] == nil {
-			zone.A[d] = []string{a[topology.Sender]}
+			zone.A[d] = senders
 		}
 	}
 	return zone

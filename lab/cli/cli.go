@@ -64,6 +64,7 @@ func Root() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&results, "results", "results", "folder for the runs' results")
 	var repeat int
+	var engine string
 	run := &cobra.Command{
 		Use:   "run [scenario.yaml]",
 		Short: "run a scenario (default " + topology.DefaultScenario + ")",
@@ -80,6 +81,16 @@ func Root() *cobra.Command {
 			if repeat < 1 {
 				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab run: --repeat %d: must be at least 1", repeat)}
 			}
+			switch engine {
+			case engineDocker:
+			case engineSwarm:
+				if repeat > 1 {
+					return &ExitError{Code: ExitBadInput, Msg: "lab run: --repeat with --engine swarm: not yet; run it N times and compare the folders (lab compare)"}
+				}
+				return runOnSwarm(cmd, path, results)
+			default:
+				return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("lab run: --engine %q: want %s or %s", engine, engineDocker, engineSwarm)}
+			}
 			if repeat > 1 {
 				return runRepeated(cmd, path, results, repeat)
 			}
@@ -87,6 +98,7 @@ func Root() *cobra.Command {
 		},
 	}
 	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
+	run.Flags().StringVar(&engine, "engine", engineDocker, "where the roles run: docker (containers on one engine) or swarm (services on Docker Swarm, the sender as sender.replicas replicas)")
 	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd(), versionCmd())
 	// A typo on the command line is bad input (exit 2), like a bad
 	// scenario, never "a message was lost" (exit 1).
@@ -206,12 +218,22 @@ func cleanCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "clean [--run ID] [--images [--all-images]]",
 		Short: "remove every container and network the lab left (found by its label); --images: old images too",
-		Long: "clean removes the containers and networks a killed run left, found by the lab's label.\n" +
+		Long: "clean removes the containers and networks a killed run left, found by the lab's label, and a\n" +
+			"swarm run's services, overlay network and volumes; it leaves a swarm that a run made.\n" +
 			"--images also removes the lab's old images (each code change builds new ones): it keeps the\n" +
 			"newest of each, the one docker-compose.yml runs, and the Debian bases of the real MTAs\n" +
 			"(debootstrap takes a minute or more); --all-images removes those too.",
 		Args: cobra.NoArgs,
 		RunE: withEngine(func(cmd *cobra.Command, eng *stack.Engine) error {
+			// Swarm runs' services first: their task containers and
+			// overlay networks go with them.
+			left, err := stack.CleanSwarm(cmd.Context(), eng, runID)
+			if left {
+				fmt.Fprintln(cmd.OutOrStdout(), "left the swarm a run of the lab had made")
+			}
+			if err != nil {
+				return err
+			}
 			n, err := stack.Clean(cmd.Context(), eng, runID)
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d containers, %d networks\n", len(n.Containers), len(n.Networks))
 			if err != nil || !(images || allImages) {
@@ -229,15 +251,16 @@ func cleanCmd() *cobra.Command {
 }
 
 func roleCmd() *cobra.Command {
-	var spec, await string
+	var spec string
+	var await []string
 	c := &cobra.Command{
-		Use:    "role --spec FILE | --await ADDR",
+		Use:    "role --spec FILE | --await ADDR...",
 		Short:  "serve one Go role (inside its container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if await != "" {
-				return role.Await(cmd.Context(), await, spec, cmd.OutOrStdout())
+			if len(await) > 0 {
+				return role.AwaitAll(cmd.Context(), await, spec, cmd.OutOrStdout())
 			}
 			s, err := role.ReadSpec(spec)
 			if err != nil {
@@ -247,7 +270,7 @@ func roleCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&spec, "spec", topology.SpecPath, "role spec (JSON); with --await, where the spec received is kept")
-	c.Flags().StringVar(&await, "await", "", "serve this control address until a spec arrives (POST /spec), then run it (docker compose)")
+	c.Flags().StringArrayVar(&await, "await", nil, "serve this control address until a spec arrives (POST /spec), then run it (docker compose, swarm); repeated, one role per address in this process, the first the one whose spec is --spec")
 	return c
 }
 

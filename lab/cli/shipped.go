@@ -32,16 +32,32 @@ func loadScenario(p string) (scenario.Scenario, error) {
 	if dir := path.Dir(clean); dir != "." && dir != "scenarios" {
 		return scenario.Load(p)
 	}
-	name := "scenarios/" + strings.TrimSuffix(path.Base(clean), ".yaml") + ".yaml"
-	data, rerr := fs.ReadFile(smtplab.Scenarios, name)
-	if rerr != nil {
+	data, err := shippedScenario(p)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	return scenario.Parse(shippedName(p), data)
+}
+
+// shippedName is the shipped scenario p names ("fast", "fast.yaml",
+// "scenarios/fast.yaml": scenarios/fast.yaml).
+func shippedName(p string) string {
+	clean := filepath.ToSlash(filepath.Clean(p))
+	return "scenarios/" + strings.TrimSuffix(path.Base(clean), ".yaml") + ".yaml"
+}
+
+// shippedScenario is the text of the shipped scenario p names, as the
+// executable carries it.
+func shippedScenario(p string) ([]byte, error) {
+	data, err := fs.ReadFile(smtplab.Scenarios, shippedName(p))
+	if err != nil {
 		shipped, _ := fs.Glob(smtplab.Scenarios, "scenarios/*.yaml")
 		for i, s := range shipped {
 			shipped[i] = path.Base(s)
 		}
-		return scenario.Scenario{}, fmt.Errorf("scenario: no file %s here, and no shipped scenario of that name (shipped: %s)", p, strings.Join(shipped, ", "))
+		return nil, fmt.Errorf("scenario: no file %s here, and no shipped scenario of that name (shipped: %s)", p, strings.Join(shipped, ", "))
 	}
-	return scenario.Parse(name, data)
+	return data, nil
 }
 
 // versionCmd prints the lab's version: the source tree's git describe

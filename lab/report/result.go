@@ -71,6 +71,9 @@ type Environment struct {
 	MemoryBytes   int64  `json:"memory_bytes"` // the engine's total memory; 0 when unknown
 	OS            string `json:"os"`
 	Network       string `json:"network"`
+	// Senders is how many sending hosts ran the sender (a swarm
+	// service's replicas); 0 or 1 is one.
+	Senders int `json:"senders,omitempty"`
 }
 
 // Overhead is the lab's own cost around the measured part.

@@ -19,6 +19,49 @@ import (
 	"github.com/smtplab/smtplab/lab/sender"
 )
 
+// AwaitAll serves several roles in one process, one per control address,
+// each given its spec as Await gives it: a swarm service cannot share a
+// network namespace with another, so the sending host's identd is served
+// by the sender's process (`lab role --await :8080 --await :8113`). The
+// first address's spec is written to specPath, where `lab sendmail`
+// looks; each other's beside it, named for its port, and its spool
+// likewise, so that no two roles write one file. The first role to fail
+// ends them all.
+func AwaitAll(ctx context.Context, controls []string, specPath string, stdout io.Writer) error {
+	if len(controls) == 1 {
+		return Await(ctx, controls[0], specPath, stdout)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(controls))
+	for i, control := range controls {
+		path, spool := specPath, ""
+		if i > 0 {
+			_, port, err := net.SplitHostPort(control)
+			if err != nil {
+				return fmt.Errorf("control port %q: %w", control, err)
+			}
+			path = suffixed(specPath, port)
+			spool = port
+		}
+		go func() { errs <- await(ctx, control, path, spool, stdout) }()
+	}
+	var first error
+	for range controls {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// suffixed is path with "-" and suffix before its extension.
+func suffixed(path, suffix string) string {
+	ext := filepath.Ext(path)
+	return path[:len(path)-len(ext)] + "-" + suffix + ext
+}
+
 // Await serves the control address until a Spec arrives (POST /spec),
 // then runs that role (Run) on the same address. A container started this
 // way (`lab role --await`) gets its configuration from whoever drives the
@@ -26,6 +69,12 @@ import (
 // once they are up. Until then GET /status answers 503. The spec is
 // written to specPath first, where `lab sendmail` looks for the queue.
 func Await(ctx context.Context, control, specPath string, stdout io.Writer) error {
+	return await(ctx, control, specPath, "", stdout)
+}
+
+// await is Await; a spoolSuffix not empty names the role's spool apart
+// from another role's in the same container (AwaitAll).
+func await(ctx context.Context, control, specPath, spoolSuffix string, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", control)
 	if err != nil {
 		return fmt.Errorf("control port: %w", err)
@@ -66,6 +115,9 @@ func Await(ctx context.Context, control, specPath string, stdout io.Writer) erro
 	}
 	if spec.Control == "" {
 		spec.Control = control
+	}
+	if spoolSuffix != "" && spec.Spool != "" {
+		spec.Spool = suffixed(spec.Spool, spoolSuffix)
 	}
 	b, _ := json.Marshal(spec)
 	if err := os.MkdirAll(filepath.Dir(specPath), 0o755); err != nil {
@@ -128,6 +180,9 @@ func DecodeInjection(r io.Reader) (sender.Injection, error) {
 	}
 	if err := inj.Pace.Validate(); err != nil {
 		return inj, fmt.Errorf("inject: pace: %w", err)
+	}
+	if err := inj.ValidatePlaces(); err != nil {
+		return inj, fmt.Errorf("inject: %w", err)
 	}
 	return inj, nil
 }

@@ -390,6 +390,11 @@ func (s Scenario) senderProblems(c *checks) {
 	if !validDomain(sd.Hostname) {
 		c.add("sender.hostname", "%q is not a host name", sd.Hostname)
 	}
+	if sd.Replicas < 0 || sd.Replicas > MaxReplicas {
+		c.add("sender.replicas", "must be between 1 and %d sending hosts, got %d", MaxReplicas, sd.Replicas)
+	} else if sd.Replicas > 1 && sd.Impl != ImplGo && sd.Impl != "" {
+		c.add("sender.replicas", "%d sending hosts run the Go sender only; sender.impl %s is one host: use 1", sd.Replicas, sd.Impl)
+	}
 	c.atLeast("sender.max_connections", sd.MaxConnections, 1)
 	c.atLeast("sender.max_per_host", sd.MaxPerHost, 1)
 	c.atLeast("sender.max_attempts", sd.MaxAttempts, 1)

@@ -306,10 +306,23 @@ type Sender struct {
 	// (Debian's courier-mta), "postfix", "exim", or "image" (any local
 	// image, described by Image, which routes the workload's hosts by the
 	// lab's DNS: they resolve to the receiver).
-	Impl          string `yaml:"impl" json:"impl"`
-	Image         *Image `yaml:"image" json:"image,omitempty"`
+	Impl  string `yaml:"impl" json:"impl"`
+	Image *Image `yaml:"image" json:"image,omitempty"`
+	// Replicas is how many sending hosts run the Go sender, each with its
+	// own queue, address and identd, the workload split among them
+	// (default 1). More than one runs on the swarm engine (lab run
+	// --engine swarm), as a service's replicas.
+	Replicas      int `yaml:"replicas" json:"replicas,omitempty"`
 	sender.Config `yaml:",inline"`
 }
+
+// MaxReplicas bounds sender.replicas: the swarm's overlay network is one
+// /24, shared with the other roles and the runner.
+const MaxReplicas = 64
+
+// SenderHosts is how many sending hosts the scenario runs (1 unless
+// sender.replicas says more).
+func (s Scenario) SenderHosts() int { return max(1, s.Sender.Replicas) }
 
 // What can play a role: the lab's Go model or a real MTA.
 const (

@@ -28,6 +28,55 @@ type Injection struct {
 	// Direct: the Go sender commits each message itself, with the code
 	// its sendmail runs (InjectDirect), instead of a sendmail process.
 	Direct bool `json:"direct,omitempty"`
+	// Places, when set, are the messages' places in the whole workload
+	// (from 0), one per message: this sender injects its share of a
+	// workload split among several senders, each message at its due time
+	// in the whole schedule, and Starts name the whole workload's places.
+	Places []int `json:"places,omitempty"`
+}
+
+// place is message i's place in the whole workload.
+func (inj Injection) place(i int) int {
+	if inj.Places != nil {
+		return inj.Places[i]
+	}
+	return i
+}
+
+// ValidatePlaces says what is wrong with inj's Places, if anything: one
+// place per message, each a place in the workload (0 or more), none twice.
+func (inj Injection) ValidatePlaces() error {
+	if inj.Places == nil {
+		return nil
+	}
+	if len(inj.Places) != len(inj.Messages) {
+		return fmt.Errorf("places: %d for %d messages, want one per message", len(inj.Places), len(inj.Messages))
+	}
+	seen := make(map[int]bool, len(inj.Places))
+	for i, p := range inj.Places {
+		if p < 0 {
+			return fmt.Errorf("places[%d]: %d is not a place in a workload (0 or more)", i, p)
+		}
+		if seen[p] {
+			return fmt.Errorf("places[%d]: %d given twice", i, p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// Share is the part of inj that the k-th of n senders injects (from 0):
+// every n-th message from the k-th, each keeping its place in the whole
+// schedule. Round robin keeps each sender's share spread over the
+// workload's hosts and over time, as the whole is.
+func (inj Injection) Share(k, n int) Injection {
+	out := inj
+	out.Messages, out.Places = nil, nil
+	for i := k; i < len(inj.Messages); i += n {
+		out.Messages = append(out.Messages, inj.Messages[i])
+		out.Places = append(out.Places, inj.place(i))
+	}
+	return out
 }
 
 // Message is one message of a workload, as one sendmail call takes it.
@@ -139,7 +188,7 @@ func injectEach(ctx context.Context, inj Injection, submit Submit, queued func(i
 		began := time.Now()
 		if ctx.Err() != nil {
 			mu.Lock()
-			res.Errors = append(res.Errors, fmt.Sprintf("message %d: not injected: %v", i+1, ctx.Err()))
+			res.Errors = append(res.Errors, fmt.Sprintf("message %d: not injected: %v", inj.place(i)+1, ctx.Err()))
 			mu.Unlock()
 			return
 		}
@@ -151,13 +200,13 @@ func injectEach(ctx context.Context, inj Injection, submit Submit, queued func(i
 		err := submit(mctx, m)
 		mu.Lock()
 		defer mu.Unlock()
-		st := pace.Start{Index: i, Due: due, Began: began.Sub(res.Start)}
+		st := pace.Start{Index: inj.place(i), Due: due, Began: began.Sub(res.Start)}
 		if err == nil {
 			st.Queued = time.Since(res.Start)
 		}
 		res.Starts = append(res.Starts, st)
 		if err != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v", i+1, m.To, err))
+			res.Errors = append(res.Errors, fmt.Sprintf("message %d to %s: %v", inj.place(i)+1, m.To, err))
 			return
 		}
 		res.Injected++
@@ -175,7 +224,7 @@ func injectEach(ctx context.Context, inj Injection, submit Submit, queued func(i
 		timer := time.NewTimer(0)
 		<-timer.C
 		for i, m := range inj.Messages {
-			due := inj.Pace.Due(i)
+			due := inj.Pace.Due(inj.place(i))
 			if wait := time.Until(res.Start.Add(due)); wait > 0 {
 				timer.Reset(wait)
 				select {

@@ -495,6 +495,7 @@ func environment(r *report.Result) []row {
 		{Name: "engine memory", Now: mem},
 		{Name: "OS", Now: e.OS},
 		{Name: "network", Now: e.Network},
+		{Name: "sending hosts", Now: fmt.Sprint(max(1, e.Senders))},
 		{Name: "lab start to first injection", Now: secs(o.StartToInjection)},
 		{Name: "last delivery to the lab's exit", Now: secs(o.DeliveryToExit)},
 		{Name: "of which gathering the evidence (events, Maildir, logs)", Now: secs(o.Collect)},

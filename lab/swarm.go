@@ -1,0 +1,281 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/role"
+	"github.com/smtplab/smtplab/lab/scenario"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/topology"
+)
+
+// A run on Docker Swarm (lab run --engine swarm) has two halves:
+//
+//   - On the host, RunOnSwarm deploys the roles as services on an
+//     attachable overlay network, the sender as sc.Sender.Replicas
+//     replicas each serving its own identd, and starts the runner, a
+//     one-shot container of the lab's image on that network (the host
+//     cannot reach overlay addresses), with the results folder and the
+//     scenario bound in. Its exit code is the run's. It removes them all
+//     on every way out, and leaves the swarm if it made it.
+//   - In the runner, RunSwarm finds each service by name on the overlay,
+//     every sender replica by its task addresses, gives each its spec and
+//     drives the run as Run does; the replicas play one sender (senders).
+
+// SwarmImageEnv names, in the runner, the lab image the services run.
+const SwarmImageEnv = "SMTPLAB_IMAGE"
+
+// errOneSender is why an engine other than the swarm cannot run n
+// sending hosts.
+func errOneSender(n int) error {
+	return fmt.Errorf("sender.replicas %d: several sending hosts run as a swarm service's replicas: use lab run --engine swarm", n)
+}
+
+// SwarmCan says why the swarm engine cannot run sc, if it cannot: as with
+// docker compose, the services are the lab's Go roles, and the lab does
+// not own their containers to kill, pause or cut off.
+func SwarmCan(sc scenario.Scenario) error {
+	for _, svc := range topology.Services() {
+		if impl := implOf(sc, svc.Name); impl != scenario.ImplGo {
+			return fmt.Errorf("%s.impl %s: the swarm engine runs the Go roles only; run real MTAs with go run ./cmd/lab run", svc.Name, impl)
+		}
+	}
+	if sc.Receiver.Relay() {
+		return fmt.Errorf("receiver.evidence relay: the swarm engine runs no final receiver; run the relay topology with go run ./cmd/lab run")
+	}
+	if len(sc.Faults) > 0 {
+		return fmt.Errorf("faults: on the swarm engine the lab does not own the roles' containers to kill, pause or partition them; run faults with go run ./cmd/lab run")
+	}
+	return nil
+}
+
+// SwarmOptions are a swarm run's, on the host.
+type SwarmOptions struct {
+	ResultsDir     string    // bound into the runner; made when missing
+	Stdout, Stderr io.Writer // the runner's output, as it comes
+	Progress       io.Writer // the host's own status lines
+}
+
+func (o SwarmOptions) say(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format+"\n", args...)
+	}
+}
+
+// swarmServices are the topology's services as swarm services: identd is
+// served by the sender's process (a service has a network namespace of
+// its own, so the two cannot share one as containers do), the sender's
+// control port first, whose spec `lab sendmail` reads.
+func swarmServices(sc scenario.Scenario) []stack.SwarmService {
+	lim := stack.Limits{MemoryBytes: int64(topology.DefaultMemoryMB) << 20, Pids: topology.DefaultPids}
+	var out []stack.SwarmService
+	for _, s := range topology.Services() {
+		if s.NetNSOf != "" {
+			continue // served by the host it shares a network with
+		}
+		cmd := []string{"role", "--await", ":" + s.Control}
+		for _, o := range topology.Services() {
+			if o.NetNSOf == s.Name {
+				cmd = append(cmd, "--await", ":"+o.Control)
+			}
+		}
+		svc := stack.SwarmService{Name: string(s.Name), Command: cmd, Replicas: 1, User: topology.RoleUser, Volumes: topology.Writable(), Limits: lim}
+		if s.Name == topology.Sender {
+			svc.Replicas = sc.SenderHosts()
+		}
+		out = append(out, svc)
+	}
+	return out
+}
+
+// RunOnSwarm runs the scenario at path on Docker Swarm and returns the
+// runner's exit code (the run's: lab/cli's exit codes). The engine's
+// swarm is used if it is in one, as a manager; else a single-node swarm
+// is made for the run and left after it.
+func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt SwarmOptions) (code int, err error) {
+	if err := sc.Validate(); err != nil {
+		return -1, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	if err := SwarmCan(sc); err != nil {
+		return -1, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	scenarioFile, err := filepath.Abs(path)
+	if err != nil {
+		return -1, err
+	}
+	results, err := filepath.Abs(cmpOr(opt.ResultsDir, "results"))
+	if err != nil {
+		return -1, err
+	}
+	if err := os.MkdirAll(results, 0o755); err != nil {
+		return -1, fmt.Errorf("results: %w", err)
+	}
+	eng, err := stack.Connect(ctx)
+	if err != nil {
+		return -1, err
+	}
+	defer eng.Close()
+	opt.say("swarm: checking the lab's image: compiling the lab, building an image only when it changed")
+	img, err := stack.BuildLabImage(ctx, eng, func(f string, a ...any) { opt.say(f, a...) })
+	if err != nil {
+		return -1, err
+	}
+	runID := "swarm-" + time.Now().UTC().Format("20060102-150405")
+	sw, err := stack.NewSwarm(ctx, eng, runID)
+	if err != nil {
+		return -1, err
+	}
+	if sw.Made() {
+		opt.say("swarm: this engine was in no swarm; made a single-node swarm for run %s (left after it)", runID)
+	}
+	defer func() {
+		opt.say("swarm: removing run %s's services, network and volumes", runID)
+		if cerr := sw.Close(ctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up swarm run %s (try: go run ./cmd/lab clean): %w", runID, cerr))
+		}
+	}()
+	svcs := swarmServices(sc)
+	for _, s := range svcs {
+		opt.say("swarm: creating service %s (%d replica(s))", s.Name, s.Replicas)
+		if err := sw.Service(ctx, s, img.Ref); err != nil {
+			return -1, err
+		}
+	}
+	for _, s := range svcs {
+		opt.say("swarm: waiting for service %s's tasks to run", s.Name)
+		if err := sw.WaitRunning(ctx, s.Name, s.Replicas); err != nil {
+			return -1, err
+		}
+	}
+	const dir = "/smtplab"
+	inRunner := dir + "/scenarios/" + filepath.Base(scenarioFile)
+	r := stack.Runner{
+		Command: []string{"runner", "--engine", "swarm", "--scenario", inRunner, "--results", dir + "/results"},
+		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Dir: dir,
+		Binds: []string{scenarioFile + ":" + inRunner + ":ro", results + ":" + dir + "/results"},
+		Env:   []string{SwarmImageEnv + "=" + img.Ref, "SMTPLAB_VERSION=" + img.Version},
+	}
+	opt.say("swarm: starting the runner on the overlay network (results to %s)", results)
+	return sw.Run(ctx, r, img.Ref, opt.Stdout, opt.Stderr)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// RunSwarm runs sc on roles that the swarm engine started (RunOnSwarm),
+// from the runner's container on their overlay network: as RunCompose,
+// with every sender replica found and played as one sender.
+func RunSwarm(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
+	start := time.Now()
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	if err := SwarmCan(sc); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	p := NewPlan(sc)
+	env := report.Environment{LabVersion: cmpOr(os.Getenv("SMTPLAB_VERSION"), "swarm"), Image: os.Getenv(SwarmImageEnv),
+		Network: "swarm overlay", Senders: sc.SenderHosts()}
+	res = newResult(sc, start, opt.ResultsDir, env)
+	var lastDelivery time.Time
+	defer func() { err = writeResult(res, lastDelivery, err) }()
+
+	r, err := configureSwarm(ctx, p, opt.say)
+	if err != nil {
+		return res, err
+	}
+	lastDelivery, err = drive(ctx, r, p, opt, res, start, nil)
+	return res, err
+}
+
+// configureSwarm finds the swarm services, each sender replica by the
+// service's task addresses, gives each role its spec, in topology order,
+// then the DNS stub the zone with every sender's address.
+func configureSwarm(ctx context.Context, p Plan, say func(string, ...any)) (running, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	n := p.Scenario.SenderHosts()
+	a := Addrs{}
+	var senderIPs []string
+	for _, s := range topology.Services() {
+		if s.NetNSOf != "" {
+			continue
+		}
+		want := 1
+		if s.Name == topology.Sender {
+			want = n
+		}
+		ips, err := lookupAll(ctx, "tasks."+string(s.Name), want)
+		if err != nil {
+			return running{}, err
+		}
+		a[s.Name] = ips[0]
+		if s.Name == topology.Sender {
+			senderIPs = ips
+		}
+	}
+	say("swarm: dns %s, receiver %s, %d sender(s) %v, each serving its identd", a[topology.DNS], a[topology.Receiver], n, senderIPs)
+	var hs []Handle
+	var sends []SenderHandle
+	for _, s := range topology.Services() {
+		hosts := []string{a[s.Name]}
+		if s.Name == topology.Sender || s.NetNSOf == topology.Sender {
+			hosts = senderIPs
+		}
+		for _, ip := range hosts {
+			h := role.NewHandle(s.Name, "http://"+net.JoinHostPort(ip, s.Control), nil)
+			if err := h.Configure(ctx, p.Spec(s.Name, a)); err != nil {
+				return running{}, fmt.Errorf("swarm service %w", err)
+			}
+			if s.Name == topology.Sender {
+				sends = append(sends, h)
+				continue
+			}
+			hs = append(hs, h)
+		}
+		if s.Name == topology.Sender {
+			hs = append(hs, newSenders(sends))
+		}
+	}
+	r, err := roles(hs)
+	if err != nil {
+		return r, err
+	}
+	return r, r.dns.SetZone(ctx, p.ZoneOf(a, senderIPs))
+}
+
+// lookupAll resolves a swarm name to want addresses (Docker's DNS, which
+// lists a service's tasks as "tasks.NAME"), waiting while tasks start;
+// sorted, so that the first is the same on every call.
+func lookupAll(ctx context.Context, host string, want int) ([]string, error) {
+	var got []string
+	for {
+		ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", host)
+		got = got[:0]
+		for _, ip := range ips {
+			got = append(got, ip.String())
+		}
+		if err == nil && len(got) >= want {
+			slices.Sort(got)
+			return got[:want], nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("swarm service %s: %d of %d addresses (%v); is the service up?", host, len(got), want, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
