@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/client"
 
+	"github.com/smtplab/smtplab/lab/cli"
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/maildir"
 	"github.com/smtplab/smtplab/lab/report"
@@ -38,7 +40,6 @@ func TestComposeUp(t *testing.T) {
 	if out, err := images.CombinedOutput(); err != nil {
 		t.Fatalf("go run ./cmd/lab images --mta none, without debootstrap: %v\n%s", err, out)
 	}
-	dir := t.TempDir()
 	file, err := os.ReadFile(filepath.Join("..", topology.ComposeFile))
 	if err != nil {
 		t.Fatal(err)
@@ -48,13 +49,20 @@ func TestComposeUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(os.WriteFile(filepath.Join(dir, topology.ComposeFile), file, 0o644))
-	must(os.MkdirAll(filepath.Join(dir, "scenarios"), 0o755))
-	must(os.MkdirAll(filepath.Join(dir, "results"), 0o755))
 	fast, err := os.ReadFile(filepath.Join("..", "scenarios", "fast.yaml"))
 	must(err)
-	must(os.WriteFile(filepath.Join(dir, "scenarios", "fast.yaml"), fast, 0o644))
-	must(os.WriteFile(filepath.Join(dir, "scenarios", "bad.yaml"), []byte("name: bad\nreceiver:\n  max_sessions: -1\n"), 0o644))
+	// folder makes a new folder as a user's: docker-compose.yml, the
+	// scenarios and an empty results/.
+	folder := func() string {
+		dir := t.TempDir()
+		must(os.WriteFile(filepath.Join(dir, topology.ComposeFile), file, 0o644))
+		must(os.MkdirAll(filepath.Join(dir, "scenarios"), 0o755))
+		must(os.MkdirAll(filepath.Join(dir, "results"), 0o755))
+		must(os.WriteFile(filepath.Join(dir, "scenarios", "fast.yaml"), fast, 0o644))
+		must(os.WriteFile(filepath.Join(dir, "scenarios", "bad.yaml"), []byte("name: bad\nreceiver:\n  max_sessions: -1\n"), 0o644))
+		return dir
+	}
+	dir := folder()
 	project := fmt.Sprintf("smtplabtest%d", time.Now().UnixNano()%1e9)
 	compose := func(env string, args ...string) (int, string) {
 		cmd := exec.Command(bin, append([]string{"-p", project, "-f", filepath.Join(dir, topology.ComposeFile)}, args...)...)
@@ -94,36 +102,17 @@ func TestComposeUp(t *testing.T) {
 	})
 	up := []string{"up", "--abort-on-container-exit", "--exit-code-from", "runner"}
 
-	// While it runs, every role's /metrics answers on the host's loopback
-	// at its published port.
-	stop, scraped := make(chan struct{}), make(chan map[topology.Role]bool)
-	go func() {
-		seen := map[topology.Role]bool{}
-		for {
-			for _, r := range topology.Roles() {
-				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", topology.MetricsPort(r)))
-				if err != nil {
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("go_goroutines")) {
-					seen[r] = true
-				}
-			}
-			select {
-			case <-stop:
-				scraped <- seen
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
+	// The fast run from scratch: a run whose pace was not held is made
+	// again (untilPaceHeld), after docker-compose down -v, in a new folder.
+	tries := 0
+	code, out := untilPaceHeld(t, func() (int, string) {
+		tries++
+		if tries > 1 {
+			down()
+			dir = folder()
 		}
-	}()
-	code, out := compose("SMTPLAB_SCENARIO=scenarios/fast.yaml", up...)
-	close(stop)
-	if seen := <-scraped; len(seen) != len(topology.Roles()) {
-		t.Errorf("/metrics scraped on the loopback from %v, want every role's", seen)
-	}
+		return upScraped(t, compose, up)
+	})
 	if code != 0 {
 		t.Fatalf("docker-compose up (fast): runner exit %d, want 0\n%s", code, out)
 	}
@@ -161,4 +150,70 @@ func TestComposeUp(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "scenarios/bad.yaml:3: receiver.max_sessions") {
 		t.Errorf("docker-compose up (bad scenario): runner exit %d, want 2 naming scenarios/bad.yaml:3\n%s", code, out)
 	}
+}
+
+// upScraped makes the fast run with docker-compose up and returns the
+// runner's exit code and what it printed. While it runs, every role's
+// /metrics answers on the host's loopback at its published port.
+func upScraped(t *testing.T, compose func(env string, args ...string) (int, string), up []string) (int, string) {
+	t.Helper()
+	stop, scraped := make(chan struct{}), make(chan map[topology.Role]bool)
+	go func() {
+		seen := map[topology.Role]bool{}
+		for {
+			for _, r := range topology.Roles() {
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", topology.MetricsPort(r)))
+				if err != nil {
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("go_goroutines")) {
+					seen[r] = true
+				}
+			}
+			select {
+			case <-stop:
+				scraped <- seen
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	code, out := compose("SMTPLAB_SCENARIO=scenarios/fast.yaml", up...)
+	close(stop)
+	if seen := <-scraped; len(seen) != len(topology.Roles()) {
+		t.Errorf("/metrics scraped on the loopback from %v, want every role's", seen)
+	}
+	return code, out
+}
+
+// untilPaceHeld makes a run by calling run, which starts it from scratch
+// and returns the lab's exit code (for docker-compose, the runner's) and
+// what it printed. A run that exits 4 (cli.ExitPaceNotHeld: a sendmail
+// held up by a disk stall on a busy machine) was measured at another pace
+// than the scenario's, whose figures the tests assert: it is made again,
+// up to twice, each retry logged with the lab's reason. The last run's
+// code and output are returned, so a pace never held fails the test as
+// before.
+func untilPaceHeld(t *testing.T, run func() (code int, printed string)) (int, string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		code, printed := run()
+		if code != cli.ExitPaceNotHeld || try == 3 {
+			return code, printed
+		}
+		t.Logf("run %d did not hold its pace (exit %d), running it again: %s", try, code, paceReason(printed))
+	}
+}
+
+// paceReason is the line of a run's output that says why its pace was
+// not held.
+func paceReason(printed string) string {
+	for _, l := range slices.Backward(strings.Split(printed, "\n")) {
+		if strings.Contains(l, "did not hold its pace") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "(the run printed no reason)"
 }

@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -89,9 +90,31 @@ func TestMTAsLeastPrivilege(t *testing.T) {
 // inspectRoles runs sc, inspects its four roles' containers while they
 // run and checks each: the lab's Go roles as TestRolesLeastPrivilege
 // says, the roles mta names as a real MTA's. The run must pass.
+//
+// A run that did not hold its pace (lab.ErrPaceNotHeld, as runChecked
+// says) is made again from scratch, its containers inspected again, up
+// to twice; the retries are logged, and a pace never held fails.
 func inspectRoles(t *testing.T, sc scenario.Scenario, mta map[string]bool) *lab.Result {
 	t.Helper()
 	eng := stacktest.Engine(t)
+	for try := 1; ; try++ {
+		res, err := inspectRun(t, eng, sc, mta)
+		if errors.Is(err, lab.ErrPaceNotHeld) && try < 3 {
+			t.Logf("run %d of scenario %s did not hold its pace, running it again: %v", try, sc.Name, err)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("the run under these limits: %v", err)
+		}
+		eventsFitSchema(t, res.Dir)
+		return res
+	}
+}
+
+// inspectRun is one run of inspectRoles: it runs sc, checks its roles'
+// containers while they run, and returns the run's result and error.
+func inspectRun(t *testing.T, eng *stack.Engine, sc scenario.Scenario, mta map[string]bool) (*lab.Result, error) {
+	t.Helper()
 	ids := &runIDWriter{}
 	done := make(chan error, 1)
 	var res *lab.Result
@@ -166,9 +189,6 @@ func inspectRoles(t *testing.T, sc scenario.Scenario, mta map[string]bool) *lab.
 			t.Errorf("%s (own namespace %v): sysctls %v, want %s=0 exactly where it owns its namespace", role, ownNS, hc.Sysctls, topology.UnprivilegedPortStart)
 		}
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("the run under these limits: %v", err)
-	}
-	eventsFitSchema(t, res.Dir)
-	return res
+	err := <-done
+	return res, err
 }

@@ -60,6 +60,9 @@ func conclude(res *Result, p Plan, r running, log *runLog, onDisk []maildir.Mess
 		kept.Held, kept.NotJudged = nil, "the injection loop runs in the sender, which "+inj.Cut+" hit"
 	}
 	kept.Injection = sc.Workload.InjectionOf()
+	if n := sc.SenderHosts(); n > 1 {
+		kept.Senders = n
+	}
 	res.Summary.Pace = &kept
 	res.Injections = inj.Starts
 	res.Records = report.BuildRecords(in)

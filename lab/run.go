@@ -63,8 +63,8 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	if n := sc.SenderHosts(); n > 1 {
-		return nil, fmt.Errorf("scenario %s: %w", sc.Name, errOneSender(n))
+	if err := DockerCan(sc); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
 	eng, err := stack.Connect(ctx)
 	if err != nil {

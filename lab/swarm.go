@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,19 @@ import (
 //     every sender replica by its task addresses, gives each its spec and
 //     drives the run as Run does; the replicas play one sender (senders).
 
-// SwarmImageEnv names, in the runner, the lab image the services run.
-const SwarmImageEnv = "SMTPLAB_IMAGE"
+// swarmEnvironment names, in the runner, the run's environment as the
+// host saw it (report.Environment as JSON: the engine, the image the
+// services run), which the runner inside the swarm cannot ask the engine.
+const swarmEnvironment = "SMTPLAB_ENVIRONMENT"
+
+// DockerCan says why the docker engine (Run) cannot run sc, if it
+// cannot: it starts one sending host.
+func DockerCan(sc scenario.Scenario) error {
+	if n := sc.SenderHosts(); n > 1 {
+		return errOneSender(n)
+	}
+	return nil
+}
 
 // errOneSender is why an engine other than the swarm cannot run n
 // sending hosts.
@@ -60,7 +72,11 @@ func SwarmCan(sc scenario.Scenario) error {
 
 // SwarmOptions are a swarm run's, on the host.
 type SwarmOptions struct {
-	ResultsDir     string    // bound into the runner; made when missing
+	ResultsDir string // bound into the runner; made when missing
+	// ScenarioPath is the scenario's path as the user gave it, when the
+	// file run is a copy of it (a shipped scenario): the runner reads the
+	// copy there.
+	ScenarioPath   string
 	Stdout, Stderr io.Writer // the runner's output, as it comes
 	Progress       io.Writer // the host's own status lines
 }
@@ -76,7 +92,8 @@ func (o SwarmOptions) say(format string, args ...any) {
 // its own, so the two cannot share one as containers do), the sender's
 // control port first, whose spec `lab sendmail` reads.
 func swarmServices(sc scenario.Scenario) []stack.SwarmService {
-	lim := stack.Limits{MemoryBytes: int64(topology.DefaultMemoryMB) << 20, Pids: topology.DefaultPids}
+	l := sc.Limits // as the docker engine's containers have them (start.go)
+	lim := stack.Limits{MemoryBytes: int64(l.MemoryMB) << 20, Pids: int64(l.Pids)}
 	var out []stack.SwarmService
 	for _, s := range topology.Services() {
 		if s.NetNSOf != "" {
@@ -156,13 +173,24 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 			return -1, err
 		}
 	}
-	const dir = "/smtplab"
-	inRunner := dir + "/scenarios/" + filepath.Base(scenarioFile)
+	env, _ := json.Marshal(report.Environment{LabVersion: img.Version, EngineVersion: eng.Version, Image: img.Ref, ImageID: img.ID,
+		ImageBuilt: img.Built, CPUs: eng.CPUs, MemoryBytes: eng.Memory})
+	// The runner sees the scenario and the results folder at the paths
+	// they have here, in this folder, so that the report it prints names
+	// them as a run on this engine would.
+	cwd, err := os.Getwd()
+	if err != nil {
+		return -1, err
+	}
+	asGiven, err := filepath.Abs(cmpOr(opt.ScenarioPath, path))
+	if err != nil {
+		return -1, err
+	}
 	r := stack.Runner{
-		Command: []string{"runner", "--engine", "swarm", "--scenario", inRunner, "--results", dir + "/results"},
-		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Dir: dir,
-		Binds: []string{scenarioFile + ":" + inRunner + ":ro", results + ":" + dir + "/results"},
-		Env:   []string{SwarmImageEnv + "=" + img.Ref, "SMTPLAB_VERSION=" + img.Version},
+		Command: []string{"runner", "--engine", "swarm", "--scenario", cmpOr(opt.ScenarioPath, path), "--results", cmpOr(opt.ResultsDir, "results")},
+		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Dir: cwd,
+		Binds: []string{scenarioFile + ":" + asGiven + ":ro", results + ":" + results},
+		Env:   []string{swarmEnvironment + "=" + string(env)},
 	}
 	opt.say("swarm: starting the runner on the overlay network (results to %s)", results)
 	return sw.Run(ctx, r, img.Ref, opt.Stdout, opt.Stderr)
@@ -187,8 +215,13 @@ func RunSwarm(ctx context.Context, sc scenario.Scenario, opt Options) (res *Resu
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
 	p := NewPlan(sc)
-	env := report.Environment{LabVersion: cmpOr(os.Getenv("SMTPLAB_VERSION"), "swarm"), Image: os.Getenv(SwarmImageEnv),
-		Network: "swarm overlay", Senders: sc.SenderHosts()}
+	env := report.Environment{LabVersion: "swarm"}
+	if e := os.Getenv(swarmEnvironment); e != "" {
+		if err := json.Unmarshal([]byte(e), &env); err != nil {
+			return nil, fmt.Errorf("%s: %w", swarmEnvironment, err)
+		}
+	}
+	env.Network, env.Senders = "swarm overlay", sc.SenderHosts()
 	res = newResult(sc, start, opt.ResultsDir, env)
 	var lastDelivery time.Time
 	defer func() { err = writeResult(res, lastDelivery, err) }()

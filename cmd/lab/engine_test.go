@@ -33,45 +33,56 @@ func TestRunOnSecondEngine(t *testing.T) {
 		t.Fatalf("the first engine is at %s too", host)
 	}
 
-	results := t.TempDir()
-	cmd := exec.Command(bin, "run", "--results", results, "scenarios/fast.yaml")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var printed strings.Builder
-	runID := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		re := regexp.MustCompile(`run (\S+): starting`)
-		for sc.Scan() {
-			printed.WriteString(sc.Text() + "\n")
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				runID <- m[1]
-			}
+	// Each run from scratch, in a results folder of its own; one whose
+	// pace was not held is made again (untilPaceHeld).
+	var results, id string
+	printed, err := untilPaceHeld(t, func() (string, error) {
+		results = t.TempDir()
+		cmd := exec.Command(bin, "run", "--results", results, "scenarios/fast.yaml")
+		cmd.Dir = "../.."
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
+		out, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
 		}
-		close(runID)
-	}()
-	id, ok := <-runID
-	if !ok {
-		cmd.Wait()
-		t.Fatalf("the run never started:\n%s", printed.String())
-	}
-	labtest.Until(t, "the run's four roles on the second engine", func() bool {
-		l, err := stack.Find(ctx, second, id)
-		return err == nil && len(l.Containers) >= 4 // and its reaper
+		cmd.Stdout = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var printed strings.Builder
+		runID, scanned := make(chan string, 1), make(chan struct{})
+		go func() {
+			defer close(scanned)
+			sc := bufio.NewScanner(out)
+			re := regexp.MustCompile(`run (\S+): starting`)
+			sent := false
+			for sc.Scan() {
+				printed.WriteString(sc.Text() + "\n")
+				if m := re.FindStringSubmatch(sc.Text()); m != nil && !sent {
+					runID <- m[1]
+					sent = true
+				}
+			}
+			close(runID)
+		}()
+		var ok bool
+		id, ok = <-runID
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("the run never started:\n%s", printed.String())
+		}
+		labtest.Until(t, "the run's four roles on the second engine", func() bool {
+			l, err := stack.Find(ctx, second, id)
+			return err == nil && len(l.Containers) >= 4 // and its reaper
+		})
+		if l, err := stack.Find(ctx, first, id); err != nil || len(l.Containers)+len(l.Networks) > 0 {
+			t.Errorf("the first engine has the run's containers %v and networks %v (%v)", l.Containers, l.Networks, err)
+		}
+		<-scanned // all it printed read before Wait closes the pipe
+		return printed.String(), cmd.Wait()
 	})
-	if l, err := stack.Find(ctx, first, id); err != nil || len(l.Containers)+len(l.Networks) > 0 {
-		t.Errorf("the first engine has the run's containers %v and networks %v (%v)", l.Containers, l.Networks, err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("lab run on the second engine: %v\n%s", err, printed.String())
+	if err != nil {
+		t.Fatalf("lab run on the second engine: %v\n%s", err, printed)
 	}
 	b, err := os.ReadFile(filepath.Join(results, id, report.ResultFile))
 	if err != nil {

@@ -83,6 +83,11 @@ func Root() *cobra.Command {
 			}
 			switch engine {
 			case engineDocker:
+				if sc, err := loadScenario(path); err == nil {
+					if err := lab.DockerCan(sc); err != nil {
+						return &ExitError{Code: ExitBadInput, Msg: fmt.Sprintf("%s: %v", path, err)}
+					}
+				}
 			case engineSwarm:
 				if repeat > 1 {
 					return &ExitError{Code: ExitBadInput, Msg: "lab run: --repeat with --engine swarm: not yet; run it N times and compare the folders (lab compare)"}

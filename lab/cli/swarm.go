@@ -33,7 +33,7 @@ func runOnSwarm(cmd *cobra.Command, path, results string) error {
 		return err
 	}
 	defer os.RemoveAll(filepath.Dir(file))
-	code, err := lab.RunOnSwarm(cmd.Context(), file, sc, lab.SwarmOptions{ResultsDir: results,
+	code, err := lab.RunOnSwarm(cmd.Context(), file, sc, lab.SwarmOptions{ResultsDir: results, ScenarioPath: path,
 		Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Progress: cmd.ErrOrStderr()})
 	if err != nil {
 		if code <= 0 {

@@ -180,6 +180,9 @@ type Kept struct {
 	// "sendmail" (a process per message) or "direct" (in the sender's
 	// process); the run sets it from its scenario.
 	Injection string `json:"injection,omitempty"`
+	// Senders is how many sending hosts shared the schedule, each
+	// injecting its share into its own queue (0 or 1: one).
+	Senders int `json:"senders,omitempty"`
 }
 
 // ErrNotHeld is wrapped by errors about a run that did not keep its pace.

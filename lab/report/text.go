@@ -139,7 +139,11 @@ func Rows(s, s99 Summary) []Row {
 
 // PaceText says in a few words how a run's injection was paced.
 func PaceText(k pace.Kept) string {
-	return paceMode(k) + injectionText(k.Injection)
+	t := paceMode(k) + injectionText(k.Injection)
+	if k.Senders > 1 {
+		t += fmt.Sprintf(", split among %d sending hosts", k.Senders)
+	}
+	return t
 }
 
 // injectionText says how messages entered the queue, when the result

@@ -186,7 +186,7 @@ func (s *Swarm) WaitRunning(ctx context.Context, name string, n int) error {
 // exit code. Ending ctx stops it.
 func (s *Swarm) Run(ctx context.Context, r Runner, image string, stdout, stderr io.Writer) (int, error) {
 	c, err := s.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{Image: image, Cmd: r.Command, User: r.User, WorkingDir: r.Dir, Env: r.Env, Labels: s.labels("runner")},
+		Config:     &container.Config{Image: image, Cmd: r.Command, User: r.User, WorkingDir: r.Dir, Env: r.Env, Labels: s.labels("runner")},
 		HostConfig: &container.HostConfig{Binds: r.Binds},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			s.net: {Aliases: []string{"runner"}},
@@ -210,18 +210,32 @@ func (s *Swarm) Run(ctx context.Context, r Runner, image string, stdout, stderr 
 		defer logs.Close()
 		stdcopy.StdCopy(stdout, stderr, logs)
 	}()
-	wait := s.eng.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	// Ending ctx (Ctrl-C) stops the runner as it stops the lab: SIGTERM,
+	// on which it writes what it measured, then SIGKILL after a minute.
+	wctx := context.WithoutCancel(ctx)
+	wait := s.eng.ContainerWait(wctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			timeout := 60
+			s.eng.ContainerStop(wctx, c.ID, client.ContainerStopOptions{Signal: "SIGTERM", Timeout: &timeout})
+		case <-stopped:
+		}
+	}()
+	defer close(stopped)
 	select {
 	case res := <-wait.Result:
 		<-copied
+		if ctx.Err() != nil {
+			return int(res.StatusCode), ctx.Err()
+		}
 		if res.Error != nil {
 			return -1, fmt.Errorf("swarm runner: %s", res.Error.Message)
 		}
 		return int(res.StatusCode), nil
 	case err := <-wait.Error:
 		return -1, fmt.Errorf("swarm runner: %w", err)
-	case <-ctx.Done():
-		return -1, ctx.Err()
 	}
 }
 
@@ -263,6 +277,18 @@ func removeSwarmRun(ctx context.Context, eng *Engine, runID string) error {
 		}
 	} else if !notInSwarm(err) {
 		errs = append(errs, fmt.Errorf("list services: %w", err))
+	}
+	// A runner still running holds the overlay network: it goes first.
+	runners := make(client.Filters).Add("label", LabelLab+"=1").Add("label", LabelRole+"=runner")
+	if runID != "" {
+		runners.Add("label", LabelRun+"="+runID)
+	}
+	if list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: runners}); err == nil {
+		for _, c := range list.Items {
+			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+				errs = append(errs, fmt.Errorf("remove the runner: %w", err))
+			}
+		}
 	}
 	tasks := make(client.Filters).Add("label", LabelLab+"=1").Add("label", "com.docker.swarm.service.id")
 	if runID != "" {

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/report"
+	"github.com/smtplab/smtplab/lab/stack"
+	"github.com/smtplab/smtplab/lab/stack/stacktest"
+	"github.com/smtplab/smtplab/lab/topology"
+)
+
+// `lab run --engine swarm scenarios/swarm.yaml` on this engine, which is
+// in no swarm: the lab makes a single-node swarm, runs the roles as
+// services with the sender as 2 replicas, and every message is delivered
+// exactly once from both sending hosts, each of which answered the
+// receiver's IDENT query itself. Afterwards the engine is as before: no
+// service, network, volume, container or secret of the run, the swarm
+// left and its gateway bridge gone.
+func TestSwarmEngine(t *testing.T) {
+	eng := stacktest.Engine(t)
+	ctx := context.Background()
+	before := swarmState(t, eng)
+	if before != swarm.LocalNodeStateInactive {
+		t.Logf("the engine is in a swarm already (%s): the lab runs in it and must not leave it", before)
+	}
+	bin := buildLab(t)
+	results := t.TempDir()
+
+	var stdout, stderr bytes.Buffer
+	_, err := untilPaceHeld(t, func() (string, error) {
+		stdout.Reset()
+		stderr.Reset()
+		os.RemoveAll(results)
+		cmd := exec.Command(bin, "run", "--engine", "swarm", "--results", results, "scenarios/swarm.yaml")
+		cmd.Dir = "../.."
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String() + stderr.String(), err
+	})
+	if err != nil {
+		t.Fatalf("lab run --engine swarm: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"made a single-node swarm", "creating service sender (2 replica(s))", "2 sender(s)"} {
+		if before == swarm.LocalNodeStateInactive && !strings.Contains(stderr.String(), want) {
+			t.Errorf("the progress does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "every injected message was delivered exactly once") {
+		t.Errorf("the report does not say every message was delivered exactly once:\n%s", stdout.String())
+	}
+
+	dirs, _ := filepath.Glob(filepath.Join(results, "swarm-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("results hold %v, want one run", dirs)
+	}
+	b, err := os.ReadFile(filepath.Join(dirs[0], report.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || res.Summary.Delivered != 200 || res.Summary.Injected != 200 {
+		t.Errorf("complete %v, delivered %d of %d injected, want 200 of 200", res.Complete, res.Summary.Delivered, res.Summary.Injected)
+	}
+	if res.Environment.Senders != 2 || res.Environment.Network != "swarm overlay" {
+		t.Errorf("environment says %d senders on %q, want 2 on the swarm overlay", res.Environment.Senders, res.Environment.Network)
+	}
+	if !res.Outcome.OK() {
+		t.Errorf("not delivered exactly once: %+v", res.Outcome)
+	}
+	if _, err := os.Stat(filepath.Join(dirs[0], "maildir", "new")); err != nil {
+		t.Errorf("the Maildir was not kept: %v", err)
+	}
+
+	// The evidence: which host each connection came from, and who
+	// answered its IDENT query.
+	f, err := os.Open(filepath.Join(dirs[0], report.EventsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	clients := map[string]int{} // receiver's connections by client address
+	identOK := map[string]int{} // successful IDENT checks by the address asked
+	senderConns := map[string]int{}
+	delivered := 0
+	err = events.EachJSONL(f, func(e events.Event) error {
+		switch {
+		case e.Role == topology.Receiver && e.Kind == events.ConnOpen:
+			host, _, _ := strings.Cut(e.Host, ":")
+			clients[host]++
+		case e.Role == topology.Receiver && e.Kind == events.Check && e.Check == "ident" && e.Error == "" && e.Result != "":
+			host, _, _ := strings.Cut(e.Name, ":")
+			identOK[host]++
+		case e.Role == topology.Sender && e.Kind == events.ConnOpen:
+			h, _, _ := strings.Cut(e.Conn, "/")
+			senderConns[h]++
+		case e.Role == topology.Receiver && e.Kind == events.Delivered:
+			delivered++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delivered != 200 {
+		t.Errorf("%d Delivered events, want 200", delivered)
+	}
+	if len(clients) != 2 {
+		t.Errorf("the receiver saw connections from %v, want two sending hosts", clients)
+	}
+	// Round robin over 20 hosts: each host's messages come from one
+	// sender, which keeps one session to each of its 10 (scenarios/swarm.yaml).
+	for host, n := range clients {
+		if n != 10 {
+			t.Errorf("host %s: %d connections, want 10 (one to each of its 10 hosts)", host, n)
+		}
+	}
+	for host, n := range clients {
+		if identOK[host] != n {
+			t.Errorf("host %s: %d connections, %d answered IDENT queries (want one each, from the host's own identd)", host, n, identOK[host])
+		}
+	}
+	if senderConns["sender-1"] == 0 || senderConns["sender-2"] == 0 || len(senderConns) != 2 {
+		t.Errorf("sender connections by host %v, want sender-1 and sender-2", senderConns)
+	}
+
+	// Nothing of the run is left, and the swarm is as it was.
+	if after := swarmState(t, eng); after != before {
+		t.Errorf("the engine's swarm state is %s, was %s", after, before)
+	}
+	f2 := make(client.Filters).Add("label", stack.LabelLab+"=1")
+	if before == swarm.LocalNodeStateActive {
+		if svcs, err := eng.ServiceList(ctx, client.ServiceListOptions{Filters: f2}); err != nil || len(svcs.Items) > 0 {
+			t.Errorf("services left: %d (%v)", len(svcs.Items), err)
+		}
+		if sec, err := eng.SecretList(ctx, client.SecretListOptions{Filters: f2}); err != nil || len(sec.Items) > 0 {
+			t.Errorf("secrets left: %d (%v)", len(sec.Items), err)
+		}
+	}
+	stacktest.NoLeftovers(t, eng, "")
+	if vols, err := eng.VolumeList(ctx, client.VolumeListOptions{Filters: f2}); err != nil || len(vols.Items) > 0 {
+		t.Errorf("volumes left: %d (%v)", len(vols.Items), err)
+	}
+	if before == swarm.LocalNodeStateInactive {
+		if _, err := eng.NetworkInspect(ctx, "docker_gwbridge", client.NetworkInspectOptions{}); err == nil {
+			t.Errorf("the swarm's docker_gwbridge network is left")
+		}
+	}
+}
+
+// swarmState is the engine's swarm state (inactive, active, ...).
+func swarmState(t *testing.T, eng *stack.Engine) swarm.LocalNodeState {
+	t.Helper()
+	info, err := eng.Info(context.Background(), client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Info.Swarm.LocalNodeState
+}
