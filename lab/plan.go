@@ -192,6 +192,7 @@ func (p Plan) ZoneOf(a Addrs, senders []string) dnsstub.Zone {
 	if senders == nil {
 		senders = []string{a[topology.Sender]}
 	}
+	senders = slices.Clone(senders) // the zone's own: records may change apart
 	sc := p.Scenario
 	zone := dnsstub.Zone{A: map[string][]string{}, PTR: map[string]string{}, Extra: sc.DNS.Records}
 	for _, r := range []topology.Role{topology.DNS, topology.Receiver, topology.Sender, topology.Final} {

@@ -31,20 +31,22 @@ func AwaitAll(ctx context.Context, controls []string, specPath string, stdout io
 	if len(controls) == 1 {
 		return Await(ctx, controls[0], specPath, stdout)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(controls))
+	paths, spools := make([]string, len(controls)), make([]string, len(controls))
 	for i, control := range controls {
-		path, spool := specPath, ""
+		paths[i] = specPath
 		if i > 0 {
 			_, port, err := net.SplitHostPort(control)
 			if err != nil {
 				return fmt.Errorf("control port %q: %w", control, err)
 			}
-			path = suffixed(specPath, port)
-			spool = port
+			paths[i], spools[i] = suffixed(specPath, port), port
 		}
-		go func() { errs <- await(ctx, control, path, spool, stdout) }()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(controls))
+	for i, control := range controls {
+		go func() { errs <- await(ctx, control, paths[i], spools[i], stdout) }()
 	}
 	var first error
 	for range controls {

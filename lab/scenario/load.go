@@ -391,7 +391,7 @@ func (s Scenario) senderProblems(c *checks) {
 		c.add("sender.hostname", "%q is not a host name", sd.Hostname)
 	}
 	if sd.Replicas < 0 || sd.Replicas > MaxReplicas {
-		c.add("sender.replicas", "must be between 1 and %d sending hosts, got %d", MaxReplicas, sd.Replicas)
+		c.add("sender.replicas", "must be between 1 and %d sending hosts (0 or absent: 1), got %d", MaxReplicas, sd.Replicas)
 	} else if sd.Replicas > 1 && sd.Impl != ImplGo && sd.Impl != "" {
 		c.add("sender.replicas", "%d sending hosts run the Go sender only; sender.impl %s is one host: use 1", sd.Replicas, sd.Impl)
 	}

@@ -65,13 +65,17 @@ func (inj Injection) ValidatePlaces() error {
 	return nil
 }
 
-// Share is the part of inj that the k-th of n senders injects (from 0):
-// every n-th message from the k-th, each keeping its place in the whole
-// schedule. Round robin keeps each sender's share spread over the
-// workload's hosts and over time, as the whole is.
+// Share is the part of inj that the k-th of n senders injects (from 0;
+// any k outside 0 to n-1 has none): every n-th message from the k-th,
+// each keeping its place in the whole schedule. Round robin keeps each
+// sender's share spread over the workload's hosts and over time, as the
+// whole is.
 func (inj Injection) Share(k, n int) Injection {
 	out := inj
 	out.Messages, out.Places = nil, nil
+	if n < 1 || k < 0 {
+		return out // no such sender: nothing to inject
+	}
 	for i := k; i < len(inj.Messages); i += n {
 		out.Messages = append(out.Messages, inj.Messages[i])
 		out.Places = append(out.Places, inj.place(i))
