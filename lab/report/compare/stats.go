@@ -47,17 +47,25 @@ func Stats(runs []*report.Result) ([]Stat, error) {
 func stat(m Measure, vs []float64) Stat {
 	vs = slices.Sorted(slices.Values(vs))
 	n := len(vs)
-	s := Stat{Measure: m, N: n, Min: vs[0], Max: vs[n-1]}
-	if n%2 == 1 {
-		s.Median = vs[n/2]
-	} else {
-		s.Median = (vs[n/2-1] + vs[n/2]) / 2
-	}
+	s := Stat{Measure: m, N: n, Min: vs[0], Max: vs[n-1], Median: Median(vs)}
 	s.Spread = s.Max - s.Min
 	if s.Median != 0 {
 		s.RelSpread = s.Spread / abs(s.Median)
 	}
 	return s
+}
+
+// Median is the middle of vs (the mean of the two middle values of an
+// even count), 0 for none; vs is not changed.
+func Median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(vs))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 func abs(v float64) float64 {

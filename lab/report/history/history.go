@@ -167,6 +167,12 @@ func load(results, dir string) Run {
 	return run
 }
 
+// Judge says how the run r ended, as the results' index says it (and
+// the lab's exit code): its status, and why when it did not pass.
+func Judge(r *report.Result) (Status, string) {
+	return judge(head{Complete: r.Complete, Summary: r.Summary, Outcome: r.Outcome, Expectations: r.Expectations, Error: r.Error})
+}
+
 // judge says how a run ended, in the order of the lab's exit codes: not
 // delivered exactly once, then the pace not held, then an expectation.
 func judge(h head) (Status, string) {

@@ -78,7 +78,7 @@ func WriteIndex(w io.Writer, dir string, idx history.Index) error {
 			}
 		}
 		if len(secs) > 0 {
-			set.Medians = fmt.Sprintf("total time %s over %s", compare.Format(medianOf(secs), "s"), plural(len(secs), "complete run", "complete runs"))
+			set.Medians = fmt.Sprintf("total time %s over %s", compare.Format(compare.Median(secs), "s"), plural(len(secs), "complete run", "complete runs"))
 		}
 		pg.Sets = append(pg.Sets, set)
 	}
@@ -305,17 +305,14 @@ func setRunOf(sideName string, r *report.Result, href string) setRun {
 			sr.Href = ""
 		}
 	}
-	switch {
-	case !r.Outcome.OK():
-		sr.Status, sr.Class = string(history.NotDelivered), "bad"
-	case r.Summary.Pace != nil && r.Summary.Pace.NotHeld() != "":
-		sr.Status, sr.Class, sr.Why = string(history.PaceNotHeld), "warn", r.Summary.Pace.NotHeld()
-	case len(report.Failed(r.Expectations)) > 0:
-		sr.Status, sr.Class = string(history.ExpectFailed), "warn"
-		for _, v := range report.Failed(r.Expectations) {
-			sr.Why += v.String() + "; "
-		}
-		sr.Why = strings.TrimSuffix(sr.Why, "; ")
+	status, why := history.Judge(r)
+	sr.Status, sr.Why = string(status), why
+	switch status {
+	case history.Passed:
+	case history.NotDelivered, history.Incomplete:
+		sr.Class = "bad"
+	default:
+		sr.Class = "warn"
 	}
 	return sr
 }

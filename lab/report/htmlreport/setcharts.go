@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image/color"
 	"math"
-	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -179,7 +178,7 @@ func totalTimeChart(id string, sides []side) (*chart, error) {
 		sc.GlyphStyle.Color, sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = sd.col, sd.glyph, vg.Points(4)
 		p.Add(sc)
 		p.Legend.Add(prefix(sd.label)+"each run", sc)
-		med := medianOf(secs)
+		med := compare.Median(secs)
 		ml, err := plotter.NewLine(plotter.XYs{{X: 0.5, Y: med}, {X: float64(len(sd.runs)) + 0.5, Y: med}})
 		if err != nil {
 			return nil, err
@@ -219,15 +218,4 @@ func totalTimeChart(id string, sides []side) (*chart, error) {
 		return nil, err
 	}
 	return &chart{ID: id, Title: "Total time, run by run", SVG: svg, Caption: caption}, nil
-}
-
-func medianOf(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(vs))
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
 }
