@@ -142,6 +142,9 @@ func (s *Swarm) Service(ctx context.Context, svc SwarmService, image string) err
 	// No registry is asked: the image is this node's own (and each other
 	// node's, loaded there: docs/SWARM.md).
 	res, err := s.eng.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, QueryRegistry: false})
+	if err != nil && (strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "name conflicts")) {
+		return fmt.Errorf("swarm service %s: %w (one lab run at a time on a swarm: the services are named for their roles; if no run is going on, go run ./cmd/lab clean removes what a killed one left)", svc.Name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("swarm service %s: %w", svc.Name, err)
 	}
