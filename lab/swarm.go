@@ -99,13 +99,7 @@ func swarmServices(sc scenario.Scenario) []stack.SwarmService {
 		if s.NetNSOf != "" {
 			continue // served by the host it shares a network with
 		}
-		cmd := []string{"role", "--await", ":" + s.Control}
-		for _, o := range topology.Services() {
-			if o.NetNSOf == s.Name {
-				cmd = append(cmd, "--await", ":"+o.Control)
-			}
-		}
-		svc := stack.SwarmService{Name: string(s.Name), Command: cmd, Replicas: 1, User: topology.RoleUser, Volumes: topology.Writable(), Limits: lim}
+		svc := stack.SwarmService{Name: string(s.Name), Command: s.AwaitCommand(), Replicas: 1, User: topology.RoleUser, Volumes: topology.Writable(), Limits: lim}
 		if s.Name == topology.Sender {
 			svc.Replicas = sc.SenderHosts()
 		}

@@ -104,7 +104,7 @@ func Root() *cobra.Command {
 	}
 	run.Flags().IntVar(&repeat, "repeat", 1, "run the scenario N times and print the median and spread of each figure")
 	run.Flags().StringVar(&engine, "engine", engineDocker, "where the roles run: docker (containers on one engine) or swarm (services on Docker Swarm, the sender as sender.replicas replicas)")
-	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd(), versionCmd())
+	root.AddCommand(run, compareCmd(), reportCmd(), composeCmd(), kubernetesCmd(), runnerCmd(), cleanCmd(), queueCmd(), roleCmd(), sendmailCmd(), injectCmd(), reaperCmd(), imagesCmd(), versionCmd())
 	// A typo on the command line is bad input (exit 2), like a bad
 	// scenario, never "a message was lost" (exit 1).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

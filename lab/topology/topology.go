@@ -135,3 +135,31 @@ func Addr(host string, service Role) string {
 	s, _ := ByName(service)
 	return net.JoinHostPort(host, s.Port())
 }
+
+// Sharing are s and, after it, the services that join its network
+// namespace (NetNSOf s): what one host of s serves in one process where
+// they are not containers of their own (a swarm service's task, a
+// Kubernetes pod).
+func (s Service) Sharing() []Service {
+	out := []Service{s}
+	for _, o := range Services() {
+		if o.NetNSOf == s.Name {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// AwaitCommand is the lab's command that serves s and every service
+// sharing its network namespace in one process, each awaiting its spec on
+// its control port, s's first: `role --await :8080 --await :8113` for the
+// sender, which serves its identd (role.AwaitAll). A swarm service
+// (lab/swarm.go) cannot share a network namespace with another; the
+// Kubernetes manifests (kube.go) run the same one process per pod.
+func (s Service) AwaitCommand() []string {
+	cmd := []string{"role"}
+	for _, o := range s.Sharing() {
+		cmd = append(cmd, "--await", ":"+o.Control)
+	}
+	return cmd
+}
