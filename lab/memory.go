@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/report"
@@ -23,10 +24,19 @@ type memoryWatch struct {
 	taken bool
 }
 
-func newMemoryWatch(cs map[topology.Role]*stack.Container, total int) *memoryWatch {
+func newMemoryWatch(cs map[topology.Role]*stack.Container, replicas map[topology.Role][]*stack.Container, total int) *memoryWatch {
 	m := &memoryWatch{step: max(1, total/10)}
 	roles := append(topology.Roles(), topology.Final)
 	for _, r := range roles {
+		if hosts := replicas[r]; len(hosts) > 1 {
+			// Several sending hosts: each its own row, named as its
+			// connections are (senders.go).
+			for k, c := range hosts {
+				m.cs = append(m.cs, c)
+				m.out = append(m.out, report.RoleMemory{Role: fmt.Sprintf("%s-%d", r, k+1)})
+			}
+			continue
+		}
 		if c := cs[r]; c != nil {
 			m.cs = append(m.cs, c)
 			m.out = append(m.out, report.RoleMemory{Role: string(r)})

@@ -99,7 +99,7 @@ func Run(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, e
 	built := time.Since(start)
 	res = newResult(sc, start, opt.ResultsDir, report.Environment{
 		LabVersion: img.Version, EngineVersion: eng.Version, Image: img.Ref, ImageID: img.ID, ImageBuilt: img.Built,
-		CPUs: eng.CPUs, MemoryBytes: eng.Memory,
+		CPUs: eng.CPUs, MemoryBytes: eng.Memory, Senders: sendingHosts(sc),
 	})
 	runID := res.RunID
 	res.Overhead.ImageBuild = built

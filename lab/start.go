@@ -23,6 +23,11 @@ type starter struct {
 	images map[string]stack.Image // the real MTAs' images, by name
 	addrs  Addrs
 	cs     map[topology.Role]*stack.Container
+	// replicas are every host of a role played by several (sender.replicas:
+	// the sender and the identd in its network namespace), in order;
+	// senders their addresses. Empty with one sending host.
+	replicas map[topology.Role][]*stack.Container
+	senders  []string
 	opt    Options // where it says what it starts and waits for
 }
 
@@ -43,9 +48,21 @@ var players = map[string]player{
 
 // start starts every role and gives the DNS stub the live topology.
 func (s *starter) start(ctx context.Context) (running, error) {
-	s.addrs, s.cs = Addrs{}, map[topology.Role]*stack.Container{}
+	s.addrs, s.cs, s.replicas = Addrs{}, map[topology.Role]*stack.Container{}, map[topology.Role][]*stack.Container{}
+	n := s.plan.Scenario.SenderHosts()
 	var hs []Handle
 	for _, svc := range topology.Services() {
+		if n > 1 && svc.NetNSOf == topology.Sender {
+			continue // started with each sending host (startSenders)
+		}
+		if n > 1 && svc.Name == topology.Sender {
+			more, err := s.startSenders(ctx, svc, n)
+			if err != nil {
+				return running{}, err
+			}
+			hs = append(hs, more...)
+			continue
+		}
 		impl := s.plan.Impl(svc.Name)
 		play, ok := players[impl]
 		if !ok {
@@ -75,8 +92,47 @@ func (s *starter) start(ctx context.Context) (running, error) {
 	if err != nil {
 		return r, err
 	}
-	r.mem = newMemoryWatch(s.cs, len(s.plan.Injection.Messages))
-	return r, r.dns.SetZone(ctx, s.plan.Zone(s.addrs))
+	r.mem = newMemoryWatch(s.cs, s.replicas, len(s.plan.Injection.Messages))
+	return r, r.dns.SetZone(ctx, s.plan.ZoneOf(s.addrs, s.senders))
+}
+
+// startSenders starts n sending hosts, each a Go sender with the services
+// in its network namespace (its identd), all answering to the sender's
+// name on the lab network, and plays them as one sender (senders.go).
+// The first is the sender of the run's addresses; the zone has every one
+// (Plan.ZoneOf).
+func (s *starter) startSenders(ctx context.Context, svc topology.Service, n int) ([]Handle, error) {
+	var sends []SenderHandle
+	var rest []Handle
+	for k := range n {
+		s.opt.say("sending host %d of %d", k+1, n)
+		c, h, err := startGoRole(ctx, s, svc)
+		if err != nil {
+			return nil, fmt.Errorf("%s-%d: %w", svc.Name, k+1, err)
+		}
+		sh, ok := h.(SenderHandle)
+		if !ok {
+			return nil, fmt.Errorf("%T cannot play %s", h, svc.Name)
+		}
+		sends = append(sends, sh)
+		if k == 0 {
+			s.addrs[svc.Name] = c.IP
+		}
+		s.cs[svc.Name] = c // what the services below join
+		s.replicas[svc.Name] = append(s.replicas[svc.Name], c)
+		s.senders = append(s.senders, c.IP)
+		for _, o := range svc.Sharing()[1:] {
+			oc, oh, err := startGoRole(ctx, s, o)
+			if err != nil {
+				return nil, fmt.Errorf("%s-%d: %w", o.Name, k+1, err)
+			}
+			s.cs[o.Name] = oc
+			s.replicas[o.Name] = append(s.replicas[o.Name], oc)
+			rest = append(rest, oh)
+		}
+	}
+	s.cs[svc.Name] = s.replicas[svc.Name][0]
+	return append([]Handle{newSenders(sends)}, rest...), nil
 }
 
 // container is what every role's container has from the topology: its
@@ -253,7 +309,7 @@ func (s *starter) outages(r running) (*outages, error) {
 	}
 	restored := func(ctx context.Context, role topology.Role) error {
 		if role == topology.DNS {
-			return r.dns.SetZone(ctx, s.plan.Zone(s.addrs))
+			return r.dns.SetZone(ctx, s.plan.ZoneOf(s.addrs, s.senders))
 		}
 		return nil
 	}

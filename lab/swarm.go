@@ -38,18 +38,27 @@ import (
 const swarmEnvironment = "SMTPLAB_ENVIRONMENT"
 
 // DockerCan says why the docker engine (Run) cannot run sc, if it
-// cannot: it starts one sending host.
+// cannot: several sending hosts are the Go sender's (sender.replicas,
+// checked by the scenario), and the mail-path faults act on one
+// container of a role, so they run with one sending host.
 func DockerCan(sc scenario.Scenario) error {
-	if n := sc.SenderHosts(); n > 1 {
-		return errOneSender(n)
+	if n := sc.SenderHosts(); n > 1 && len(sc.Faults) > 0 {
+		return fmt.Errorf("sender.replicas %d with faults: a fault acts on one container of its role; run faults with one sending host", n)
 	}
 	return nil
 }
 
-// errOneSender is why an engine other than the swarm cannot run n
-// sending hosts.
+// sendingHosts is the result's count of sending hosts: 0 (left out) for one.
+func sendingHosts(sc scenario.Scenario) int {
+	if n := sc.SenderHosts(); n > 1 {
+		return n
+	}
+	return 0
+}
+
+// errOneSender is why docker compose cannot run n sending hosts.
 func errOneSender(n int) error {
-	return fmt.Errorf("sender.replicas %d: several sending hosts run as a swarm service's replicas: use lab run --engine swarm", n)
+	return fmt.Errorf("sender.replicas %d: docker-compose.yml has one sender; run several sending hosts with go run ./cmd/lab run (or --engine swarm)", n)
 }
 
 // SwarmCan says why the swarm engine cannot run sc, if it cannot: as with
@@ -215,7 +224,7 @@ func RunSwarm(ctx context.Context, sc scenario.Scenario, opt Options) (res *Resu
 			return nil, fmt.Errorf("%s: %w", swarmEnvironment, err)
 		}
 	}
-	env.Network, env.Senders = "swarm overlay", sc.SenderHosts()
+	env.Network, env.Senders = "swarm overlay", sendingHosts(sc)
 	res = newResult(sc, start, opt.ResultsDir, env)
 	var lastDelivery time.Time
 	defer func() { err = writeResult(res, lastDelivery, err) }()
