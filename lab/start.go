@@ -28,7 +28,7 @@ type starter struct {
 	// senders their addresses. Empty with one sending host.
 	replicas map[topology.Role][]*stack.Container
 	senders  []string
-	opt    Options // where it says what it starts and waits for
+	opt      Options // where it says what it starts and waits for
 }
 
 // player starts what plays one role (a topology service) and returns its
