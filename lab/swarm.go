@@ -150,6 +150,7 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 		return -1, err
 	}
 	runID := "swarm-" + time.Now().UTC().Format("20060102-150405")
+	opt.say("swarm run %s: creating its overlay network", runID)
 	sw, err := stack.NewSwarm(ctx, eng, runID)
 	if err != nil {
 		return -1, err

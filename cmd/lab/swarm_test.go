@@ -1,19 +1,25 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
@@ -169,4 +175,135 @@ func swarmState(t *testing.T, eng *stack.Engine) swarm.LocalNodeState {
 		t.Fatal(err)
 	}
 	return info.Info.Swarm.LocalNodeState
+}
+
+// startSwarmStalled starts `lab run --engine swarm` on a scenario of two
+// sending hosts whose DNS answers never come, and reads its output until
+// delivery has begun (the runner's progress, copied by the lab): the
+// swarm run's id, the results folder, and the output so far.
+func startSwarmStalled(t *testing.T, bin string) (*exec.Cmd, string, string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	slow := filepath.Join(dir, "slow.yaml")
+	os.WriteFile(slow, []byte("name: stalled\ntimeout: 5m\nsender:\n  replicas: 2\ndns:\n  query_delay: 1h\n"), 0o644)
+	results := filepath.Join(dir, "results")
+	cmd := exec.Command(bin, "run", "--engine", "swarm", slow, "--results", results)
+	cmd.Dir = "../.."
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runID := ""
+	sc := bufio.NewScanner(stderr)
+	started := regexp.MustCompile(`^swarm run (\S+): creating`)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if m := started.FindStringSubmatch(sc.Text()); m != nil {
+			runID = m[1]
+		}
+		if strings.HasPrefix(sc.Text(), "delivered ") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if runID == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no swarm run started; output:\n%s", strings.Join(lines, "\n"))
+	}
+	return cmd, runID, results, lines
+}
+
+// swarmLeftovers counts what a swarm run left with the lab's label:
+// services (none when the engine is in no swarm), containers, networks
+// and volumes.
+func swarmLeftovers(t *testing.T, eng *stack.Engine) (services, containers, networks, volumes int) {
+	t.Helper()
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", stack.LabelLab+"=1")
+	if swarmState(t, eng) == swarm.LocalNodeStateActive {
+		if l, err := eng.ServiceList(ctx, client.ServiceListOptions{Filters: f}); err == nil {
+			services = len(l.Items)
+		}
+	}
+	l, err := stack.Find(ctx, eng, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := eng.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return services, len(l.Containers), len(l.Networks), len(v.Items)
+}
+
+// Every way out of a swarm run leaves the engine as it was: Ctrl-C stops
+// the runner, which writes what it measured, then removes the run and
+// leaves the swarm it made (exit 130); after kill -9 of the lab, whose
+// services then stay, `lab clean` removes them, the runner still running,
+// and leaves the swarm.
+func TestSwarmExitPaths(t *testing.T) {
+	eng := stacktest.Engine(t)
+	before := swarmState(t, eng)
+	bin := buildLab(t)
+
+	t.Run("interrupt", func(t *testing.T) {
+		cmd, runID, results, lines := startSwarmStalled(t, bin)
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		labtest.Until(t, "the interrupted swarm run to end", func() bool {
+			select {
+			case err = <-done:
+				return true
+			default:
+				return false
+			}
+		})
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Errorf("an interrupted swarm run exited %v, want 130 (128 + SIGINT); output:\n%s", err, strings.Join(lines, "\n"))
+		}
+		if s, c, n, v := swarmLeftovers(t, eng); s+c+n+v > 0 {
+			t.Errorf("run %s left %d services, %d containers, %d networks, %d volumes", runID, s, c, n, v)
+		}
+		if after := swarmState(t, eng); after != before {
+			t.Errorf("the engine's swarm state is %s, was %s", after, before)
+		}
+		files, _ := filepath.Glob(filepath.Join(results, "stalled-*", report.ResultFile))
+		if len(files) != 1 {
+			t.Errorf("the interrupted runner wrote no result.json (found %v)", files)
+		}
+	})
+
+	t.Run("kill", func(t *testing.T) {
+		cmd, runID, _, _ := startSwarmStalled(t, bin)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if s, c, _, _ := swarmLeftovers(t, eng); s == 0 || c == 0 {
+			t.Fatalf("after kill -9 of the lab: %d services, %d containers of run %s; want them still there for lab clean", s, c, runID)
+		}
+		out, err := exec.Command(bin, "clean").CombinedOutput()
+		if err != nil {
+			t.Fatalf("lab clean: %v\n%s", err, out)
+		}
+		if before == swarm.LocalNodeStateInactive && !strings.Contains(string(out), "left the swarm") {
+			t.Errorf("lab clean did not say it left the swarm the run made:\n%s", out)
+		}
+		if s, c, n, v := swarmLeftovers(t, eng); s+c+n+v > 0 {
+			t.Errorf("after lab clean, run %s left %d services, %d containers, %d networks, %d volumes", runID, s, c, n, v)
+		}
+		if after := swarmState(t, eng); after != before {
+			t.Errorf("the engine's swarm state is %s, was %s", after, before)
+		}
+	})
 }
