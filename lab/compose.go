@@ -20,20 +20,36 @@ import (
 // (Plan.Spec) and the DNS stub its zone, then drives the run as Run does
 // and writes the result. It leaves the containers to compose
 // (docker-compose down -v).
-func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
+func RunCompose(ctx context.Context, sc scenario.Scenario, opt Options) (*Result, error) {
+	env := func() (report.Environment, error) {
+		return report.Environment{LabVersion: "compose", Image: topology.ComposeImage, Network: "compose"}, nil
+	}
+	return runStarted(ctx, sc, opt, ComposeCan, env, configureCompose)
+}
+
+// runStarted runs sc on roles something else started (docker compose,
+// the swarm engine), from inside their network: sc checked by can, the
+// result's environment from env, the roles found and configured by
+// configure, then driven as Run drives them, and the result written.
+func runStarted(ctx context.Context, sc scenario.Scenario, opt Options, can func(scenario.Scenario) error,
+	env func() (report.Environment, error), configure func(context.Context, Plan, func(string, ...any)) (running, error)) (res *Result, err error) {
 	start := time.Now()
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	if err := ComposeCan(sc); err != nil {
+	if err := can(sc); err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
+	e, err := env()
+	if err != nil {
+		return nil, err
+	}
 	p := NewPlan(sc)
-	res = newResult(sc, start, opt.ResultsDir, report.Environment{LabVersion: "compose", Image: topology.ComposeImage, Network: "compose"})
+	res = newResult(sc, start, opt.ResultsDir, e)
 	var lastDelivery time.Time
 	defer func() { err = writeResult(res, lastDelivery, err) }()
 
-	r, err := configureCompose(ctx, p, opt.say)
+	r, err := configure(ctx, p, opt.say)
 	if err != nil {
 		return res, err
 	}

@@ -4,9 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
-	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // scenarios/swarm.yaml on the docker engine: two sending hosts, each a Go
@@ -28,31 +27,7 @@ func TestSendingHostsOnDocker(t *testing.T) {
 	if p := res.Summary.Pace; p == nil || p.Senders != 2 {
 		t.Errorf("the pace does not say the schedule was split between 2 hosts: %+v", p)
 	}
-	clients, identOK, senderConns := map[string]int{}, map[string]int{}, map[string]int{}
-	for _, e := range runEvents(t, res) {
-		switch {
-		case e.Role == topology.Receiver && e.Kind == events.ConnOpen:
-			host, _, _ := strings.Cut(e.Host, ":")
-			clients[host]++
-		case e.Role == topology.Receiver && e.Kind == events.Check && e.Check == "ident" && e.Error == "" && e.Result != "":
-			host, _, _ := strings.Cut(e.Name, ":")
-			identOK[host]++
-		case e.Role == topology.Sender && e.Kind == events.ConnOpen:
-			h, _, _ := strings.Cut(e.Conn, "/")
-			senderConns[h]++
-		}
-	}
-	if len(clients) != 2 {
-		t.Errorf("the receiver saw connections from %v, want two sending hosts", clients)
-	}
-	for host, n := range clients {
-		if n != 10 || identOK[host] != n {
-			t.Errorf("host %s: %d connections (want 10), %d IDENT answers from it (want one each)", host, n, identOK[host])
-		}
-	}
-	if senderConns["sender-1"] != 10 || senderConns["sender-2"] != 10 || len(senderConns) != 2 {
-		t.Errorf("sender connections by host %v, want 10 from each of sender-1 and sender-2", senderConns)
-	}
+	labtest.CheckSendingHosts(t, runEvents(t, res), 2, 10)
 	var roles []string
 	for _, m := range res.Memory {
 		roles = append(roles, m.Role)

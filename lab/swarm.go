@@ -210,32 +210,18 @@ func cmpOr(s, def string) string {
 // RunSwarm runs sc on roles that the swarm engine started (RunOnSwarm),
 // from the runner's container on their overlay network: as RunCompose,
 // with every sender replica found and played as one sender.
-func RunSwarm(ctx context.Context, sc scenario.Scenario, opt Options) (res *Result, err error) {
-	start := time.Now()
-	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	if err := SwarmCan(sc); err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	p := NewPlan(sc)
-	env := report.Environment{LabVersion: "swarm"}
-	if e := os.Getenv(swarmEnvironment); e != "" {
-		if err := json.Unmarshal([]byte(e), &env); err != nil {
-			return nil, fmt.Errorf("%s: %w", swarmEnvironment, err)
+func RunSwarm(ctx context.Context, sc scenario.Scenario, opt Options) (*Result, error) {
+	env := func() (report.Environment, error) {
+		env := report.Environment{LabVersion: "swarm"}
+		if e := os.Getenv(swarmEnvironment); e != "" {
+			if err := json.Unmarshal([]byte(e), &env); err != nil {
+				return env, fmt.Errorf("%s: %w", swarmEnvironment, err)
+			}
 		}
+		env.Network, env.Senders = "swarm overlay", sendingHosts(sc)
+		return env, nil
 	}
-	env.Network, env.Senders = "swarm overlay", sendingHosts(sc)
-	res = newResult(sc, start, opt.ResultsDir, env)
-	var lastDelivery time.Time
-	defer func() { err = writeResult(res, lastDelivery, err) }()
-
-	r, err := configureSwarm(ctx, p, opt.say)
-	if err != nil {
-		return res, err
-	}
-	lastDelivery, err = drive(ctx, r, p, opt, res, start, nil)
-	return res, err
+	return runStarted(ctx, sc, opt, SwarmCan, env, configureSwarm)
 }
 
 // configureSwarm finds the swarm services, each sender replica by the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,9 +102,16 @@ func startStalled(t *testing.T, bin, name string) (*exec.Cmd, string, []string) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	runID, lines := untilDelivering(stderr, regexp.MustCompile(`^run (\S+): starting`))
+	return cmd, runID, lines
+}
+
+// untilDelivering reads a run's progress until delivery has begun and
+// returns the run's id (the first group of started, on its line) and the
+// lines so far; the rest is drained.
+func untilDelivering(stderr io.Reader, started *regexp.Regexp) (string, []string) {
 	runID := ""
 	sc := bufio.NewScanner(stderr)
-	started := regexp.MustCompile(`^run (\S+): starting`)
 	var lines []string
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
@@ -118,7 +126,7 @@ func startStalled(t *testing.T, bin, name string) (*exec.Cmd, string, []string) 
 		for sc.Scan() {
 		}
 	}()
-	return cmd, runID, lines
+	return runID, lines
 }
 
 // Ctrl-C in the middle of a run stops it and removes every container and

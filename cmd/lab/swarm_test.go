@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -23,7 +22,6 @@ import (
 	"github.com/smtplab/smtplab/lab/report"
 	"github.com/smtplab/smtplab/lab/stack"
 	"github.com/smtplab/smtplab/lab/stack/stacktest"
-	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // `lab run --engine swarm scenarios/swarm.yaml` on this engine, which is
@@ -92,55 +90,20 @@ func TestSwarmEngine(t *testing.T) {
 	}
 
 	// The evidence: which host each connection came from, and who
-	// answered its IDENT query.
+	// answered its IDENT query. Round robin over 20 hosts: each host's
+	// messages come from one sender, which keeps one session to each of
+	// its 10 (scenarios/swarm.yaml).
 	f, err := os.Open(filepath.Join(dirs[0], report.EventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	clients := map[string]int{} // receiver's connections by client address
-	identOK := map[string]int{} // successful IDENT checks by the address asked
-	senderConns := map[string]int{}
-	delivered := 0
-	err = events.EachJSONL(f, func(e events.Event) error {
-		switch {
-		case e.Role == topology.Receiver && e.Kind == events.ConnOpen:
-			host, _, _ := strings.Cut(e.Host, ":")
-			clients[host]++
-		case e.Role == topology.Receiver && e.Kind == events.Check && e.Check == "ident" && e.Error == "" && e.Result != "":
-			host, _, _ := strings.Cut(e.Name, ":")
-			identOK[host]++
-		case e.Role == topology.Sender && e.Kind == events.ConnOpen:
-			h, _, _ := strings.Cut(e.Conn, "/")
-			senderConns[h]++
-		case e.Role == topology.Receiver && e.Kind == events.Delivered:
-			delivered++
-		}
-		return nil
-	})
+	evs, err := events.ReadJSONL(f)
+	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if delivered != 200 {
-		t.Errorf("%d Delivered events, want 200", delivered)
-	}
-	if len(clients) != 2 {
-		t.Errorf("the receiver saw connections from %v, want two sending hosts", clients)
-	}
-	// Round robin over 20 hosts: each host's messages come from one
-	// sender, which keeps one session to each of its 10 (scenarios/swarm.yaml).
-	for host, n := range clients {
-		if n != 10 {
-			t.Errorf("host %s: %d connections, want 10 (one to each of its 10 hosts)", host, n)
-		}
-	}
-	for host, n := range clients {
-		if identOK[host] != n {
-			t.Errorf("host %s: %d connections, %d answered IDENT queries (want one each, from the host's own identd)", host, n, identOK[host])
-		}
-	}
-	if senderConns["sender-1"] == 0 || senderConns["sender-2"] == 0 || len(senderConns) != 2 {
-		t.Errorf("sender connections by host %v, want sender-1 and sender-2", senderConns)
+	if h := labtest.CheckSendingHosts(t, evs, 2, 10); h.Delivered != 200 {
+		t.Errorf("%d Delivered events, want 200", h.Delivered)
 	}
 
 	// Nothing of the run is left, and the swarm is as it was.
@@ -197,23 +160,7 @@ func startSwarmStalled(t *testing.T, bin string) (*exec.Cmd, string, string, []s
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	runID := ""
-	sc := bufio.NewScanner(stderr)
-	started := regexp.MustCompile(`^swarm run (\S+): creating`)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if m := started.FindStringSubmatch(sc.Text()); m != nil {
-			runID = m[1]
-		}
-		if strings.HasPrefix(sc.Text(), "delivered ") {
-			break
-		}
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	runID, lines := untilDelivering(stderr, regexp.MustCompile(`^swarm run (\S+): creating`))
 	if runID == "" {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/topology"
 )
 
 // The variables that turn a skip into a failure; CI sets them all.
@@ -97,4 +98,59 @@ func LiveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// Hosts are what a run's events say of its sending hosts (sender.replicas).
+type Hosts struct {
+	Clients     map[string]int // the receiver's connections by client address
+	IdentOK     map[string]int // IDENT checks answered, by the address asked
+	SenderConns map[string]int // the sender's connections by host ("sender-2" of "sender-2/s5")
+	Delivered   int            // the receiver's Delivered events
+}
+
+// SendingHosts reads evs for Hosts.
+func SendingHosts(evs []events.Event) Hosts {
+	h := Hosts{Clients: map[string]int{}, IdentOK: map[string]int{}, SenderConns: map[string]int{}}
+	for _, e := range evs {
+		switch {
+		case e.Role == topology.Receiver && e.Kind == events.ConnOpen:
+			host, _, _ := strings.Cut(e.Host, ":")
+			h.Clients[host]++
+		case e.Role == topology.Receiver && e.Kind == events.Check && e.Check == "ident" && e.Error == "" && e.Result != "":
+			host, _, _ := strings.Cut(e.Name, ":")
+			h.IdentOK[host]++
+		case e.Role == topology.Sender && e.Kind == events.ConnOpen:
+			host, _, _ := strings.Cut(e.Conn, "/")
+			h.SenderConns[host]++
+		case e.Role == topology.Receiver && e.Kind == events.Delivered:
+			h.Delivered++
+		}
+	}
+	return h
+}
+
+// CheckSendingHosts fails t unless evs show n sending hosts, each
+// opening perHost connections to the receiver, each of whose IDENT query
+// was answered at the address it came from, and the sender's
+// connections named for hosts sender-1 to sender-n, perHost each.
+func CheckSendingHosts(t testing.TB, evs []events.Event, n, perHost int) Hosts {
+	t.Helper()
+	h := SendingHosts(evs)
+	if len(h.Clients) != n {
+		t.Errorf("the receiver saw connections from %v, want %d sending hosts", h.Clients, n)
+	}
+	for host, c := range h.Clients {
+		if c != perHost || h.IdentOK[host] != c {
+			t.Errorf("host %s: %d connections (want %d), %d IDENT answers from it (want one each)", host, c, perHost, h.IdentOK[host])
+		}
+	}
+	for k := 1; k <= n; k++ {
+		if name := fmt.Sprintf("sender-%d", k); h.SenderConns[name] != perHost {
+			t.Errorf("sender connections by host %v, want %d from %s", h.SenderConns, perHost, name)
+		}
+	}
+	if len(h.SenderConns) != n {
+		t.Errorf("sender connections by host %v, want %d hosts", h.SenderConns, n)
+	}
+	return h
 }
