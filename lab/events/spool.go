@@ -3,7 +3,6 @@ package events
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -47,18 +46,12 @@ func (l *Log) Spool(path string) error {
 		l.counts[e.Kind]++
 	}
 	l.spool, l.spooled = f, kept
-	var mem []Event
 	for _, c := range l.chunks {
-		mem = append(mem, c...)
-	}
-	l.chunks = nil
-	for _, e := range mem {
-		if b, err := json.Marshal(&e); err == nil {
-			if n, err := f.Write(append(b, '\n')); err == nil {
-				l.spooled += int64(n)
-			}
+		if n, err := f.Write(c); err == nil {
+			l.spooled += int64(n)
 		}
 	}
+	l.chunks = nil
 	return nil
 }
 
@@ -68,8 +61,14 @@ func (l *Log) Spool(path string) error {
 func (l *Log) Stream(w io.Writer) error {
 	l.mu.Lock()
 	if l.spool == nil {
+		chunks := l.lines()
 		l.mu.Unlock()
-		return WriteJSONL(w, l.Events())
+		for _, c := range chunks {
+			if _, err := w.Write(c); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	n := l.spooled
 	l.mu.Unlock()

@@ -106,3 +106,39 @@ func FuzzSpool(f *testing.F) {
 		}
 	})
 }
+
+// AddAll logs its events in order, after what came before, with Role
+// and Time filled in, in memory and in a spool alike; a log started again
+// on the spool reads them all back.
+func TestAddAllInOrder(t *testing.T) {
+	for _, spooled := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "events.jsonl")
+		l := NewLog(topology.Receiver)
+		if spooled {
+			if err := l.Spool(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Add(Event{Kind: Command, Name: "MAIL"})
+		l.AddAll(Event{Kind: Delivered, Path: "/a"}, Event{Kind: Delivered, Path: "/b"}, Event{Kind: Command, Name: "DATA"})
+		l.AddAll()
+		got := l.Events()
+		if len(got) != 4 || got[1].Path != "/a" || got[2].Path != "/b" || got[3].Name != "DATA" {
+			t.Fatalf("spool %v: events %+v", spooled, got)
+		}
+		for _, e := range got {
+			if e.Role != topology.Receiver || e.Time.IsZero() {
+				t.Errorf("spool %v: %+v without its role or time", spooled, e)
+			}
+		}
+		if c := l.Counts(); c[Delivered] != 2 || c[Command] != 2 {
+			t.Errorf("spool %v: counts %v", spooled, c)
+		}
+		if spooled {
+			again := NewLog(topology.Receiver)
+			if err := again.Spool(path); err != nil || len(again.Events()) != 4 {
+				t.Errorf("read back: %v, %d events", err, len(again.Events()))
+			}
+		}
+	}
+}

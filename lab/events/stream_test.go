@@ -48,3 +48,46 @@ func TestSpooledLogStreams(t *testing.T) {
 		t.Errorf("after a restart: counts %d, events %d", c, len(again.Events()))
 	}
 }
+
+// A memory log streamed while events are added gives whole lines, in
+// order, each stream a prefix of the next (run with -race: Stream reads
+// the blocks outside the lock).
+func TestMemoryLogStreamsWhileAdding(t *testing.T) {
+	l := NewLog("receiver")
+	const n = 20_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			l.Add(Event{Kind: Delivered, Seq: i, MessageID: "<m@x>"})
+		}
+	}()
+	last := 0
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		var b bytes.Buffer
+		if err := l.Stream(&b); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := ReadJSONL(&b)
+		if err != nil {
+			t.Fatalf("a stream taken while adding: %v", err)
+		}
+		if len(evs) < last {
+			t.Fatalf("a stream of %d events after one of %d", len(evs), last)
+		}
+		for i, e := range evs {
+			if e.Seq != i {
+				t.Fatalf("event %d has seq %d", i, e.Seq)
+			}
+		}
+		last = len(evs)
+	}
+	if last != n || len(l.Events()) != n {
+		t.Errorf("streamed %d, Events %d, want %d", last, len(l.Events()), n)
+	}
+}

@@ -3,6 +3,7 @@ package maildir
 import (
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -16,11 +17,14 @@ import (
 // system calls per message that buy nothing for a file written once.
 
 // writeNew creates path (it must not exist), writes data to it and, with
-// sync, fsyncs it. On error the file is removed.
-func writeNew(path string, data []byte, sync bool) error {
+// fsync, fsyncs it. On error the file is removed. The creation is made
+// holding dirOps (see Dir.Deliver); the write and the fsync are not.
+func writeNew(path string, data []byte, fsync bool, dirOps sync.Locker) error {
+	dirOps.Lock()
 	fd, err := retry(func() (int, error) {
 		return syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o600)
 	})
+	dirOps.Unlock()
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -33,7 +37,7 @@ func writeNew(path string, data []byte, sync bool) error {
 		}
 		data = data[n:]
 	}
-	if err == nil && sync {
+	if err == nil && fsync {
 		op = "fsync"
 		_, err = retry(func() (int, error) { return 0, syscall.Fsync(fd) })
 	}

@@ -2,16 +2,22 @@
 
 package maildir
 
-import "os"
+import (
+	"os"
+	"sync"
+)
 
 // writeNew creates path (it must not exist), writes data to it and, with
-// sync, fsyncs it. On error the file is removed.
-func writeNew(path string, data []byte, sync bool) error {
+// fsync, fsyncs it. On error the file is removed. The creation is made
+// holding dirOps (see Dir.Deliver).
+func writeNew(path string, data []byte, fsync bool, dirOps sync.Locker) error {
+	dirOps.Lock()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	dirOps.Unlock()
 	if err != nil {
 		return err
 	}
-	if _, err = f.Write(data); err == nil && sync {
+	if _, err = f.Write(data); err == nil && fsync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -159,3 +159,12 @@ func TestDeliverConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A path Deliver makes inside the Maildir is the one filepath.Join makes.
+func TestPrefixIsJoin(t *testing.T) {
+	for _, d := range []string{"", ".", "/", "//", "a", "a/", "./a//b/../c/", "/m/Maildir", "../x", ".."} {
+		if got, want := Dir(d).prefix()+"new/1.M2P3Q4.host", filepath.Join(d, "new", "1.M2P3Q4.host"); got != want {
+			t.Errorf("Dir(%q): %q, filepath.Join gives %q", d, got, want)
+		}
+	}
+}

@@ -118,7 +118,13 @@ func (f *front) Read(p []byte) (int, error) {
 	if f.inData {
 		return f.readData(p)
 	}
-	for len(f.pending) == 0 {
+	for answered := false; len(f.pending) == 0; answered = true {
+		if answered && f.commandTimeout > 0 {
+			// go-smtp set the deadline before it asked for this line; a
+			// line the front answered itself must not shorten the wait
+			// for the next one.
+			f.SetReadDeadline(time.Now().Add(f.commandTimeout))
+		}
 		line, tooLong, err := f.readLine()
 		if err != nil {
 			return 0, err
@@ -142,13 +148,14 @@ func (f *front) Read(p []byte) (int, error) {
 // textproto reads it (up to LF). A line longer than maxCommandLine is
 // read to its end and reported too long, without its bytes.
 func (f *front) readLine() (line []byte, tooLong bool, err error) {
-	if f.commandTimeout > 0 {
-		// go-smtp set it before its read; a line the front answered
-		// itself must not shorten the wait for the next one.
-		f.SetReadDeadline(time.Now().Add(f.commandTimeout))
-	}
-	for {
+	for first := true; ; first = false {
 		chunk, err := f.r.ReadSlice('\n')
+		if first && err == nil && len(chunk) <= maxCommandLine {
+			// The whole line in the reader's buffer (almost every line):
+			// go-smtp takes it (Read) before the front reads again, so it
+			// need not be copied.
+			return chunk, false, nil
+		}
 		if !tooLong && len(line)+len(chunk) > maxCommandLine {
 			tooLong, line = true, nil
 		}
@@ -173,9 +180,9 @@ func classify(line []byte, tooLong bool) (verb, reply string) {
 	if tooLong {
 		return "", replyTooLong
 	}
-	cmd := strings.TrimRight(string(line), "\r\n") // as go-smtp's parseCmd
-	word, _, hasArg := strings.Cut(cmd, " ")
-	verb = strings.ToUpper(word)
+	cmd := bytes.TrimRight(line, "\r\n") // as go-smtp's parseCmd
+	word, _, hasArg := bytes.Cut(cmd, []byte(" "))
+	verb = upperVerb(word)
 	switch {
 	case verb == "HELP":
 		return "", replyHelp
@@ -191,8 +198,44 @@ func classify(line []byte, tooLong bool) (verb, reply string) {
 	return verb, ""
 }
 
+// upperVerb is strings.ToUpper(word) when that is a verb of passed or
+// HELP, else "": for an ASCII word (every command a client sends) without
+// a copy, as the verb's own string.
+func upperVerb(word []byte) string {
+	var up [len("STARTTLS")]byte // the longest verb
+	for i, c := range word {
+		if c >= 0x80 {
+			// strings.ToUpper maps some 8-bit runes onto ASCII ("ſ" to
+			// "S"): do as it does.
+			if v := strings.ToUpper(string(word)); v == "HELP" || passed[v] {
+				return v
+			}
+			return ""
+		}
+		if i == len(up) {
+			return ""
+		}
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up[i] = c
+	}
+	return verbs[string(up[:len(word)])]
+}
+
+// verbs are the verbs the front looks up, each by itself.
+var verbs = func() map[string]string {
+	m := map[string]string{"HELP": "HELP"}
+	for v := range passed {
+		m[v] = v
+	}
+	return m
+}()
+
 // readData passes the message through, up to and including the end of
-// data, and not one byte further.
+// data, and not one byte further. It takes what the client's bytes
+// already buffered hold, in one pass (dotState.scan), not a byte at a
+// time.
 func (f *front) readData(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -200,15 +243,12 @@ func (f *front) readData(p []byte) (int, error) {
 	if _, err := f.r.Peek(1); err != nil {
 		return 0, err
 	}
-	n := 0
-	for n < len(p) && f.r.Buffered() > 0 {
-		c, _ := f.r.ReadByte()
-		p[n] = c
-		n++
-		if f.dot.step(c) {
-			f.inData, f.dot = false, dotBeginLine
-			break
-		}
+	buf, _ := f.r.Peek(min(len(p), f.r.Buffered()))
+	n, end := f.dot.scan(buf)
+	copy(p, buf[:n])
+	f.r.Discard(n)
+	if end {
+		f.inData, f.dot = false, dotBeginLine
 	}
 	return n, nil
 }
@@ -226,6 +266,28 @@ const (
 	dotCR                        // CR, maybe the end of a line
 	dotData                      // inside a line
 )
+
+// scan moves the machine over b, up to the end of the message if b holds
+// it: n is the bytes taken (all of b, or up to and including the LF that
+// ended the message), end whether the message ended. Inside a line it
+// skips to the next CR with bytes.IndexByte; everywhere else it steps.
+func (s *dotState) scan(b []byte) (n int, end bool) {
+	for i := 0; i < len(b); i++ {
+		if *s == dotData {
+			j := bytes.IndexByte(b[i:], '\r')
+			if j < 0 {
+				return len(b), false
+			}
+			i += j // b[i] is the CR: step would take dotData to dotCR
+			*s = dotCR
+			continue
+		}
+		if s.step(b[i]) {
+			return i + 1, true
+		}
+	}
+	return len(b), false
+}
 
 // step moves the machine over c and reports whether c ended the message.
 func (s *dotState) step(c byte) (end bool) {
@@ -274,8 +336,11 @@ func (f *front) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 		reply := f.rewrite(f.out[:end])
-		f.out = f.out[end:]
-		if _, err := f.sessionConn.Write(reply); err != nil {
+		_, err := f.sessionConn.Write(reply)
+		// Keep the buffer's start: sliced forward, each reply's append
+		// would allocate it again.
+		f.out = f.out[:copy(f.out, f.out[end:])]
+		if err != nil {
 			return 0, err
 		}
 	}

@@ -243,3 +243,82 @@ func FuzzMessageID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDotScan: the front's scan of buffered bytes (readData) ends the
+// message exactly where go-smtp's state machine, stepped a byte at a
+// time, ends it, however the bytes arrive in pieces.
+func FuzzDotScan(f *testing.F) {
+	for _, s := range []string{
+		"Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@b>\r\n",
+		".\r\n",
+		"..stuffed\r\n.\r\n",
+		"bare\n.\nLF\r\n.x\r\n.\r\r\n.\r\n",
+		"\r\r\r\n.\r\n",
+		"no end",
+	} {
+		f.Add([]byte(s), uint8(1))
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, piece uint8) {
+		want, stepped := -1, dotBeginLine
+		for i, c := range in {
+			if stepped.step(c) {
+				want = i + 1
+				break
+			}
+		}
+		got, scanned := -1, dotBeginLine
+		size := int(piece)%16 + 1
+		for off := 0; off < len(in); off += size {
+			n, end := scanned.scan(in[off:min(off+size, len(in))])
+			if end {
+				got = off + n
+				break
+			}
+			if n != min(size, len(in)-off) {
+				t.Fatalf("scan took %d of %d bytes without the end", n, min(size, len(in)-off))
+			}
+		}
+		if got != want || want < 0 && scanned != stepped {
+			t.Fatalf("scan in pieces of %d ends at %d (state %d), stepping at %d (state %d)", size, got, scanned, want, stepped)
+		}
+	})
+}
+
+// classifyByStrings is classify as it was written before it stopped
+// copying the line: strings.TrimRight, Cut and ToUpper of a string.
+func classifyByStrings(line []byte, tooLong bool) (verb, reply string) {
+	if tooLong {
+		return "", replyTooLong
+	}
+	cmd := strings.TrimRight(string(line), "\r\n")
+	word, _, hasArg := strings.Cut(cmd, " ")
+	verb = strings.ToUpper(word)
+	switch {
+	case verb == "HELP":
+		return "", replyHelp
+	case !passed[verb]:
+		return "", replyUnknown
+	case verb == "STARTTLS":
+		return verb, ""
+	case hasArg && len(cmd) == len("MAIL "):
+		return "", replySyntax
+	}
+	return verb, ""
+}
+
+// FuzzClassify: the front decides every command line as the string
+// version did, 8-bit verbs ("ſend" is SEND to strings.ToUpper) included.
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"MAIL FROM:<a@b>\r\n", "mail \r\n", "help\r\n", "starttls\r\n", "ſend x\r\n",
+		"BDAT 1\r\n", "STARTTLSX\r\n", "ehlo\n", "\r\n", "rcpt  TO:<a@b>", "HELP me\r\n", "ı\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		verb, reply := classify(line, false)
+		wantVerb, wantReply := classifyByStrings(line, false)
+		if reply != wantReply || reply == "" && verb != wantVerb {
+			t.Fatalf("classify(%q) = %q, %q; the string version %q, %q", line, verb, reply, wantVerb, wantReply)
+		}
+	})
+}

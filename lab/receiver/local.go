@@ -90,9 +90,10 @@ func (l *local) lookup(ext string) (dirs []maildir.Dir, file string, ok bool) {
 
 // deliver writes one copy of the message (head, then body) per recipient
 // and Maildir, all or nothing: if one copy cannot be written the copies
-// already in new/ are taken back and errDelivery returned. Delivered is
-// logged for each copy only once every copy is in new/.
-func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
+// already in new/ are taken back and errDelivery returned. Once every
+// copy is in new/ it returns a Delivered event for each, for Data to log
+// with DATA's Command (one write to the event spool for all).
+func (ss *session) deliver(head, body []byte, msgID string) ([]events.Event, *smtp.SMTPError) {
 	type copyOf struct {
 		rcpt string
 		path string
@@ -104,7 +105,12 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 	// writes the stored lines into the Maildir file (RFC 5321 2.3.8's CRLF
 	// is the wire's, not the mailbox's).
 	from := headerSafe(ss.from)
-	var buf []byte
+	buf := ss.file[:0]
+	defer func() {
+		if cap(buf) <= keepBuffer {
+			ss.file = buf[:0] // Deliver wrote it out: nothing holds it now
+		}
+	}()
 	for _, rc := range ss.rcpts {
 		for _, dir := range rc.dirs {
 			// courierlocal's deliver.c writes these two on top of each
@@ -122,15 +128,16 @@ func (ss *session) deliver(head, body []byte, msgID string) *smtp.SMTPError {
 				for _, d := range done {
 					os.Remove(d.path)
 				}
-				return errDelivery
+				return nil, errDelivery
 			}
 			done = append(done, copyOf{rc.addr, path, time.Since(t0)})
 		}
 	}
-	for _, d := range done {
-		ss.s.log.Add(events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{d.rcpt}, Path: d.path, Duration: d.took})
+	evs := make([]events.Event, len(done), len(done)+1) // room for DATA's Command
+	for i, d := range done {
+		evs[i] = events.Event{Kind: events.Delivered, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: []string{d.rcpt}, Path: d.path, Duration: d.took}
 	}
-	return nil
+	return evs, nil
 }
 
 // appendUnixLines appends b to dst with its CRLF line ends turned into LF.

@@ -70,7 +70,18 @@ type session struct {
 	inTx  bool // MAIL accepted, transaction not yet ended
 	from  string
 	rcpts []rcpt
+
+	// Buffers kept from one message to the next, so that a message does
+	// not allocate them again (the session is sequential): the message
+	// as read, the Received: header, and each copy as written.
+	body, file []byte
+	head       bytes.Buffer
+	date       dateCache // the Received: header's date
 }
+
+// keepBuffer is the largest buffer a session keeps for its next message:
+// one large message does not pin its size for the rest of the session.
+const keepBuffer = 64 << 10
 
 // rcpt is one accepted recipient: its address as Courier writes it in
 // Delivered-To (domain and, being local, local part in lower case, no
@@ -99,8 +110,10 @@ func (ss *session) reject(err *smtp.SMTPError) error {
 }
 
 // command logs one events.Command for a command the session answered:
-// the reply is err's (250 for nil, as go-smtp answers).
-func (ss *session) command(name string, start time.Time, err error) error {
+// the reply is err's (250 for nil, as go-smtp answers). The events in
+// before (DATA's Delivered copies) are logged first, with it in one
+// events.Log.AddAll.
+func (ss *session) command(name string, start time.Time, err error, before ...events.Event) error {
 	e := events.Event{Time: start, Kind: events.Command, Conn: ss.conn.id, Name: name, Code: 250, Duration: time.Since(start)}
 	if err != nil {
 		var se *smtp.SMTPError
@@ -111,7 +124,11 @@ func (ss *session) command(name string, start time.Time, err error) error {
 		}
 		e.Error = err.Error()
 	}
-	ss.s.log.Add(e)
+	if len(before) == 0 {
+		ss.s.log.Add(e)
+		return err
+	}
+	ss.s.log.AddAll(append(before, e)...)
 	return err
 }
 
@@ -286,11 +303,17 @@ func (d dataReader) Read(p []byte) (int, error) {
 // once every copy is in new/.
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
-	return ss.command("DATA", start, ss.data(r))
+	delivered, err := ss.data(r)
+	return ss.command("DATA", start, err, delivered...)
 }
 
-func (ss *session) data(r io.Reader) error {
-	body, err := io.ReadAll(dataReader{r: r, conn: ss.conn, timeout: ss.s.cfg.DataTimeout.D()})
+// data reads, filters and delivers the message, and returns the
+// Delivered event of each copy for Data to log with its Command.
+func (ss *session) data(r io.Reader) ([]events.Event, error) {
+	body, err := readAll(ss.body[:0], dataReader{r: r, conn: ss.conn, timeout: ss.s.cfg.DataTimeout.D()})
+	if cap(body) <= keepBuffer {
+		ss.body = body[:0] // nothing holds body after data returns
+	}
 	if err != nil {
 		var ne net.Error
 		var se *smtp.SMTPError
@@ -302,14 +325,14 @@ func (ss *session) data(r io.Reader) error {
 			ss.conn.SetWriteDeadline(time.Now().Add(ss.s.cfg.DataTimeout.D()))
 			fmt.Fprintf(ss.conn, "%d %d.%d.%d %s\r\n", errDataTimeout.Code, errDataTimeout.EnhancedCode[0], errDataTimeout.EnhancedCode[1], errDataTimeout.EnhancedCode[2], errDataTimeout.Message)
 			ss.conn.Close()
-			return ss.reject(errDataTimeout)
+			return nil, ss.reject(errDataTimeout)
 		case errors.As(err, &se):
-			return ss.reject(se) // over the size limit: 552
+			return nil, ss.reject(se) // over the size limit: 552
 		}
-		return err // the client went away: there is no one to answer
+		return nil, err // the client went away: there is no one to answer
 	}
 	if len(ss.rcpts) == 0 {
-		return errNoRcpt
+		return nil, errNoRcpt
 	}
 	msgID := messageID(body)
 	addrs := make([]string, len(ss.rcpts))
@@ -318,17 +341,37 @@ func (ss *session) data(r io.Reader) error {
 	}
 	ss.s.log.Add(events.Event{Kind: events.Received, Conn: ss.conn.id, MessageID: msgID, From: ss.from, Rcpts: addrs, SizeIn: len(body)})
 
-	var head bytes.Buffer
-	ss.received(&head)
+	head := &ss.head
+	head.Reset()
+	ss.received(head)
 	if err := ss.filter(head.Bytes(), body); err != nil {
-		return ss.reject(err)
+		return nil, ss.reject(err)
 	}
 
-	if err := ss.deliver(head.Bytes(), body, msgID); err != nil {
-		return ss.reject(err)
+	delivered, derr := ss.deliver(head.Bytes(), body, msgID)
+	if derr != nil {
+		return nil, ss.reject(derr)
 	}
 	ss.conn.count.Add(1)
-	return nil
+	return delivered, nil
+}
+
+// readAll is io.ReadAll into b, so that a session's buffer serves every
+// message it reads.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // room to grow, as io.ReadAll makes it
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // remoteIP is the client's address as text, as couriertcpd sets

@@ -154,8 +154,27 @@ func (ss *session) received(buf *bytes.Buffer) {
 	var b [64]byte
 	buf.Write(appendQueueID(b[:0], now))
 	buf.WriteString("; ")
-	buf.Write(now.AppendFormat(b[:0], time.RFC1123Z))
+	buf.Write(ss.date.of(now))
 	buf.WriteString("\r\n")
+}
+
+// dateCache is the Received: header's date (RFC 1123 with a numeric
+// zone, to the second) of the last second a session wrote one in: a
+// session's messages mostly share their second, and formatting a date
+// costs more than the rest of the header.
+type dateCache struct {
+	sec  int64
+	zone int // the offset the text was written with
+	text []byte
+}
+
+func (c *dateCache) of(now time.Time) []byte {
+	_, zone := now.Zone()
+	if c.text == nil || now.Unix() != c.sec || zone != c.zone {
+		c.sec, c.zone = now.Unix(), zone
+		c.text = now.AppendFormat(c.text[:0], time.RFC1123Z)
+	}
+	return c.text
 }
 
 var (
@@ -194,6 +213,13 @@ func appendHex(b []byte, v uint64, width int) []byte {
 // heloWord is the HELO name as courieresmtpd's ehlo() keeps it: every
 // space or control character becomes '_' (8-bit bytes too, here).
 func heloWord(s string) string {
+	i := 0
+	for i < len(s) && s[i] > ' ' && s[i] < 0x7f {
+		i++
+	}
+	if i == len(s) {
+		return s // nothing to replace: no copy
+	}
 	b := []byte(s)
 	for i, c := range b {
 		if c <= ' ' || c >= 0x7f {

@@ -23,3 +23,32 @@ func TestQueueIDForm(t *testing.T) {
 		}
 	}
 }
+
+// The Received: header's date, kept from one message to the next, is
+// what formatting each message's own time gives: within a second, across
+// one, and across a change of zone.
+func TestDateCacheIsFormat(t *testing.T) {
+	var c dateCache
+	base := time.Date(2026, 12, 7, 3, 59, 59, 900_000_000, time.UTC)
+	for _, now := range []time.Time{
+		base, base.Add(50 * time.Millisecond), base.Add(100 * time.Millisecond), base.Add(time.Second),
+		base.In(time.FixedZone("x", -5*3600)), base.Add(time.Second).In(time.FixedZone("y", 3600)),
+		base.Add(-time.Hour),
+	} {
+		if got, want := string(c.of(now)), now.Format(time.RFC1123Z); got != want {
+			t.Errorf("%v: %q, want %q", now, got, want)
+		}
+	}
+}
+
+// heloWord replaces spaces, control characters and 8-bit bytes, and
+// leaves a plain name as it is.
+func TestHeloWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"mail.example.com": "mail.example.com", "": "", "a b\tc\x00d\x7fé": "a_b_c_d___",
+	} {
+		if got := heloWord(in); got != want {
+			t.Errorf("heloWord(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
