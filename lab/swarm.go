@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,7 +133,7 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 	if err != nil {
 		return -1, err
 	}
-	results, err := filepath.Abs(cmpOr(opt.ResultsDir, "results"))
+	results, err := filepath.Abs(cmp.Or(opt.ResultsDir, "results"))
 	if err != nil {
 		return -1, err
 	}
@@ -186,25 +187,18 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 	if err != nil {
 		return -1, err
 	}
-	asGiven, err := filepath.Abs(cmpOr(opt.ScenarioPath, path))
+	asGiven, err := filepath.Abs(cmp.Or(opt.ScenarioPath, path))
 	if err != nil {
 		return -1, err
 	}
 	r := stack.Runner{
-		Command: []string{"runner", "--engine", "swarm", "--scenario", cmpOr(opt.ScenarioPath, path), "--results", cmpOr(opt.ResultsDir, "results")},
+		Command: []string{"runner", "--engine", "swarm", "--scenario", cmp.Or(opt.ScenarioPath, path), "--results", cmp.Or(opt.ResultsDir, "results")},
 		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Dir: cwd,
 		Binds: []string{scenarioFile + ":" + asGiven + ":ro", results + ":" + results},
 		Env:   []string{swarmEnvironment + "=" + string(env)},
 	}
 	opt.say("swarm: starting the runner on the overlay network (results to %s)", results)
 	return sw.Run(ctx, r, img.Ref, opt.Stdout, opt.Stderr)
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // RunSwarm runs sc on roles that the swarm engine started (RunOnSwarm),
