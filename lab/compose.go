@@ -88,12 +88,12 @@ func configureCompose(ctx context.Context, p Plan, say func(string, ...any)) (ru
 			host = s.NetNSOf
 		}
 		lctx, lcancel := context.WithTimeout(ctx, 30*time.Second) // depends_on: the services are started
-		ip, err := lookup(lctx, string(host))
+		ips, err := lookupAll(lctx, string(host), 1)              // Docker's DNS, while compose still creates it
 		lcancel()
 		if err != nil {
 			return running{}, err
 		}
-		a[s.Name] = ip
+		a[s.Name] = ips[0]
 	}
 	say("compose: dns %s, receiver %s, sender %s (identd in its network)", a[topology.DNS], a[topology.Receiver], a[topology.Sender])
 	say("compose: giving each service its spec, waiting for each to answer on its control port")
@@ -110,22 +110,6 @@ func configureCompose(ctx context.Context, p Plan, say func(string, ...any)) (ru
 		return r, err
 	}
 	return r, r.dns.SetZone(ctx, p.Zone(a))
-}
-
-// lookup resolves a compose service's name (Docker's DNS), waiting while
-// compose is still creating it.
-func lookup(ctx context.Context, host string) (string, error) {
-	for {
-		ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", host)
-		if err == nil && len(ips) > 0 {
-			return ips[0].String(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("compose service %s: no address (%v); is it defined and up?", host, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // serviceNames lists the compose services, for what the runner waits on.

@@ -32,6 +32,24 @@ type eventStreamer interface {
 	EachEvent(ctx context.Context, each func(events.Event) error) error
 }
 
+// eachEvent calls each with every event of h's log: streamed when h
+// can, else read whole; the first error ends it.
+func eachEvent(ctx context.Context, h Handle, each func(events.Event) error) error {
+	if st, ok := h.(eventStreamer); ok {
+		return st.EachEvent(ctx, each)
+	}
+	evs, err := h.Events(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if err := each(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // collectEvents merges every role's event log, the outages' events and
 // the injection's Queued events that no log has (a real sender's own log
 // has no Message-IDs; each Message-ID once) into dir's events.jsonl, in
@@ -56,18 +74,8 @@ func collectEvents(ctx context.Context, r running, dir string, outages, injected
 		return nil
 	}
 	for _, h := range r.all {
-		if st, ok := h.(eventStreamer); ok {
-			if err := st.EachEvent(ctx, add); err != nil {
-				return nil, fmt.Errorf("collect events: %w", err)
-			}
-			continue
-		}
-		evs, err := h.Events(ctx)
-		if err != nil {
+		if err := eachEvent(ctx, h, add); err != nil {
 			return nil, fmt.Errorf("collect events: %w", err)
-		}
-		for _, e := range evs {
-			add(e)
 		}
 	}
 	for _, e := range outages {

@@ -108,20 +108,7 @@ func (s *senders) Events(ctx context.Context) ([]events.Event, error) {
 // time order), connections named for their hosts.
 func (s *senders) EachEvent(ctx context.Context, each func(events.Event) error) error {
 	for k, h := range s.hosts {
-		add := func(e events.Event) error { return each(named(e, k)) }
-		var err error
-		if st, ok := h.(eventStreamer); ok {
-			err = st.EachEvent(ctx, add)
-		} else {
-			var evs []events.Event
-			evs, err = h.Events(ctx)
-			for _, e := range evs {
-				if err == nil {
-					err = add(e)
-				}
-			}
-		}
-		if err != nil {
+		if err := eachEvent(ctx, h, func(e events.Event) error { return each(named(e, k)) }); err != nil {
 			return fmt.Errorf("%s: %w", hostName(k), err)
 		}
 	}

@@ -274,9 +274,10 @@ func configureSwarm(ctx context.Context, p Plan, say func(string, ...any)) (runn
 	return r, r.dns.SetZone(ctx, p.ZoneOf(a, senderIPs))
 }
 
-// lookupAll resolves a swarm name to want addresses (Docker's DNS, which
-// lists a service's tasks as "tasks.NAME"), waiting while tasks start;
-// sorted, so that the first is the same on every call.
+// lookupAll resolves a service's name to want addresses (Docker's DNS:
+// a compose service's name, a swarm service's tasks as "tasks.NAME"),
+// waiting while the service starts; sorted, so that the first is the
+// same on every call.
 func lookupAll(ctx context.Context, host string, want int) ([]string, error) {
 	var got []string
 	for {
@@ -291,7 +292,7 @@ func lookupAll(ctx context.Context, host string, want int) ([]string, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("swarm service %s: %d of %d addresses (%v); is the service up?", host, len(got), want, err)
+			return nil, fmt.Errorf("service %s: %d of %d addresses (%v); is it defined and up?", host, len(got), want, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
