@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smtplab/smtplab/lab/dnsstub"
 	"github.com/smtplab/smtplab/lab/mta"
 	"github.com/smtplab/smtplab/lab/outage"
 	"github.com/smtplab/smtplab/lab/role"
@@ -24,10 +25,9 @@ type starter struct {
 	addrs  Addrs
 	cs     map[topology.Role]*stack.Container
 	// replicas are every host of a role played by several (sender.replicas:
-	// the sender and the identd in its network namespace), in order;
-	// senders their addresses. Empty with one sending host.
+	// the sender and the identd in its network namespace), in order.
+	// Empty with one sending host.
 	replicas map[topology.Role][]*stack.Container
-	senders  []string
 	opt      Options // where it says what it starts and waits for
 }
 
@@ -93,7 +93,17 @@ func (s *starter) start(ctx context.Context) (running, error) {
 		return r, err
 	}
 	r.mem = newMemoryWatch(s.cs, s.replicas, len(s.plan.Injection.Messages))
-	return r, r.dns.SetZone(ctx, s.plan.ZoneOf(s.addrs, s.senders))
+	return r, r.dns.SetZone(ctx, s.zone())
+}
+
+// zone is the DNS stub's zone of the live topology, with every sending
+// host's address (nil: the one sender's).
+func (s *starter) zone() dnsstub.Zone {
+	var senders []string
+	for _, c := range s.replicas[topology.Sender] {
+		senders = append(senders, c.IP)
+	}
+	return s.plan.ZoneOf(s.addrs, senders)
 }
 
 // startSenders starts n sending hosts, each a Go sender with the services
@@ -120,7 +130,6 @@ func (s *starter) startSenders(ctx context.Context, svc topology.Service, n int)
 		}
 		s.cs[svc.Name] = c // what the services below join
 		s.replicas[svc.Name] = append(s.replicas[svc.Name], c)
-		s.senders = append(s.senders, c.IP)
 		for _, o := range svc.Sharing()[1:] {
 			oc, oh, err := startGoRole(ctx, s, o)
 			if err != nil {
@@ -309,7 +318,7 @@ func (s *starter) outages(r running) (*outages, error) {
 	}
 	restored := func(ctx context.Context, role topology.Role) error {
 		if role == topology.DNS {
-			return r.dns.SetZone(ctx, s.plan.ZoneOf(s.addrs, s.senders))
+			return r.dns.SetZone(ctx, s.zone())
 		}
 		return nil
 	}
