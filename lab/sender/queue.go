@@ -51,8 +51,28 @@ type Queue struct {
 	// that measures what the fsyncs cost, never for a real run.
 	noFsync bool
 	// mu serialises Done: the hosts of one message finish on different
-	// connections, and each Done reads what is left before it writes.
+	// connections, and each Done reads what is left before it writes. It
+	// also guards loaded.
 	mu sync.Mutex
+	// loaded holds what the sender process read of each message it took
+	// into memory (Load), so that Done and Text need not read the queue
+	// file again: the same state the files hold, kept by the one process
+	// that changes it (sendmail processes only add new files). An entry
+	// goes when its message leaves the queue; the sender holds at most
+	// its window of messages, so this map is bounded by it too. A message
+	// not in it (another Queue value, an error) is read from disk.
+	loaded map[string]*loaded
+}
+
+// loaded is a message as the sender's queue last read or wrote it.
+type loaded struct {
+	left     []string // recipients not yet done
+	doneFile bool     // a done record exists on disk
+	// text is the message text when the whole file came in the first
+	// read of its envelope (up to 4 KiB: the read Envelope makes anyway,
+	// so a window of 10,000 small messages holds at most 40 MiB); nil:
+	// read it again when sending.
+	text []byte
 }
 
 // OpenQueue opens (creating) the queue in dir.
@@ -197,23 +217,57 @@ func (h *idHeap) Pop() any {
 // Envelope reads a queued message's envelope, with recipients already
 // done removed from Rcpts.
 func (q *Queue) Envelope(id string) (Envelope, error) {
+	env, _, err := q.read(id)
+	return env, err
+}
+
+// Load is Envelope for the sender taking the message into memory: it
+// also keeps what it read (loaded), for Done and Text, until the message
+// leaves the queue.
+func (q *Queue) Load(id string) (Envelope, error) {
+	env, l, err := q.read(id)
+	if err != nil {
+		return env, err
+	}
+	q.mu.Lock()
+	if q.loaded == nil {
+		q.loaded = map[string]*loaded{}
+	}
+	q.loaded[id] = l
+	q.mu.Unlock()
+	return env, nil
+}
+
+// read reads message id's envelope line and done record.
+func (q *Queue) read(id string) (Envelope, *loaded, error) {
 	f, err := os.Open(filepath.Join(q.dir, "msg", id))
 	if err != nil {
-		return Envelope{}, fmt.Errorf("queue: %w", err)
+		return Envelope{}, nil, fmt.Errorf("queue: %w", err)
 	}
 	defer f.Close()
-	line, err := bufio.NewReader(f).ReadBytes('\n')
+	r := bufio.NewReaderSize(f, 4096)
+	line, err := r.ReadBytes('\n')
 	if err != nil {
-		return Envelope{}, fmt.Errorf("queue: %s: no envelope line: %w", id, err)
+		return Envelope{}, nil, fmt.Errorf("queue: %s: no envelope line: %w", id, err)
 	}
 	var env Envelope
 	if err := json.Unmarshal(line, &env); err != nil {
-		return Envelope{}, fmt.Errorf("queue: %s: bad envelope: %w", id, err)
+		return Envelope{}, nil, fmt.Errorf("queue: %s: bad envelope: %w", id, err)
+	}
+	l := &loaded{}
+	// The whole file came in the first read when the reader's buffer holds
+	// the rest and the file ends there (a zero-length Peek past it reads).
+	if rest := r.Buffered(); rest < r.Size() {
+		if _, err := r.Peek(rest + 1); errors.Is(err, io.EOF) {
+			text, _ := r.Peek(rest)
+			l.text = bytes.Clone(text)
+		}
 	}
 	done, err := q.done(id)
 	if err != nil {
-		return Envelope{}, err
+		return Envelope{}, nil, err
 	}
+	l.doneFile = done != nil
 	left := env.Rcpts[:0:0]
 	for _, r := range env.Rcpts {
 		if !done[r] {
@@ -221,11 +275,18 @@ func (q *Queue) Envelope(id string) (Envelope, error) {
 		}
 	}
 	env.Rcpts = left
-	return env, nil
+	l.left = left
+	return env, l, nil
 }
 
 // Text returns the message text of a queued message.
 func (q *Queue) Text(id string) ([]byte, error) {
+	q.mu.Lock()
+	l := q.loaded[id]
+	q.mu.Unlock()
+	if l != nil && l.text != nil {
+		return l.text, nil
+	}
 	b, err := os.ReadFile(filepath.Join(q.dir, "msg", id))
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -260,29 +321,38 @@ func (q *Queue) done(id string) (map[string]bool, error) {
 func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	env, err := q.Envelope(id)
-	if err != nil {
-		return false, err
+	l, wasLoaded := q.loaded[id]
+	if !wasLoaded {
+		var err error
+		if _, l, err = q.read(id); err != nil {
+			return false, err
+		}
 	}
 	finished := map[string]bool{}
 	for _, r := range rcpts {
 		finished[r] = true
 	}
-	remaining := 0
-	for _, r := range env.Rcpts {
+	var remaining []string
+	for _, r := range l.left {
 		if !finished[r] {
-			remaining++
+			remaining = append(remaining, r)
 		}
 	}
-	if remaining == 0 {
+	if len(remaining) == 0 {
+		delete(q.loaded, id)
 		if err := os.Remove(filepath.Join(q.dir, "msg", id)); err != nil {
 			return false, fmt.Errorf("queue: %w", err)
 		}
-		os.Remove(filepath.Join(q.dir, "done", id))
+		if l.doneFile {
+			os.Remove(filepath.Join(q.dir, "done", id))
+		}
 		return true, q.syncDir(filepath.Join(q.dir, "msg"))
 	}
 	donePath := filepath.Join(q.dir, "done", id)
-	_, statErr := os.Stat(donePath)
+	newRecord := !l.doneFile
+	// Whatever happens below, the disk is read again next time: a failed
+	// write may have left part of a record.
+	delete(q.loaded, id)
 	f, err := os.OpenFile(donePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("queue: %w", err)
@@ -294,12 +364,16 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && statErr != nil {
+	if err == nil && newRecord {
 		// A new done record: its name must survive a crash too.
 		err = q.syncDir(filepath.Join(q.dir, "done"))
 	}
 	if err != nil {
 		return false, fmt.Errorf("queue: mark %s done: %w", id, err)
+	}
+	if wasLoaded {
+		l.left, l.doneFile = remaining, true
+		q.loaded[id] = l
 	}
 	return false, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -106,6 +107,88 @@ func TestQueueDoneConcurrent(t *testing.T) {
 	wg.Wait()
 	if ids := queueIDs(t, q); len(ids) != 0 {
 		t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
+	}
+}
+
+// TestQueueLoaded: a message the sender loaded (Load) is settled from
+// what Load read, without reading its file again, and leaves the same
+// files on disk as one settled from disk: a partial done record another
+// Queue value (a restart) reads back, then nothing. The text comes from
+// memory when it fitted in Load's first read, else from the file; both
+// are the text Put wrote.
+func TestQueueLoaded(t *testing.T) {
+	for _, size := range []int{10, 4000, 5000, 100000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			dir := t.TempDir()
+			q := openQueue(t, dir)
+			text := []byte(strings.Repeat("x", size) + "\n")
+			env, err := q.Put(Envelope{From: "f@src.test", Rcpts: []string{"a@one.test", "b@two.test", "c@one.test"}, MessageID: "<l@q>"}, text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := q.Load(env.ID); err != nil {
+				t.Fatal(err)
+			}
+			got, err := q.Text(env.ID)
+			if err != nil || string(got) != string(text) {
+				t.Fatalf("Text: %d bytes, %v; want the %d bytes Put wrote", len(got), err, len(text))
+			}
+			left, err := q.Done(env.ID, []string{"a@one.test", "c@one.test"})
+			if err != nil || left {
+				t.Fatalf("Done(one.test) = %v, %v; want false, nil", left, err)
+			}
+			if r, err := openQueue(t, dir).Envelope(env.ID); err != nil || !slices.Equal(r.Rcpts, []string{"b@two.test"}) {
+				t.Fatalf("another Queue reads %v, %v; want [b@two.test]", r.Rcpts, err)
+			}
+			left, err = q.Done(env.ID, []string{"b@two.test"})
+			if err != nil || !left {
+				t.Fatalf("Done(two.test) = %v, %v; want true, nil", left, err)
+			}
+			for _, sub := range []string{"msg", "done"} {
+				if _, err := os.Stat(filepath.Join(dir, sub, env.ID)); !os.IsNotExist(err) {
+					t.Errorf("%s/%s left behind: %v", sub, env.ID, err)
+				}
+			}
+			if len(q.loaded) != 0 {
+				t.Errorf("%d messages still held in memory after leaving the queue", len(q.loaded))
+			}
+		})
+	}
+}
+
+// TestQueueLoadedConcurrent: TestQueueDoneConcurrent on loaded messages.
+func TestQueueLoadedConcurrent(t *testing.T) {
+	q := openQueue(t, t.TempDir())
+	const n = 100
+	var envs []Envelope
+	for i := 0; i < n; i++ {
+		env := put(t, q, fmt.Sprintf("<c%d@q>", i), "f@src.test", "a@one.test", "b@two.test", "c@three.test")
+		if _, err := q.Load(env.ID); err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, env)
+	}
+	var wg sync.WaitGroup
+	for _, env := range envs {
+		for _, r := range env.Rcpts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := q.Done(env.ID, []string{r}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if ids := queueIDs(t, q); len(ids) != 0 {
+		t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
+	}
+	if done, _ := os.ReadDir(filepath.Join(q.dir, "done")); len(done) != 0 {
+		t.Errorf("%d done records left behind", len(done))
+	}
+	if len(q.loaded) != 0 {
+		t.Errorf("%d messages still held in memory", len(q.loaded))
 	}
 }
 

@@ -228,7 +228,7 @@ func (s *Sender) scan() {
 	var batch []*job
 	defer func() { s.sched.enqueue(batch...) }()
 	for _, id := range ids {
-		env, err := s.q.Envelope(id)
+		env, err := s.q.Load(id)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // delivered and removed since the listing
 		}
