@@ -41,17 +41,37 @@ func eventMetrics(role topology.Role, log *events.Log) http.Handler {
 	if role == topology.Sender {
 		queue = newSenderQueue(reg)
 	}
+	// The log calls its observers one at a time (under its lock), so these
+	// caches of the vectors' children need no lock of their own: a look-up
+	// by label values hashes them every time, on every event.
+	kindCount := map[events.Kind]prometheus.Counter{}
+	type pair struct{ a, b string }
+	checkTime := map[pair]prometheus.Observer{}
+	commandTime := map[pair]prometheus.Observer{}
+	child := func(m map[pair]prometheus.Observer, v *prometheus.HistogramVec, a, b string) prometheus.Observer {
+		o, ok := m[pair{a, b}]
+		if !ok {
+			o = v.WithLabelValues(a, b)
+			m[pair{a, b}] = o
+		}
+		return o
+	}
 	log.Observe(func(e events.Event) {
-		byKind.WithLabelValues(string(e.Kind)).Inc()
+		c, ok := kindCount[e.Kind]
+		if !ok {
+			c = byKind.WithLabelValues(string(e.Kind))
+			kindCount[e.Kind] = c
+		}
+		c.Inc()
 		switch e.Kind {
 		case events.Check:
 			result := "ok"
 			if e.Error != "" {
 				result = "error"
 			}
-			checks.WithLabelValues(e.Check, result).Observe(e.Duration.Seconds())
+			child(checkTime, checks, e.Check, result).Observe(e.Duration.Seconds())
 		case events.Command:
-			commands.WithLabelValues(e.Name, codeLabel(e.Code)).Observe(e.Duration.Seconds())
+			child(commandTime, commands, e.Name, codeLabel(e.Code)).Observe(e.Duration.Seconds())
 		}
 		queue.observe(e)
 	})

@@ -54,3 +54,37 @@ func scrape(t *testing.T, h http.Handler) string {
 	b, _ := io.ReadAll(rec.Body)
 	return string(b)
 }
+
+// The receiver's /metrics counts each event kind, command and check under
+// its own labels: every pair of label values is a child of its own, so
+// two commands or two results of one check never share a count.
+func TestReceiverMetricsByLabel(t *testing.T) {
+	log := events.NewLog(topology.Receiver)
+	h := eventMetrics(topology.Receiver, log)
+	for _, e := range []events.Event{
+		{Kind: events.Command, Name: "MAIL", Code: 250, Duration: time.Millisecond},
+		{Kind: events.Command, Name: "MAIL", Code: 250, Duration: time.Millisecond},
+		{Kind: events.Command, Name: "RCPT", Code: 250, Duration: time.Millisecond},
+		{Kind: events.Command, Name: "RCPT", Code: 550, Duration: time.Millisecond},
+		{Kind: events.Check, Check: "dnsbl", Duration: time.Second},
+		{Kind: events.Check, Check: "dnsbl", Error: "timeout", Duration: time.Second},
+		{Kind: events.Check, Check: "ident", Duration: time.Second},
+	} {
+		log.Add(e)
+	}
+	body := scrape(t, h)
+	for _, want := range []string{
+		`smtplab_command_seconds_count{code="2xx",command="MAIL"} 2`,
+		`smtplab_command_seconds_count{code="2xx",command="RCPT"} 1`,
+		`smtplab_command_seconds_count{code="5xx",command="RCPT"} 1`,
+		`smtplab_check_seconds_count{check="dnsbl",result="ok"} 1`,
+		`smtplab_check_seconds_count{check="dnsbl",result="error"} 1`,
+		`smtplab_check_seconds_count{check="ident",result="ok"} 1`,
+		`smtplab_events_total{kind="command",role="receiver"} 4`,
+		`smtplab_events_total{kind="check",role="receiver"} 3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	}
+}
