@@ -115,7 +115,11 @@ const maxReplyLines = 100
 // *Reply (permanent, as Courier takes it); any other failure is an error
 // naming its phase.
 func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(net.Conn) net.Conn) (*smtpConn, error) {
-	d := net.Dialer{Timeout: t.Connect}
+	// No TCP keep-alive probes: each phase of a session has its own
+	// timeout (Timeouts), which ends a dead one long before a probe
+	// would, and Go's default would add four setsockopt calls to every
+	// connection, of which a backlog turns over one per message.
+	d := net.Dialer{Timeout: t.Connect, KeepAlive: -1}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)

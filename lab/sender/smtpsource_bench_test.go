@@ -2,6 +2,7 @@ package sender
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +22,9 @@ import (
 // as many over 40 sessions to the same smtp-sink process. Each round
 // (one per b.N) runs the three in turn, interleaved so that the
 // machine's load falls on all alike: smtp-source, the sender with its
-// queue's fsyncs off, the sender with them on. It reports each one's
+// queue's fsyncs off, the sender with them on, each round starting with
+// the next of them, each run once the earlier runs' connections have
+// left TIME_WAIT (settle; about a minute). It reports each one's
 // median msgs/s over the rounds and the ratios of the medians to
 // smtp-source's: the figures of docs/PERFORMANCE.md. smtp-sink and
 // smtp-source come from Debian's postfix package; without them the
@@ -100,13 +104,24 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
 	}
 	var src, off, on, srcCPU, offCPU, onCPU []float64
-	for b.Loop() {
-		r, c := source()
-		src, srcCPU = append(src, r), append(srcCPU, c)
-		r, c = send(true)
-		off, offCPU = append(off, r), append(offCPU, c)
-		r, c = send(false)
-		on, onCPU = append(on, r), append(onCPU, c)
+	runs := []func(){
+		func() { r, c := source(); src, srcCPU = append(src, r), append(srcCPU, c) },
+		func() { r, c := send(true); off, offCPU = append(off, r), append(offCPU, c) },
+		func() { r, c := send(false); on, onCPU = append(on, r), append(onCPU, c) },
+	}
+	for round := 0; b.Loop(); round++ {
+		// Each round starts with a different one, and each run with no
+		// connection of an earlier one in TIME_WAIT: all of them open a
+		// connection per message (smtp-source without -d; the sender, as
+		// Courier, turns sessions over under a backlog), and connecting
+		// costs more CPU with every port still in TIME_WAIT, so the runs
+		// later in a series would be slower for that alone.
+		for k := range runs {
+			b.StopTimer()
+			settle(b, addr)
+			b.StartTimer()
+			runs[(round+k)%len(runs)]()
+		}
 		i := len(src) - 1
 		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source %.0f (%.0f), sender fsync off %.0f (%.0f), on %.0f (%.0f)",
 			i+1, src[i], srcCPU[i], off[i], offCPU[i], on[i], onCPU[i])
@@ -119,6 +134,32 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 	b.ReportMetric(mon/ms, "fsync-ratio")
 	b.ReportMetric(median(srcCPU), "source-cpu-µs/msg")
 	b.ReportMetric(median(offCPU), "sender-nofsync-cpu-µs/msg")
+}
+
+// settle waits (up to 2 minutes) until at most 20 connections to or from
+// addr's port are in TIME_WAIT (/proc/net/tcp, state 06; the kernel
+// keeps them 60 s).
+func settle(b testing.TB, addr string) {
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	hexPort := fmt.Sprintf(":%04X", port)
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		tcp, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(tcp), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 3 && f[3] == "06" && (strings.HasSuffix(f[1], hexPort) || strings.HasSuffix(f[2], hexPort)) {
+				n++
+			}
+		}
+		if n <= 20 {
+			return
+		}
+	}
+	b.Logf("connections to %s still in TIME_WAIT after 2 minutes", addr)
 }
 
 // ownCPU is this process's CPU time so far, user and system.
