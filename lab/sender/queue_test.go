@@ -83,30 +83,48 @@ func TestQueueDonePartial(t *testing.T) {
 	}
 }
 
-// TestQueueDoneConcurrent: the two hosts of a message finish at the same
-// moment on two connections; the message must still leave the queue.
+// TestQueueDoneConcurrent: the hosts of a message finish at the same
+// moment on several connections; the message must still leave the queue,
+// with no done record left, whether the sender loaded it (Load: settled
+// from memory) or not (read from disk).
 func TestQueueDoneConcurrent(t *testing.T) {
-	q := openQueue(t, t.TempDir())
-	const n = 100
-	var envs []Envelope
-	for i := 0; i < n; i++ {
-		envs = append(envs, put(t, q, fmt.Sprintf("<c%d@q>", i), "f@src.test", "a@one.test", "b@two.test"))
-	}
-	var wg sync.WaitGroup
-	for _, env := range envs {
-		for _, r := range env.Rcpts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := q.Done(env.ID, []string{r}); err != nil {
-					t.Error(err)
+	for _, load := range []bool{false, true} {
+		t.Run(fmt.Sprintf("loaded=%v", load), func(t *testing.T) {
+			q := openQueue(t, t.TempDir())
+			const n = 100
+			var envs []Envelope
+			for i := 0; i < n; i++ {
+				env := put(t, q, fmt.Sprintf("<c%d@q>", i), "f@src.test", "a@one.test", "b@two.test", "c@three.test")
+				if load {
+					if _, err := q.Load(env.ID); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}()
-		}
-	}
-	wg.Wait()
-	if ids := queueIDs(t, q); len(ids) != 0 {
-		t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
+				envs = append(envs, env)
+			}
+			var wg sync.WaitGroup
+			for _, env := range envs {
+				for _, r := range env.Rcpts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := q.Done(env.ID, []string{r}); err != nil {
+							t.Error(err)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			if ids := queueIDs(t, q); len(ids) != 0 {
+				t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
+			}
+			if done, _ := os.ReadDir(filepath.Join(q.dir, "done")); len(done) != 0 {
+				t.Errorf("%d done records left behind", len(done))
+			}
+			if len(q.loaded) != 0 {
+				t.Errorf("%d messages still held in memory", len(q.loaded))
+			}
+		})
 	}
 }
 
@@ -153,42 +171,6 @@ func TestQueueLoaded(t *testing.T) {
 				t.Errorf("%d messages still held in memory after leaving the queue", len(q.loaded))
 			}
 		})
-	}
-}
-
-// TestQueueLoadedConcurrent: TestQueueDoneConcurrent on loaded messages.
-func TestQueueLoadedConcurrent(t *testing.T) {
-	q := openQueue(t, t.TempDir())
-	const n = 100
-	var envs []Envelope
-	for i := 0; i < n; i++ {
-		env := put(t, q, fmt.Sprintf("<c%d@q>", i), "f@src.test", "a@one.test", "b@two.test", "c@three.test")
-		if _, err := q.Load(env.ID); err != nil {
-			t.Fatal(err)
-		}
-		envs = append(envs, env)
-	}
-	var wg sync.WaitGroup
-	for _, env := range envs {
-		for _, r := range env.Rcpts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := q.Done(env.ID, []string{r}); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	if ids := queueIDs(t, q); len(ids) != 0 {
-		t.Errorf("%d of %d messages left in the queue with every recipient done", len(ids), n)
-	}
-	if done, _ := os.ReadDir(filepath.Join(q.dir, "done")); len(done) != 0 {
-		t.Errorf("%d done records left behind", len(done))
-	}
-	if len(q.loaded) != 0 {
-		t.Errorf("%d messages still held in memory", len(q.loaded))
 	}
 }
 
