@@ -6,9 +6,11 @@
 #
 #   bash docs/bench/receiver-vs-smtp-sink.sh [rounds] [messages] [targets]
 #
-# rounds: 3; messages: 20000; targets: "sink off on" (smtp-sink -d, the
-# receiver with fsync off, with fsync on), on tmpfs (/dev/shm) and ext4
-# (/tmp). Needs smtp-sink and smtp-source (Debian's postfix; its master
+# rounds: 3; messages: 20000; targets: "sink off1 on1 off on" (smtp-sink
+# -d; the receiver with fsync off and with fsync on, each with one P
+# (GOMAXPROCS=1: one thread running Go code at a time, as smtp-sink is one
+# thread) and with the runtime's default, a P per core), on tmpfs
+# (/dev/shm) and ext4 (/tmp). Needs smtp-sink and smtp-source (Debian's postfix; its master
 # need not run). Prints one line per run, then the medians and ratios.
 # msgs/s is the messages over smtp-source's wall time; CPU is the
 # target's own user+system time per message (/proc/PID/stat), which the
@@ -17,7 +19,7 @@
 # creating files is slow for about 30 s after many were deleted (see
 # PERFORMANCE.md), which would slow whichever target ran next.
 set -euo pipefail
-rounds=${1:-3} n=${2:-20000} targets=${3:-"sink off on"}
+rounds=${1:-3} n=${2:-20000} targets=${3:-"sink off1 on1 off on"}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 for t in smtp-sink smtp-source; do
   command -v "$t" >/dev/null || { echo "$t not found: apt-get install postfix" >&2; exit 2; }
@@ -41,8 +43,9 @@ run() {
   dir=$base/$target-$round; mkdir -p "$dir"; chmod 777 "$dir" # smtp-sink writes as nobody
   case $target in
     sink) smtp-sink -u nobody -d "$dir/%M." 127.0.0.1:$port 100 & pid=$! ;;
-    off|on)
-      local nofsync=true; [ "$target" = on ] && nofsync=false
+    off|on|off1|on1)
+      local nofsync=true procs=; [ "${target#on}" != "$target" ] && nofsync=false
+      [ "${target%1}" != "$target" ] && procs=1
       cat >"$dir.json" <<JSON
 {"role": "receiver", "listen": "127.0.0.1:$port", "control": "127.0.0.1:$((port + 1))",
  "receiver": {"hostname": "receiver.example.com", "max_sessions": 40,
@@ -50,7 +53,7 @@ run() {
   "local_domains": [".example.com"], "account": "recipient",
   "maildir": "$dir/Maildir", "no_fsync": $nofsync}}
 JSON
-      "$work/lab" role --spec "$dir.json" >"$dir.log" 2>&1 & pid=$! ;;
+      GOMAXPROCS=$procs "$work/lab" role --spec "$dir.json" >"$dir.log" 2>&1 & pid=$! ;;
   esac
   for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
   local load cpu0 t0 t1 cpu1 files
@@ -85,4 +88,4 @@ for fs in tmpfs ext4; do
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
       END { printf "%s %s %.0f %.0f\n", fs, t, med(r, k), med(c, k) }' "$work/runs"
   done
-done | awk '$2 == "sink" { s[$1] = $3 } { printf "%-5s %-4s %6s msgs/s %4s µs/msg", $1, $2, $3, $4; if ($1 in s) printf "  %.2fx", $3 / s[$1]; print "" }'
+done | awk '$2 == "sink" { s[$1] = $3 } { printf "%-5s %-5s %6s msgs/s %4s µs/msg", $1, $2, $3, $4; if ($1 in s) printf "  %.2fx", $3 / s[$1]; print "" }'

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/smtplab/smtplab/lab/events"
+	"github.com/smtplab/smtplab/lab/wire"
 )
 
 // admit is couriertcpd's accept loop (doit): take a slot, accept, check,
@@ -50,7 +51,9 @@ func (s *Server) admit() {
 			}
 			continue
 		}
-		sc := &sessionConn{Conn: c, id: "r" + strconv.FormatInt(s.ids.Add(1), 10), s: s}
+		// wire.Wrap: the session's socket read and written without the
+		// runtime's system call hand-off (lab/wire).
+		sc := &sessionConn{Conn: wire.Wrap(c), id: "r" + strconv.FormatInt(s.ids.Add(1), 10), s: s}
 		ip := tcpIP(c.RemoteAddr())
 		s.mu.Lock()
 		// The child's view of its siblings is the one it forks with: the

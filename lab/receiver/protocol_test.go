@@ -20,7 +20,7 @@ import (
 // quit sends QUIT, expects 221 as the next reply and then nothing at all
 // before the server closes: a reply too many to anything sent before
 // shows up here.
-func (w *wire) quit() {
+func (w *rawClient) quit() {
 	w.t.Helper()
 	w.cmd("QUIT", 221)
 	w.c.SetReadDeadline(time.Now().Add(time.Minute))
@@ -37,7 +37,7 @@ func isReset(err error) bool { return strings.Contains(err.Error(), "reset") }
 
 // pipeline sends lines in one write and checks that each draws exactly one
 // reply, in order, with the code wanted.
-func (w *wire) pipeline(lines []string, want []int) {
+func (w *rawClient) pipeline(lines []string, want []int) {
 	w.t.Helper()
 	w.send(strings.Join(lines, "\r\n") + "\r\n")
 	for i, line := range lines {

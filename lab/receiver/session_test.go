@@ -24,23 +24,23 @@ import (
 	"github.com/smtplab/smtplab/lab/maildir"
 )
 
-// wire is a raw SMTP connection for what go-smtp's client will not send;
+// rawClient is a raw SMTP connection for what go-smtp's client will not send;
 // its replies keep their text.
-type wire struct {
+type rawClient struct {
 	t *testing.T
 	c net.Conn
 	r *textproto.Reader
 }
 
 // dialWire connects and, if greet, reads the 220.
-func (l *lab) dialWire(greet bool) *wire {
+func (l *lab) dialWire(greet bool) *rawClient {
 	l.t.Helper()
 	c, err := net.Dial("tcp", l.addr)
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() { c.Close() })
-	w := &wire{t: l.t, c: c, r: textproto.NewReader(bufio.NewReader(c))}
+	w := &rawClient{t: l.t, c: c, r: textproto.NewReader(bufio.NewReader(c))}
 	if greet {
 		if code, msg := w.reply(); code != 220 {
 			l.t.Fatalf("greeting %d %q", code, msg)
@@ -50,7 +50,7 @@ func (l *lab) dialWire(greet bool) *wire {
 }
 
 // reply reads one reply, waiting at most a minute (a hung server is a bug).
-func (w *wire) reply() (int, string) {
+func (w *rawClient) reply() (int, string) {
 	w.t.Helper()
 	w.c.SetReadDeadline(time.Now().Add(time.Minute))
 	code, msg, err := w.r.ReadResponse(0)
@@ -60,7 +60,7 @@ func (w *wire) reply() (int, string) {
 	return code, msg
 }
 
-func (w *wire) send(s string) {
+func (w *rawClient) send(s string) {
 	w.t.Helper()
 	w.c.SetWriteDeadline(time.Now().Add(time.Minute))
 	if _, err := io.WriteString(w.c, s); err != nil {
@@ -69,7 +69,7 @@ func (w *wire) send(s string) {
 }
 
 // cmd sends one line and checks the reply's code; it returns the text.
-func (w *wire) cmd(line string, want int) string {
+func (w *rawClient) cmd(line string, want int) string {
 	w.t.Helper()
 	w.send(line + "\r\n")
 	code, msg := w.reply()
@@ -81,7 +81,7 @@ func (w *wire) cmd(line string, want int) string {
 
 // closed asserts the server closes the connection: what is left to read
 // ends in EOF (or a reset), never in a read timeout.
-func (w *wire) closed() {
+func (w *rawClient) closed() {
 	w.t.Helper()
 	w.c.SetReadDeadline(time.Now().Add(time.Minute))
 	_, err := io.ReadAll(w.c)
@@ -92,7 +92,7 @@ func (w *wire) closed() {
 }
 
 // mailTo opens a transaction for one recipient.
-func (w *wire) mailTo(rcpt string) {
+func (w *rawClient) mailTo(rcpt string) {
 	w.t.Helper()
 	w.cmd("MAIL FROM:<sender@example.com>", 250)
 	w.cmd("RCPT TO:<"+rcpt+">", 250)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smtplab/smtplab/lab/wire"
 )
 
 // The sender speaks SMTP through its own small client rather than
@@ -126,6 +128,8 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	}
 	if wrap != nil {
 		nc = wrap(nc) // the modelled SMTP link (lab/line)
+	} else {
+		nc = wire.Wrap(nc) // raw reads and writes (lab/wire)
 	}
 	c := &smtpConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 8192), t: t}
 	// Closing the socket when ctx ends unblocks a greeting or EHLO still
