@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +21,14 @@ import (
 // queue of SMTPLAB_SEND_MESSAGES messages (default 5,000) over 40
 // sessions to Postfix's smtp-sink, beside Postfix's smtp-source sending
 // as many over 40 sessions to the same smtp-sink process. Each round
-// (one per b.N) runs the three in turn, interleaved so that the
+// (one per b.N) runs the four in turn, interleaved so that the
 // machine's load falls on all alike: smtp-source, the sender with its
-// queue's fsyncs off, the sender with them on, each round starting with
-// the next of them, each run once the earlier runs' connections have
-// left TIME_WAIT (settle; about a minute). It reports each one's
-// median msgs/s over the rounds and the ratios of the medians to
-// smtp-source's: the figures of docs/PERFORMANCE.md. smtp-sink and
+// queue's fsyncs off, with them on, with them off and one P
+// (GOMAXPROCS 1), each round starting with the next of them, each run
+// once the earlier runs' connections have left TIME_WAIT (settle; about
+// a minute). It reports each one's median msgs/s over the rounds and the
+// ratios of the medians to smtp-source's: the figures of
+// docs/PERFORMANCE.md. smtp-sink and
 // smtp-source come from Debian's postfix package; without them the
 // benchmark skips.
 //
@@ -103,11 +105,18 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 		snd.Close()
 		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
 	}
-	var src, off, on, srcCPU, offCPU, onCPU []float64
+	// oneP is send with one P (GOMAXPROCS 1: one thread running Go code
+	// at a time, as smtp-source is one thread), restored after.
+	oneP := func(noFsync bool) (float64, float64) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		return send(noFsync)
+	}
+	var src, off, on, off1, srcCPU, offCPU, onCPU, off1CPU []float64
 	runs := []func(){
 		func() { r, c := source(); src, srcCPU = append(src, r), append(srcCPU, c) },
 		func() { r, c := send(true); off, offCPU = append(off, r), append(offCPU, c) },
 		func() { r, c := send(false); on, onCPU = append(on, r), append(onCPU, c) },
+		func() { r, c := oneP(true); off1, off1CPU = append(off1, r), append(off1CPU, c) },
 	}
 	for round := 0; b.Loop(); round++ {
 		// Each round starts with a different one, and each run with no
@@ -123,17 +132,19 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 			runs[(round+k)%len(runs)]()
 		}
 		i := len(src) - 1
-		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source %.0f (%.0f), sender fsync off %.0f (%.0f), on %.0f (%.0f)",
-			i+1, src[i], srcCPU[i], off[i], offCPU[i], on[i], onCPU[i])
+		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source %.0f (%.0f), sender fsync off %.0f (%.0f), on %.0f (%.0f), fsync off with one P %.0f (%.0f)",
+			i+1, src[i], srcCPU[i], off[i], offCPU[i], on[i], onCPU[i], off1[i], off1CPU[i])
 	}
-	ms, moff, mon := median(src), median(off), median(on)
+	ms, moff, mon, moff1 := median(src), median(off), median(on), median(off1)
 	b.ReportMetric(ms, "source-msgs/s")
 	b.ReportMetric(moff, "sender-nofsync-msgs/s")
 	b.ReportMetric(mon, "sender-fsync-msgs/s")
 	b.ReportMetric(moff/ms, "nofsync-ratio")
+	b.ReportMetric(moff1/ms, "nofsync-oneP-ratio")
 	b.ReportMetric(mon/ms, "fsync-ratio")
 	b.ReportMetric(median(srcCPU), "source-cpu-µs/msg")
 	b.ReportMetric(median(offCPU), "sender-nofsync-cpu-µs/msg")
+	b.ReportMetric(median(off1CPU), "sender-nofsync-oneP-cpu-µs/msg")
 }
 
 // settle waits (up to 2 minutes) until at most 20 connections to or from
