@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -11,17 +12,18 @@ import (
 )
 
 // conn is a TCP connection whose Read and Write are raw system calls.
-// Like net.Conn's, its Read is for one goroutine at a time and its Write
-// for one at a time (the net package's descriptor locks see to it); the
-// fields below belong to whichever call holds them.
+// As with net.Conn, several goroutines may call them at once: rmu and wmu
+// give the fields below to one Read and one Write at a time.
 type conn struct {
 	net.Conn
 	rc syscall.RawConn
 
+	rmu     sync.Mutex
 	rp      []byte // what read reads into
 	rn      int
 	rerr    syscall.Errno
 	readFn  func(fd uintptr) bool
+	wmu     sync.Mutex
 	wp      []byte // what write has still to write
 	wn      int
 	werr    syscall.Errno
@@ -63,6 +65,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	c.rp, c.rn, c.rerr = p, 0, 0
 	err := c.rc.Read(c.readFn)
 	c.rp = nil
@@ -98,6 +102,8 @@ func (c *conn) write(fd uintptr) bool {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.wp, c.wn, c.werr = p, 0, 0
 	err := c.rc.Write(c.writeFn)
 	c.wp = nil

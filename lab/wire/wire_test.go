@@ -1,13 +1,16 @@
 package wire
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,5 +170,47 @@ func TestWriteToAResetPeer(t *testing.T) {
 	var se *os.SyscallError
 	if !errors.As(err, &se) {
 		t.Fatalf("write after the peer's reset: %v; want a system call error", err)
+	}
+}
+
+// Writers on several goroutines at once, as net.Conn allows: each
+// write's bytes arrive whole (not interleaved with another's), and all
+// of them arrive.
+func TestConcurrentWriters(t *testing.T) {
+	s, c := pair(t)
+	const writers, each = 8, 200
+	line := func(w, i int) string { return fmt.Sprintf("250 writer %d line %d\r\n", w, i) }
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := s.Write([]byte(line(w, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	got := map[string]bool{}
+	r := bufio.NewReader(c)
+	for len(got) < writers*each {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[l] {
+			t.Fatalf("%q read twice", l)
+		}
+		got[l] = true
+	}
+	wg.Wait()
+	for w := range writers {
+		for i := range each {
+			if !got[line(w, i)] {
+				t.Fatalf("%q never arrived", line(w, i))
+			}
+		}
 	}
 }
