@@ -12,22 +12,21 @@ import (
 )
 
 // conn is a TCP connection whose Read and Write are raw system calls.
-// As with net.Conn, several goroutines may call them at once: rmu and wmu
-// give the fields below to one Read and one Write at a time.
 type conn struct {
 	net.Conn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w half
+}
 
-	rmu     sync.Mutex
-	rp      []byte // what read reads into
-	rn      int
-	rerr    syscall.Errno
-	readFn  func(fd uintptr) bool
-	wmu     sync.Mutex
-	wp      []byte // what write has still to write
-	wn      int
-	werr    syscall.Errno
-	writeFn func(fd uintptr) bool
+// half is one direction of the connection: the buffer its system call
+// works on and what the call gave. As with net.Conn, several goroutines
+// may read (or write) at once: mu gives the half to one call at a time.
+type half struct {
+	mu    sync.Mutex
+	p     []byte // what is left to read into, or to write
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // c.read or c.write, bound once: a method value made per call would be allocated
 }
 
 func wrap(c net.Conn) net.Conn {
@@ -40,80 +39,84 @@ func wrap(c net.Conn) net.Conn {
 		return nil
 	}
 	w := &conn{Conn: c, rc: rc}
-	// Bound once: a method value made at each call would be allocated.
-	w.readFn, w.writeFn = w.read, w.write
+	w.r.fn, w.w.fn = w.read, w.write
 	return w
 }
 
 // read is one read(2); false (EAGAIN) has RawConn wait for the socket to
 // be readable and call it again.
 func (c *conn) read(fd uintptr) bool {
+	h := &c.r
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)))
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&h.p[0])), uintptr(len(h.p)))
 		switch e {
+		case 0:
+			h.n = int(n)
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
+		default:
+			h.errno = e
 		}
-		c.rn, c.rerr = int(n), e
 		return true
 	}
 }
 
-func (c *conn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.rp, c.rn, c.rerr = p, 0, 0
-	err := c.rc.Read(c.readFn)
-	c.rp = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case c.rerr != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
-	case c.rn == 0:
-		return 0, io.EOF
-	}
-	return c.rn, nil
-}
-
-// write writes what is left of wp; false (EAGAIN: the socket's buffer is
-// full) has RawConn wait for room and call it again.
+// write writes what is left of its half's p; false (EAGAIN: the
+// socket's buffer is full) has RawConn wait for room and call it again.
 func (c *conn) write(fd uintptr) bool {
-	for len(c.wp) > 0 {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wp[0])), uintptr(len(c.wp)))
+	h := &c.w
+	for len(h.p) > 0 {
+		n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&h.p[0])), uintptr(len(h.p)))
 		switch e {
 		case 0:
-			c.wn += int(n)
-			c.wp = c.wp[n:]
+			h.n += int(n)
+			h.p = h.p[n:]
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
 		default:
-			c.werr = e
+			h.errno = e
 			return true
 		}
 	}
 	return true
 }
 
-func (c *conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wp, c.wn, c.werr = p, 0, 0
-	err := c.rc.Write(c.writeFn)
-	c.wp = nil
+func (c *conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := c.run(&c.r, "read", p)
+	if err == nil && n == 0 {
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) { return c.run(&c.w, "write", p) }
+
+// run makes one Read or Write: h's system call, through RawConn's Read
+// or Write, on p.
+func (c *conn) run(h *half, op string, p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.p, h.n, h.errno = p, 0, 0
+	var err error
+	if h == &c.r {
+		err = c.rc.Read(h.fn)
+	} else {
+		err = c.rc.Write(h.fn)
+	}
+	h.p = nil
 	switch {
 	case err != nil:
-		return c.wn, c.opError("write", err)
-	case c.werr != 0:
-		return c.wn, c.opError("write", os.NewSyscallError("write", c.werr))
+		return h.n, c.opError(op, err)
+	case h.errno != 0:
+		return h.n, c.opError(op, os.NewSyscallError(op, h.errno))
 	}
-	return c.wn, nil
+	return h.n, nil
 }
 
 // opError is err as net.Conn's Read and Write report it: a *net.OpError
