@@ -10,8 +10,9 @@
 # -d; the receiver with fsync off and with fsync on, each with one P
 # (GOMAXPROCS=1: one thread running Go code at a time, as smtp-sink is one
 # thread) and with the runtime's default, a P per core), on tmpfs
-# (/dev/shm) and ext4 (/tmp). Needs smtp-sink and smtp-source (Debian's postfix; its master
-# need not run). Prints one line per run, then the medians and ratios.
+# (/dev/shm) and ext4 (/tmp). Needs smtp-sink and smtp-source (Debian's
+# postfix; its master need not run). Prints one line per run, then the
+# medians and ratios.
 # msgs/s is the messages over smtp-source's wall time; CPU is the
 # target's own user+system time per message (/proc/PID/stat), which the
 # load disturbs less. Every run's files are counted: a short count fails.

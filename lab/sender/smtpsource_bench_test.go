@@ -28,9 +28,8 @@ import (
 // once the earlier runs' connections have left TIME_WAIT (settle; about
 // a minute). It reports each one's median msgs/s over the rounds and the
 // ratios of the medians to smtp-source's: the figures of
-// docs/PERFORMANCE.md. smtp-sink and
-// smtp-source come from Debian's postfix package; without them the
-// benchmark skips.
+// docs/PERFORMANCE.md. smtp-sink and smtp-source come from Debian's
+// postfix package; without them the benchmark skips.
 //
 //	go test -run '^$' -bench SenderAgainstSmtpSource -benchtime 3x ./lab/sender/
 func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
