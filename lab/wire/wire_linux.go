@@ -1,11 +1,14 @@
 package wire
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -14,8 +17,9 @@ import (
 // conn is a TCP connection whose Read and Write are raw system calls.
 type conn struct {
 	net.Conn
-	rc   syscall.RawConn
-	r, w half
+	rc     syscall.RawConn
+	r, w   half
+	closed atomic.Bool // Close was called: deadlines go to the socket, for its error
 }
 
 // half is one direction of the connection: the buffer its system call
@@ -27,6 +31,13 @@ type half struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool // c.read or c.write, bound once: a method value made per call would be allocated
+
+	// The half's deadline (see the comment above SetReadDeadline). dmu
+	// guards these, apart from mu: a deadline may be set during a call.
+	dmu   sync.Mutex
+	want  time.Time             // the deadline last asked for
+	set   time.Time             // the deadline the socket has (net's)
+	setOn func(time.Time) error // the net package's SetReadDeadline or SetWriteDeadline
 }
 
 func wrap(c net.Conn) net.Conn {
@@ -40,6 +51,7 @@ func wrap(c net.Conn) net.Conn {
 	}
 	w := &conn{Conn: c, rc: rc}
 	w.r.fn, w.w.fn = w.read, w.write
+	w.r.setOn, w.w.setOn = c.SetReadDeadline, c.SetWriteDeadline
 	return w
 }
 
@@ -104,10 +116,17 @@ func (c *conn) run(h *half, op string, p []byte) (int, error) {
 	defer h.mu.Unlock()
 	h.p, h.n, h.errno = p, 0, 0
 	var err error
-	if h == &c.r {
-		err = c.rc.Read(h.fn)
-	} else {
-		err = c.rc.Write(h.fn)
+	for {
+		if h == &c.r {
+			err = c.rc.Read(h.fn)
+		} else {
+			err = c.rc.Write(h.fn)
+		}
+		// A deadline the socket has but the caller no longer asked for
+		// ended the call: make it again under the one asked for.
+		if !h.retry(err) {
+			break
+		}
 	}
 	h.p = nil
 	switch {
@@ -117,6 +136,68 @@ func (c *conn) run(h *half, op string, p []byte) (int, error) {
 		return h.n, c.opError(op, os.NewSyscallError(op, h.errno))
 	}
 	return h.n, nil
+}
+
+// Deadlines. go-smtp sets a read deadline before every command line and a
+// write deadline before every reply, and the receiver and the sender set
+// one per phase: several a message, each of which the net package hands
+// to the runtime's poller (a lock, a timer moved). Nearly all of them
+// only push the deadline later, and a call that does not wait looks at
+// its deadline only to see whether it has passed. So a half keeps the
+// deadline asked for (want) and gives it to the socket (set) only when
+// that changes what a call does:
+//   - at once when it is earlier than the socket's (a shortened deadline,
+//     or one already past, ends the next call, or a waiting one, as
+//     net's would);
+//   - otherwise when the socket's deadline, earlier, ends a call: the
+//     call is made again under the one asked for (retry).
+// A pending deadline is thus never earlier than the socket's, and a call
+// fails with a timeout exactly when net's would; a waiting call whose
+// deadline was pushed later wakes once at the old one and waits on.
+// After Close every deadline goes to the socket, so that setting one
+// fails as net's does: go-smtp's command loop ends on that error (a QUIT
+// closes the connection, and a command the client had pipelined after it
+// must not be served).
+
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.r.deadline(t, c.closed.Load()) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.w.deadline(t, c.closed.Load()) }
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *conn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+func (h *half) deadline(t time.Time, closed bool) error {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
+	h.want = t
+	if closed || !t.IsZero() && (h.set.IsZero() || t.Before(h.set)) {
+		h.set = t
+		return h.setOn(t)
+	}
+	return nil
+}
+
+// retry reports whether a call that failed with err must be made again:
+// the socket's deadline ended it while a later one (or none) was asked
+// for, which the socket now has.
+func (h *half) retry(err error) bool {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
+	if h.want.Equal(h.set) {
+		return false
+	}
+	h.set = h.want
+	return h.setOn(h.want) == nil
 }
 
 // opError is err as net.Conn's Read and Write report it: a *net.OpError
