@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +24,11 @@ import (
 // queue of SMTPLAB_SEND_MESSAGES messages (default 5,000) over 40
 // sessions to Postfix's smtp-sink, beside Postfix's smtp-source sending
 // as many over 40 sessions to the same smtp-sink process. Each round
-// (one per b.N) runs the four in turn, interleaved so that the
+// (one per b.N) runs the five in turn, interleaved so that the
 // machine's load falls on all alike: smtp-source, the sender with its
 // queue's fsyncs off, with them on, with them off and one P
-// (GOMAXPROCS 1), each round starting with the next of them, each run
+// (GOMAXPROCS 1), and the sender's SMTP client alone (client, below),
+// each round starting with the next of them, each run
 // once the earlier runs' connections have left TIME_WAIT (settle; about
 // a minute). It reports each one's median msgs/s over the rounds and the
 // ratios of the medians to smtp-source's: the figures of
@@ -110,12 +114,55 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 		return send(noFsync)
 	}
-	var src, off, on, off1, srcCPU, offCPU, onCPU, off1CPU []float64
+	// client is the sender's SMTP client alone (smtpclient.go: dial,
+	// greeting, EHLO, the pipelined transaction, QUIT), on 40 goroutines
+	// each sending message after message from memory, one connection
+	// each, as smtp-source does: no queue file read or removed, no
+	// scheduler. What the sender costs beyond it is its queue and its
+	// courierd model.
+	client := func() (float64, float64) {
+		b.StopTimer()
+		defer b.StartTimer()
+		text := []byte("Message-ID: <c@bench.test>\nFrom: sender\nTo: recipient\nSubject: test\n\ntest\n")
+		rcpts := []string{"recipient-foo-1@1.foo.test"}
+		var left atomic.Int64
+		left.Store(int64(n))
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		start, cpu0 := time.Now(), ownCPU(b)
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for left.Add(-1) >= 0 {
+					c, err := dialSMTP(context.Background(), addr, "sender.test", CourierTimeouts, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if o := c.transaction("sender@example.test", rcpts, text); !o.sent {
+						errs <- fmt.Errorf("not sent: %+v", o)
+						return
+					}
+					c.quit()
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+	}
+	var src, off, on, off1, cli, srcCPU, offCPU, onCPU, off1CPU, cliCPU []float64
 	runs := []func(){
 		func() { r, c := source(); src, srcCPU = append(src, r), append(srcCPU, c) },
 		func() { r, c := send(true); off, offCPU = append(off, r), append(offCPU, c) },
 		func() { r, c := send(false); on, onCPU = append(on, r), append(onCPU, c) },
 		func() { r, c := oneP(true); off1, off1CPU = append(off1, r), append(off1CPU, c) },
+		func() { r, c := client(); cli, cliCPU = append(cli, r), append(cliCPU, c) },
 	}
 	for round := 0; b.Loop(); round++ {
 		// Each round starts with a different one, and each run with no
@@ -131,8 +178,8 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 			runs[(round+k)%len(runs)]()
 		}
 		i := len(src) - 1
-		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source %.0f (%.0f), sender fsync off %.0f (%.0f), on %.0f (%.0f), fsync off with one P %.0f (%.0f)",
-			i+1, src[i], srcCPU[i], off[i], offCPU[i], on[i], onCPU[i], off1[i], off1CPU[i])
+		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source %.0f (%.0f), sender fsync off %.0f (%.0f), on %.0f (%.0f), fsync off with one P %.0f (%.0f), its SMTP client alone %.0f (%.0f)",
+			i+1, src[i], srcCPU[i], off[i], offCPU[i], on[i], onCPU[i], off1[i], off1CPU[i], cli[i], cliCPU[i])
 	}
 	ms, moff, mon, moff1 := median(src), median(off), median(on), median(off1)
 	b.ReportMetric(ms, "source-msgs/s")
@@ -144,6 +191,8 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 	b.ReportMetric(median(srcCPU), "source-cpu-µs/msg")
 	b.ReportMetric(median(offCPU), "sender-nofsync-cpu-µs/msg")
 	b.ReportMetric(median(off1CPU), "sender-nofsync-oneP-cpu-µs/msg")
+	b.ReportMetric(median(cli)/ms, "client-alone-ratio")
+	b.ReportMetric(median(cliCPU), "client-alone-cpu-µs/msg")
 }
 
 // settle waits (up to 2 minutes) until at most 20 connections to or from

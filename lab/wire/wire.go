@@ -19,6 +19,10 @@
 // and leaves everything else to the net package through
 // syscall.RawConn: the descriptor's locking against Close, the read and
 // write deadlines, and the wait on the network poller after an EAGAIN.
+// A deadline reaches the socket only when it changes what a call does
+// (wire_linux.go): an SMTP session sets several a message, nearly all
+// of them later than the one before, and none matters to a call that
+// does not wait.
 package wire
 
 import "net"
