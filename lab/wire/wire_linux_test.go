@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The socket's own deadline moves only when a call must wait for it or
-// when the new one is earlier: a later deadline asked for while no call
-// waits stays pending (the saving), and still governs the next call: an
-// earlier deadline the socket still has, already past, does not end it.
+// The socket's own deadline moves only when the new one is earlier, or
+// when the socket's older one ends a call: a later deadline stays
+// pending (the saving), and still governs the next call: an earlier
+// deadline the socket still has, already past, does not end it.
 func TestLaterDeadlineIsPendingYetHonoured(t *testing.T) {
 	s, c := pair(t)
 	w := s.(*conn)
