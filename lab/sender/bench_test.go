@@ -64,9 +64,12 @@ func benchConfig(b testing.TB, addr string, noFsync bool) Config {
 
 // fill queues n one-recipient messages over 20 hosts, the 1999 benchmark's
 // message.
-func fill(b testing.TB, q *Queue, n int) {
+func fill(b testing.TB, q *Queue, n int) { fillHosts(b, q, n, 20) }
+
+// fillHosts is fill over the given number of hosts (0.foo.test, ...).
+func fillHosts(b testing.TB, q *Queue, n, hosts int) {
 	for i := 0; i < n; i++ {
-		h := i % 20
+		h := i % hosts
 		text := fmt.Sprintf("Message-ID: <b%d@bench.test>\nFrom: sender\nTo: recipient\nSubject: test %d\n\ntest %d\n", i, h, h)
 		if _, err := q.Put(Envelope{From: "sender@example.test", Rcpts: []string{fmt.Sprintf("recipient-foo-%d@%d.foo.test", h, h)}, MessageID: fmt.Sprintf("<b%d@bench.test>", i)}, []byte(text)); err != nil {
 			b.Fatal(err)

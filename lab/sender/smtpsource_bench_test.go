@@ -46,22 +46,7 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 	if s := os.Getenv("SMTPLAB_SEND_MESSAGES"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	addr := freeAddr(b)
-	sink := exec.Command(sinkBin, "-u", "nobody", addr, "1000")
-	if err := sink.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("smtp-sink does not answer on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	addr := startSink(b, sinkBin)
 	// Each run gives its msgs/s and its own CPU time (user and system) per
 	// message in µs, which the machine's load disturbs less.
 	source := func() (float64, float64) {
@@ -193,6 +178,149 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 	b.ReportMetric(median(off1CPU), "sender-nofsync-oneP-cpu-µs/msg")
 	b.ReportMetric(median(cli)/ms, "client-alone-ratio")
 	b.ReportMetric(median(cliCPU), "client-alone-cpu-µs/msg")
+}
+
+// startSink starts smtp-sink (sinkBin) on a free loopback port, stopped
+// when b ends, and returns its address once it answers.
+func startSink(b *testing.B, sinkBin string) string {
+	addr := freeAddr(b)
+	sink := exec.Command(sinkBin, "-u", "nobody", addr, "1000")
+	if err := sink.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("smtp-sink does not answer on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkSenderReuseAgainstSmtpSourceD is BenchmarkSenderAgainstSmtpSource
+// with sessions reused on both sides, the comparison of session reuse:
+// smtp-source -d -s 40 (each of its 40 sessions sends message after
+// message) against the sender delivering a pre-filled queue whose messages
+// all go to one host, with 40 connections allowed to it (max_per_host 40),
+// so that courierd's model (scheduler.go) gives every freed slot back to
+// that host and each connection takes the next message in the same
+// session: about 40 connections a run on each side. A third run, the queue
+// alone, does to the same queue what the sender does for each message
+// with no SMTP at all (Load: open, read and parse the envelope line, look
+// for a done record; Done: remove the file), one message after another:
+// the CPU a message costs the durable queue by itself. SMTPLAB_SEND_MESSAGES
+// messages a run (default 20,000), the queue's fsyncs off, rounds
+// interleaved and rotated as in BenchmarkSenderAgainstSmtpSource (no
+// settling: 40 connections leave nothing to wait for). The queue is on
+// TMPDIR's file system (b.TempDir).
+//
+//	go test -run '^$' -bench SenderReuseAgainstSmtpSourceD -benchtime 5x ./lab/sender/
+func BenchmarkSenderReuseAgainstSmtpSourceD(b *testing.B) {
+	sinkBin, err1 := exec.LookPath("smtp-sink")
+	sourceBin, err2 := exec.LookPath("smtp-source")
+	if err1 != nil || err2 != nil {
+		b.Skip("smtp-sink and smtp-source (Debian's postfix) are not installed")
+	}
+	n := 20000
+	if s := os.Getenv("SMTPLAB_SEND_MESSAGES"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	addr := startSink(b, sinkBin)
+	source := func() (float64, float64) {
+		start := time.Now()
+		cmd := exec.Command(sourceBin, "-d", "-s", "40", "-m", strconv.Itoa(n), "-l", "100",
+			"-f", "sender@example.test", "-t", "recipient-foo-0@0.foo.test", addr)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("smtp-source: %v\n%s", err, out)
+		}
+		rate := float64(n) / time.Since(start).Seconds()
+		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return rate, float64(cpu.Microseconds()) / float64(n)
+	}
+	filled := func() (Config, *Queue) {
+		cfg := benchConfig(b, addr, true)
+		cfg.MaxPerHost = cfg.MaxConnections
+		q, err := OpenQueue(cfg.QueueDir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		q.noFsync = true
+		fillHosts(b, q, n, 1)
+		return cfg, q
+	}
+	send := func() (float64, float64) {
+		b.StopTimer()
+		cfg, _ := filled()
+		b.StartTimer()
+		start, cpu0 := time.Now(), ownCPU(b)
+		snd, err := New(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := snd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			empty, err := drained(cfg.QueueDir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if empty {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
+		snd.Close()
+		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+	}
+	queueAlone := func() (float64, float64) {
+		b.StopTimer()
+		_, q := filled()
+		b.StartTimer()
+		start, cpu0 := time.Now(), ownCPU(b)
+		ids, err := q.Oldest(n, nil)
+		if err != nil || len(ids) != n {
+			b.Fatalf("queue holds %d of %d messages: %v", len(ids), n, err)
+		}
+		for _, id := range ids {
+			env, err := q.Load(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if gone, err := q.Done(id, env.Rcpts); err != nil || !gone {
+				b.Fatalf("Done(%s): left %v, %v", id, !gone, err)
+			}
+		}
+		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
+		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+	}
+	var src, snd, qa, srcCPU, sndCPU, qaCPU []float64
+	runs := []func(){
+		func() { r, c := source(); src, srcCPU = append(src, r), append(srcCPU, c) },
+		func() { r, c := send(); snd, sndCPU = append(snd, r), append(sndCPU, c) },
+		func() { r, c := queueAlone(); qa, qaCPU = append(qa, r), append(qaCPU, c) },
+	}
+	for round := 0; b.Loop(); round++ {
+		for k := range runs {
+			runs[(round+k)%len(runs)]()
+		}
+		i := len(src) - 1
+		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source -d %.0f (%.0f), sender reusing sessions %.0f (%.0f), its queue alone %.0f (%.0f)",
+			i+1, src[i], srcCPU[i], snd[i], sndCPU[i], qa[i], qaCPU[i])
+	}
+	ms, msnd := median(src), median(snd)
+	b.ReportMetric(ms, "source-d-msgs/s")
+	b.ReportMetric(msnd, "sender-reuse-msgs/s")
+	b.ReportMetric(msnd/ms, "reuse-ratio")
+	b.ReportMetric(median(srcCPU), "source-d-cpu-µs/msg")
+	b.ReportMetric(median(sndCPU), "sender-reuse-cpu-µs/msg")
+	b.ReportMetric(median(qaCPU), "queue-alone-cpu-µs/msg")
 }
 
 // settle waits (up to 2 minutes) until at most 20 connections to or from
