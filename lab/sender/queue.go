@@ -62,6 +62,14 @@ type Queue struct {
 	// its window of messages, so this map is bounded by it too. A message
 	// not in it (another Queue value, an error) is read from disk.
 	loaded map[string]*loaded
+	// doneIDs, when not nil, names every message with a done record on
+	// disk: the sender's queue lists done/ once at start (ownDone) and
+	// keeps the list as its Done writes and removes records, since no
+	// other process writes done/ (sendmail only adds files to tmp/ and
+	// msg/). Reading a message then needs no look-up in done/ for the
+	// messages not named, almost all of them: on ext4 that failed open
+	// cost about 4.5 µs of the queue's 35 a message. Under mu.
+	doneIDs map[string]bool
 }
 
 // loaded is a message as the sender's queue last read or wrote it.
@@ -92,6 +100,29 @@ func (q *Queue) clearTmp() {
 	for _, e := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", e.Name()))
 	}
+}
+
+// ownDone lists done/ and from then on keeps doneIDs (see Queue). Only
+// the sender calls it, at start, as it does clearTmp.
+func (q *Queue) ownDone() error {
+	entries, err := os.ReadDir(filepath.Join(q.dir, "done"))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	ids := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		ids[e.Name()] = true
+	}
+	q.mu.Lock()
+	q.doneIDs = ids
+	q.mu.Unlock()
+	return nil
+}
+
+// mayHaveDone says whether message id may have a done record on disk:
+// always, unless this Queue keeps doneIDs. Called with mu held.
+func (q *Queue) mayHaveDone(id string) bool {
+	return q.doneIDs == nil || q.doneIDs[id]
 }
 
 var idSeq atomic.Uint64
@@ -217,7 +248,10 @@ func (h *idHeap) Pop() any {
 // Envelope reads a queued message's envelope, with recipients already
 // done removed from Rcpts.
 func (q *Queue) Envelope(id string) (Envelope, error) {
-	env, _, err := q.read(id)
+	q.mu.Lock()
+	withDone := q.mayHaveDone(id)
+	q.mu.Unlock()
+	env, _, err := q.read(id, withDone)
 	return env, err
 }
 
@@ -225,7 +259,10 @@ func (q *Queue) Envelope(id string) (Envelope, error) {
 // also keeps what it read (loaded), for Done and Text, until the message
 // leaves the queue.
 func (q *Queue) Load(id string) (Envelope, error) {
-	env, l, err := q.read(id)
+	q.mu.Lock()
+	withDone := q.mayHaveDone(id)
+	q.mu.Unlock()
+	env, l, err := q.read(id, withDone)
 	if err != nil {
 		return env, err
 	}
@@ -238,34 +275,41 @@ func (q *Queue) Load(id string) (Envelope, error) {
 	return env, nil
 }
 
-// read reads message id's envelope line and done record.
-func (q *Queue) read(id string) (Envelope, *loaded, error) {
-	f, err := os.Open(filepath.Join(q.dir, "msg", id))
+// read reads message id's envelope line and, when withDone, its done
+// record (without it, the message has none: see Queue.doneIDs).
+func (q *Queue) read(id string, withDone bool) (Envelope, *loaded, error) {
+	path := filepath.Join(q.dir, "msg", id)
+	head, whole, err := readHead(path, 4096)
 	if err != nil {
 		return Envelope{}, nil, fmt.Errorf("queue: %w", err)
 	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 4096)
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		return Envelope{}, nil, fmt.Errorf("queue: %s: no envelope line: %w", id, err)
+	line, text, found := bytes.Cut(head, []byte{'\n'})
+	if !found && !whole {
+		// An envelope line longer than the first read (thousands of
+		// recipients): read the whole file, and the text again to send it.
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Envelope{}, nil, fmt.Errorf("queue: %w", err)
+		}
+		line, _, found = bytes.Cut(b, []byte{'\n'})
+	}
+	if !found {
+		return Envelope{}, nil, fmt.Errorf("queue: %s: no envelope line", id)
 	}
 	var env Envelope
 	if err := json.Unmarshal(line, &env); err != nil {
 		return Envelope{}, nil, fmt.Errorf("queue: %s: bad envelope: %w", id, err)
 	}
 	l := &loaded{}
-	// The whole file came in the first read when the reader's buffer holds
-	// the rest and the file ends there (a zero-length Peek past it reads).
-	if rest := r.Buffered(); rest < r.Size() {
-		if _, err := r.Peek(rest + 1); errors.Is(err, io.EOF) {
-			text, _ := r.Peek(rest)
-			l.text = bytes.Clone(text)
-		}
+	if whole {
+		// The whole file came in the first read: keep the text.
+		l.text = bytes.Clone(text)
 	}
-	done, err := q.done(id)
-	if err != nil {
-		return Envelope{}, nil, err
+	var done map[string]bool
+	if withDone {
+		if done, err = q.done(id); err != nil {
+			return Envelope{}, nil, err
+		}
 	}
 	l.doneFile = done != nil
 	left := env.Rcpts[:0:0]
@@ -324,7 +368,7 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 	l, wasLoaded := q.loaded[id]
 	if !wasLoaded {
 		var err error
-		if _, l, err = q.read(id); err != nil {
+		if _, l, err = q.read(id, q.mayHaveDone(id)); err != nil {
 			return false, err
 		}
 	}
@@ -344,7 +388,10 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 			return false, fmt.Errorf("queue: %w", err)
 		}
 		if l.doneFile {
-			os.Remove(filepath.Join(q.dir, "done", id))
+			err := os.Remove(filepath.Join(q.dir, "done", id))
+			if q.doneIDs != nil && (err == nil || errors.Is(err, os.ErrNotExist)) {
+				delete(q.doneIDs, id)
+			}
 		}
 		return true, q.syncDir(filepath.Join(q.dir, "msg"))
 	}
@@ -353,6 +400,11 @@ func (q *Queue) Done(id string, rcpts []string) (bool, error) {
 	// Whatever happens below, the disk is read again next time: a failed
 	// write may have left part of a record.
 	delete(q.loaded, id)
+	if q.doneIDs != nil {
+		// Named before the file exists: should the write fail half way,
+		// the next read still looks for the record.
+		q.doneIDs[id] = true
+	}
 	f, err := os.OpenFile(donePath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("queue: %w", err)

@@ -86,11 +86,18 @@ func TestQueueDonePartial(t *testing.T) {
 // TestQueueDoneConcurrent: the hosts of a message finish at the same
 // moment on several connections; the message must still leave the queue,
 // with no done record left, whether the sender loaded it (Load: settled
-// from memory) or not (read from disk).
+// from memory) or not (read from disk), and whether the queue keeps the
+// list of done records (ownDone, as the sender's does) or not.
 func TestQueueDoneConcurrent(t *testing.T) {
-	for _, load := range []bool{false, true} {
-		t.Run(fmt.Sprintf("loaded=%v", load), func(t *testing.T) {
+	for _, c := range []struct{ load, own bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		load := c.load
+		t.Run(fmt.Sprintf("loaded=%v,owndone=%v", c.load, c.own), func(t *testing.T) {
 			q := openQueue(t, t.TempDir())
+			if c.own {
+				if err := q.ownDone(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			const n = 100
 			var envs []Envelope
 			for i := 0; i < n; i++ {
@@ -124,7 +131,98 @@ func TestQueueDoneConcurrent(t *testing.T) {
 			if len(q.loaded) != 0 {
 				t.Errorf("%d messages still held in memory", len(q.loaded))
 			}
+			if len(q.doneIDs) != 0 {
+				t.Errorf("%d done records still listed", len(q.doneIDs))
+			}
 		})
+	}
+}
+
+// TestQueueLongEnvelope: an envelope line longer than the queue's first
+// read of a file (4 KiB: a message to hundreds of recipients) is read
+// whole, and the text after it too.
+func TestQueueLongEnvelope(t *testing.T) {
+	q := openQueue(t, t.TempDir())
+	var rcpts []string
+	for i := range 400 {
+		rcpts = append(rcpts, fmt.Sprintf("recipient-%03d@h%d.test", i, i%7))
+	}
+	text := []byte("Subject: many\n\nto all of them\n")
+	env, err := q.Put(Envelope{From: "f@src.test", Rcpts: rcpts, MessageID: "<long@q>"}, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Load(env.ID)
+	if err != nil || !slices.Equal(got.Rcpts, rcpts) || got.MessageID != "<long@q>" {
+		t.Fatalf("Load: %d recipients, %q, %v; want the %d Put wrote", len(got.Rcpts), got.MessageID, err, len(rcpts))
+	}
+	if b, err := q.Text(env.ID); err != nil || string(b) != string(text) {
+		t.Fatalf("Text: %q, %v; want %q", b, err, text)
+	}
+}
+
+// TestQueueOwnsDone: the sender's queue lists done/ at start (ownDone)
+// and keeps that list, so that reading a message looks for a done record
+// only when one is listed. A record from before the start (a restart) is
+// read; a record its own Done wrote is read back when the message is read
+// from disk again; a message whose records are all done leaves no entry.
+// A done record written behind its back is not looked for: only the
+// sender writes done/ (the Queue's rules), and this shows the look-up is
+// gone for the messages without one.
+func TestQueueOwnsDone(t *testing.T) {
+	dir := t.TempDir()
+	before := put(t, openQueue(t, dir), "<before@q>", "f@src.test", "a@one.test", "b@two.test")
+	if left, err := openQueue(t, dir).Done(before.ID, []string{"a@one.test"}); err != nil || left {
+		t.Fatalf("Done(one.test) before the start = %v, %v", left, err)
+	}
+	q := openQueue(t, dir)
+	if err := q.ownDone(); err != nil {
+		t.Fatal(err)
+	}
+	if env, err := q.Load(before.ID); err != nil || !slices.Equal(env.Rcpts, []string{"b@two.test"}) {
+		t.Fatalf("Load of a message done in part before the start: %v, %v; want [b@two.test]", env.Rcpts, err)
+	}
+
+	env := put(t, q, "<own@q>", "f@src.test", "a@one.test", "b@two.test", "c@three.test")
+	if _, err := q.Load(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := q.Done(env.ID, []string{"a@one.test"}); err != nil || left {
+		t.Fatalf("Done(one.test) = %v, %v", left, err)
+	}
+	q.mu.Lock()
+	delete(q.loaded, env.ID) // read from disk again, as after an error
+	q.mu.Unlock()
+	if got, err := q.Envelope(env.ID); err != nil || !slices.Equal(got.Rcpts, []string{"b@two.test", "c@three.test"}) {
+		t.Fatalf("Envelope after Done(one.test): %v, %v; want [b@two.test c@three.test]", got.Rcpts, err)
+	}
+	if left, err := q.Done(env.ID, []string{"b@two.test"}); err != nil || left {
+		t.Fatalf("Done(two.test), not loaded = %v, %v", left, err)
+	}
+	if got, err := q.Envelope(env.ID); err != nil || !slices.Equal(got.Rcpts, []string{"c@three.test"}) {
+		t.Fatalf("Envelope after Done(two.test): %v, %v; want [c@three.test]", got.Rcpts, err)
+	}
+	for _, m := range []struct {
+		id   string
+		rcpt string
+	}{{env.ID, "c@three.test"}, {before.ID, "b@two.test"}} {
+		if left, err := q.Done(m.id, []string{m.rcpt}); err != nil || !left {
+			t.Fatalf("Done(%s) = %v, %v; want the message gone", m.rcpt, left, err)
+		}
+	}
+	if done, _ := os.ReadDir(filepath.Join(dir, "done")); len(done) != 0 || len(q.doneIDs) != 0 {
+		t.Errorf("%d done records on disk and %d listed after every message left", len(done), len(q.doneIDs))
+	}
+
+	behind := put(t, q, "<behind@q>", "f@src.test", "a@one.test", "b@two.test")
+	if err := os.WriteFile(filepath.Join(dir, "done", behind.ID), []byte("a@one.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Envelope(behind.ID); err != nil || len(got.Rcpts) != 2 {
+		t.Errorf("a record written behind the owning queue's back was read: %v, %v", got.Rcpts, err)
+	}
+	if got, err := openQueue(t, dir).Envelope(behind.ID); err != nil || !slices.Equal(got.Rcpts, []string{"b@two.test"}) {
+		t.Errorf("a queue that does not own done/ reads %v, %v; want [b@two.test]", got.Rcpts, err)
 	}
 }
 

@@ -124,6 +124,9 @@ func (s *Sender) wakeScan() {
 // sendmail, by room in the window and, as a fallback, every second.
 func (s *Sender) Start() error {
 	s.q.clearTmp()
+	if err := s.q.ownDone(); err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
 	os.Remove(wakeSocket(s.cfg.QueueDir))
 	pc, err := net.ListenPacket("unixgram", wakeSocket(s.cfg.QueueDir))
 	if err != nil {
