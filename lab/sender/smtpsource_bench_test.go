@@ -213,7 +213,9 @@ func startSink(b *testing.B, sinkBin string) string {
 // with no SMTP at all (Load: open, read and parse the envelope line, look
 // for a done record if the sender's list of them names one; Done: remove
 // the file), one message after another:
-// the CPU a message costs the durable queue by itself. SMTPLAB_SEND_MESSAGES
+// the CPU a message costs the durable queue by itself. A fourth, the
+// file's system calls alone (calls, below), is the floor under it.
+// SMTPLAB_SEND_MESSAGES
 // messages a run (default 20,000), the queue's fsyncs off, rounds
 // interleaved and rotated as in BenchmarkSenderAgainstSmtpSource (no
 // settling: 40 connections leave nothing to wait for). The queue is on
@@ -304,19 +306,49 @@ func BenchmarkSenderReuseAgainstSmtpSourceD(b *testing.B) {
 		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
 		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
 	}
-	var src, snd, qa, srcCPU, sndCPU, qaCPU []float64
+	// calls is the floor under the queue: the same files opened, read,
+	// closed and removed with those four system calls and nothing else.
+	calls := func() (float64, float64) {
+		b.StopTimer()
+		cfg, q := filled()
+		ids, err := q.Oldest(n, nil)
+		if err != nil || len(ids) != n {
+			b.Fatalf("queue holds %d of %d messages: %v", len(ids), n, err)
+		}
+		buf := make([]byte, 4096)
+		b.StartTimer()
+		start, cpu0 := time.Now(), ownCPU(b)
+		for _, id := range ids {
+			path := filepath.Join(cfg.QueueDir, "msg", id)
+			fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := syscall.Read(fd, buf); err != nil {
+				b.Fatal(err)
+			}
+			syscall.Close(fd)
+			if err := syscall.Unlink(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
+		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+	}
+	var src, snd, qa, fl, srcCPU, sndCPU, qaCPU, flCPU []float64
 	runs := []func(){
 		func() { r, c := source(); src, srcCPU = append(src, r), append(srcCPU, c) },
 		func() { r, c := send(); snd, sndCPU = append(snd, r), append(sndCPU, c) },
 		func() { r, c := queueAlone(); qa, qaCPU = append(qa, r), append(qaCPU, c) },
+		func() { r, c := calls(); fl, flCPU = append(fl, r), append(flCPU, c) },
 	}
 	for round := 0; b.Loop(); round++ {
 		for k := range runs {
 			runs[(round+k)%len(runs)]()
 		}
 		i := len(src) - 1
-		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source -d %.0f (%.0f), sender reusing sessions %.0f (%.0f), its queue alone %.0f (%.0f)",
-			i+1, src[i], srcCPU[i], snd[i], sndCPU[i], qa[i], qaCPU[i])
+		b.Logf("round %d: msgs/s (CPU µs/msg): smtp-source -d %.0f (%.0f), sender reusing sessions %.0f (%.0f), its queue alone %.0f (%.0f), the file's system calls alone %.0f (%.0f)",
+			i+1, src[i], srcCPU[i], snd[i], sndCPU[i], qa[i], qaCPU[i], fl[i], flCPU[i])
 	}
 	ms, msnd := median(src), median(snd)
 	b.ReportMetric(ms, "source-d-msgs/s")
@@ -325,6 +357,7 @@ func BenchmarkSenderReuseAgainstSmtpSourceD(b *testing.B) {
 	b.ReportMetric(median(srcCPU), "source-d-cpu-µs/msg")
 	b.ReportMetric(median(sndCPU), "sender-reuse-cpu-µs/msg")
 	b.ReportMetric(median(qaCPU), "queue-alone-cpu-µs/msg")
+	b.ReportMetric(median(flCPU), "file-calls-cpu-µs/msg")
 }
 
 // settle waits (up to 2 minutes) until at most 20 connections to or from
