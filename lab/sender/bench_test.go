@@ -77,9 +77,8 @@ func fillHosts(b testing.TB, q *Queue, n, hosts int) {
 	}
 }
 
-// drain starts a sender on cfg (no event log: the log is the role's, and
-// grows with every event) and waits until the sink has want messages.
-func drain(b testing.TB, cfg Config, s *sink, want int64, tick func()) {
+// runningSender is a sender started on cfg with no event log.
+func runningSender(b testing.TB, cfg Config) *Sender {
 	snd, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -87,7 +86,13 @@ func drain(b testing.TB, cfg Config, s *sink, want int64, tick func()) {
 	if err := snd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer snd.Close()
+	return snd
+}
+
+// drain starts a sender on cfg (no event log: the log is the role's, and
+// grows with every event) and waits until the sink has want messages.
+func drain(b testing.TB, cfg Config, s *sink, want int64, tick func()) {
+	defer runningSender(b, cfg).Close()
 	for s.n.Load() < want {
 		if tick != nil {
 			tick()

@@ -37,29 +37,11 @@ import (
 //
 //	go test -run '^$' -bench SenderAgainstSmtpSource -benchtime 3x ./lab/sender/
 func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
-	sinkBin, err1 := exec.LookPath("smtp-sink")
-	sourceBin, err2 := exec.LookPath("smtp-source")
-	if err1 != nil || err2 != nil {
-		b.Skip("smtp-sink and smtp-source (Debian's postfix) are not installed")
-	}
-	n := 5000
-	if s := os.Getenv("SMTPLAB_SEND_MESSAGES"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
-	addr := startSink(b, sinkBin)
+	sourceBin, addr, n := postfixBench(b, 5000)
 	// Each run gives its msgs/s and its own CPU time (user and system) per
 	// message in µs, which the machine's load disturbs less.
 	source := func() (float64, float64) {
-		start := time.Now()
-		cmd := exec.Command(sourceBin, "-s", "40", "-m", strconv.Itoa(n), "-l", "100",
-			"-f", "sender@example.test", "-t", "recipient-foo-1@1.foo.test", addr)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("smtp-source: %v\n%s", err, out)
-		}
-		rate := float64(n) / time.Since(start).Seconds()
-		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		return rate, float64(cpu.Microseconds()) / float64(n)
+		return runSource(b, sourceBin, addr, n, "-t", "recipient-foo-1@1.foo.test")
 	}
 	send := func(noFsync bool) (float64, float64) {
 		b.StopTimer()
@@ -71,27 +53,7 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 		}
 		q.noFsync = noFsync
 		fill(b, q, n)
-		start, cpu0 := time.Now(), ownCPU(b)
-		snd, err := New(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := snd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		for {
-			empty, err := drained(cfg.QueueDir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if empty {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
-		snd.Close()
-		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+		return timedDrain(b, cfg, n)
 	}
 	// oneP is send with one P (GOMAXPROCS 1: one thread running Go code
 	// at a time, as smtp-source is one thread), restored after.
@@ -180,6 +142,62 @@ func BenchmarkSenderAgainstSmtpSource(b *testing.B) {
 	b.ReportMetric(median(cliCPU), "client-alone-cpu-µs/msg")
 }
 
+// timedDrain starts a sender on cfg, whose queue holds n messages, and
+// waits until the queue is empty: the messages per second and this
+// process's CPU time per message (µs) from the start to then.
+func timedDrain(b *testing.B, cfg Config, n int) (float64, float64) {
+	start, cpu0 := time.Now(), ownCPU(b)
+	defer runningSender(b, cfg).Close()
+	for {
+		empty, err := drained(cfg.QueueDir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if empty {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
+	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+}
+
+// postfixBench is what both benchmarks against Postfix's tools start
+// with: smtp-source's path, the address of a smtp-sink started for b
+// (stopped when b ends) and the messages a run (SMTPLAB_SEND_MESSAGES,
+// else defaultN). Without smtp-sink and smtp-source, b skips.
+func postfixBench(b *testing.B, defaultN int) (sourceBin, addr string, n int) {
+	sinkBin, err1 := exec.LookPath("smtp-sink")
+	sourceBin, err2 := exec.LookPath("smtp-source")
+	if err1 != nil || err2 != nil {
+		b.Skip("smtp-sink and smtp-source (Debian's postfix) are not installed")
+	}
+	n = defaultN
+	if s := os.Getenv("SMTPLAB_SEND_MESSAGES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n < 1 {
+			b.Fatalf("SMTPLAB_SEND_MESSAGES=%q: want a number of messages", s)
+		}
+	}
+	return sourceBin, startSink(b, sinkBin), n
+}
+
+// runSource runs "smtp-source -s 40 -m n -l 100 -f sender@example.test
+// ARGS addr" and returns its msgs/s and its own CPU time (user and system)
+// per message in µs.
+func runSource(b *testing.B, sourceBin, addr string, n int, args ...string) (float64, float64) {
+	start := time.Now()
+	args = append(append([]string{"-s", "40", "-m", strconv.Itoa(n), "-l", "100", "-f", "sender@example.test"}, args...), addr)
+	cmd := exec.Command(sourceBin, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return rate, float64(cpu.Microseconds()) / float64(n)
+}
+
 // startSink starts smtp-sink (sinkBin) on a free loopback port, stopped
 // when b ends, and returns its address once it answers.
 func startSink(b *testing.B, sinkBin string) string {
@@ -223,27 +241,9 @@ func startSink(b *testing.B, sinkBin string) string {
 //
 //	go test -run '^$' -bench SenderReuseAgainstSmtpSourceD -benchtime 5x ./lab/sender/
 func BenchmarkSenderReuseAgainstSmtpSourceD(b *testing.B) {
-	sinkBin, err1 := exec.LookPath("smtp-sink")
-	sourceBin, err2 := exec.LookPath("smtp-source")
-	if err1 != nil || err2 != nil {
-		b.Skip("smtp-sink and smtp-source (Debian's postfix) are not installed")
-	}
-	n := 20000
-	if s := os.Getenv("SMTPLAB_SEND_MESSAGES"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
-	addr := startSink(b, sinkBin)
+	sourceBin, addr, n := postfixBench(b, 20000)
 	source := func() (float64, float64) {
-		start := time.Now()
-		cmd := exec.Command(sourceBin, "-d", "-s", "40", "-m", strconv.Itoa(n), "-l", "100",
-			"-f", "sender@example.test", "-t", "recipient-foo-0@0.foo.test", addr)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("smtp-source: %v\n%s", err, out)
-		}
-		rate := float64(n) / time.Since(start).Seconds()
-		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		return rate, float64(cpu.Microseconds()) / float64(n)
+		return runSource(b, sourceBin, addr, n, "-d", "-t", "recipient-foo-0@0.foo.test")
 	}
 	filled := func() (Config, *Queue) {
 		cfg := benchConfig(b, addr, true)
@@ -260,27 +260,7 @@ func BenchmarkSenderReuseAgainstSmtpSourceD(b *testing.B) {
 		b.StopTimer()
 		cfg, _ := filled()
 		b.StartTimer()
-		start, cpu0 := time.Now(), ownCPU(b)
-		snd, err := New(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := snd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		for {
-			empty, err := drained(cfg.QueueDir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if empty {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		elapsed, cpu := time.Since(start), ownCPU(b)-cpu0
-		snd.Close()
-		return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+		return timedDrain(b, cfg, n)
 	}
 	queueAlone := func() (float64, float64) {
 		b.StopTimer()
