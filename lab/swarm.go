@@ -83,9 +83,9 @@ func SwarmCan(sc scenario.Scenario) error {
 // SwarmOptions are a swarm run's, on the host.
 type SwarmOptions struct {
 	ResultsDir string // bound into the runner; made when missing
-	// ScenarioPath is the scenario's path as the user gave it, when the
-	// file run is a copy of it (a shipped scenario): the runner reads the
-	// copy there.
+	// ScenarioPath is the scenario's path as the user gave it (a file, or
+	// a shipped scenario's name): the runner reads the run's copy of the
+	// scenario there.
 	ScenarioPath   string
 	Stdout, Stderr io.Writer // the runner's output, as it comes
 	Progress       io.Writer // the host's own status lines
@@ -118,20 +118,27 @@ func swarmServices(sc scenario.Scenario) []stack.SwarmService {
 	return out
 }
 
-// RunOnSwarm runs the scenario at path on Docker Swarm and returns the
-// runner's exit code (the run's: lab/cli's exit codes). The engine's
-// swarm is used if it is in one, as a manager; else a single-node swarm
-// is made for the run and left after it.
-func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt SwarmOptions) (code int, err error) {
+// ScenarioCopies is the pattern (filepath.Glob, in os.TempDir()) of the
+// folders holding swarm runs' copies of their scenario, or of one run's
+// when runID is not empty: what `lab clean` removes after a killed run.
+func ScenarioCopies(runID string) string {
+	return filepath.Join(os.TempDir(), "smtplab-"+cmp.Or(runID, "swarm")+"-*")
+}
+
+// RunOnSwarm runs the scenario whose text is text (opt.ScenarioPath
+// names it) on Docker Swarm and returns the runner's exit code (the run's:
+// lab/cli's exit codes). The runner reads a copy of text, which the run
+// writes to a folder of its own (ScenarioCopies) and removes last: what
+// was checked here is what runs, a shipped scenario included, and a
+// killed run's copy is found by `lab clean`. The engine's swarm is used
+// if it is in one, as a manager; else a single-node swarm is made for the
+// run and left after it.
+func RunOnSwarm(ctx context.Context, text []byte, sc scenario.Scenario, opt SwarmOptions) (code int, err error) {
 	if err := sc.Validate(); err != nil {
 		return -1, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
 	if err := SwarmCan(sc); err != nil {
 		return -1, fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	scenarioFile, err := filepath.Abs(path)
-	if err != nil {
-		return -1, err
 	}
 	results, err := filepath.Abs(cmp.Or(opt.ResultsDir, "results"))
 	if err != nil {
@@ -151,6 +158,15 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 		return -1, err
 	}
 	runID := "swarm-" + time.Now().UTC().Format("20060102-150405")
+	copyDir, err := os.MkdirTemp("", "smtplab-"+runID+"-") // as ScenarioCopies(runID) says
+	if err != nil {
+		return -1, err
+	}
+	defer os.RemoveAll(copyDir) // after the swarm's objects (deferred below): the runner reads it to the end
+	scenarioFile := filepath.Join(copyDir, "scenario.yaml")
+	if err := os.WriteFile(scenarioFile, text, 0o644); err != nil {
+		return -1, err
+	}
 	opt.say("swarm run %s: creating its overlay network", runID)
 	sw, err := stack.NewSwarm(ctx, eng, runID)
 	if err != nil {
@@ -187,12 +203,12 @@ func RunOnSwarm(ctx context.Context, path string, sc scenario.Scenario, opt Swar
 	if err != nil {
 		return -1, err
 	}
-	asGiven, err := filepath.Abs(cmp.Or(opt.ScenarioPath, path))
+	asGiven, err := filepath.Abs(opt.ScenarioPath)
 	if err != nil {
 		return -1, err
 	}
 	r := stack.Runner{
-		Command: []string{"runner", "--engine", "swarm", "--scenario", cmp.Or(opt.ScenarioPath, path), "--results", cmp.Or(opt.ResultsDir, "results")},
+		Command: []string{"runner", "--engine", "swarm", "--scenario", opt.ScenarioPath, "--results", cmp.Or(opt.ResultsDir, "results")},
 		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Dir: cwd,
 		Binds: []string{scenarioFile + ":" + asGiven + ":ro", results + ":" + results},
 		Env:   []string{swarmEnvironment + "=" + string(env)},

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/smtplab/smtplab/lab"
 	"github.com/smtplab/smtplab/lab/events"
 	"github.com/smtplab/smtplab/lab/labtest"
 	"github.com/smtplab/smtplab/lab/report"
@@ -40,6 +41,7 @@ func TestSwarmEngine(t *testing.T) {
 	}
 	bin := buildLab(t)
 	results := t.TempDir()
+	copiesBefore := scenarioCopies(t, "")
 
 	var stdout, stderr bytes.Buffer
 	_, err := untilPaceHeld(t, func() (string, error) {
@@ -62,6 +64,9 @@ func TestSwarmEngine(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "every injected message was delivered exactly once") {
 		t.Errorf("the report does not say every message was delivered exactly once:\n%s", stdout.String())
+	}
+	if after := scenarioCopies(t, ""); len(after) != len(copiesBefore) {
+		t.Errorf("swarm runs' scenario copies: %v before the run, %v after", copiesBefore, after)
 	}
 
 	dirs, _ := filepath.Glob(filepath.Join(results, "swarm-*"))
@@ -169,6 +174,17 @@ func startSwarmStalled(t *testing.T, bin string) (*exec.Cmd, string, string, []s
 	return cmd, runID, results, lines
 }
 
+// scenarioCopies are the folders holding swarm runs' copies of their
+// scenario (run runID's, or every run's when it is empty).
+func scenarioCopies(t *testing.T, runID string) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(lab.ScenarioCopies(runID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
 // swarmLeftovers counts what a swarm run left with the lab's label:
 // services (none when the engine is in no swarm), containers, networks
 // and volumes.
@@ -193,10 +209,10 @@ func swarmLeftovers(t *testing.T, eng *stack.Engine) (services, containers, netw
 }
 
 // Every way out of a swarm run leaves the engine as it was: Ctrl-C stops
-// the runner, which writes what it measured, then removes the run and
-// leaves the swarm it made (exit 130); after kill -9 of the lab, whose
-// services then stay, `lab clean` removes them, the runner still running,
-// and leaves the swarm.
+// the runner, which writes what it measured, then removes the run and its
+// scenario copy and leaves the swarm it made (exit 130); after kill -9 of
+// the lab, whose services and scenario copy then stay, `lab clean` removes
+// them, the runner still running, and leaves the swarm.
 func TestSwarmExitPaths(t *testing.T) {
 	eng := stacktest.Engine(t)
 	before := swarmState(t, eng)
@@ -230,6 +246,9 @@ func TestSwarmExitPaths(t *testing.T) {
 		if len(files) != 1 {
 			t.Errorf("the interrupted runner wrote no result.json (found %v)", files)
 		}
+		if left := scenarioCopies(t, runID); len(left) != 0 {
+			t.Errorf("the interrupted run left its scenario copy %v", left)
+		}
 	})
 
 	t.Run("kill", func(t *testing.T) {
@@ -238,6 +257,9 @@ func TestSwarmExitPaths(t *testing.T) {
 		cmd.Wait()
 		if s, c, _, _ := swarmLeftovers(t, eng); s == 0 || c == 0 {
 			t.Fatalf("after kill -9 of the lab: %d services, %d containers of run %s; want them still there for lab clean", s, c, runID)
+		}
+		if left := scenarioCopies(t, runID); len(left) != 1 {
+			t.Errorf("after kill -9 of the lab: scenario copies %v of run %s, want its one copy still there for lab clean", left, runID)
 		}
 		out, err := exec.Command(bin, "clean").CombinedOutput()
 		if err != nil {
@@ -248,6 +270,9 @@ func TestSwarmExitPaths(t *testing.T) {
 		}
 		if s, c, n, v := swarmLeftovers(t, eng); s+c+n+v > 0 {
 			t.Errorf("after lab clean, run %s left %d services, %d containers, %d networks, %d volumes", runID, s, c, n, v)
+		}
+		if left := scenarioCopies(t, runID); len(left) != 0 {
+			t.Errorf("after lab clean, run %s's scenario copy is still there: %v", runID, left)
 		}
 		if after := swarmState(t, eng); after != before {
 			t.Errorf("the engine's swarm state is %s, was %s", after, before)

@@ -224,7 +224,8 @@ func cleanCmd() *cobra.Command {
 		Use:   "clean [--run ID] [--images [--all-images]]",
 		Short: "remove every container and network the lab left (found by its label); --images: old images too",
 		Long: "clean removes the containers and networks a killed run left, found by the lab's label, and a\n" +
-			"swarm run's services, overlay network and volumes; it leaves a swarm that a run made.\n" +
+			"swarm run's services, overlay network, volumes and its copy of the scenario (in the temporary\n" +
+			"folder); it leaves a swarm that a run made.\n" +
 			"--images also removes the lab's old images (each code change builds new ones): it keeps the\n" +
 			"newest of each, the one docker-compose.yml runs, and the Debian bases of the real MTAs\n" +
 			"(debootstrap takes a minute or more); --all-images removes those too.",
@@ -235,6 +236,19 @@ func cleanCmd() *cobra.Command {
 			left, err := stack.CleanSwarm(cmd.Context(), eng, runID)
 			if left {
 				fmt.Fprintln(cmd.OutOrStdout(), "left the swarm a run of the lab had made")
+			}
+			if err != nil {
+				return err
+			}
+			if copies, _ := filepath.Glob(lab.ScenarioCopies(runID)); len(copies) > 0 {
+				// The scenario copies of swarm runs killed before they
+				// could remove them (their runners are gone by now).
+				for _, dir := range copies {
+					if rerr := os.RemoveAll(dir); rerr != nil {
+						err = errors.Join(err, rerr)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d swarm runs' scenario copies (%s)\n", len(copies), lab.ScenarioCopies(runID))
 			}
 			if err != nil {
 				return err
