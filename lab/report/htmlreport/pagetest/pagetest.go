@@ -49,6 +49,10 @@ func Browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium makes a folder for its singleton socket in TMPDIR and
+		// leaves it when it is stopped: in the test's own folder, it goes
+		// with the test.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
 	bctx, cancelBrowser := chromedp.NewContext(alloc)
