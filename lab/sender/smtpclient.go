@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtplab/smtplab/lab/wire"
@@ -103,10 +105,20 @@ func replyOf(err error) *Reply {
 type smtpConn struct {
 	nc         net.Conn
 	br         *bufio.Reader
-	bw         *bufio.Writer
+	bw         *bufio.Writer // writes to nc through deadlineWriter
+	wd         time.Duration // the write deadline bw's next write gets, from then
 	t          Timeouts
 	pipelining bool // the server offered PIPELINING (RFC 2920)
 }
+
+// The buffers of closed sessions, for the next ones. A backlog turns a
+// session over per message (as Courier's does), and its two buffers,
+// 12 KiB, were three quarters of what a message cost in allocations and
+// so most of the garbage collector's work (docs/PERFORMANCE.md).
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8192) }}
+)
 
 // maxReplyLines bounds a multi-line reply: a server that never ends one is
 // answering garbage.
@@ -122,7 +134,15 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	// would, and Go's default would add four setsockopt calls to every
 	// connection, of which a backlog turns over one per message.
 	d := net.Dialer{Timeout: t.Connect, KeepAlive: -1}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if ap, perr := netip.ParseAddrPort(addr); perr == nil {
+		// An address (a route's relay, or what resolveMX found): dialled
+		// as it is, without the resolver's parsing of it as a name.
+		nc, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
@@ -131,7 +151,11 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	} else {
 		nc = wire.Wrap(nc) // raw reads and writes (lab/wire)
 	}
-	c := &smtpConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 8192), t: t}
+	c := &smtpConn{nc: nc, t: t}
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(nc)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(deadlineWriter{c})
 	// Closing the socket when ctx ends unblocks a greeting or EHLO still
 	// awaited, so Close does not wait out a 5-minute phase for a session
 	// that carries nothing yet. Once a session is open, Close lets its
@@ -221,12 +245,17 @@ func (c *smtpConn) readReply(phase string, d time.Duration) (*Reply, error) {
 			return nil, fmt.Errorf("%s: reply changes code from %d to %d", phase, r.Code, code)
 		}
 		r.Code = code
+		text := ""
 		if len(s) > 4 {
-			lines = append(lines, s[4:])
-		} else {
-			lines = append(lines, "")
+			text = s[4:]
 		}
-		if len(s) == 3 || s[3] == ' ' {
+		last := len(s) == 3 || s[3] == ' '
+		if last && lines == nil { // a one-line reply, nearly all of them
+			r.Text = text
+			return &r, nil
+		}
+		lines = append(lines, text)
+		if last {
 			r.Text = strings.Join(lines, "\n")
 			return &r, nil
 		}
@@ -238,7 +267,7 @@ func (c *smtpConn) readReply(phase string, d time.Duration) (*Reply, error) {
 
 // write sends b at once, waiting up to d for the socket.
 func (c *smtpConn) write(phase string, d time.Duration, b string) error {
-	c.nc.SetWriteDeadline(time.Now().Add(d))
+	c.wd = d
 	c.bw.WriteString(b)
 	if err := c.bw.Flush(); err != nil {
 		return fmt.Errorf("%s: %w", phase, err)
@@ -270,7 +299,16 @@ func (c *smtpConn) quit() {
 	c.close()
 }
 
-func (c *smtpConn) close() { c.nc.Close() }
+// close closes the connection and gives its buffers back; c is not to
+// be used after.
+func (c *smtpConn) close() {
+	c.nc.Close()
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.bw.Reset(nil)
+	writers.Put(c.bw)
+	c.br, c.bw = nil, nil
+}
 
 // remoteHost is the server's address, without the port.
 func (c *smtpConn) remoteHost() string {
@@ -418,8 +456,8 @@ func (c *smtpConn) transaction(from string, rcpts []string, text []byte) (o outc
 // (RFC 5321 4.5.2), then the final ".". The write deadline is renewed per
 // buffer written, as Courier renews esmtptimeoutdata every BUFSIZ bytes.
 func (c *smtpConn) writeBody(text []byte) error {
-	w := &deadlineWriter{c: c}
-	bw := bufio.NewWriterSize(w, 8192)
+	c.wd = c.t.EndOfData
+	bw := c.bw
 	for len(text) > 0 {
 		i := bytes.IndexByte(text, '\n')
 		var line []byte
@@ -444,9 +482,11 @@ func (c *smtpConn) writeBody(text []byte) error {
 	return nil
 }
 
+// deadlineWriter is what a session's bw writes to: the connection, with
+// a write deadline of c.wd from the moment of each write.
 type deadlineWriter struct{ c *smtpConn }
 
-func (w *deadlineWriter) Write(b []byte) (int, error) {
-	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.t.EndOfData))
+func (w deadlineWriter) Write(b []byte) (int, error) {
+	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.wd))
 	return w.c.nc.Write(b)
 }
