@@ -275,11 +275,18 @@ func (q *Queue) Load(id string) (Envelope, error) {
 	return env, nil
 }
 
+// heads are the buffers read reads a queue file's first 4 KiB into: what
+// it keeps of them (the envelope, the text) it copies, so a buffer serves
+// message after message instead of one allocated for each.
+var heads = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
 // read reads message id's envelope line and, when withDone, its done
 // record (without it, the message has none: see Queue.doneIDs).
 func (q *Queue) read(id string, withDone bool) (Envelope, *loaded, error) {
 	path := filepath.Join(q.dir, "msg", id)
-	head, whole, err := readHead(path, 4096)
+	buf := heads.Get().(*[]byte)
+	defer heads.Put(buf)
+	head, whole, err := readHead(path, *buf)
 	if err != nil {
 		return Envelope{}, nil, fmt.Errorf("queue: %w", err)
 	}

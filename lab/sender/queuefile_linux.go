@@ -6,13 +6,13 @@ import (
 	"syscall"
 )
 
-// readHead reads the first size bytes of path (fewer if it is shorter)
-// and says whether the file ended within them. On Linux it uses open(2),
+// readHead reads the first len(buf) bytes of path into buf (fewer if it
+// is shorter) and says whether the file ended within them. On Linux it uses open(2),
 // read(2) and close(2) alone: os.Open would try to add the regular file to
 // the network poller (fcntl to set O_NONBLOCK, an epoll_ctl that fails
 // with EPERM, fcntl to clear it), four calls that buy nothing for a file
 // read once, as lab/maildir/file_linux.go says for the receiver's files.
-func readHead(path string, size int) ([]byte, bool, error) {
+func readHead(path string, buf []byte) ([]byte, bool, error) {
 	fd, err := retryEINTR(func() (int, error) {
 		return syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	})
@@ -20,10 +20,9 @@ func readHead(path string, size int) ([]byte, bool, error) {
 		return nil, false, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
-	buf := make([]byte, size)
 	n := 0
 	for {
-		if n == size {
+		if n == len(buf) {
 			return buf, false, nil
 		}
 		m, err := retryEINTR(func() (int, error) { return syscall.Read(fd, buf[n:]) })
