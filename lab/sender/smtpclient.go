@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,15 +133,11 @@ func dialSMTP(ctx context.Context, addr, hostname string, t Timeouts, wrap func(
 	// would, and Go's default would add four setsockopt calls to every
 	// connection, of which a backlog turns over one per message.
 	d := net.Dialer{Timeout: t.Connect, KeepAlive: -1}
-	var nc net.Conn
-	var err error
-	if ap, perr := netip.ParseAddrPort(addr); perr == nil {
-		// An address (a route's relay, or what resolveMX found): dialled
-		// as it is, without the resolver's parsing of it as a name.
-		nc, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
-	} else {
-		nc, err = d.DialContext(ctx, "tcp", addr)
-	}
+	// (Not Dialer.DialTCP, which would skip the resolver for an address:
+	// with no local address it binds the socket to port 0 before
+	// connecting, one more system call, and a bound port cannot be one
+	// that is still in TIME_WAIT, which a connect's own choice can be.)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
