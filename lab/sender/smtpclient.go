@@ -294,10 +294,13 @@ func (c *smtpConn) quit() {
 	c.close()
 }
 
-// close closes the connection and gives its buffers back; c is not to
-// be used after.
+// close closes the connection and gives its buffers back, once; c is
+// not to be used after.
 func (c *smtpConn) close() {
 	c.nc.Close()
+	if c.br == nil {
+		return // closed before: its buffers may be another session's now
+	}
 	c.br.Reset(nil)
 	readers.Put(c.br)
 	c.bw.Reset(nil)

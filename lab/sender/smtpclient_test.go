@@ -1,7 +1,10 @@
 package sender
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -149,5 +152,74 @@ func TestPhaseTimeouts(t *testing.T) {
 				t.Errorf("attempts %+v, want a timeout in %q first", tries, tc.phase)
 			}
 		})
+	}
+}
+
+// TestSessionBuffersReused: a session's buffers go back to a pool when it
+// closes and serve the next session; nothing the closed one left in them
+// reaches the next. The first session, to a raw server, is closed with a
+// reply the server sent early still unread and a command written but not
+// flushed; the next, to the fake, must read the fake's greeting (not the
+// stale 550) and the fake must read EHLO first (not the stale command).
+// A second close is harmless: the buffers, maybe another session's by
+// then, are given back once.
+func TestSessionBuffersReused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				c.Write([]byte("220 raw.test\r\n"))
+				if _, err := br.ReadString('\n'); err != nil {
+					return
+				}
+				// The EHLO reply, and a stale reply nobody asked for yet.
+				c.Write([]byte("250 raw.test\r\n550 5.7.1 stale\r\n"))
+				br.ReadString('\n') // until the client closes
+			}()
+		}
+	}()
+	f := newFake(t)
+	ctx := context.Background()
+	reused := false
+	for try := 0; try < 10 && !reused; try++ {
+		c, err := dialSMTP(ctx, ln.Addr().String(), "sender.test", CourierTimeouts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.br.Buffered() == 0 {
+			t.Fatal("the stale reply is not in the first session's buffer: the test proves nothing")
+		}
+		c.bw.WriteString("RSET\r\n") // written, never flushed
+		br, bw := c.br, c.bw
+		c.close()
+		c.close()
+		next, err := dialSMTP(ctx, f.addr, "sender.test", CourierTimeouts, nil)
+		if err != nil {
+			t.Fatalf("the session after: %v", err)
+		}
+		reused = next.br == br || next.bw == bw
+		if o := next.transaction("from@src.test", []string{"u@h.test"}, []byte("Subject: x\n\nbody\n")); !o.sent {
+			t.Fatalf("the session after: not sent: %+v", o)
+		}
+		next.quit()
+	}
+	if !reused {
+		t.Fatal("the pool never handed a closed session's buffers to the next in 10 tries")
+	}
+	labtest.Until(t, "the fake's reads", func() bool { return len(get(f, func(f *fake) []string { return f.reads })) > 0 })
+	for _, r := range get(f, func(f *fake) []string { return f.reads }) {
+		if _, chunk, _ := strings.Cut(r, " "); strings.HasPrefix(chunk, "RSET") {
+			t.Errorf("the fake read %q: a closed session's unflushed command reached the next", chunk)
+		}
 	}
 }
