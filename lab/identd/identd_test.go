@@ -665,24 +665,12 @@ func TestQueryCancel(t *testing.T) {
 
 // fake answers every connection with a fixed reply, to check Query's checks.
 func fake(t *testing.T, reply string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(hang))
-			bufio.NewReader(c).ReadString('\n')
-			io.WriteString(c, reply)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return labtest.Serve(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(hang))
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, reply)
+		c.Close()
+	})
 }
 
 func TestQueryReplyForms(t *testing.T) {
@@ -740,25 +728,14 @@ func TestQueryNoAnswer(t *testing.T) {
 
 	// Half a reply, then a reset: RFC 1413 counts a reply without its end
 	// of line as none (only a clean close after the line is tolerated).
-	rst, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rst.Close()
-	go func() {
-		for {
-			c, err := rst.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(hang))
-			bufio.NewReader(c).ReadString('\n')
-			io.WriteString(c, "1, 2 : USERID : UNIX : ali")
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
-	if r, err := Query(context.Background(), rst.Addr().String(), 1, 2, hang); !errors.Is(err, ErrNoAnswer) {
+	rst := labtest.Serve(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(hang))
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "1, 2 : USERID : UNIX : ali")
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	if r, err := Query(context.Background(), rst, 1, 2, hang); !errors.Is(err, ErrNoAnswer) {
 		t.Errorf("half a reply and a reset: got %+v, %v; want ErrNoAnswer", r, err)
 	}
 

@@ -6,6 +6,7 @@ package labtest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,4 +154,27 @@ func CheckSendingHosts(t testing.TB, evs []events.Event, n, perHost int) Hosts {
 		t.Errorf("sender connections by host %v, want %d hosts", h.SenderConns, n)
 	}
 	return h
+}
+
+// Serve listens on a loopback port until t ends and hands each
+// connection to handle on its own goroutine (handle closes it): the raw
+// server of a test that must say exactly what a peer sends. It returns the
+// address.
+func Serve(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -164,35 +164,22 @@ func TestPhaseTimeouts(t *testing.T) {
 // A second close is harmless: the buffers, maybe another session's by
 // then, are given back once.
 func TestSessionBuffersReused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				c.Write([]byte("220 raw.test\r\n"))
-				if _, err := br.ReadString('\n'); err != nil {
-					return
-				}
-				// The EHLO reply, and a stale reply nobody asked for yet.
-				c.Write([]byte("250 raw.test\r\n550 5.7.1 stale\r\n"))
-				br.ReadString('\n') // until the client closes
-			}()
+	raw := labtest.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		c.Write([]byte("220 raw.test\r\n"))
+		if _, err := br.ReadString('\n'); err != nil {
+			return
 		}
-	}()
+		// The EHLO reply, and a stale reply nobody asked for yet.
+		c.Write([]byte("250 raw.test\r\n550 5.7.1 stale\r\n"))
+		br.ReadString('\n') // until the client closes
+	})
 	f := newFake(t)
 	ctx := context.Background()
 	reused := false
 	for try := 0; try < 10 && !reused; try++ {
-		c, err := dialSMTP(ctx, ln.Addr().String(), "sender.test", CourierTimeouts, nil)
+		c, err := dialSMTP(ctx, raw, "sender.test", CourierTimeouts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
