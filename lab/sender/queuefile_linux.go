@@ -7,11 +7,12 @@ import (
 )
 
 // readHead reads the first len(buf) bytes of path into buf (fewer if it
-// is shorter) and says whether the file ended within them. On Linux it uses open(2),
-// read(2) and close(2) alone: os.Open would try to add the regular file to
-// the network poller (fcntl to set O_NONBLOCK, an epoll_ctl that fails
-// with EPERM, fcntl to clear it), four calls that buy nothing for a file
-// read once, as lab/maildir/file_linux.go says for the receiver's files.
+// is shorter) and says whether the file ended within them. On Linux it
+// uses open(2), read(2) and close(2) alone: os.Open would try to add the
+// regular file to the network poller (fcntl to set O_NONBLOCK, an
+// epoll_ctl that fails with EPERM, fcntl to clear it), four calls that
+// buy nothing for a file read once, as lab/maildir/file_linux.go says for
+// the receiver's files.
 func readHead(path string, buf []byte) ([]byte, bool, error) {
 	fd, err := retryEINTR(func() (int, error) {
 		return syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
